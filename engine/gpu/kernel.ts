@@ -1,0 +1,99 @@
+/**
+ * Kernel definitions and their uniform parameters. A kernel is a named WGSL source generator;
+ * only dtype, variant and workgroup size are compile-time, sizes go in the uniform `Params`.
+ *
+ * Binding convention for every kernel: `@group(0) @binding(0) var<uniform> p: Params;` then the
+ * storage buffers from binding 1 in the order the launcher passes them. Every declared binding
+ * must be used by the shader (pipelines use the automatic layout).
+ * @module
+ */
+
+import type { DType } from "./tensor.ts";
+
+/** Compile-time options of a kernel. */
+export interface KernelOptions {
+  dtype: DType;
+  /** Free-form variant key (e.g. "silu", "transB", "causal"); part of the pipeline cache key. */
+  variant: string;
+}
+
+/** A named WGSL kernel family. */
+export interface KernelDef {
+  readonly name: string;
+  /** WGSL source for the given compile-time options. */
+  source(options: KernelOptions): string;
+}
+
+/** Declares a kernel. */
+export function defineKernel(name: string, source: (o: KernelOptions) => string): KernelDef {
+  return { name, source };
+}
+
+/**
+ * WGSL prelude for a storage dtype: `T` is the storage scalar, `T4` its vec4; math is f32.
+ * f16 needs the `shader-f16` feature.
+ */
+export function wgslDType(dtype: DType): string {
+  return dtype === "f16"
+    ? "enable f16;\nalias T = f16;\nalias T4 = vec4<f16>;\n"
+    : "alias T = f32;\nalias T4 = vec4<f32>;\n";
+}
+
+/** Builder of a uniform params block of 4-byte scalars (u32 / i32 / f32), in WGSL struct order. */
+export class Params {
+  readonly #view = new DataView(new ArrayBuffer(256));
+  #n = 0;
+
+  #slot(): number {
+    const o = this.#n * 4;
+    if (o >= 256) throw new Error("Params: at most 64 scalars");
+    this.#n++;
+    return o;
+  }
+
+  /** Appends an unsigned 32-bit integer. */
+  u32(v: number): this {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new Error(`Params: u32 out of range: ${v}`);
+    }
+    this.#view.setUint32(this.#slot(), v, true);
+    return this;
+  }
+
+  /** Appends a signed 32-bit integer. */
+  i32(v: number): this {
+    this.#view.setInt32(this.#slot(), v, true);
+    return this;
+  }
+
+  /** Appends a 32-bit float. */
+  f32(v: number): this {
+    this.#view.setFloat32(this.#slot(), v, true);
+    return this;
+  }
+
+  /** The bytes, padded to a multiple of 16 (uniform struct size rule). */
+  bytes(): Uint8Array {
+    const len = Math.max(16, Math.ceil((this.#n * 4) / 16) * 16);
+    return new Uint8Array(this.#view.buffer, 0, len);
+  }
+}
+
+/** Largest workgroup count per grid dimension WebGPU guarantees. */
+export const MAX_GROUPS_PER_DIM = 65535;
+
+/**
+ * Spreads `groups` workgroups over x and y so neither exceeds 65535. Shaders recover the linear
+ * id as `wid.x + wid.y * nwg.x` and must ignore ids >= the real count.
+ */
+export function grid1d(groups: number): [number, number, number] {
+  if (groups <= MAX_GROUPS_PER_DIM) return [Math.max(1, groups), 1, 1];
+  const y = Math.ceil(groups / MAX_GROUPS_PER_DIM);
+  const x = Math.ceil(groups / y);
+  return [x, y, 1];
+}
+
+/** Integer ceiling division. */
+export function ceilDiv(a: number, b: number): number {
+  return Math.floor((a + b - 1) / b);
+}

@@ -1,0 +1,129 @@
+/**
+ * GPU tensors: a shape, an element type and a storage buffer (owned, from the pool, or a view
+ * that shares another tensor's buffer).
+ * @module
+ */
+
+/** Element types of GPU tensors. f16 tensors hold IEEE half values; math accumulates in f32. */
+export type DType = "f32" | "f16";
+
+/** Bytes per element of a GPU dtype. */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === "f16" ? 2 : 4;
+}
+
+/** Number of elements of a shape. */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Formats a shape for error messages: `[2, 320, 64, 64]`. */
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(", ")}]`;
+}
+
+/** Byte size of a tensor's buffer: storage bindings need a multiple of 4 bytes. */
+export function tensorByteSize(shape: readonly number[], dtype: DType): number {
+  const bytes = numel(shape) * dtypeBytes(dtype);
+  return Math.max(4, Math.ceil(bytes / 4) * 4);
+}
+
+/** Who gives a tensor's buffer back when it is released. */
+export interface BufferOwner {
+  releaseBuffer(buffer: GPUBuffer, size: number): void;
+}
+
+/** A tensor on the GPU. Release it when done so its buffer returns to the pool. */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly buffer: GPUBuffer;
+  /** A debugging label (kernel or weight name). */
+  readonly label: string;
+  #owner: BufferOwner | null;
+  #base: Tensor | null;
+  #released = false;
+
+  constructor(
+    buffer: GPUBuffer,
+    shape: readonly number[],
+    dtype: DType,
+    options: { owner?: BufferOwner | null; label?: string; base?: Tensor } = {},
+  ) {
+    this.buffer = buffer;
+    this.shape = [...shape];
+    this.dtype = dtype;
+    this.label = options.label ?? "tensor";
+    this.#owner = options.owner ?? null;
+    this.#base = options.base ?? null;
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) {
+        throw new Error(`tensor ${this.label}: invalid shape ${fmtShape(shape)}`);
+      }
+    }
+    const need = numel(shape) * dtypeBytes(dtype);
+    if (need > buffer.size) {
+      throw new Error(
+        `tensor ${this.label}: shape ${
+          fmtShape(shape)
+        } ${dtype} needs ${need} bytes, buffer has ${buffer.size}`,
+      );
+    }
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return numel(this.shape);
+  }
+
+  /** Bytes used by the elements (not the buffer's rounded size). */
+  get byteLength(): number {
+    return this.size * dtypeBytes(this.dtype);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** True once released (its buffer may already hold other data). */
+  get released(): boolean {
+    return this.#released || (this.#base?.released ?? false);
+  }
+
+  /** A view of the same buffer with another shape of the same element count. */
+  reshape(shape: readonly number[]): Tensor {
+    let inferred = -1, known = 1;
+    const s = [...shape];
+    s.forEach((d, i) => {
+      if (d === -1) inferred = i;
+      else known *= d;
+    });
+    if (inferred >= 0) s[inferred] = this.size / known;
+    if (numel(s) !== this.size || !s.every(Number.isInteger)) {
+      throw new Error(
+        `reshape ${this.label}: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`,
+      );
+    }
+    return new Tensor(this.buffer, s, this.dtype, {
+      label: this.label,
+      base: this.#base ?? this,
+    });
+  }
+
+  /** Gives the buffer back to its pool (no-op for views and for unowned tensors). */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.#base === null && this.#owner) {
+      this.#owner.releaseBuffer(this.buffer, this.buffer.size);
+    }
+  }
+
+  /** Throws if this tensor (or its base) was released. */
+  assertLive(op: string): void {
+    if (this.released) throw new Error(`${op}: tensor ${this.label} was used after release`);
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Types shared by every weights reader and by the models that consume weights.
+ * Tensors are described lazily: nothing is read from disk until `read()` is called, so a 4 GB
+ * checkpoint is never held whole in memory.
+ * @module
+ */
+
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+
+/** Element types found in safetensors / torch files (safetensors spelling). */
+export type StorageDType =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U8"
+  | "BOOL";
+
+/** A tensor stored somewhere (a file region, memory, a LoRA-merged view). */
+export interface HostTensor {
+  readonly shape: readonly number[];
+  readonly dtype: StorageDType;
+  /** Reads the tensor and converts it to float32 (integers are converted by value). */
+  read(): Promise<Float32Array>;
+}
+
+/** Canonical (diffusers-named) tensors of one model part, name -> tensor. */
+export type TensorMap = Map<string, HostTensor>;
+
+/** An opened tensor file: lazily readable tensors under their names in the file. */
+export interface TensorFile {
+  readonly path: string;
+  readonly format: "safetensors" | "torch-zip" | "torch-legacy";
+  readonly tensors: TensorMap;
+  /** safetensors `__metadata__` (empty for torch files). */
+  readonly metadata: Record<string, string>;
+  /** Closes the underlying file handle; reads after close fail. */
+  close(): void;
+}
+
+/** A base text-to-image model mapped onto diffusers names, with inferred configs. */
+export interface ModelWeights {
+  /** Where the weights came from (file or folder path, or "tiny-demo"). */
+  readonly source: string;
+  readonly unet: TensorMap;
+  readonly vae: TensorMap;
+  readonly textEncoder: TensorMap;
+  readonly unetConfig: UNetConfig;
+  readonly vaeConfig: VaeConfig;
+  readonly clipConfig: ClipConfig;
+  /** Tokenizer files if the model ships them (diffusers folder `tokenizer/`). */
+  readonly tokenizer?: { vocabJson: string; mergesTxt: string };
+  close(): void;
+}
+
+/** AnimateDiff motion modules mapped onto diffusers MotionAdapter names. */
+export interface MotionWeights {
+  readonly source: string;
+  readonly tensors: TensorMap;
+  readonly config: MotionConfig;
+  close(): void;
+}
