@@ -1,0 +1,86 @@
+/**
+ * Animation outputs: GIF (one global palette), APNG and PNG (lossless), and a zip of PNG
+ * frames, plus {@link encodeAnimation} which picks one by name.
+ * @module
+ */
+
+import { encodeApng } from "./apng.ts";
+import { checkFps, checkLoop, type Frame } from "./frame.ts";
+import { encodeFramesZip } from "./frames_zip.ts";
+import { encodeGif } from "./gif.ts";
+
+export { type Frame, MAX_FRAME_SIDE, MAX_LOOP } from "./frame.ts";
+export { encodeGif, gifDelaysCs, type GifOptions } from "./gif.ts";
+export { crc32, encodePng } from "./png.ts";
+export { apngDelay, type ApngOptions, encodeApng } from "./apng.ts";
+export { encodeFramesZip, frameNames, type FramesZipOptions } from "./frames_zip.ts";
+
+/** Output formats by name, as the CLI and HTTP API spell them. */
+export type AnimationFormat = "gif" | "apng" | "png-zip";
+
+/** Every {@link AnimationFormat}, for validating user input. */
+export const ANIMATION_FORMATS: readonly AnimationFormat[] = ["gif", "apng", "png-zip"];
+
+/** Options of {@link encodeAnimation}. */
+export interface AnimationOptions {
+  /** Frames per second (finite, > 0). Checked for every format, though png-zip stores none. */
+  fps: number;
+  /** How many times the animation plays; 0 = forever (default). Ignored by png-zip. */
+  loop?: number;
+}
+
+/** An encoded animation and how to serve or save it. */
+export interface EncodedAnimation {
+  /** The file's bytes. */
+  bytes: Uint8Array;
+  /** MIME type: `image/gif`, `image/apng` or `application/zip`. */
+  contentType: string;
+  /** File extension with its dot: `.gif`, `.png` or `.zip`. */
+  extension: string;
+}
+
+/**
+ * Encodes frames in the named format: `gif` ({@link encodeGif}), `apng` ({@link encodeApng})
+ * or `png-zip` ({@link encodeFramesZip}).
+ *
+ * @example
+ * ```ts
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const { bytes, contentType, extension } = encodeAnimation([f, f], "apng", { fps: 8 });
+ * // contentType "image/apng", extension ".png"
+ * ```
+ */
+export function encodeAnimation(
+  frames: readonly Frame[],
+  format: AnimationFormat,
+  options: AnimationOptions,
+): EncodedAnimation {
+  const { fps, loop = 0 } = options ?? {};
+  switch (format) {
+    case "gif":
+      return {
+        bytes: encodeGif(frames, { fps, loop }),
+        contentType: "image/gif",
+        extension: ".gif",
+      };
+    case "apng":
+      return {
+        bytes: encodeApng(frames, { fps, loop }),
+        contentType: "image/apng",
+        extension: ".png",
+      };
+    case "png-zip":
+      checkFps(fps, "encodeAnimation");
+      checkLoop(loop, "encodeAnimation");
+      return {
+        bytes: encodeFramesZip(frames),
+        contentType: "application/zip",
+        extension: ".zip",
+      };
+    default:
+      throw new RangeError(
+        `encodeAnimation: expected format to be one of ${ANIMATION_FORMATS.join(", ")}, ` +
+          `got "${format}"`,
+      );
+  }
+}
