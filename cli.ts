@@ -1,0 +1,420 @@
+/**
+ * `deno task animate` — text to animation from the command line.
+ *
+ * ```sh
+ * deno task animate --prompt "a castle in the clouds" --model ./realisticVision.safetensors \
+ *   --motion-module ./mm_sd_v15_v2.ckpt --out castle.gif
+ * ```
+ *
+ * Exit codes: 0 success, 2 bad input (one line on stderr saying what to change), 1 other failures.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { dirname, join, resolve } from "node:path";
+import { type Animation, AnimationPipeline, loadPipeline, SCHEDULERS } from "./engine/pipeline.ts";
+import type { LoraSpec, ProgressEvent, SchedulerName } from "./engine/pipeline_types.ts";
+import { AbortError, InputError } from "./engine/errors.ts";
+import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";
+import { encodePng } from "./engine/output/png.ts";
+import { NoAdapterError } from "./engine/gpu/device.ts";
+
+const DEFAULTS = {
+  frames: 16,
+  width: 512,
+  height: 512,
+  steps: 25,
+  guidance: 7.5,
+  scheduler: "ddim",
+  clipSkip: 1,
+  fps: 8,
+  precision: "f32",
+  out: "animation.gif",
+} as const;
+
+const HELP = `Usage: deno task animate [flags]
+
+Text to animation with Stable Diffusion 1.5 + AnimateDiff motion modules, on WebGPU.
+Without --model it runs a tiny random-weights demo model (offline, seconds on a CPU).
+
+  --prompt TEXT              what to animate (required unless --config)
+  --negative-prompt TEXT     what to avoid (default: empty)
+  --model PATH               diffusers folder, single-file .safetensors/.ckpt, or hf:owner/repo[/file][@rev]
+  --motion-module PATH       AnimateDiff motion module .ckpt/.safetensors (v1/v2/v3) or MotionAdapter folder
+  --lora PATH[:SCALE]        kohya or diffusers LoRA; repeatable (default scale 1.0)
+  --tokenizer DIR            folder with vocab.json + merges.txt (default: the model's tokenizer/)
+  --model-config DIR         diffusers folder giving GroupNorm groups / heads for a single-file model
+  --motion-module-config P   MotionAdapter config.json (or folder) for a single-file motion module
+  --frames N                 frames (default ${DEFAULTS.frames}; at most the motion module's limit: v1 24, v2/v3 32)
+  --width N, --height N      size in pixels, multiples of 8 (default ${DEFAULTS.width}x${DEFAULTS.height})
+  --steps N                  denoising steps (default ${DEFAULTS.steps})
+  --guidance G               classifier-free guidance scale (default ${DEFAULTS.guidance})
+  --scheduler NAME           ${SCHEDULERS.join("|")} (default ${DEFAULTS.scheduler})
+  --clip-skip N              1 = last CLIP layer, 2 = penultimate (A1111 numbering; default 1)
+  --seed N                   random seed (default: random; same seed = same noise as torch)
+  --fps N                    playback frames per second (default ${DEFAULTS.fps})
+  --loop N                   GIF/APNG loop count, 0 = forever (default 0)
+  --precision f32|f16        f32 = reference parity, f16 = faster storage (default ${DEFAULTS.precision})
+  --motion-norm clip|frame   motion GroupNorm over the clip (diffusers, default) or per frame (original)
+  --config FILE.yaml         AnimateDiff prompt config: runs every entry and prompt
+  --out PATH                 .gif, .png (animated PNG) or a directory of frame_0000.png... (default ${DEFAULTS.out};
+                             with --config: a directory, default samples/)
+  --json                     print a machine-readable summary on stdout
+  --progress / --quiet       force the progress bar on / off (default: on when stderr is a terminal)
+  --help                     this text
+`;
+
+const OPTIONS = {
+  prompt: { type: "string" },
+  "negative-prompt": { type: "string" },
+  model: { type: "string" },
+  "motion-module": { type: "string" },
+  lora: { type: "string", multiple: true },
+  tokenizer: { type: "string" },
+  "model-config": { type: "string" },
+  "motion-module-config": { type: "string" },
+  frames: { type: "string" },
+  width: { type: "string" },
+  height: { type: "string" },
+  steps: { type: "string" },
+  guidance: { type: "string" },
+  scheduler: { type: "string" },
+  "clip-skip": { type: "string" },
+  seed: { type: "string" },
+  fps: { type: "string" },
+  loop: { type: "string" },
+  precision: { type: "string" },
+  "motion-norm": { type: "string" },
+  config: { type: "string" },
+  out: { type: "string" },
+  json: { type: "boolean" },
+  progress: { type: "boolean" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Flags = ReturnType<typeof parse>;
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({ args, options: OPTIONS, allowPositionals: false, strict: true }).values;
+  } catch (e) {
+    throw new InputError(`${(e as Error).message.split("\n")[0]} (see --help)`);
+  }
+}
+
+function intFlag(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim())) throw new InputError(`--${name} must be an integer, got "${v}"`);
+  return Number(v);
+}
+
+function numFlag(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) throw new InputError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+function seedFlag(v: string | undefined): number | bigint | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v.trim())) throw new InputError(`--seed must be a non-negative integer, got "${v}"`);
+  const b = BigInt(v.trim());
+  return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+}
+
+/** `path[:scale]`, where the scale is the part after the last colon when it is a number. */
+export function parseLoraFlag(v: string): LoraSpec {
+  const i = v.lastIndexOf(":");
+  if (i > 0) {
+    const tail = v.slice(i + 1);
+    if (/^-?\d*\.?\d+$/.test(tail)) return { path: v.slice(0, i), scale: Number(tail) };
+  }
+  return { path: v, scale: 1 };
+}
+
+async function exists(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch {
+    return null;
+  }
+}
+
+async function checkPath(path: string | undefined, flag: string): Promise<void> {
+  if (!path || path.startsWith("hf:")) return;
+  if (!(await exists(path))) throw new InputError(`--${flag}: ${path} does not exist`);
+}
+
+type OutKind = "gif" | "apng" | "dir";
+
+async function outKind(out: string): Promise<OutKind> {
+  const lower = out.toLowerCase();
+  if (lower.endsWith(".gif")) return "gif";
+  if (lower.endsWith(".png") || lower.endsWith(".apng")) return "apng";
+  const st = await exists(out);
+  if (out.endsWith("/") || st?.isDirectory || !/\.[a-z0-9]+$/i.test(out)) return "dir";
+  throw new InputError(`--out must end in .gif or .png, or be a directory; got ${out}`);
+}
+
+async function writeOutput(anim: Animation, out: string, loop: number): Promise<string[]> {
+  const kind = await outKind(out);
+  if (kind !== "dir") await Deno.mkdir(dirname(resolve(out)), { recursive: true });
+  if (kind === "gif") {
+    await Deno.writeFile(out, anim.toGif({ loop }));
+    return [out];
+  }
+  if (kind === "apng") {
+    await Deno.writeFile(out, anim.toApng({ loop }));
+    return [out];
+  }
+  await Deno.mkdir(out, { recursive: true });
+  const files: string[] = [];
+  for (let i = 0; i < anim.frames.length; i++) {
+    const f = join(out, `frame_${String(i).padStart(4, "0")}.png`);
+    await Deno.writeFile(f, encodePng(anim.frames[i]));
+    files.push(f);
+  }
+  return files;
+}
+
+/** Renders progress events as a one-line bar on stderr. */
+class ProgressBar {
+  #enabled: boolean;
+  #last = "";
+  #enc = new TextEncoder();
+  constructor(enabled: boolean) {
+    this.#enabled = enabled;
+  }
+  update = (e: ProgressEvent) => {
+    if (!this.#enabled) return;
+    if (e.message) this.note(`${e.stage}: ${e.message}`);
+    const width = 24;
+    const frac = e.total ? e.step / e.total : 0;
+    const filled = Math.round(frac * width);
+    let line = `${e.stage.padEnd(7)} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${e.step}/${e.total}`;
+    if (e.stage === "denoise" && e.step > 0) {
+      line += `  ${(e.elapsedMs / e.step / 1000).toFixed(2)} s/step`;
+    }
+    if (e.etaMs !== undefined && e.step < e.total) line += `  ETA ${fmtSeconds(e.etaMs)}`;
+    if (line === this.#last) return;
+    this.#last = line;
+    Deno.stderr.writeSync(this.#enc.encode(`\r\x1b[2K${line}`));
+  };
+  note(text: string) {
+    if (!this.#enabled) return;
+    Deno.stderr.writeSync(this.#enc.encode(`\r\x1b[2K${text}\n`));
+    this.#last = "";
+  }
+  done() {
+    if (this.#enabled && this.#last) Deno.stderr.writeSync(this.#enc.encode("\n"));
+    this.#last = "";
+  }
+}
+
+function fmtSeconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+
+interface RunSummary {
+  files: string[];
+  seed: string;
+  prompt: string;
+  timings: Record<string, number>;
+}
+
+async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): Promise<void> {
+  const bar = new ProgressBar(
+    flags.quiet ? false : flags.progress ? true : Deno.stderr.isTerminal(),
+  );
+  const extraLoras = (flags.lora ?? []).map(parseLoraFlag);
+  const precision = (flags.precision ?? DEFAULTS.precision) as "f32" | "f16";
+  if (precision !== "f32" && precision !== "f16") {
+    throw new InputError(`--precision must be f32 or f16, got ${flags.precision}`);
+  }
+  const motionNorm = flags["motion-norm"] ?? "clip";
+  if (motionNorm !== "clip" && motionNorm !== "frame") {
+    throw new InputError(`--motion-norm must be clip or frame, got ${motionNorm}`);
+  }
+  const scheduler = (flags.scheduler ?? DEFAULTS.scheduler) as SchedulerName;
+  if (!SCHEDULERS.includes(scheduler)) {
+    throw new InputError(`unknown --scheduler "${flags.scheduler}"; use one of ${SCHEDULERS.join(", ")}`);
+  }
+  const loop = intFlag(flags.loop, "loop") ?? 0;
+  if (loop < 0 || loop > 65535) throw new InputError(`--loop must be from 0 to 65535, got ${loop}`);
+  const common = {
+    frames: intFlag(flags.frames, "frames"),
+    width: intFlag(flags.width, "width"),
+    height: intFlag(flags.height, "height"),
+    steps: intFlag(flags.steps, "steps"),
+    guidance: numFlag(flags.guidance, "guidance"),
+    clipSkip: intFlag(flags["clip-skip"], "clip-skip"),
+    fps: numFlag(flags.fps, "fps"),
+    seed: seedFlag(flags.seed),
+  };
+  const summaries: RunSummary[] = [];
+  let pipeline: AnimationPipeline | null = null;
+  let pipelineKey = "";
+  let adapter = "";
+  let demoNoted = false;
+  try {
+    for (const job of jobs) {
+      const loras = [...(job.lora ? [job.lora] : []), ...extraLoras];
+      const key = JSON.stringify([job.model, job.motionModule, loras]);
+      await checkPath(job.model, "model");
+      await checkPath(job.motionModule, "motion-module");
+      for (const l of loras) await checkPath(l.path, "lora");
+      if (!pipeline || key !== pipelineKey) {
+        pipeline?.dispose();
+        pipeline = null;
+        pipeline = await loadPipeline({
+          model: job.model,
+          motionModule: job.motionModule,
+          loras,
+          tokenizer: flags.tokenizer,
+          modelConfig: flags["model-config"],
+          motionModuleConfig: flags["motion-module-config"],
+          precision,
+          onProgress: bar.update,
+        });
+        pipeline.motionNorm = motionNorm;
+        pipelineKey = key;
+        adapter = pipeline.info.adapter;
+        bar.done();
+        if (pipeline.info.demo && !demoNoted) {
+          demoNoted = true;
+          const msg = "note: no --model given: using the built-in tiny RANDOM-WEIGHTS demo model " +
+            "(the output is noise-like). For real animations pass --model <SD1.5 checkpoint> " +
+            "--motion-module <AnimateDiff motion module>; see README.";
+          if (flags.json) console.error(msg);
+          else console.error(msg);
+        }
+      }
+      const demo = pipeline.info.demo;
+      const request = {
+        prompt: job.prompt,
+        negativePrompt: job.negativePrompt,
+        frames: common.frames ?? job.frames ?? (demo ? 8 : DEFAULTS.frames),
+        width: common.width ?? job.width ?? (demo ? 64 : DEFAULTS.width),
+        height: common.height ?? job.height ?? (demo ? 64 : DEFAULTS.height),
+        steps: common.steps ?? job.steps ?? (demo ? 4 : DEFAULTS.steps),
+        guidance: common.guidance ?? job.guidance ?? DEFAULTS.guidance,
+        scheduler,
+        seed: common.seed ?? job.seed,
+        clipSkip: common.clipSkip ?? DEFAULTS.clipSkip,
+        fps: common.fps ?? DEFAULTS.fps,
+      };
+      const anim = await pipeline.generate(request, { onProgress: bar.update });
+      bar.done();
+      const out = outDir === null
+        ? (flags.out ?? DEFAULTS.out)
+        : join(outDir, `${job.index}-${promptSlug(job.prompt)}.gif`);
+      const files = await writeOutput(anim, out, loop);
+      summaries.push({
+        files,
+        seed: String(anim.seed),
+        prompt: job.prompt,
+        timings: anim.timings,
+      });
+      if (!flags.json) {
+        console.error(
+          `wrote ${files.length === 1 ? files[0] : `${files.length} frames to ${out}`} ` +
+            `(${anim.frames.length} frames ${anim.width}x${anim.height}, seed ${anim.seed}, ` +
+            `${(anim.timings.total / 1000).toFixed(1)} s)`,
+        );
+      }
+    }
+  } finally {
+    pipeline?.dispose();
+  }
+  if (flags.json) {
+    console.log(JSON.stringify({
+      outputs: summaries.map((s) => ({ ...s, files: s.files })),
+      files: summaries.flatMap((s) => s.files),
+      seed: summaries[0]?.seed,
+      timings: summaries[0]?.timings,
+      adapter,
+    }));
+  }
+}
+
+/** Runs the CLI with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parse(args);
+    if (flags.help) {
+      console.log(HELP);
+      return 0;
+    }
+    let jobs: PromptJob[];
+    let outDir: string | null = null;
+    if (flags.config) {
+      const text = await Deno.readTextFile(flags.config).catch((e) => {
+        throw new InputError(`--config: cannot read ${flags.config} (${(e as Error).name})`);
+      });
+      const base = dirname(resolve(flags.config));
+      jobs = parsePromptConfig(text, {
+        source: flags.config,
+        resolvePath: (p) => {
+          if (p.startsWith("hf:") || p.startsWith("/")) return p;
+          try {
+            Deno.statSync(p);
+            return p;
+          } catch {
+            return join(base, p);
+          }
+        },
+      });
+      if (flags.prompt) {
+        throw new InputError("--prompt and --config are exclusive: prompts come from the config");
+      }
+      for (const j of jobs) {
+        j.model ??= flags.model;
+        j.motionModule ??= flags["motion-module"];
+        if (flags["negative-prompt"] !== undefined && !j.negativePrompt) {
+          j.negativePrompt = flags["negative-prompt"];
+        }
+      }
+      outDir = flags.out ?? "samples";
+      if (await exists(outDir) && !(await exists(outDir))!.isDirectory) {
+        throw new InputError(`--out must be a directory with --config; ${outDir} is a file`);
+      }
+    } else {
+      if (flags.prompt === undefined) throw new InputError("--prompt is required (or --config FILE.yaml); see --help");
+      jobs = [{
+        entry: "cli",
+        index: 0,
+        model: flags.model,
+        motionModule: flags["motion-module"],
+        prompt: flags.prompt,
+        negativePrompt: flags["negative-prompt"] ?? "",
+      }];
+      await outKind(flags.out ?? DEFAULTS.out);
+    }
+    await runJobs(flags, jobs, outDir);
+    return 0;
+  } catch (e) {
+    const err = e as Error;
+    if (err instanceof InputError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof NoAdapterError || err instanceof AbortError) {
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
+    if (/out of memory|OutOfMemory|Not enough memory/i.test(err.message)) {
+      console.error(`error: GPU out of memory (${err.message.split("\n")[0]}); use fewer frames, a smaller size or --precision f16`);
+      return 1;
+    }
+    console.error(`error: ${err.message.split("\n")[0]}`);
+    if (Deno.env.get("ZOETROPE_DEBUG")) console.error(err.stack);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,177 @@
+/**
+ * Transformer pieces in diffusers naming: Attention (to_q/to_k/to_v/to_out.0), GEGLU
+ * FeedForward, BasicTransformerBlock and the spatial Transformer2DModel of the UNet.
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { WeightStore } from "./weights.ts";
+import { GroupNorm, LayerNorm, Linear } from "./layers.ts";
+import { attention } from "../../kernels/attention.ts";
+import { add, geglu } from "../../kernels/elementwise.ts";
+import { permute } from "../../kernels/layout.ts";
+
+/** diffusers Attention: q from x, k/v from `context` (or x), multi-head, output projection. */
+export class Attention {
+  readonly toQ: Linear;
+  readonly toK: Linear;
+  readonly toV: Linear;
+  readonly toOut: Linear;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    o: { dim: number; contextDim?: number; heads: number; qkvBias?: boolean },
+  ) {
+    if (o.dim % o.heads !== 0) {
+      throw new Error(`${prefix}: ${o.dim} channels do not split into ${o.heads} heads`);
+    }
+    const cd = o.contextDim ?? o.dim;
+    const bias = o.qkvBias ?? false;
+    this.toQ = new Linear(w, `${prefix}.to_q`, o.dim, o.dim, bias);
+    this.toK = new Linear(w, `${prefix}.to_k`, cd, o.dim, bias);
+    this.toV = new Linear(w, `${prefix}.to_v`, cd, o.dim, bias);
+    this.toOut = new Linear(w, `${prefix}.to_out.0`, o.dim, o.dim);
+    this.heads = o.heads;
+  }
+  readonly heads: number;
+
+  /**
+   * x [B, L, C]; context [B / kvBroadcast, Lk, Cc] (default: x). Returns to_out(attn) + residual
+   * when a residual is given.
+   */
+  forward(
+    gpu: Gpu,
+    x: Tensor,
+    options: { context?: Tensor; kvBroadcast?: number; residual?: Tensor } = {},
+  ): Tensor {
+    const ctx = options.context ?? x;
+    const q = this.toQ.forward(gpu, x);
+    const k = this.toK.forward(gpu, ctx);
+    const v = this.toV.forward(gpu, ctx);
+    const a = attention(gpu, q, k, v, {
+      heads: this.heads,
+      kvBroadcast: options.kvBroadcast ?? 1,
+    });
+    q.release();
+    k.release();
+    v.release();
+    const out = this.toOut.forward(gpu, a, { residual: options.residual });
+    a.release();
+    return out;
+  }
+}
+
+/** GEGLU feed-forward: net.0.proj (dim -> 2*inner), GEGLU, net.2 (inner -> dim). */
+export class FeedForward {
+  readonly proj: Linear;
+  readonly out: Linear;
+  constructor(w: WeightStore, prefix: string, dim: number, inner = 4 * dim) {
+    this.proj = new Linear(w, `${prefix}.net.0.proj`, dim, 2 * inner);
+    this.out = new Linear(w, `${prefix}.net.2`, inner, dim);
+  }
+  forward(gpu: Gpu, x: Tensor, residual?: Tensor): Tensor {
+    const h = this.proj.forward(gpu, x);
+    const g = geglu(gpu, h);
+    h.release();
+    const out = this.out.forward(gpu, g, { residual });
+    g.release();
+    return out;
+  }
+}
+
+/** Spatial BasicTransformerBlock: self-attention, cross-attention on text, GEGLU FF. */
+export class BasicTransformerBlock {
+  readonly norm1: LayerNorm;
+  readonly attn1: Attention;
+  readonly norm2: LayerNorm;
+  readonly attn2: Attention;
+  readonly norm3: LayerNorm;
+  readonly ff: FeedForward;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    o: { dim: number; heads: number; contextDim: number },
+  ) {
+    this.norm1 = new LayerNorm(w, `${prefix}.norm1`, o.dim);
+    this.attn1 = new Attention(w, `${prefix}.attn1`, { dim: o.dim, heads: o.heads });
+    this.norm2 = new LayerNorm(w, `${prefix}.norm2`, o.dim);
+    this.attn2 = new Attention(w, `${prefix}.attn2`, {
+      dim: o.dim,
+      heads: o.heads,
+      contextDim: o.contextDim,
+    });
+    this.norm3 = new LayerNorm(w, `${prefix}.norm3`, o.dim);
+    this.ff = new FeedForward(w, `${prefix}.ff`, o.dim);
+  }
+
+  /** x [b*f, HW, C]; context [b, 77, D] shared by the `frames` frames of each video. */
+  forward(gpu: Gpu, x: Tensor, context: Tensor, frames: number): Tensor {
+    const n1 = this.norm1.forward(gpu, x);
+    const h1 = this.attn1.forward(gpu, n1, { residual: x });
+    n1.release();
+    const n2 = this.norm2.forward(gpu, h1);
+    const h2 = this.attn2.forward(gpu, n2, { context, kvBroadcast: frames, residual: h1 });
+    n2.release();
+    h1.release();
+    const n3 = this.norm3.forward(gpu, h2);
+    const out = this.ff.forward(gpu, n3, h2);
+    n3.release();
+    h2.release();
+    return out;
+  }
+}
+
+/**
+ * Transformer2DModel (SD1.5): GroupNorm (eps 1e-6) -> proj_in -> blocks over the H*W tokens ->
+ * proj_out -> + residual. proj_in/out are 1x1 convs or Linears: both are a Linear on channels.
+ */
+export class Transformer2D {
+  readonly norm: GroupNorm;
+  readonly projIn: Linear;
+  readonly blocks: BasicTransformerBlock[];
+  readonly projOut: Linear;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    o: { channels: number; heads: number; contextDim: number; groups: number; layers: number },
+  ) {
+    this.norm = new GroupNorm(w, `${prefix}.norm`, o.channels, o.groups, 1e-6);
+    this.projIn = new Linear(w, `${prefix}.proj_in`, o.channels, o.channels);
+    this.blocks = [];
+    for (let i = 0; i < o.layers; i++) {
+      this.blocks.push(
+        new BasicTransformerBlock(w, `${prefix}.transformer_blocks.${i}`, {
+          dim: o.channels,
+          heads: o.heads,
+          contextDim: o.contextDim,
+        }),
+      );
+    }
+    this.projOut = new Linear(w, `${prefix}.proj_out`, o.channels, o.channels);
+  }
+
+  /** x [b*f, C, H, W] -> same shape. */
+  forward(gpu: Gpu, x: Tensor, context: Tensor, frames: number): Tensor {
+    const [n, c, h, w] = x.shape;
+    const normed = this.norm.forward(gpu, x);
+    // [n, C, H*W] -> [n, H*W, C]
+    const tokens = permute(gpu, normed.reshape([n, c, h * w]), [0, 2, 1]);
+    normed.release();
+    let hs = this.projIn.forward(gpu, tokens);
+    tokens.release();
+    for (const block of this.blocks) {
+      const next = block.forward(gpu, hs, context, frames);
+      hs.release();
+      hs = next;
+    }
+    const projected = this.projOut.forward(gpu, hs);
+    hs.release();
+    // [n, H*W, C] -> [n, C, H*W], then + residual
+    const back = permute(gpu, projected, [0, 2, 1]);
+    projected.release();
+    const out = add(gpu, back.reshape([n, c, h, w]), x);
+    back.release();
+    return out;
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Basic layers: Linear, Conv2d, GroupNorm, LayerNorm, ResnetBlock2D, down/upsampling. Each
+ * registers its parameters under the canonical (diffusers) sub-keys and composes launchers.
+ * Every forward returns a new tensor and never releases its input (callers own lifetimes).
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { Param, WeightStore } from "./weights.ts";
+import { type Activation, linear } from "../../kernels/matmul.ts";
+import { conv2d } from "../../kernels/conv2d.ts";
+import { groupNorm } from "../../kernels/group_norm.ts";
+import { layerNorm } from "../../kernels/layer_norm.ts";
+import { add } from "../../kernels/elementwise.ts";
+import { upsampleNearest2x } from "../../kernels/resample.ts";
+
+/** PyTorch Linear: weight [out, in], optional bias [out]. */
+export class Linear {
+  readonly weight: Param;
+  readonly bias: Param | null;
+  constructor(w: WeightStore, prefix: string, inF: number, outF: number, bias = true) {
+    // A 1x1 conv stored weight ([out, in, 1, 1]) is accepted as the same data.
+    const stored = w.shapeOf(`${prefix}.weight`);
+    const shape = stored && stored.length === 4 ? [outF, inF, 1, 1] : [outF, inF];
+    this.weight = w.param(`${prefix}.weight`, shape, [outF, inF]);
+    this.bias = bias ? w.param(`${prefix}.bias`, [outF]) : null;
+  }
+  forward(
+    gpu: Gpu,
+    x: Tensor,
+    options: { activation?: Activation; residual?: Tensor } = {},
+  ): Tensor {
+    return linear(gpu, x, this.weight.t, { bias: this.bias?.t, ...options });
+  }
+}
+
+/** Conv2d with bias, NCHW. */
+export class Conv2d {
+  readonly weight: Param;
+  readonly bias: Param;
+  readonly stride: number;
+  readonly padding: number;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    shape: { cin: number; cout: number; k: number; stride?: number; padding?: number },
+  ) {
+    this.weight = w.param(`${prefix}.weight`, [shape.cout, shape.cin, shape.k, shape.k]);
+    this.bias = w.param(`${prefix}.bias`, [shape.cout]);
+    this.stride = shape.stride ?? 1;
+    this.padding = shape.padding ?? (shape.k - 1) / 2;
+  }
+  forward(gpu: Gpu, x: Tensor, residual?: Tensor): Tensor {
+    return conv2d(gpu, x, this.weight.t, {
+      bias: this.bias.t,
+      stride: this.stride,
+      padding: this.padding,
+      residual,
+    });
+  }
+}
+
+/** GroupNorm with optional fused SiLU and clip-spanning statistics. */
+export class GroupNorm {
+  readonly weight: Param;
+  readonly bias: Param;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    readonly channels: number,
+    readonly groups: number,
+    readonly eps: number,
+  ) {
+    if (channels % groups !== 0) {
+      throw new Error(`${prefix}: ${channels} channels are not divisible into ${groups} groups`);
+    }
+    this.weight = w.param(`${prefix}.weight`, [channels]);
+    this.bias = w.param(`${prefix}.bias`, [channels]);
+  }
+  forward(gpu: Gpu, x: Tensor, options: { silu?: boolean; frames?: number } = {}): Tensor {
+    return groupNorm(gpu, x, this.weight.t, this.bias.t, {
+      groups: this.groups,
+      eps: this.eps,
+      ...options,
+    });
+  }
+}
+
+/** LayerNorm over the last dimension. */
+export class LayerNorm {
+  readonly weight: Param;
+  readonly bias: Param;
+  constructor(w: WeightStore, prefix: string, dim: number, readonly eps = 1e-5) {
+    this.weight = w.param(`${prefix}.weight`, [dim]);
+    this.bias = w.param(`${prefix}.bias`, [dim]);
+  }
+  forward(gpu: Gpu, x: Tensor): Tensor {
+    return layerNorm(gpu, x, this.weight.t, this.bias.t, { eps: this.eps });
+  }
+}
+
+/**
+ * diffusers ResnetBlock2D: norm1+SiLU -> conv1 (+ time embedding per channel) -> norm2+SiLU ->
+ * conv2 (+ shortcut). Spatial: frames are folded into the batch.
+ */
+export class ResnetBlock2D {
+  readonly norm1: GroupNorm;
+  readonly conv1: Conv2d;
+  readonly timeEmbProj: Linear | null;
+  readonly norm2: GroupNorm;
+  readonly conv2: Conv2d;
+  readonly convShortcut: Conv2d | null;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    o: { cin: number; cout: number; tembChannels: number | null; groups: number; eps: number },
+  ) {
+    this.norm1 = new GroupNorm(w, `${prefix}.norm1`, o.cin, o.groups, o.eps);
+    this.conv1 = new Conv2d(w, `${prefix}.conv1`, { cin: o.cin, cout: o.cout, k: 3 });
+    this.timeEmbProj = o.tembChannels
+      ? new Linear(w, `${prefix}.time_emb_proj`, o.tembChannels, o.cout)
+      : null;
+    this.norm2 = new GroupNorm(w, `${prefix}.norm2`, o.cout, o.groups, o.eps);
+    this.conv2 = new Conv2d(w, `${prefix}.conv2`, { cin: o.cout, cout: o.cout, k: 3 });
+    this.convShortcut = o.cin !== o.cout
+      ? new Conv2d(w, `${prefix}.conv_shortcut`, { cin: o.cin, cout: o.cout, k: 1 })
+      : null;
+  }
+
+  /**
+   * x [b*f, C, H, W]; `tembAct` = SiLU(time embedding) [b, T] (one per video, shared by its
+   * `frames` frames), or null for the VAE.
+   */
+  forward(gpu: Gpu, x: Tensor, tembAct: Tensor | null, frames = 1): Tensor {
+    const h1 = this.norm1.forward(gpu, x, { silu: true });
+    let h = this.conv1.forward(gpu, h1);
+    h1.release();
+    if (this.timeEmbProj && tembAct) {
+      const [bf, c, hh, ww] = h.shape;
+      const t = this.timeEmbProj.forward(gpu, tembAct); // [b, C]
+      const b = bf / frames;
+      // [b*f, C, H, W] viewed [b, f, C, H*W] + [b, 1, C, 1]
+      const sum = add(gpu, h.reshape([b, frames, c, hh * ww]), t.reshape([b, 1, c, 1]));
+      t.release();
+      h.release();
+      h = sum.reshape([bf, c, hh, ww]);
+    }
+    const h2 = this.norm2.forward(gpu, h, { silu: true });
+    h.release();
+    const shortcut = this.convShortcut ? this.convShortcut.forward(gpu, x) : x;
+    const out = this.conv2.forward(gpu, h2, shortcut);
+    h2.release();
+    if (shortcut !== x) shortcut.release();
+    return out;
+  }
+}
+
+/** Downsample2D: 3x3 conv, stride 2, padding 1. */
+export class Downsample2D {
+  readonly conv: Conv2d;
+  constructor(w: WeightStore, prefix: string, channels: number) {
+    this.conv = new Conv2d(w, `${prefix}.conv`, {
+      cin: channels,
+      cout: channels,
+      k: 3,
+      stride: 2,
+      padding: 1,
+    });
+  }
+  forward(gpu: Gpu, x: Tensor): Tensor {
+    return this.conv.forward(gpu, x);
+  }
+}
+
+/** Upsample2D: nearest 2x, then 3x3 conv. */
+export class Upsample2D {
+  readonly conv: Conv2d;
+  constructor(w: WeightStore, prefix: string, channels: number) {
+    this.conv = new Conv2d(w, `${prefix}.conv`, { cin: channels, cout: channels, k: 3 });
+  }
+  forward(gpu: Gpu, x: Tensor): Tensor {
+    const up = upsampleNearest2x(gpu, x);
+    const out = this.conv.forward(gpu, up);
+    up.release();
+    return out;
+  }
+}

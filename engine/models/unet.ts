@@ -1,0 +1,251 @@
+/**
+ * The UNet of SD1.5 inflated for video (diffusers UNetMotionModel): spatial layers see frames
+ * folded into the batch `(b*f, c, h, w)`; a motion module follows every resnet(+attention) of
+ * every down and up block, and the mid block's attention when the motion weights have one.
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { MotionConfig, UNetConfig } from "./config.ts";
+import type { WeightStore } from "./weights.ts";
+import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
+import { Transformer2D } from "./attention.ts";
+import { MotionModule, type MotionNormMode } from "./motion.ts";
+import { timestepEmbedding } from "../../kernels/embedding.ts";
+import { unary } from "../../kernels/elementwise.ts";
+import { concat } from "../../kernels/layout.ts";
+
+interface Level {
+  resnets: ResnetBlock2D[];
+  attentions: Transformer2D[] | null;
+  motions: MotionModule[] | null;
+  resample: Downsample2D | Upsample2D | null;
+}
+
+/** UNet3D = SD1.5 UNet + AnimateDiff motion modules. */
+export class UNet3D {
+  readonly config: UNetConfig;
+  readonly motionConfig: MotionConfig | null;
+  readonly timeLinear1: Linear;
+  readonly timeLinear2: Linear;
+  readonly convIn: Conv2d;
+  readonly down: Level[] = [];
+  readonly midResnets: [ResnetBlock2D, ResnetBlock2D];
+  readonly midAttention: Transformer2D | null;
+  readonly midMotion: MotionModule | null;
+  readonly up: Level[] = [];
+  readonly normOut: GroupNorm;
+  readonly convOut: Conv2d;
+  /** Motion GroupNorm statistics: over the clip (diffusers, default) or per frame (original). */
+  motionNorm: MotionNormMode = "clip";
+
+  constructor(w: WeightStore, m: WeightStore | null, config: UNetConfig, motion: MotionConfig | null) {
+    this.config = config;
+    this.motionConfig = motion;
+    const c = config;
+    const ch = c.blockOutChannels;
+    const n = ch.length;
+    const temb = c.timeEmbeddingDim;
+    const groups = c.normGroups, eps = c.normEps;
+    if (motion) {
+      if (motion.blockOutChannels.length !== n || motion.blockOutChannels.some((x, i) => x !== ch[i])) {
+        throw new Error(
+          `motion module channels [${motion.blockOutChannels}] do not match the UNet's [${ch}]: ` +
+            `the motion module is for another base model`,
+        );
+      }
+      if (motion.layersPerBlock !== c.layersPerBlock) {
+        throw new Error(
+          `motion module has ${motion.layersPerBlock} layers per block, the UNet ${c.layersPerBlock}`,
+        );
+      }
+    }
+    const mm = (prefix: string, channels: number) =>
+      m && motion
+        ? new MotionModule(m, prefix, {
+          channels,
+          heads: motion.heads,
+          groups: motion.normGroups,
+          maxLen: motion.maxSeqLength,
+          layers: motion.transformerLayers,
+        })
+        : null;
+    const tf = (prefix: string, channels: number, heads: number) =>
+      new Transformer2D(w, prefix, {
+        channels,
+        heads,
+        contextDim: c.crossAttentionDim,
+        groups,
+        layers: c.transformerLayersPerBlock,
+      });
+
+    this.timeLinear1 = new Linear(w, "time_embedding.linear_1", ch[0], temb);
+    this.timeLinear2 = new Linear(w, "time_embedding.linear_2", temb, temb);
+    this.convIn = new Conv2d(w, "conv_in", { cin: c.inChannels, cout: ch[0], k: 3 });
+
+    let out = ch[0];
+    for (let i = 0; i < n; i++) {
+      const inC = out;
+      out = ch[i];
+      const level: Level = { resnets: [], attentions: null, motions: null, resample: null };
+      if (c.downBlockAttention[i]) level.attentions = [];
+      if (m) level.motions = [];
+      for (let j = 0; j < c.layersPerBlock; j++) {
+        const p = `down_blocks.${i}`;
+        level.resnets.push(
+          new ResnetBlock2D(w, `${p}.resnets.${j}`, {
+            cin: j === 0 ? inC : out,
+            cout: out,
+            tembChannels: temb,
+            groups,
+            eps,
+          }),
+        );
+        level.attentions?.push(tf(`${p}.attentions.${j}`, out, c.attentionHeads[i]));
+        const mod = mm(`${p}.motion_modules.${j}`, out);
+        if (mod) level.motions!.push(mod);
+      }
+      if (i < n - 1) level.resample = new Downsample2D(w, `down_blocks.${i}.downsamplers.0`, out);
+      this.down.push(level);
+    }
+
+    const top = ch[n - 1];
+    const midRes = (j: number) =>
+      new ResnetBlock2D(w, `mid_block.resnets.${j}`, {
+        cin: top,
+        cout: top,
+        tembChannels: temb,
+        groups,
+        eps,
+      });
+    this.midResnets = [midRes(0), midRes(1)];
+    this.midAttention = c.midBlockAttention
+      ? tf("mid_block.attentions.0", top, c.attentionHeads[n - 1])
+      : null;
+    this.midMotion = motion?.hasMidBlock ? mm("mid_block.motion_modules.0", top) : null;
+
+    const rev = [...ch].reverse();
+    const revHeads = [...c.attentionHeads].reverse();
+    out = rev[0];
+    for (let i = 0; i < n; i++) {
+      const prevOut = out;
+      out = rev[i];
+      const inC = rev[Math.min(i + 1, n - 1)];
+      const level: Level = { resnets: [], attentions: null, motions: null, resample: null };
+      if (c.upBlockAttention[i]) level.attentions = [];
+      if (m) level.motions = [];
+      const p = `up_blocks.${i}`;
+      for (let j = 0; j <= c.layersPerBlock; j++) {
+        const skip = j === c.layersPerBlock ? inC : out;
+        const resIn = j === 0 ? prevOut : out;
+        level.resnets.push(
+          new ResnetBlock2D(w, `${p}.resnets.${j}`, {
+            cin: resIn + skip,
+            cout: out,
+            tembChannels: temb,
+            groups,
+            eps,
+          }),
+        );
+        level.attentions?.push(tf(`${p}.attentions.${j}`, out, revHeads[i]));
+        const mod = mm(`${p}.motion_modules.${j}`, out);
+        if (mod) level.motions!.push(mod);
+      }
+      if (i < n - 1) level.resample = new Upsample2D(w, `${p}.upsamplers.0`, out);
+      this.up.push(level);
+    }
+    this.normOut = new GroupNorm(w, "conv_norm_out", ch[0], groups, eps);
+    this.convOut = new Conv2d(w, "conv_out", { cin: ch[0], cout: c.outChannels, k: 3 });
+  }
+
+  /**
+   * Noise prediction. sample [b*f, 4, h, w] (frames folded into the batch, video-major);
+   * timestep: the scheduler's t; context [b, 77, D] text embeddings. Returns [b*f, 4, h, w].
+   */
+  forward(gpu: Gpu, sample: Tensor, timestep: number, context: Tensor, frames: number): Tensor {
+    const b = context.shape[0];
+    if (sample.shape[0] !== b * frames) {
+      throw new Error(
+        `unet: sample batch ${sample.shape[0]} != ${b} videos x ${frames} frames`,
+      );
+    }
+    const dtype = sample.dtype;
+    const c = this.config;
+    // Time embedding: [b, ch0] -> linear_1 + SiLU -> linear_2 -> SiLU (every resnet applies SiLU first).
+    const tProj = timestepEmbedding(gpu, new Array(b).fill(timestep), c.blockOutChannels[0], {
+      flipSinToCos: c.flipSinToCos,
+      freqShift: c.freqShift,
+      dtype,
+    });
+    const t1 = this.timeLinear1.forward(gpu, tProj, { activation: "silu" });
+    tProj.release();
+    const emb = this.timeLinear2.forward(gpu, t1);
+    t1.release();
+    const tembAct = unary(gpu, emb, "silu");
+    emb.release();
+
+    let h = this.convIn.forward(gpu, sample);
+    const skips: Tensor[] = [h];
+    for (const level of this.down) {
+      for (let j = 0; j < level.resnets.length; j++) {
+        h = this.#stage(gpu, level, j, h, tembAct, context, frames, false);
+        skips.push(h);
+      }
+      if (level.resample) {
+        h = level.resample.forward(gpu, h);
+        skips.push(h);
+      }
+    }
+
+    let x = this.midResnets[0].forward(gpu, h, tembAct, frames);
+    if (this.midAttention) x = swap(x, this.midAttention.forward(gpu, x, context, frames));
+    if (this.midMotion) x = swap(x, this.midMotion.forward(gpu, x, frames, this.motionNorm));
+    x = swap(x, this.midResnets[1].forward(gpu, x, tembAct, frames));
+    h = x;
+
+    for (const level of this.up) {
+      for (let j = 0; j < level.resnets.length; j++) {
+        const skip = skips.pop()!;
+        // channel concat: [n, C, H, W] ++ [n, Cs, H, W] -> [n, C + Cs, H, W]
+        const cat = concat(gpu, [h, skip], 1);
+        h.release();
+        skip.release();
+        h = this.#stage(gpu, level, j, cat, tembAct, context, frames, true);
+      }
+      if (level.resample) h = swap(h, level.resample.forward(gpu, h));
+    }
+    tembAct.release();
+    const normed = this.normOut.forward(gpu, h, { silu: true });
+    h.release();
+    const out = this.convOut.forward(gpu, normed);
+    normed.release();
+    return out;
+  }
+
+  /** resnet -> attention -> motion module of layer j. Releases `x` when `consume`. */
+  #stage(
+    gpu: Gpu,
+    level: Level,
+    j: number,
+    x: Tensor,
+    tembAct: Tensor,
+    context: Tensor,
+    frames: number,
+    consume: boolean,
+  ): Tensor {
+    let h = level.resnets[j].forward(gpu, x, tembAct, frames);
+    if (consume) x.release();
+    if (level.attentions) h = swap(h, level.attentions[j].forward(gpu, h, context, frames));
+    if (level.motions?.length) {
+      h = swap(h, level.motions[j].forward(gpu, h, frames, this.motionNorm));
+    }
+    return h;
+  }
+}
+
+/** Releases `old` and returns `next` (for `x = swap(x, f(x))`). */
+function swap(old: Tensor, next: Tensor): Tensor {
+  old.release();
+  return next;
+}

@@ -1,0 +1,124 @@
+/**
+ * AutoencoderKL decoder (diffusers naming): post_quant_conv, conv_in, mid block (resnet,
+ * single-head attention, resnet), up blocks with nearest upsampling, GroupNorm+SiLU, conv_out.
+ * Frames are decoded as a batch of images.
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { VaeConfig } from "./config.ts";
+import type { WeightStore } from "./weights.ts";
+import { Conv2d, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
+import { attention } from "../../kernels/attention.ts";
+import { add } from "../../kernels/elementwise.ts";
+import { permute } from "../../kernels/layout.ts";
+
+/** VAE mid-block attention: GroupNorm, 1 head over H*W tokens, residual. */
+class VaeAttention {
+  readonly norm: GroupNorm;
+  readonly q: Linear;
+  readonly k: Linear;
+  readonly v: Linear;
+  readonly out: Linear;
+  constructor(w: WeightStore, p: string, channels: number, groups: number, eps: number) {
+    this.norm = new GroupNorm(w, `${p}.group_norm`, channels, groups, eps);
+    this.q = new Linear(w, `${p}.to_q`, channels, channels);
+    this.k = new Linear(w, `${p}.to_k`, channels, channels);
+    this.v = new Linear(w, `${p}.to_v`, channels, channels);
+    this.out = new Linear(w, `${p}.to_out.0`, channels, channels);
+  }
+
+  /** x [n, C, H, W] -> same. */
+  forward(gpu: Gpu, x: Tensor): Tensor {
+    const [n, c, h, w] = x.shape;
+    const normed = this.norm.forward(gpu, x);
+    // [n, C, HW] -> [n, HW, C]
+    const tokens = permute(gpu, normed.reshape([n, c, h * w]), [0, 2, 1]);
+    normed.release();
+    const q = this.q.forward(gpu, tokens);
+    const k = this.k.forward(gpu, tokens);
+    const v = this.v.forward(gpu, tokens);
+    tokens.release();
+    const a = attention(gpu, q, k, v, { heads: 1 });
+    q.release();
+    k.release();
+    v.release();
+    const o = this.out.forward(gpu, a);
+    a.release();
+    // [n, HW, C] -> [n, C, HW] + residual
+    const back = permute(gpu, o, [0, 2, 1]);
+    o.release();
+    const out = add(gpu, back.reshape([n, c, h, w]), x);
+    back.release();
+    return out;
+  }
+}
+
+/** The VAE decoder. */
+export class VaeDecoder {
+  readonly config: VaeConfig;
+  readonly postQuantConv: Conv2d | null;
+  readonly convIn: Conv2d;
+  readonly midResnets: [ResnetBlock2D, ResnetBlock2D];
+  readonly midAttention: VaeAttention;
+  readonly up: { resnets: ResnetBlock2D[]; upsampler: Upsample2D | null }[] = [];
+  readonly normOut: GroupNorm;
+  readonly convOut: Conv2d;
+
+  constructor(w: WeightStore, config: VaeConfig) {
+    this.config = config;
+    const ch = config.blockOutChannels;
+    const n = ch.length;
+    const g = config.normGroups, eps = config.normEps;
+    const lat = config.latentChannels;
+    this.postQuantConv = config.hasQuantConv
+      ? new Conv2d(w, "post_quant_conv", { cin: lat, cout: lat, k: 1 })
+      : null;
+    const top = ch[n - 1];
+    this.convIn = new Conv2d(w, "decoder.conv_in", { cin: lat, cout: top, k: 3 });
+    const res = (p: string, cin: number, cout: number) =>
+      new ResnetBlock2D(w, p, { cin, cout, tembChannels: null, groups: g, eps });
+    this.midResnets = [
+      res("decoder.mid_block.resnets.0", top, top),
+      res("decoder.mid_block.resnets.1", top, top),
+    ];
+    this.midAttention = new VaeAttention(w, "decoder.mid_block.attentions.0", top, g, eps);
+    const rev = [...ch].reverse();
+    let out = rev[0];
+    for (let i = 0; i < n; i++) {
+      const prev = out;
+      out = rev[i];
+      const resnets: ResnetBlock2D[] = [];
+      for (let j = 0; j <= config.layersPerBlock; j++) {
+        resnets.push(res(`decoder.up_blocks.${i}.resnets.${j}`, j === 0 ? prev : out, out));
+      }
+      const upsampler = i < n - 1
+        ? new Upsample2D(w, `decoder.up_blocks.${i}.upsamplers.0`, out)
+        : null;
+      this.up.push({ resnets, upsampler });
+    }
+    this.normOut = new GroupNorm(w, "decoder.conv_norm_out", ch[0], g, eps);
+    this.convOut = new Conv2d(w, "decoder.conv_out", { cin: ch[0], cout: 3, k: 3 });
+  }
+
+  /** z [n, latent, h, w] (already divided by the scaling factor) -> images [n, 3, 8h, 8w] in [-1, 1]-ish. */
+  forward(gpu: Gpu, z: Tensor): Tensor {
+    let h = this.postQuantConv ? this.postQuantConv.forward(gpu, z) : z;
+    const next = (t: Tensor) => {
+      if (h !== z) h.release();
+      h = t;
+    };
+    next(this.convIn.forward(gpu, h));
+    next(this.midResnets[0].forward(gpu, h, null));
+    next(this.midAttention.forward(gpu, h));
+    next(this.midResnets[1].forward(gpu, h, null));
+    for (const level of this.up) {
+      for (const r of level.resnets) next(r.forward(gpu, h, null));
+      if (level.upsampler) next(level.upsampler.forward(gpu, h));
+    }
+    next(this.normOut.forward(gpu, h, { silu: true }));
+    next(this.convOut.forward(gpu, h));
+    return h;
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Strict, two-phase weight binding for model blocks. Blocks declare each parameter with its
+ * canonical (diffusers) name and expected shape while they are built; `loadAll()` then checks
+ * that every declared tensor exists with that shape and that the file has no tensor nobody
+ * declared, reporting all problems in one error, and streams the tensors to the GPU one by one.
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { type DType, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
+import type { TensorMap } from "../../weights/types.ts";
+
+/** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
+export class Param {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** The GPU shape (e.g. a 1x1 conv weight [C, C, 1, 1] used as a Linear [C, C]). */
+  readonly gpuShape: readonly number[];
+  #tensor: Tensor | null = null;
+
+  constructor(name: string, shape: readonly number[], gpuShape?: readonly number[]) {
+    this.name = name;
+    this.shape = shape;
+    this.gpuShape = gpuShape ?? shape;
+  }
+
+  /** The uploaded tensor. */
+  get t(): Tensor {
+    if (!this.#tensor) throw new Error(`weight ${this.name} used before it was loaded`);
+    return this.#tensor;
+  }
+
+  /** @internal */
+  set(t: Tensor | null): void {
+    this.#tensor = t;
+  }
+}
+
+/** Options of {@link WeightStore.loadAll}. */
+export interface LoadProgress {
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Parameters of one model part bound to one TensorMap. */
+export class WeightStore {
+  readonly #gpu: Gpu;
+  readonly #tensors: TensorMap;
+  readonly #dtype: DType;
+  readonly #part: string;
+  readonly #params = new Map<string, Param>();
+  /** Names present in the map that are allowed to stay unused (e.g. buffers). */
+  readonly #ignored: (name: string) => boolean;
+
+  constructor(
+    gpu: Gpu,
+    tensors: TensorMap,
+    options: { dtype: DType; part: string; ignore?: (name: string) => boolean },
+  ) {
+    this.#gpu = gpu;
+    this.#tensors = tensors;
+    this.#dtype = options.dtype;
+    this.#part = options.part;
+    this.#ignored = options.ignore ?? (() => false);
+  }
+
+  /** The storage dtype of this part's tensors on the GPU. */
+  get dtype(): DType {
+    return this.#dtype;
+  }
+
+  /** Declares a parameter `prefix + name` of `shape` (optionally viewed as `gpuShape`). */
+  param(name: string, shape: readonly number[], gpuShape?: readonly number[]): Param {
+    if (this.#params.has(name)) return this.#params.get(name)!;
+    const p = new Param(name, shape, gpuShape);
+    this.#params.set(name, p);
+    return p;
+  }
+
+  /** True when the map has a tensor of that name (optional parts, e.g. conv_shortcut). */
+  has(name: string): boolean {
+    return this.#tensors.has(name);
+  }
+
+  /** Shape of a stored tensor (undefined when absent). */
+  shapeOf(name: string): readonly number[] | undefined {
+    return this.#tensors.get(name)?.shape;
+  }
+
+  /** Validates names and shapes, then uploads every declared tensor. */
+  async loadAll({ onProgress }: LoadProgress = {}): Promise<void> {
+    const missing: string[] = [];
+    const wrong: string[] = [];
+    for (const p of this.#params.values()) {
+      const h = this.#tensors.get(p.name);
+      if (!h) missing.push(p.name);
+      else if (numel(h.shape) !== numel(p.shape) || !sameShape(h.shape, p.shape)) {
+        wrong.push(`${p.name} ${fmtShape(h.shape)} (expected ${fmtShape(p.shape)})`);
+      }
+    }
+    const unused = [...this.#tensors.keys()].filter((n) =>
+      !this.#params.has(n) && !this.#ignored(n)
+    );
+    const problems: string[] = [];
+    const list = (xs: string[]) => xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, ... (${xs.length} in all)` : "");
+    if (missing.length) problems.push(`missing ${missing.length} tensors: ${list(missing)}`);
+    if (wrong.length) problems.push(`wrong shape: ${list(wrong)}`);
+    if (unused.length) problems.push(`unexpected ${unused.length} tensors: ${list(unused)}`);
+    if (problems.length) throw new Error(`${this.#part} weights: ${problems.join("; ")}`);
+    let done = 0;
+    const total = this.#params.size;
+    for (const p of this.#params.values()) {
+      const data = await this.#tensors.get(p.name)!.read();
+      p.set(this.#gpu.createPersistent(data, p.gpuShape, this.#dtype, `${this.#part}.${p.name}`));
+      onProgress?.(++done, total);
+    }
+  }
+
+  /** Number of declared parameters' elements. */
+  get parameterCount(): number {
+    let n = 0;
+    for (const p of this.#params.values()) n += numel(p.shape);
+    return n;
+  }
+
+  /** Releases every uploaded tensor. */
+  dispose(): void {
+    for (const p of this.#params.values()) {
+      try {
+        p.t.release();
+      } catch { /* never loaded */ }
+      p.set(null);
+    }
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  // Linear weights stored as 1x1 convs ([C, C, 1, 1]) and vice versa are the same data.
+  const strip = (s: readonly number[]) => {
+    const out = [...s];
+    while (out.length > 2 && out[out.length - 1] === 1) out.pop();
+    return out;
+  };
+  const x = strip(a), y = strip(b);
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+}

@@ -1,0 +1,634 @@
+/**
+ * The animation pipeline: prompt -> CLIP embeddings -> denoising loop over the inflated UNet
+ * with classifier-free guidance -> VAE decode -> RGBA frames. Follows diffusers'
+ * AnimateDiffPipeline (the reference the fixtures were computed with).
+ * @module
+ */
+
+import { Gpu } from "./gpu/device.ts";
+import type { DType, Tensor } from "./gpu/tensor.ts";
+import { WeightStore } from "./models/weights.ts";
+import { ClipTextEncoder } from "./models/clip.ts";
+import { UNet3D } from "./models/unet.ts";
+import { VaeDecoder } from "./models/vae.ts";
+import type { MotionNormMode } from "./models/motion.ts";
+import { ClipTokenizer } from "./tokenizer.ts";
+import { TorchGenerator } from "./rng.ts";
+import { createScheduler, type Scheduler, type VectorOps } from "./schedulers/mod.ts";
+import { ANIMATEDIFF_SCHEDULER_CONFIG, type SchedulerConfig } from "./schedulers/config.ts";
+import { AbortError, InputError } from "./errors.ts";
+import { encodeAnimation } from "./output/mod.ts";
+import type { Frame } from "./output/frame.ts";
+import type {
+  GenerateOptions,
+  GenerateRequest,
+  PipelineInfo,
+  PipelineOptions,
+  ProgressEvent,
+  SchedulerName,
+} from "./pipeline_types.ts";
+import { cfgCombine, linearCombination, scale } from "../kernels/elementwise.ts";
+import { concat, slice } from "../kernels/layout.ts";
+import type { MotionWeights, ModelWeights } from "../weights/types.ts";
+import { loadModel, loadMotionModule } from "../weights/load.ts";
+import { applyLoras, applyMotionLoras, loadLora } from "../weights/lora.ts";
+import { loadTinyDemoModel } from "../weights/tiny.ts";
+import { resolveHubFile } from "../weights/hub.ts";
+
+export type * from "./pipeline_types.ts";
+
+/** Scheduler names the pipeline accepts. */
+export const SCHEDULERS: readonly SchedulerName[] = [
+  "ddim",
+  "euler",
+  "euler-a",
+  "dpmpp-2m",
+  "dpmpp-2m-karras",
+];
+
+/** Largest accepted width/height in pixels. */
+export const MAX_SIDE = 2048;
+/** Largest accepted step count. */
+export const MAX_STEPS = 1000;
+
+/** A generated animation. */
+export class Animation {
+  /** RGBA frames. */
+  readonly frames: Frame[];
+  readonly width: number;
+  readonly height: number;
+  readonly fps: number;
+  /** The seed used (bigint for seeds above 2^53). */
+  readonly seed: number | bigint;
+  /** Milliseconds per stage ("encode", "denoise", "decode", "total"). */
+  readonly timings: Record<string, number>;
+
+  constructor(
+    init: { frames: Frame[]; fps: number; seed: number | bigint; timings: Record<string, number> },
+  ) {
+    this.frames = init.frames;
+    this.width = init.frames[0]?.width ?? 0;
+    this.height = init.frames[0]?.height ?? 0;
+    this.fps = init.fps;
+    this.seed = init.seed;
+    this.timings = init.timings;
+  }
+
+  /** Animated GIF with one palette for all frames; `loop` 0 = forever. */
+  toGif(options: { loop?: number } = {}): Uint8Array {
+    return encodeAnimation(this.frames, "gif", { fps: this.fps, loop: options.loop ?? 0 }).bytes;
+  }
+
+  /** Lossless animated PNG. */
+  toApng(options: { loop?: number } = {}): Uint8Array {
+    return encodeAnimation(this.frames, "apng", { fps: this.fps, loop: options.loop ?? 0 }).bytes;
+  }
+
+  /** A zip of `frame_0000.png`, ... */
+  toPngZip(): Uint8Array {
+    return encodeAnimation(this.frames, "png-zip", { fps: this.fps, loop: 0 }).bytes;
+  }
+}
+
+/** A fully resolved request (defaults applied, validated). */
+export interface ResolvedRequest {
+  prompt: string;
+  negativePrompt: string;
+  frames: number;
+  width: number;
+  height: number;
+  steps: number;
+  guidance: number;
+  scheduler: SchedulerName;
+  seed: number | bigint;
+  clipSkip: number;
+  fps: number;
+}
+
+/** Advanced options of {@link AnimationPipeline.generateLatents}. */
+export interface LatentOptions extends GenerateOptions {
+  /** Initial noise in diffusers' layout [1, 4, frames, h, w] (before init_noise_sigma). */
+  initialLatents?: Float32Array;
+  /** Called with the latents after each step (diffusers layout [1, 4, f, h, w]); costs a readback. */
+  onStepLatents?: (step: number, latents: Float32Array) => void;
+  /** Scheduler config (default: AnimateDiff's linear 0.00085..0.012). */
+  schedulerConfig?: SchedulerConfig;
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    throw new InputError(`${what}: cannot read ${path} (${(e as Error).name})`);
+  }
+}
+
+async function loadTokenizer(
+  options: PipelineOptions,
+  model: ModelWeights,
+  demo: { vocabJson: string; mergesTxt: string } | null,
+): Promise<ClipTokenizer> {
+  if (options.tokenizer) {
+    const dir = options.tokenizer.replace(/\/$/, "");
+    return ClipTokenizer.fromFiles({
+      vocabJson: await readText(`${dir}/vocab.json`, "--tokenizer"),
+      mergesTxt: await readText(`${dir}/merges.txt`, "--tokenizer"),
+    });
+  }
+  if (model.tokenizer) return ClipTokenizer.fromFiles(model.tokenizer);
+  if (demo) return ClipTokenizer.fromFiles(demo);
+  // Single-file checkpoints carry no tokenizer: SD1.5 uses CLIP ViT-L/14's.
+  try {
+    const vocab = await resolveHubFile("hf:openai/clip-vit-large-patch14/vocab.json");
+    const merges = await resolveHubFile("hf:openai/clip-vit-large-patch14/merges.txt");
+    return ClipTokenizer.fromFiles({
+      vocabJson: await Deno.readTextFile(vocab),
+      mergesTxt: await Deno.readTextFile(merges),
+    });
+  } catch (e) {
+    throw new InputError(
+      `${model.source} has no tokenizer and the CLIP tokenizer could not be fetched ` +
+        `(${(e as Error).message}); pass --tokenizer DIR (a folder with vocab.json and merges.txt)`,
+    );
+  }
+}
+
+function inputErrors<T>(what: string, p: Promise<T>): Promise<T> {
+  return p.catch((e) => {
+    if (e instanceof InputError) throw e;
+    const err = e as Error;
+    if (err instanceof Deno.errors.NotFound) throw new InputError(`${what}: ${err.message}`);
+    throw new InputError(err.message.startsWith(what) ? err.message : `${what}: ${err.message}`);
+  });
+}
+
+/** A loaded text-to-animation pipeline. */
+export class AnimationPipeline {
+  readonly info: PipelineInfo;
+  readonly gpu: Gpu;
+  readonly tokenizer: ClipTokenizer;
+  readonly textEncoder: ClipTextEncoder;
+  readonly unet: UNet3D;
+  readonly vae: VaeDecoder;
+  readonly dtype: DType;
+  readonly #stores: WeightStore[];
+  readonly #ownsGpu: boolean;
+  #disposed = false;
+
+  private constructor(init: {
+    info: PipelineInfo;
+    gpu: Gpu;
+    ownsGpu: boolean;
+    tokenizer: ClipTokenizer;
+    textEncoder: ClipTextEncoder;
+    unet: UNet3D;
+    vae: VaeDecoder;
+    stores: WeightStore[];
+    dtype: DType;
+  }) {
+    this.info = init.info;
+    this.gpu = init.gpu;
+    this.#ownsGpu = init.ownsGpu;
+    this.tokenizer = init.tokenizer;
+    this.textEncoder = init.textEncoder;
+    this.unet = init.unet;
+    this.vae = init.vae;
+    this.#stores = init.stores;
+    this.dtype = init.dtype;
+  }
+
+  /** Loads weights, maps them, merges LoRAs and uploads everything to the GPU. */
+  static async load(options: PipelineOptions = {}): Promise<AnimationPipeline> {
+    const t0 = performance.now();
+    const progress = (step: number, total: number, message?: string) =>
+      options.onProgress?.({
+        stage: "load",
+        step,
+        total,
+        elapsedMs: performance.now() - t0,
+        message,
+      });
+    const precision = options.precision ?? "f32";
+    if (precision !== "f32" && precision !== "f16") {
+      throw new InputError(`precision must be f32 or f16, got ${precision}`);
+    }
+    const demo = !options.model ? loadTinyDemoModel() : null;
+    if (demo && options.motionModule === undefined && options.loras?.length) {
+      // LoRAs on the demo model are allowed (tests); nothing special to do.
+    }
+    let model: ModelWeights = demo
+      ? demo.model
+      : await inputErrors(
+        "--model",
+        loadModel(options.model!, { config: options.modelConfig }),
+      );
+    let motion: MotionWeights = options.motionModule
+      ? await inputErrors(
+        "--motion-module",
+        loadMotionModule(options.motionModule, { config: options.motionModuleConfig }),
+      )
+      : demo
+      ? demo.motion
+      : (() => {
+        throw new InputError(
+          "--motion-module is required with --model (an AnimateDiff motion module .ckpt/.safetensors or MotionAdapter folder)",
+        );
+      })();
+    if (options.loras?.length) {
+      const scaled = [];
+      for (const spec of options.loras) {
+        const lora = await inputErrors("--lora", loadLora(spec.path, { model, motion }));
+        scaled.push({ lora, scale: spec.scale ?? 1 });
+      }
+      model = applyLoras(model, scaled);
+      motion = applyMotionLoras(motion, scaled, { model });
+    }
+    const tokenizer = await loadTokenizer(options, model, demo?.tokenizer ?? null);
+    progress(1, 5, "weights mapped");
+
+    const ownsGpu = !options.device;
+    const gpu = options.device ?? await Gpu.create();
+    const dtype: DType = precision;
+    if (dtype === "f16" && !gpu.hasF16) {
+      if (ownsGpu) gpu.destroy();
+      throw new InputError(`--precision f16 needs shader-f16, which ${gpu.info.name} lacks`);
+    }
+    const stores: WeightStore[] = [];
+    try {
+      const te = new WeightStore(gpu, model.textEncoder, { dtype, part: "text encoder" });
+      const un = new WeightStore(gpu, model.unet, { dtype, part: "unet" });
+      const mo = new WeightStore(gpu, motion.tensors, { dtype, part: "motion module" });
+      const va = new WeightStore(gpu, model.vae, {
+        dtype,
+        part: "vae",
+        // The encoder half is not used for text-to-animation.
+        ignore: (n) => n.startsWith("encoder.") || n.startsWith("quant_conv."),
+      });
+      stores.push(te, un, mo, va);
+      const textEncoder = new ClipTextEncoder(te, model.clipConfig);
+      const unet = new UNet3D(un, mo, model.unetConfig, motion.config);
+      const vae = new VaeDecoder(va, model.vaeConfig);
+      let done = 1;
+      for (const s of stores) {
+        await inputErrors(s === mo ? "--motion-module" : "--model", s.loadAll());
+        progress(++done, 5);
+      }
+      await gpu.sync();
+      model.close();
+      motion.close();
+      return new AnimationPipeline({
+        info: {
+          model: model.source,
+          motionModule: motion.source,
+          motionVersion: motion.config.version,
+          maxFrames: motion.config.maxSeqLength,
+          precision,
+          adapter: gpu.info.name,
+          demo: demo !== null,
+        },
+        gpu,
+        ownsGpu,
+        tokenizer,
+        textEncoder,
+        unet,
+        vae,
+        stores,
+        dtype,
+      });
+    } catch (e) {
+      for (const s of stores) s.dispose();
+      if (ownsGpu) gpu.destroy();
+      model.close();
+      motion.close();
+      throw e;
+    }
+  }
+
+  /** Motion GroupNorm statistics: "clip" (diffusers, default) or "frame" (original AnimateDiff). */
+  set motionNorm(mode: MotionNormMode) {
+    this.unet.motionNorm = mode;
+  }
+
+  /** Applies defaults and validates a request; throws InputError naming the field. */
+  resolve(req: GenerateRequest): ResolvedRequest {
+    const r: ResolvedRequest = {
+      prompt: req.prompt,
+      negativePrompt: req.negativePrompt ?? "",
+      frames: req.frames ?? 16,
+      width: req.width ?? 512,
+      height: req.height ?? 512,
+      steps: req.steps ?? 25,
+      guidance: req.guidance ?? 7.5,
+      scheduler: req.scheduler ?? "ddim",
+      seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
+      clipSkip: req.clipSkip ?? 1,
+      fps: req.fps ?? 8,
+    };
+    if (typeof r.prompt !== "string") throw new InputError("prompt must be a string");
+    if (typeof r.negativePrompt !== "string") throw new InputError("negativePrompt must be a string");
+    const int = (name: string, v: number, lo: number, hi: number, hint = "") => {
+      if (!Number.isInteger(v) || v < lo || v > hi) {
+        throw new InputError(`${name} must be an integer from ${lo} to ${hi}, got ${v}${hint}`);
+      }
+    };
+    int(
+      "frames",
+      r.frames,
+      1,
+      this.info.maxFrames,
+      ` (the ${this.info.motionVersion} motion module's position encoding has ${this.info.maxFrames} positions)`,
+    );
+    for (const [name, v] of [["width", r.width], ["height", r.height]] as const) {
+      int(name, v, 8, MAX_SIDE);
+      if (v % 8 !== 0) throw new InputError(`${name} must be a multiple of 8, got ${v}`);
+    }
+    int("steps", r.steps, 1, MAX_STEPS);
+    if (!Number.isFinite(r.guidance) || r.guidance < 0 || r.guidance > 100) {
+      throw new InputError(`guidance must be a number from 0 to 100, got ${r.guidance}`);
+    }
+    if (!SCHEDULERS.includes(r.scheduler)) {
+      throw new InputError(`unknown scheduler "${r.scheduler}"; use one of ${SCHEDULERS.join(", ")}`);
+    }
+    if (typeof r.seed === "bigint") {
+      if (r.seed < 0n || r.seed >= 2n ** 64n) {
+        throw new InputError(`seed must be from 0 to 2^64 - 1, got ${r.seed}`);
+      }
+    } else int("seed", r.seed, 0, Number.MAX_SAFE_INTEGER);
+    int("clipSkip", r.clipSkip, 1, this.textEncoder.config.layers);
+    if (!Number.isFinite(r.fps) || r.fps <= 0 || r.fps > 100) {
+      throw new InputError(`fps must be a number above 0 and at most 100, got ${r.fps}`);
+    }
+    return r;
+  }
+
+  /** Text embeddings [2, 77, D] = [negative, positive] (or [1, 77, D] = positive without CFG). */
+  encodePrompt(
+    r: Pick<ResolvedRequest, "prompt" | "negativePrompt" | "clipSkip">,
+    cfg: boolean,
+    onProgress?: (e: ProgressEvent) => void,
+  ): Tensor {
+    const tok = (text: string, what: string) => {
+      const t = this.tokenizer.encode(text);
+      if (t.truncated) {
+        onProgress?.({
+          stage: "encode",
+          step: 0,
+          total: 1,
+          elapsedMs: 0,
+          message: `${what} is ${t.untruncatedLength} tokens; truncated to ${t.ids.length}`,
+        });
+      }
+      for (const id of t.ids) {
+        if (id >= this.textEncoder.config.vocabSize) {
+          throw new InputError(
+            `tokenizer id ${id} is outside the text encoder's vocabulary (${this.textEncoder.config.vocabSize}): wrong --tokenizer for this model`,
+          );
+        }
+      }
+      return t.ids;
+    };
+    const gpu = this.gpu;
+    const pos = tok(r.prompt, "prompt");
+    if (!cfg) return this.textEncoder.forward(gpu, Int32Array.from(pos), 1, r.clipSkip);
+    const neg = tok(r.negativePrompt, "negative prompt");
+    if (r.clipSkip === 1) {
+      const ids = new Int32Array(pos.length * 2);
+      ids.set(neg, 0);
+      ids.set(pos, pos.length);
+      return this.textEncoder.forward(gpu, ids, 2, 1);
+    }
+    // diffusers applies clip_skip to the prompt only; the negative prompt uses the last layer.
+    const n = this.textEncoder.forward(gpu, Int32Array.from(neg), 1, 1);
+    const p = this.textEncoder.forward(gpu, Int32Array.from(pos), 1, r.clipSkip);
+    const both = concat(gpu, [n, p], 0);
+    n.release();
+    p.release();
+    return both;
+  }
+
+  /** One UNet evaluation with guidance: returns the guided noise prediction [f, 4, h, w]. */
+  predictNoise(
+    latents: Tensor,
+    t: number,
+    inputScale: number,
+    context: Tensor,
+    r: { frames: number; guidance: number },
+  ): Tensor {
+    const gpu = this.gpu;
+    const cfg = context.shape[0] === 2;
+    const x = inputScale === 1 ? latents : scale(gpu, latents, inputScale);
+    // [f, 4, h, w] -> [2f, 4, h, w] = (uncond video, cond video)
+    const input = cfg ? concat(gpu, [x, x], 0) : x;
+    const eps = this.unet.forward(gpu, input, t, context, r.frames);
+    if (input !== x) input.release();
+    if (x !== latents) x.release();
+    if (!cfg) return eps;
+    const guided = cfgCombine(gpu, eps, r.guidance);
+    eps.release();
+    return guided;
+  }
+
+  /** Runs text encoding and the denoising loop; returns final latents [1, 4, f, h, w]. */
+  async generateLatents(req: GenerateRequest, options: LatentOptions = {}): Promise<Float32Array> {
+    const r = this.resolve(req);
+    const latents = await this.#denoise(r, options, {});
+    const out = await this.#readLatents(latents, r);
+    latents.release();
+    return out;
+  }
+
+  /** Generates an animation. */
+  async generate(req: GenerateRequest, options: GenerateOptions = {}): Promise<Animation> {
+    this.#checkAlive();
+    const r = this.resolve(req);
+    const timings: Record<string, number> = {};
+    const t0 = performance.now();
+    const latents = await this.#denoise(r, options, timings);
+    const td = performance.now();
+    let frames: Frame[];
+    try {
+      frames = await this.decode(latents, r, options);
+    } finally {
+      latents.release();
+    }
+    timings.decode = performance.now() - td;
+    timings.total = performance.now() - t0;
+    return new Animation({ frames, fps: r.fps, seed: r.seed, timings });
+  }
+
+  async #denoise(
+    r: ResolvedRequest,
+    options: LatentOptions,
+    timings: Record<string, number>,
+  ): Promise<Tensor> {
+    this.#checkAlive();
+    const gpu = this.gpu;
+    const { onProgress, signal } = options;
+    const throwIfAborted = () => {
+      if (signal?.aborted) throw new AbortError();
+    };
+    throwIfAborted();
+    const h = r.height / 8, w = r.width / 8, f = r.frames;
+    const cfg = r.guidance > 1;
+    const tEnc = performance.now();
+    onProgress?.({ stage: "encode", step: 0, total: 1, elapsedMs: 0 });
+    const context = this.encodePrompt(r, cfg, onProgress);
+    await gpu.sync();
+    timings.encode = performance.now() - tEnc;
+    onProgress?.({ stage: "encode", step: 1, total: 1, elapsedMs: timings.encode });
+
+    const scheduler: Scheduler = createScheduler(
+      r.scheduler,
+      options.schedulerConfig ?? ANIMATEDIFF_SCHEDULER_CONFIG,
+      r.steps,
+    );
+    const gen = new TorchGenerator(r.seed);
+    const shape = [1, 4, f, h, w];
+    const noise = options.initialLatents ?? gen.randn(shape);
+    if (noise.length !== 4 * f * h * w) {
+      throw new InputError(`initial latents have ${noise.length} values, expected ${4 * f * h * w}`);
+    }
+    const upload = (data: Float32Array, k: number) =>
+      gpu.upload(toFrameMajor(data, f, h, w, k), [f, 4, h, w], this.dtype, "latents");
+    let latents = upload(noise, scheduler.initNoiseSigma);
+    const ops: VectorOps<Tensor> = {
+      lincomb: (terms) => linearCombination(gpu, terms),
+      randn: () => upload(gen.randn(shape), 1),
+      release: (x) => x.release(),
+    };
+    const total = scheduler.timesteps.length;
+    const tLoop = performance.now();
+    try {
+      for (let i = 0; i < total; i++) {
+        throwIfAborted();
+        const eps = this.predictNoise(
+          latents,
+          scheduler.timesteps[i],
+          scheduler.modelInputScale(i),
+          context,
+          r,
+        );
+        const { prevSample, predOriginal } = scheduler.step(ops, i, eps, latents);
+        eps.release();
+        predOriginal?.release();
+        latents.release();
+        latents = prevSample;
+        await gpu.sync();
+        if (options.onStepLatents) {
+          options.onStepLatents(i, await this.#readLatents(latents, r));
+        }
+        const elapsed = performance.now() - tLoop;
+        onProgress?.({
+          stage: "denoise",
+          step: i + 1,
+          total,
+          elapsedMs: elapsed,
+          etaMs: (elapsed / (i + 1)) * (total - i - 1),
+        });
+      }
+    } catch (e) {
+      latents.release();
+      throw e;
+    } finally {
+      scheduler.reset(ops);
+      context.release();
+    }
+    timings.denoise = performance.now() - tLoop;
+    return latents;
+  }
+
+  async #readLatents(latents: Tensor, r: ResolvedRequest): Promise<Float32Array> {
+    const data = await this.gpu.read(latents);
+    return toChannelMajor(data, r.frames, r.height / 8, r.width / 8);
+  }
+
+  /** Decodes latents [f, 4, h, w] frame by frame into RGBA frames. */
+  async decode(
+    latents: Tensor,
+    r: { frames: number; width: number; height: number },
+    options: GenerateOptions = {},
+  ): Promise<Frame[]> {
+    const gpu = this.gpu;
+    const frames: Frame[] = [];
+    const t0 = performance.now();
+    const inv = 1 / this.vae.config.scalingFactor;
+    for (let i = 0; i < r.frames; i++) {
+      if (options.signal?.aborted) throw new AbortError();
+      const z = slice(gpu, latents, 0, i, i + 1);
+      const zs = scale(gpu, z, inv);
+      z.release();
+      const img = this.vae.forward(gpu, zs);
+      zs.release();
+      const data = await gpu.read(img);
+      img.release();
+      frames.push(toRgba(data, r.width, r.height));
+      const elapsed = performance.now() - t0;
+      options.onProgress?.({
+        stage: "decode",
+        step: i + 1,
+        total: r.frames,
+        elapsedMs: elapsed,
+        etaMs: (elapsed / (i + 1)) * (r.frames - i - 1),
+      });
+    }
+    return frames;
+  }
+
+  #checkAlive(): void {
+    if (this.#disposed) throw new Error("pipeline was disposed");
+  }
+
+  /** Releases all GPU memory (and the device when the pipeline created it). */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const s of this.#stores) s.dispose();
+    this.gpu.pool.trim();
+    if (this.#ownsGpu) this.gpu.destroy();
+  }
+}
+
+/** Loads a pipeline (see {@link PipelineOptions}). */
+export function loadPipeline(options: PipelineOptions = {}): Promise<AnimationPipeline> {
+  return AnimationPipeline.load(options);
+}
+
+/** [1, 4, f, h, w] (diffusers) * k -> [f, 4, h, w] (frames folded into the batch). */
+export function toFrameMajor(x: Float32Array, f: number, h: number, w: number, k = 1): Float32Array {
+  const hw = h * w;
+  const out = new Float32Array(x.length);
+  for (let c = 0; c < 4; c++) {
+    for (let fi = 0; fi < f; fi++) {
+      const src = (c * f + fi) * hw, dst = (fi * 4 + c) * hw;
+      for (let i = 0; i < hw; i++) out[dst + i] = x[src + i] * k;
+    }
+  }
+  return out;
+}
+
+/** [f, 4, h, w] -> [1, 4, f, h, w]. */
+export function toChannelMajor(x: Float32Array, f: number, h: number, w: number): Float32Array {
+  const hw = h * w;
+  const out = new Float32Array(x.length);
+  for (let c = 0; c < 4; c++) {
+    for (let fi = 0; fi < f; fi++) {
+      const dst = (c * f + fi) * hw, src = (fi * 4 + c) * hw;
+      for (let i = 0; i < hw; i++) out[dst + i] = x[src + i];
+    }
+  }
+  return out;
+}
+
+/** Decoded image [1, 3, H, W] in [-1, 1] -> RGBA bytes: round(clamp(x/2 + 0.5, 0, 1) * 255). */
+export function toRgba(img: Float32Array, width: number, height: number): Frame {
+  const n = width * height;
+  const data = new Uint8ClampedArray(n * 4);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = Math.min(1, Math.max(0, img[c * n + i] / 2 + 0.5));
+      data[i * 4 + c] = Math.round(v * 255);
+    }
+    data[i * 4 + 3] = 255;
+  }
+  return { data, width, height };
+}

@@ -1,0 +1,159 @@
+/**
+ * AnimateDiff prompt-config files (configs/prompts/*.yaml): either a mapping of named entries
+ * (v1 style) or a list of entries (v2/v3 style). Each entry names a model, one or more motion
+ * modules, an optional LoRA and a list of prompts with negative prompts and seeds.
+ * @module
+ */
+
+import { parse } from "yaml";
+import { InputError } from "./errors.ts";
+
+/** One job derived from a config: a prompt with its model, motion module and settings. */
+export interface PromptJob {
+  /** Entry name (mapping key, or `entry<N>` for list configs). */
+  entry: string;
+  /** 0-based index over all jobs of the config (used in output names). */
+  index: number;
+  model?: string;
+  motionModule?: string;
+  lora?: { path: string; scale: number };
+  prompt: string;
+  negativePrompt: string;
+  seed?: number | bigint;
+  steps?: number;
+  guidance?: number;
+  width?: number;
+  height?: number;
+  frames?: number;
+}
+
+const KNOWN_KEYS = new Set([
+  "path",
+  "base",
+  "dreambooth_path",
+  "motion_module",
+  "lora_model_path",
+  "lora_alpha",
+  "lora",
+  "lora_scale",
+  "adapter_lora_path",
+  "adapter_lora_scale",
+  "inference_config",
+  "motion_module_lora_configs",
+  "controlnet_path",
+  "controlnet_config",
+  "controlnet_images",
+  "controlnet_image_indexs",
+  "seed",
+  "random_seed",
+  "steps",
+  "guidance_scale",
+  "prompt",
+  "n_prompt",
+  "W",
+  "H",
+  "L",
+]);
+
+function asList<T>(v: T | T[] | undefined): T[] {
+  if (v === undefined || v === null) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+function str(v: unknown, field: string, entry: string): string | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw new InputError(`config entry ${entry}: ${field} must be a string`);
+  return v;
+}
+
+function num(v: unknown, field: string, entry: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const n = typeof v === "bigint" ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isFinite(n)) {
+    throw new InputError(`config entry ${entry}: ${field} must be a number`);
+  }
+  return n;
+}
+
+/**
+ * Parses an AnimateDiff prompt config (YAML text) into jobs: every motion module x every
+ * prompt. `resolvePath` maps paths in the file (relative to the AnimateDiff repo) to real ones.
+ */
+export function parsePromptConfig(
+  text: string,
+  options: { source?: string; resolvePath?: (p: string) => string } = {},
+): PromptJob[] {
+  const source = options.source ?? "config";
+  const resolve = options.resolvePath ?? ((p: string) => p);
+  let doc: unknown;
+  try {
+    doc = parse(text, { intAsBigInt: true });
+  } catch (e) {
+    throw new InputError(`${source}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
+  }
+  let entries: [string, Record<string, unknown>][];
+  if (Array.isArray(doc)) {
+    entries = doc.map((e, i) => [`entry${i}`, e]);
+  } else if (doc && typeof doc === "object") {
+    entries = Object.entries(doc as Record<string, Record<string, unknown>>);
+  } else {
+    throw new InputError(`${source}: expected a list or mapping of prompt entries`);
+  }
+  if (entries.length === 0) throw new InputError(`${source}: no entries`);
+  const jobs: PromptJob[] = [];
+  for (const [name, e] of entries) {
+    if (!e || typeof e !== "object" || Array.isArray(e)) {
+      throw new InputError(`${source}: entry ${name} must be a mapping`);
+    }
+    const unknown = Object.keys(e).filter((k) => !KNOWN_KEYS.has(k));
+    if (unknown.length) {
+      throw new InputError(`${source}: entry ${name} has unknown fields: ${unknown.join(", ")}`);
+    }
+    const prompts = asList(e.prompt as string | string[]);
+    if (!prompts.length) throw new InputError(`${source}: entry ${name} has no prompt`);
+    const negatives = asList(e.n_prompt as string | string[]);
+    const seeds = asList(e.seed ?? e.random_seed) as (number | bigint)[];
+    const model = str(e.dreambooth_path ?? e.path, "path", name);
+    const loraPath = str(e.lora_model_path ?? e.lora, "lora_model_path", name);
+    const loraScale = num(e.lora_alpha ?? e.lora_scale, "lora_alpha", name) ?? 0.8;
+    const motions = asList(e.motion_module as string | string[]);
+    const steps = num(e.steps, "steps", name);
+    const guidance = num(e.guidance_scale, "guidance_scale", name);
+    for (const mm of motions.length ? motions : [undefined]) {
+      prompts.forEach((prompt, i) => {
+        if (typeof prompt !== "string") {
+          throw new InputError(`${source}: entry ${name}: prompt ${i} must be a string`);
+        }
+        const neg = negatives.length ? negatives[Math.min(i, negatives.length - 1)] : "";
+        let seed: number | bigint | undefined = seeds.length
+          ? seeds[Math.min(i, seeds.length - 1)]
+          : undefined;
+        if (typeof seed === "bigint" && seed < 0n) seed = undefined;
+        if (typeof seed === "number" && seed < 0) seed = undefined; // -1 = random in AnimateDiff
+        if (typeof seed === "bigint" && seed === -1n) seed = undefined;
+        jobs.push({
+          entry: name,
+          index: jobs.length,
+          model: model ? resolve(model) : undefined,
+          motionModule: typeof mm === "string" && mm ? resolve(mm) : undefined,
+          lora: loraPath ? { path: resolve(loraPath), scale: loraScale } : undefined,
+          prompt,
+          negativePrompt: typeof neg === "string" ? neg : "",
+          seed,
+          steps,
+          guidance,
+          width: num(e.W, "W", name),
+          height: num(e.H, "H", name),
+          frames: num(e.L, "L", name),
+        });
+      });
+    }
+  }
+  return jobs;
+}
+
+/** A file-name-safe slug of a prompt (AnimateDiff names samples `<index>-<prompt words>`). */
+export function promptSlug(prompt: string, max = 40): string {
+  const s = prompt.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+  return s.slice(0, max).replace(/-+$/, "") || "prompt";
+}
