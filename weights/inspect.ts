@@ -1,0 +1,130 @@
+/**
+ * A summary of any weights file or folder: what it is, how many tensors and parameters, which
+ * storage dtypes, and the configs inferred from it.
+ * @module
+ */
+
+import type { TensorFile } from "./types.ts";
+import { numelOf } from "./dtype.ts";
+import { openTensorFile } from "./open.ts";
+import type { WeightsKind } from "./detect.ts";
+import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
+import { loadLora } from "./lora.ts";
+
+/** What {@link inspectWeights} reports. */
+export interface WeightsSummary {
+  /** The inspected path. */
+  path: string;
+  /** What it holds. */
+  kind: WeightsKind;
+  /** Motion-module version (null for other kinds). */
+  version: "v1" | "v2" | "v3" | null;
+  /** Number of tensors in the file(s). */
+  tensors: number;
+  /** Number of values in all tensors. */
+  parameters: number;
+  /** Storage dtype -> number of tensors. */
+  dtypes: Record<string, number>;
+  /** Inferred configs: {unet, vae, textEncoder} for models, the MotionConfig, or LoRA facts. */
+  config: object | null;
+  /** Why config is null although the kind is known (e.g. GroupNorm groups need --config). */
+  problem?: string;
+}
+
+/**
+ * Inspects a file or folder without reading tensor data (LoRA alphas excepted).
+ * @example
+ * ```ts
+ * const s = await inspectWeights("tests/fixtures/tiny/single_file/motion_module.safetensors");
+ * s.kind; // "motion-module"
+ * s.version; // "v2"
+ * ```
+ */
+export async function inspectWeights(
+  path: string,
+  options: { config?: string } = {},
+): Promise<WeightsSummary> {
+  const kind = await detectPathKind(path);
+  const files: TensorFile[] = [];
+  try {
+    for (const f of await weightsFilesOf(path)) files.push(await openTensorFile(f));
+  } catch (e) {
+    files.forEach((f) => f.close());
+    throw e;
+  }
+  let tensors = 0, parameters = 0;
+  const dtypes: Record<string, number> = {};
+  for (const f of files) {
+    for (const t of f.tensors.values()) {
+      tensors++;
+      parameters += numelOf(t.shape);
+      dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+    }
+    f.close();
+  }
+  const summary: WeightsSummary = {
+    path,
+    kind,
+    version: null,
+    tensors,
+    parameters,
+    dtypes,
+    config: null,
+  };
+  try {
+    if (kind === "sd15-checkpoint" || kind === "diffusers-model") {
+      const model = await loadModel(path, { config: options.config });
+      summary.config = {
+        unet: model.unetConfig,
+        vae: model.vaeConfig,
+        textEncoder: model.clipConfig,
+      };
+      model.close();
+    } else if (kind === "motion-module" || kind === "motion-adapter") {
+      const motion = await loadMotionModule(path, { config: options.config });
+      summary.version = motion.config.version;
+      summary.config = motion.config;
+      motion.close();
+    } else if (kind === "lora-kohya" || kind === "lora-diffusers") {
+      const lora = await loadLora(await loraFile(path));
+      const parts: Record<string, number> = {};
+      const ranks = new Set<number>(), alphas = new Set<number>();
+      for (const m of lora.modules.values()) {
+        parts[m.part] = (parts[m.part] ?? 0) + 1;
+        ranks.add(m.down.shape[0]);
+        if (m.alpha !== undefined) alphas.add(m.alpha);
+      }
+      summary.config = {
+        modules: lora.modules.size,
+        parts,
+        ranks: [...ranks],
+        alphas: [...alphas],
+      };
+      lora.close();
+    }
+  } catch (e) {
+    summary.problem = (e as Error).message;
+  }
+  return summary;
+}
+
+async function loraFile(path: string): Promise<string> {
+  const files = await weightsFilesOf(path);
+  return files.length === 1 ? files[0] : path;
+}
+
+/** Human-readable multi-line rendering of a summary. */
+export function formatSummary(s: WeightsSummary): string {
+  const lines = [
+    `${s.path}`,
+    `  kind:       ${s.kind}${s.version ? ` (${s.version})` : ""}`,
+    `  tensors:    ${s.tensors}`,
+    `  parameters: ${s.parameters.toLocaleString("en-US")}`,
+    `  dtypes:     ${Object.entries(s.dtypes).map(([d, n]) => `${d} x${n}`).join(", ")}`,
+  ];
+  if (s.config) {
+    for (const [k, v] of Object.entries(s.config)) lines.push(`  ${k}: ${JSON.stringify(v)}`);
+  }
+  if (s.problem) lines.push(`  config:     not inferred: ${s.problem}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,436 @@
+/**
+ * Loading base models and motion modules in any supported layout onto canonical (diffusers)
+ * names, with configs inferred from shapes. Strict: after mapping, every tensor must be one the
+ * inferred config expects, with the expected shape, and none may be missing.
+ * @module
+ */
+
+import type { HostTensor, ModelWeights, MotionWeights, TensorFile, TensorMap } from "./types.ts";
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+import { openTensorFile } from "./open.ts";
+import { type HubOptions, parseHubReference, resolveHubFile, resolveHubFolder } from "./hub.ts";
+import { mapCheckpointNames, mapMotionNames } from "./names.ts";
+import {
+  detectKind,
+  diffusersClipOverrides,
+  diffusersMotionOverrides,
+  diffusersUNetOverrides,
+  diffusersVaeOverrides,
+  inferClipConfig,
+  inferMotionConfig,
+  inferUNetConfig,
+  inferVaeConfig,
+  KIND_DESCRIPTIONS,
+  type WeightsKind,
+} from "./detect.ts";
+import { clipShapes, motionShapes, type ShapeMap, unetShapes, vaeShapes } from "./shapes.ts";
+import { memoryTensor, sinusoidalTable } from "./tiny.ts";
+
+/** Progress of a load: which component, and how many of them are done. */
+export interface LoadProgress {
+  /** Component being opened ("unet", "vae", "text_encoder", "checkpoint", "done"). */
+  stage: string;
+  /** Components done so far. */
+  done: number;
+  /** Components in all. */
+  total: number;
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** A diffusers folder whose unet/vae/text_encoder config.json give what shapes cannot tell. */
+  config?: string;
+  /** Called before each component is opened. */
+  onProgress?: (p: LoadProgress) => void;
+  /** Options for `hf:` references (cache folder, token, offline, download progress). */
+  hub?: HubOptions;
+}
+
+const COMPONENT_FILES = {
+  unet: ["diffusion_pytorch_model"],
+  vae: ["diffusion_pytorch_model"],
+  text_encoder: ["model", "pytorch_model", "diffusion_pytorch_model"],
+};
+const VARIANTS = [".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"];
+const LIST_LIMIT = 8;
+
+async function exists(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+async function readJson(path: string): Promise<Record<string, unknown> | null> {
+  if (!(await exists(path))) return null;
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function list(names: string[]): string {
+  const head = names.slice(0, LIST_LIMIT).join(", ");
+  return names.length > LIST_LIMIT ? `${head}, ... (${names.length} in all)` : head;
+}
+
+/**
+ * What a file or folder holds: folders with model_index.json or unet/ are diffusers models, a
+ * folder with config.json + diffusion_pytorch_model.* of motion tensors is a MotionAdapter; files
+ * are classified by their tensor names.
+ * @example
+ * ```ts
+ * await detectPathKind("tests/fixtures/tiny/motion_adapter"); // "motion-adapter"
+ * ```
+ */
+export async function detectPathKind(path: string): Promise<WeightsKind> {
+  const info = await exists(path);
+  if (!info) throw new Error(`${path}: no such file or folder`);
+  if (info.isDirectory) {
+    if ((await exists(`${path}/model_index.json`)) || (await exists(`${path}/unet`))) {
+      return "diffusers-model";
+    }
+    const file = await findWeightsFile(path, ["diffusion_pytorch_model", "pytorch_lora_weights"]);
+    if (!file) return "unknown";
+    const kind = await fileKind(file);
+    return kind === "motion-module" ? "motion-adapter" : kind;
+  }
+  return await fileKind(path);
+}
+
+/**
+ * The tensor files of a file or folder: the file itself, a diffusers folder's component files
+ * (sharded sets included), or a MotionAdapter / LoRA folder's weights file.
+ */
+export async function weightsFilesOf(path: string): Promise<string[]> {
+  const info = await exists(path);
+  if (!info) throw new Error(`${path}: no such file or folder`);
+  if (!info.isDirectory) return [path];
+  const out: string[] = [];
+  for (const [c, stems] of Object.entries(COMPONENT_FILES)) {
+    if (!(await exists(`${path}/${c}`))) continue;
+    const single = await findWeightsFile(`${path}/${c}`, stems);
+    if (single) out.push(single);
+    else {
+      for await (const e of Deno.readDir(`${path}/${c}`)) {
+        if (/-of-\d+\.(safetensors|bin)$/.test(e.name)) out.push(`${path}/${c}/${e.name}`);
+      }
+    }
+  }
+  const own = await findWeightsFile(path, ["diffusion_pytorch_model", "pytorch_lora_weights"]);
+  if (own) out.push(own);
+  if (out.length === 0) throw new Error(`${path}: no weights files found in the folder`);
+  return out.sort();
+}
+
+async function fileKind(path: string): Promise<WeightsKind> {
+  const f = await openTensorFile(path);
+  try {
+    return detectKind(f.tensors.keys());
+  } finally {
+    f.close();
+  }
+}
+
+async function findWeightsFile(dir: string, stems: string[]): Promise<string | null> {
+  for (const stem of stems) {
+    for (const v of VARIANTS) if (await exists(`${dir}/${stem}${v}`)) return `${dir}/${stem}${v}`;
+  }
+  return null;
+}
+
+/** Opens one diffusers component: a single weights file or a sharded `*.index.json` set. */
+async function openComponent(
+  dir: string,
+  stems: string[],
+): Promise<{ tensors: TensorMap; files: TensorFile[] }> {
+  const single = await findWeightsFile(dir, stems);
+  if (single) {
+    const f = await openTensorFile(single);
+    return { tensors: f.tensors, files: [f] };
+  }
+  for (const stem of stems) {
+    for (const v of [".safetensors", ".fp16.safetensors", ".bin"]) {
+      const index = await readJson(`${dir}/${stem}${v}.index.json`);
+      if (!index) continue;
+      const weightMap = index.weight_map as Record<string, string>;
+      const files: TensorFile[] = [];
+      const tensors: TensorMap = new Map();
+      for (const shard of new Set(Object.values(weightMap))) {
+        const f = await openTensorFile(`${dir}/${shard}`);
+        files.push(f);
+        for (const [k, t] of f.tensors) tensors.set(k, t);
+      }
+      return { tensors, files };
+    }
+  }
+  throw new Error(
+    `${dir}: expected ${stems[0]}.safetensors (or .bin, .fp16 variants, sharded index)`,
+  );
+}
+
+/** Throws when `actual` differs from what `expected` (shapes for the inferred config) lists. */
+export function checkTensors(what: string, actual: TensorMap, expected: ShapeMap): void {
+  const missing: string[] = [], unexpected: string[] = [], wrong: string[] = [];
+  for (const [name, shape] of expected) {
+    const t = actual.get(name);
+    if (!t) missing.push(name);
+    else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      wrong.push(`${name} [${t.shape}] (expected [${shape}])`);
+    }
+  }
+  for (const name of actual.keys()) if (!expected.has(name)) unexpected.push(name);
+  const parts: string[] = [];
+  if (unexpected.length) parts.push(`unexpected tensors: ${list(unexpected)}`);
+  if (missing.length) parts.push(`missing tensors: ${list(missing)}`);
+  if (wrong.length) parts.push(`wrong shapes: ${list(wrong)}`);
+  if (parts.length) throw new Error(`${what}: ${parts.join("; ")}`);
+}
+
+function reshaped(t: HostTensor, shape: number[]): HostTensor {
+  return { shape, dtype: t.dtype, read: () => t.read() };
+}
+
+function wrongKind(path: string, kind: WeightsKind, expected: string): Error {
+  return new Error(`${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected ${expected}`);
+}
+
+interface Overrides {
+  unet: Partial<UNetConfig>;
+  vae: Partial<VaeConfig>;
+  clip: Partial<ClipConfig>;
+}
+
+async function folderOverrides(dir: string): Promise<Overrides> {
+  const unet = await readJson(`${dir}/unet/config.json`);
+  const vae = await readJson(`${dir}/vae/config.json`);
+  const clip = await readJson(`${dir}/text_encoder/config.json`);
+  return {
+    unet: unet ? diffusersUNetOverrides(unet) : {},
+    vae: vae ? diffusersVaeOverrides(vae) : {},
+    clip: clip ? diffusersClipOverrides(clip) : {},
+  };
+}
+
+function finishModel(
+  source: string,
+  parts: { unet: TensorMap; vae: TensorMap; textEncoder: TensorMap },
+  o: Overrides,
+  extra: { files: TensorFile[]; tokenizer?: { vocabJson: string; mergesTxt: string } },
+): ModelWeights {
+  try {
+    const unetConfig = inferUNetConfig(parts.unet, o.unet);
+    const vaeConfig = inferVaeConfig(parts.vae, o.vae);
+    const clipConfig = inferClipConfig(parts.textEncoder, o.clip);
+    checkTensors(`${source}: UNet`, parts.unet, unetShapes(unetConfig));
+    checkTensors(`${source}: VAE`, parts.vae, vaeShapes(vaeConfig));
+    checkTensors(`${source}: text encoder`, parts.textEncoder, clipShapes(clipConfig));
+    return {
+      source,
+      ...parts,
+      unetConfig,
+      vaeConfig,
+      clipConfig,
+      tokenizer: extra.tokenizer,
+      close: () => extra.files.forEach((f) => f.close()),
+    };
+  } catch (e) {
+    extra.files.forEach((f) => f.close());
+    const msg = (e as Error).message;
+    throw new Error(msg.startsWith(source) ? msg : `${source}: ${msg}`);
+  }
+}
+
+/**
+ * Loads a base SD1.5-family model: a diffusers folder (unet/, vae/, text_encoder/, tokenizer/),
+ * an LDM single-file `.safetensors`/`.ckpt`, or an `hf:owner/repo[/file][@rev]` reference.
+ * Tensors stay on disk until read.
+ * @example
+ * ```ts
+ * const model = await loadModel("sd15.safetensors", { config: "model/" });
+ * model.unetConfig.blockOutChannels;
+ * model.close();
+ * ```
+ */
+export async function loadModel(
+  path: string,
+  options: LoadModelOptions = {},
+): Promise<ModelWeights> {
+  if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
+  const info = await exists(path);
+  if (!info) {
+    throw new Error(
+      `${path}: no such file or folder (expected a diffusers folder or a .safetensors/.ckpt file)`,
+    );
+  }
+  const progress = options.onProgress ?? (() => {});
+  const overrides = options.config ? await folderOverrides(options.config) : null;
+  if (info.isDirectory) {
+    const kind = await detectPathKind(path);
+    if (kind !== "diffusers-model") {
+      throw wrongKind(path, kind, "an SD1.5 checkpoint or a diffusers model folder");
+    }
+    const files: TensorFile[] = [];
+    const parts: Record<string, TensorMap> = {};
+    const components = ["unet", "vae", "text_encoder"] as const;
+    try {
+      for (const [i, c] of components.entries()) {
+        progress({ stage: c, done: i, total: components.length });
+        const opened = await openComponent(`${path}/${c}`, COMPONENT_FILES[c]);
+        files.push(...opened.files);
+        parts[c] = opened.tensors;
+      }
+    } catch (e) {
+      files.forEach((f) => f.close());
+      throw e;
+    }
+    progress({ stage: "done", done: components.length, total: components.length });
+    const textEncoder: TensorMap = new Map(
+      [...parts.text_encoder].filter(([k]) => !k.endsWith("position_ids")),
+    );
+    const vocab = await exists(`${path}/tokenizer/vocab.json`);
+    const tokenizer = vocab
+      ? {
+        vocabJson: await Deno.readTextFile(`${path}/tokenizer/vocab.json`),
+        mergesTxt: await Deno.readTextFile(`${path}/tokenizer/merges.txt`),
+      }
+      : undefined;
+    return finishModel(
+      path,
+      { unet: parts.unet, vae: parts.vae, textEncoder },
+      overrides ?? await folderOverrides(path),
+      { files, tokenizer },
+    );
+  }
+  progress({ stage: "checkpoint", done: 0, total: 1 });
+  const file = await openTensorFile(path);
+  const kind = detectKind(file.tensors.keys());
+  if (kind !== "sd15-checkpoint") {
+    file.close();
+    throw wrongKind(path, kind, "an SD1.5 checkpoint or a diffusers model folder");
+  }
+  const { mapped, unknown } = mapCheckpointNames(file.tensors.keys());
+  if (unknown.length) {
+    file.close();
+    throw new Error(`${path}: unexpected tensors in the SD1.5 checkpoint: ${list(unknown)}`);
+  }
+  const parts = { unet: new Map(), vae: new Map(), textEncoder: new Map() } as Record<
+    string,
+    TensorMap
+  >;
+  for (const m of mapped) {
+    const t = file.tensors.get(m.source)!;
+    const squeeze = m.squeezeConv && t.shape.length === 4 && t.shape[2] === 1 && t.shape[3] === 1;
+    parts[m.part].set(m.target, squeeze ? reshaped(t, t.shape.slice(0, 2)) : t);
+  }
+  progress({ stage: "done", done: 1, total: 1 });
+  return finishModel(
+    path,
+    { unet: parts.unet, vae: parts.vae, textEncoder: parts.textEncoder },
+    overrides ?? { unet: {}, vae: {}, clip: {} },
+    { files: [file] },
+  );
+}
+
+/** Options of {@link loadMotionModule}. */
+export interface LoadMotionOptions {
+  /** A MotionAdapter config.json, or a folder holding one (heads, groups: what shapes cannot tell). */
+  config?: string;
+  /** Options for `hf:` references (cache folder, token, offline, download progress). */
+  hub?: HubOptions;
+}
+
+async function motionOverrides(config: string): Promise<Partial<MotionConfig>> {
+  const info = await exists(config);
+  if (!info) {
+    throw new Error(`${config}: no such motion-module config (expected config.json or its folder)`);
+  }
+  const file = info.isDirectory ? `${config}/config.json` : config;
+  const json = await readJson(file);
+  if (!json) throw new Error(`${config}: expected a config.json in the folder`);
+  return diffusersMotionOverrides(json);
+}
+
+/**
+ * Loads AnimateDiff motion modules: an original v1/v2/v3 `.ckpt`/`.safetensors` or a diffusers
+ * MotionAdapter folder, onto MotionAdapter names (one `pos_embed.pe` per transformer block).
+ * @example
+ * ```ts
+ * const motion = await loadMotionModule("mm_sd_v15_v2.ckpt");
+ * motion.config.version; // "v2"
+ * ```
+ */
+export async function loadMotionModule(
+  path: string,
+  options: LoadMotionOptions = {},
+): Promise<MotionWeights> {
+  if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
+  const info = await exists(path);
+  if (!info) {
+    throw new Error(
+      `${path}: no such file or folder (expected a motion module .ckpt/.safetensors or MotionAdapter folder)`,
+    );
+  }
+  let file = path;
+  let overrides: Partial<MotionConfig> = options.config
+    ? await motionOverrides(options.config)
+    : {};
+  if (info.isDirectory) {
+    const found = await findWeightsFile(path, ["diffusion_pytorch_model"]);
+    if (!found) {
+      const kind = await detectPathKind(path);
+      throw wrongKind(path, kind, "an AnimateDiff motion module or a MotionAdapter folder");
+    }
+    file = found;
+    if (!options.config && (await exists(`${path}/config.json`))) {
+      overrides = await motionOverrides(path);
+    }
+  }
+  const f = await openTensorFile(file);
+  try {
+    const kind = detectKind(f.tensors.keys());
+    if (kind !== "motion-module" && kind !== "motion-adapter") {
+      throw wrongKind(path, kind, "an AnimateDiff motion module or a MotionAdapter folder");
+    }
+    const { mapped, unknown } = mapMotionNames(f.tensors.keys());
+    if (unknown.length) {
+      throw new Error(`${path}: unexpected tensors in the motion module: ${list(unknown)}`);
+    }
+    const tensors: TensorMap = new Map();
+    for (const m of mapped) tensors.set(m.target, f.tensors.get(m.source)!);
+    addMissingPositionTables(tensors, overrides);
+    const config = inferMotionConfig(tensors, overrides);
+    checkTensors(`${path}: motion module`, tensors, motionShapes(config));
+    return { source: path, tensors, config, close: () => f.close() };
+  } catch (e) {
+    f.close();
+    const msg = (e as Error).message;
+    throw new Error(msg.startsWith(path) ? msg : `${path}: ${msg}`);
+  }
+}
+
+/** Files without `pos_encoder.pe` buffers get diffusers' sinusoidal table (length from config, else 32/24). */
+function addMissingPositionTables(tensors: TensorMap, overrides: Partial<MotionConfig>): void {
+  const hasMid = [...tensors.keys()].some((k) => k.startsWith("mid_block."));
+  const length = overrides.maxSeqLength ?? (hasMid ? 32 : 24);
+  for (const k of [...tensors.keys()]) {
+    const m = /^(.+\.transformer_blocks\.\d+)\.norm1\.weight$/.exec(k);
+    if (!m || tensors.has(`${m[1]}.pos_embed.pe`)) continue;
+    const c = tensors.get(k)!.shape[0];
+    tensors.set(`${m[1]}.pos_embed.pe`, memoryTensor([1, length, c], sinusoidalTable(length, c)));
+  }
+}
+
+/**
+ * Resolves `hf:owner/repo[/path][@rev]` to a local path in the hub cache: a path naming a weights
+ * file (.safetensors/.ckpt/.bin/.pt/.pth) downloads that file, anything else a diffusers folder.
+ */
+export async function resolveHubReference(ref: string, options: HubOptions = {}): Promise<string> {
+  const h = parseHubReference(ref);
+  return /\.(safetensors|ckpt|bin|pt|pth)$/.test(h.path)
+    ? await resolveHubFile(h, options)
+    : await resolveHubFolder(h, options);
+}
