@@ -24,6 +24,7 @@ import type {
   GenerateRequest,
   PipelineInfo,
   PipelineOptions,
+  Precision,
   ProgressEvent,
   SchedulerName,
 } from "./pipeline_types.ts";
@@ -245,9 +246,39 @@ export class AnimationPipeline {
     }
     const tokenizer = await loadTokenizer(options, model, demo?.tokenizer ?? null);
     progress(1, 5, "weights mapped");
+    return await AnimationPipeline.fromWeights({
+      model,
+      motion,
+      tokenizer,
+      precision,
+      device: options.device,
+      demo: demo !== null,
+      onProgress: options.onProgress,
+      startedAt: t0,
+    });
+  }
 
-    const ownsGpu = !options.device;
-    const gpu = options.device ?? await Gpu.create();
+  /**
+   * Builds a pipeline from weights already mapped to canonical names (in memory or lazily read),
+   * e.g. the random full-size SD1.5 of weights/sd15.ts used by the bench.
+   */
+  static async fromWeights(init: {
+    model: ModelWeights;
+    motion: MotionWeights;
+    tokenizer: ClipTokenizer;
+    precision?: Precision;
+    device?: Gpu;
+    demo?: boolean;
+    onProgress?: (e: ProgressEvent) => void;
+    startedAt?: number;
+  }): Promise<AnimationPipeline> {
+    const { model, motion, tokenizer } = init;
+    const t0 = init.startedAt ?? performance.now();
+    const progress = (step: number, total: number) =>
+      init.onProgress?.({ stage: "load", step, total, elapsedMs: performance.now() - t0 });
+    const precision = init.precision ?? "f32";
+    const ownsGpu = !init.device;
+    const gpu = init.device ?? await Gpu.create();
     const dtype: DType = precision;
     if (dtype === "f16" && !gpu.hasF16) {
       if (ownsGpu) gpu.destroy();
@@ -284,7 +315,7 @@ export class AnimationPipeline {
           maxFrames: motion.config.maxSeqLength,
           precision,
           adapter: gpu.info.name,
-          demo: demo !== null,
+          demo: init.demo ?? false,
         },
         gpu,
         ownsGpu,
