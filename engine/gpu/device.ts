@@ -6,7 +6,7 @@
  */
 
 import { BufferPool, type PoolStats } from "./buffer_pool.ts";
-import { type KernelDef, Params } from "./kernel.ts";
+import type { KernelDef, Params } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { Recorder } from "./recorder.ts";
 import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
