@@ -385,7 +385,7 @@ export class AnimationPipeline {
         throw new InputError(`seed must be from 0 to 2^64 - 1, got ${r.seed}`);
       }
     } else int("seed", r.seed, 0, Number.MAX_SAFE_INTEGER);
-    int("clipSkip", r.clipSkip, 1, this.textEncoder.config.layers);
+    int("clipSkip", r.clipSkip, 1, this.textEncoder.config.layers + 1);
     if (!Number.isFinite(r.fps) || r.fps <= 0 || r.fps > 100) {
       throw new InputError(`fps must be a number above 0 and at most 100, got ${r.fps}`);
     }

@@ -86,8 +86,8 @@ export class ClipTextEncoder {
   /** ids [batch * L] (row-major) -> hidden states [batch, L, D]. */
   forward(gpu: Gpu, ids: Int32Array, batch: number, clipSkip = 1): Tensor {
     const L = this.config.layers;
-    if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L) {
-      throw new Error(`clipSkip must be an integer from 1 to ${L}, got ${clipSkip}`);
+    if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L + 1) {
+      throw new Error(`clipSkip must be an integer from 1 to ${L + 1}, got ${clipSkip}`);
     }
     let h = tokenEmbedding(gpu, ids, batch, this.tokenTable.t, this.positionTable.t);
     const run = L - (clipSkip - 1);

@@ -7,7 +7,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import type { MotionConfig, UNetConfig } from "./config.ts";
+import { DEFAULT_NORM_GROUPS, type MotionConfig, type UNetConfig } from "./config.ts";
 import type { WeightStore } from "./weights.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
@@ -39,6 +39,8 @@ export class UNet3D {
   readonly convOut: Conv2d;
   /** Motion GroupNorm statistics: over the clip (diffusers, default) or per frame (original). */
   motionNorm: MotionNormMode = "clip";
+  /** Debug hook: sees block outputs ("conv_in", "down_block0", "mid_block", "up_block1", ...). */
+  tap: ((name: string, t: Tensor) => void) | null = null;
 
   constructor(w: WeightStore, m: WeightStore | null, config: UNetConfig, motion: MotionConfig | null) {
     this.config = config;
@@ -61,12 +63,12 @@ export class UNet3D {
         );
       }
     }
-    const mm = (prefix: string, channels: number) =>
+    const mm = (prefix: string, channels: number, groups = motion?.normGroups ?? 0) =>
       m && motion
         ? new MotionModule(m, prefix, {
           channels,
           heads: motion.heads,
-          groups: motion.normGroups,
+          groups,
           maxLen: motion.maxSeqLength,
           layers: motion.transformerLayers,
         })
@@ -149,7 +151,13 @@ export class UNet3D {
           }),
         );
         level.attentions?.push(tf(`${p}.attentions.${j}`, out, revHeads[i]));
-        const mod = mm(`${p}.motion_modules.${j}`, out);
+        // diffusers' UpBlockMotion (an up block without attention) builds its motion modules
+        // with the default 32 GroupNorm groups whatever the config says; the reference does
+        // this, so we do too (identical for real SD1.5 / AnimateDiff, where groups are 32).
+        const motionGroups = c.upBlockAttention[i] || out % DEFAULT_NORM_GROUPS !== 0
+          ? motion?.normGroups
+          : DEFAULT_NORM_GROUPS;
+        const mod = mm(`${p}.motion_modules.${j}`, out, motionGroups);
         if (mod) level.motions!.push(mod);
       }
       if (i < n - 1) level.resample = new Upsample2D(w, `${p}.upsamplers.0`, out);
@@ -186,8 +194,9 @@ export class UNet3D {
     emb.release();
 
     let h = this.convIn.forward(gpu, sample);
+    this.tap?.("conv_in", h);
     const skips: Tensor[] = [h];
-    for (const level of this.down) {
+    for (const [li, level] of this.down.entries()) {
       for (let j = 0; j < level.resnets.length; j++) {
         h = this.#stage(gpu, level, j, h, tembAct, context, frames, false);
         skips.push(h);
@@ -196,6 +205,7 @@ export class UNet3D {
         h = level.resample.forward(gpu, h);
         skips.push(h);
       }
+      this.tap?.(`down_block${li}`, h);
     }
 
     let x = this.midResnets[0].forward(gpu, h, tembAct, frames);
@@ -203,8 +213,9 @@ export class UNet3D {
     if (this.midMotion) x = swap(x, this.midMotion.forward(gpu, x, frames, this.motionNorm));
     x = swap(x, this.midResnets[1].forward(gpu, x, tembAct, frames));
     h = x;
+    this.tap?.("mid_block", h);
 
-    for (const level of this.up) {
+    for (const [li, level] of this.up.entries()) {
       for (let j = 0; j < level.resnets.length; j++) {
         const skip = skips.pop()!;
         // channel concat: [n, C, H, W] ++ [n, Cs, H, W] -> [n, C + Cs, H, W]
@@ -214,6 +225,7 @@ export class UNet3D {
         h = this.#stage(gpu, level, j, cat, tembAct, context, frames, true);
       }
       if (level.resample) h = swap(h, level.resample.forward(gpu, h));
+      this.tap?.(`up_block${li}`, h);
     }
     tembAct.release();
     const normed = this.normOut.forward(gpu, h, { silu: true });

@@ -1,0 +1,367 @@
+/**
+ * Fused multi-head attention (flash attention): `softmax(scale * q k^T) v` per head without ever
+ * materialising the score matrix. One workgroup owns a block of query rows; K/V tiles of `BK`
+ * keys are staged through workgroup memory and shared by all of its rows; each row keeps a
+ * running max and sum (online softmax, f32) and f32 accumulators in registers.
+ *
+ * Layout is token-major, as Linear projections produce it: `q [B, Lq, H*d]`, `k, v [Bk, Lk, H*d]`
+ * with head `h` in channels `[h*d, (h+1)*d)`.
+ *
+ * Work decomposition (compile-time per head-dim bucket `DP`, see {@link attentionTile}):
+ * - `TD` threads split one query row's head dim; each holds `DP / TD` channels of q (pre-scaled
+ *   by `scale * log2(e)`) and of the output accumulator. With `TD > 1` the partial dot products
+ *   are summed through workgroup memory.
+ * - `BQ` query rows per workgroup. When `Lq <= BQ / 2` (temporal attention over frames, tiny
+ *   sequences, huge batch) one workgroup packs `floor(BQ / Lq)` (batch, head) pairs; the key
+ *   slots of all its pairs are tiled together and each row only visits its own pair's keys.
+ * - `causal` skips key tiles after the block's last query and masks keys j > i.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import { ceilDiv, defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+
+/** Options of {@link attention}. */
+export interface AttentionOptions {
+  /** Number of heads H; the last dim of q/k/v is `H * d`. */
+  heads: number;
+  /** Score scale; default `1 / sqrt(d)`. */
+  scale?: number;
+  /** Mask key j > query i (CLIP text encoder); requires Lq == Lk. */
+  causal?: boolean;
+  /** q batch b reads k/v batch `floor(b / kvBroadcast)`; default 1. */
+  kvBroadcast?: number;
+}
+
+/** Compile-time tiling of one head-dim bucket. */
+export interface AttentionTile {
+  /** Padded head dim (multiple of 4, >= d). */
+  dp: number;
+  /** Threads per query row (split the head dim). */
+  td: number;
+  /** Query rows per workgroup. */
+  bq: number;
+  /** Keys per K/V tile in workgroup memory. */
+  bk: number;
+}
+
+/** Head-dim buckets: SD1.5 uses 40/80/160 (UNet, motion modules), CLIP 64, the VAE 512. */
+const TILES: readonly AttentionTile[] = [
+  { dp: 8, td: 1, bq: 64, bk: 64 },
+  { dp: 16, td: 1, bq: 64, bk: 64 },
+  { dp: 32, td: 1, bq: 64, bk: 32 },
+  { dp: 40, td: 1, bq: 64, bk: 32 },
+  { dp: 64, td: 1, bq: 64, bk: 32 },
+  { dp: 80, td: 2, bq: 64, bk: 16 },
+  { dp: 96, td: 2, bq: 64, bk: 16 },
+  { dp: 128, td: 4, bq: 32, bk: 16 },
+  { dp: 160, td: 4, bq: 32, bk: 16 },
+  { dp: 256, td: 8, bq: 16, bk: 8 },
+  { dp: 512, td: 8, bq: 16, bk: 4 },
+];
+
+/** Largest supported head dim. */
+export const MAX_HEAD_DIM = 512;
+
+/**
+ * The tiling used for head dim `d` (the smallest bucket that holds it).
+ *
+ * @example
+ * ```ts
+ * attentionTile(40); // { dp: 40, td: 1, bq: 64, bk: 32 }
+ * ```
+ */
+export function attentionTile(d: number): AttentionTile {
+  const t = TILES.find((t) => t.dp >= d);
+  if (!t || d < 1) {
+    throw new Error(`attention: expected head dim in [1, ${MAX_HEAD_DIM}], got ${d}`);
+  }
+  return t;
+}
+
+/**
+ * Workgroup memory of a tiling in bytes: K and V tiles (vec4<f32>) plus the score rows.
+ *
+ * @example
+ * ```ts
+ * attentionSharedBytes(attentionTile(160)); // 29184, under the 32 KiB most GPUs allow
+ * ```
+ */
+export function attentionSharedBytes(t: AttentionTile): number {
+  return 2 * t.bk * t.dp * 4 + t.bq * t.td * (t.bk + 1) * 4;
+}
+
+function loaders(vec: boolean): string {
+  if (vec) {
+    return ["q", "k", "v"].map((b) => `
+fn load_${b}(base: u32, c4: u32) -> vec4<f32> { return vec4<f32>(${b}[(base >> 2u) + c4]); }`)
+      .join("") + `
+fn store_out(base: u32, c4: u32, x: vec4<f32>) { out[(base >> 2u) + c4] = T4(x); }`;
+  }
+  return ["q", "k", "v"].map((b) => `
+fn load_${b}(base: u32, c4: u32) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  for (var x = 0u; x < 4u; x++) {
+    if (c4 * 4u + x < p.d) { r[x] = f32(${b}[base + c4 * 4u + x]); }
+  }
+  return r;
+}`).join("") + `
+fn store_out(base: u32, c4: u32, x: vec4<f32>) {
+  for (var i = 0u; i < 4u; i++) {
+    if (c4 * 4u + i < p.d) { out[base + c4 * 4u + i] = T(x[i]); }
+  }
+}`;
+}
+
+/** Repeats a WGSL snippet for c = 0..n-1 (per-thread vectors stay in registers). */
+function unroll(n: number, body: (c: number) => string): string {
+  return Array.from({ length: n }, (_, c) => body(c)).join("");
+}
+
+function attentionSource(dtype: DType, variant: string): string {
+  const m = /^d(\d+)(_causal)?_(v4|s)$/.exec(variant);
+  if (!m) throw new Error(`attention: unknown variant "${variant}"`);
+  const tile = TILES.find((t) => t.dp === Number(m[1]));
+  if (!tile) throw new Error(`attention: no tiling for variant "${variant}"`);
+  const causal = m[2] !== undefined;
+  const vec = m[3] === "v4";
+  const { dp, td, bq, bk } = tile;
+  const E = vec ? "T4" : "T";
+  const cpt = dp / 4 / td;
+  // With TD > 1 the partial dot products of a row's TD threads are summed in workgroup memory.
+  const reduce = td === 1 ? "" : `
+    workgroupBarrier();
+    for (var s = lo + tdi; s < hi; s += TD) {
+      let kr = s - t0;
+      var tot = 0.0;
+      for (var x = 0u; x < TD; x++) { tot += sc[s0 + x * BKP + kr]; }
+      sc[s0 + kr] = tot;
+    }
+    workgroupBarrier();`;
+  return /* wgsl */ `${wgslDType(dtype)}
+// attention (flash, online softmax), variant ${variant}.
+// Bindings: 0 params; 1 q [B, Lq, H*d]; 2 k [Bk, Lk, H*d]; 3 v [Bk, Lk, H*d]; 4 out [B, Lq, H*d]
+// (${E} elements). A "pair" is (b, h), pair = b*H + h; k/v batch of b is b / kvb.
+// Workgroup: BQ query rows x TD threads per row (each holds DP/TD channels of q and of the output
+// accumulator in q<c>/acc<c>, vec4 c4 = tdi + TD*c); key slots (pair*Lk + j) tiled BK at a time through ks/vs.
+const DP4: u32 = ${dp / 4}u;
+const TD: u32 = ${td}u;
+const BQ: u32 = ${bq}u;
+const BK: u32 = ${bk}u;
+const BKP: u32 = ${bk + 1}u;
+const NT: u32 = ${bq * td}u;
+const CAUSAL: bool = ${causal};
+
+struct Params {
+  bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
+  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<${E}>;
+@group(0) @binding(2) var<storage, read> k: array<${E}>;
+@group(0) @binding(3) var<storage, read> v: array<${E}>;
+@group(0) @binding(4) var<storage, read_write> out: array<${E}>;
+
+var<workgroup> ks: array<vec4<f32>, ${bk * dp / 4}>;
+var<workgroup> vs: array<vec4<f32>, ${bk * dp / 4}>;
+// Scores: thread tid's partial row at tid*BKP; a query row's summed scores at (r*TD)*BKP.
+var<workgroup> sc: array<f32, ${bq * td * (bk + 1)}>;
+${loaders(vec)}
+
+@compute @workgroup_size(${bq * td})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= ((p.bh + p.group_pairs - 1u) / p.group_pairs) * p.q_blocks) { return; }
+  let pair_base = (w / p.q_blocks) * p.group_pairs;
+  let qb = w % p.q_blocks;
+  let r = tid / TD;
+  let tdi = tid % TD;
+  let g = r / p.seg;
+  let pair = pair_base + g;
+  let i = qb * BQ + r % p.seg;
+  let valid = g < p.group_pairs && pair < p.bh && i < p.lq;
+
+  // Key slots of this workgroup, and of this row.
+  let k_begin = pair_base * p.lk;
+  var k_end = min(pair_base + p.group_pairs, p.bh) * p.lk;
+  if (CAUSAL && p.group_pairs == 1u) { k_end = k_begin + min(p.lk, qb * BQ + BQ); }
+  var row_begin = 0u;
+  var row_end = 0u;
+  var q_base = 0u;
+${
+    unroll(cpt, (c) => `
+  var q${c} = vec4<f32>(0.0);
+  var acc${c} = vec4<f32>(0.0);`)
+  }
+  if (valid) {
+    let b = pair / p.heads;
+    q_base = ((b * p.lq + i) * p.heads + (pair - b * p.heads)) * p.d;
+    row_begin = pair * p.lk;
+    row_end = row_begin + select(p.lk, min(p.lk, i + 1u), CAUSAL);
+${
+    unroll(cpt, (c) => `
+    if ((tdi + ${c}u * TD) * 4u < p.d) { q${c} = load_q(q_base, tdi + ${c}u * TD) * p.scale; }`)
+  }
+  }
+  var mx = -3.0e38;
+  var l = 0.0;
+  let s_own = tid * BKP;
+  let s0 = r * TD * BKP;
+
+  for (var t0 = k_begin; t0 < k_end; t0 += BK) {
+    // Stage K/V slots [t0, t0 + BK) (channels >= d are zero so padded dot products vanish).
+    for (var e = tid; e < BK * DP4; e += NT) {
+      let kr = e / DP4;
+      let c4 = e - kr * DP4;
+      let slot = t0 + kr;
+      var kx = vec4<f32>(0.0);
+      var vx = vec4<f32>(0.0);
+      if (slot < k_end && c4 * 4u < p.d) {
+        let pr = slot / p.lk;
+        let j = slot - pr * p.lk;
+        let b = pr / p.heads;
+        let base = (((b / p.kvb) * p.lk + j) * p.heads + (pr - b * p.heads)) * p.d;
+        kx = load_k(base, c4);
+        vx = load_v(base, c4);
+      }
+      ks[e] = kx;
+      vs[e] = vx;
+    }
+    workgroupBarrier();
+    let lo = max(row_begin, t0);
+    let hi = min(row_end, t0 + BK);
+    // Scores (log2 domain) of this row's keys in the tile, over this thread's channels.
+    for (var s = lo; s < hi; s++) {
+      let kb = (s - t0) * DP4 + tdi;
+      var dt = 0.0;
+${
+    unroll(cpt, (c) => `
+      dt += dot(q${c}, ks[kb + ${c * td}u]);`)
+  }
+      sc[s_own + s - t0] = dt;
+    }${reduce}
+    // Online softmax: rescale by exp2(old max - new max), accumulate exp2(s - max) * v.
+    if (lo < hi) {
+      var nm = mx;
+      for (var s = lo; s < hi; s++) { nm = max(nm, sc[s0 + s - t0]); }
+      let alpha = exp2(mx - nm);
+      mx = nm;
+      l *= alpha;
+${
+    unroll(cpt, (c) => `
+      acc${c} *= alpha;`)
+  }
+      for (var s = lo; s < hi; s++) {
+        let kr = s - t0;
+        let pw = exp2(sc[s0 + kr] - mx);
+        l += pw;
+        let vb = kr * DP4 + tdi;
+${
+    unroll(cpt, (c) => `
+        acc${c} += pw * vs[vb + ${c * td}u];`)
+  }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let inv = 1.0 / l;
+${
+    unroll(cpt, (c) => `
+    if ((tdi + ${c}u * TD) * 4u < p.d) { store_out(q_base, tdi + ${c}u * TD, acc${c} * inv); }`)
+  }
+  }
+}`;
+}
+
+const attentionKernel = defineKernel(
+  "attention",
+  ({ dtype, variant }) => attentionSource(dtype, variant),
+);
+
+/**
+ * Multi-head attention, token-major layout as Linear projections produce it:
+ * `q [B, Lq, H*d]`, `k [Bk, Lk, H*d]`, `v [Bk, Lk, H*d]` -> out `[B, Lq, H*d]`. Head `h` uses
+ * channels `[h*d, (h+1)*d)`. `Bk = B / kvBroadcast`: q batch b reads kv batch
+ * `floor(b / kvBroadcast)` (cross-attention with frames folded into the batch shares one text
+ * embedding per video; default 1). `scale` defaults to `1/sqrt(d)`. `causal`: key j > query i is
+ * masked (CLIP, Lq == Lk). Softmax and accumulation are f32 for f16 tensors too; d <= 512.
+ *
+ * @example
+ * ```ts
+ * // spatial self-attention of 2 images at 64x64, 320 channels in 8 heads (d = 40)
+ * const o = attention(gpu, q, k, v, { heads: 8 }); // q, k, v: [2, 4096, 320]
+ * // cross-attention, 16 frames per video sharing the text embedding [2, 77, 320]
+ * const x = attention(gpu, q2, ctxK, ctxV, { heads: 8, kvBroadcast: 16 }); // q2: [32, 4096, 320]
+ * ```
+ */
+export function attention(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+): Tensor {
+  const { heads, causal = false, kvBroadcast = 1 } = options;
+  const shapes = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
+  if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) {
+    throw new Error(`attention: expected q [B, Lq, H*d], k and v [Bk, Lk, H*d], got ${shapes}`);
+  }
+  const [batch, lq, width] = q.shape;
+  const [kvBatch, lk] = k.shape;
+  if (!Number.isInteger(heads) || heads < 1 || width % heads !== 0) {
+    throw new Error(`attention: expected heads (${heads}) to divide H*d = ${width} (${shapes})`);
+  }
+  if (!Number.isInteger(kvBroadcast) || kvBroadcast < 1 || batch % kvBroadcast !== 0) {
+    throw new Error(`attention: expected kvBroadcast (${kvBroadcast}) to divide B (${shapes})`);
+  }
+  const kvShape = [batch / kvBroadcast, lk, width];
+  if (k.shape.join() !== kvShape.join() || v.shape.join() !== kvShape.join()) {
+    throw new Error(
+      `attention: expected k and v ${
+        fmtShape(kvShape)
+      } (B / kvBroadcast = ${kvBatch}), got ${shapes}`,
+    );
+  }
+  if (lk < 1) throw new Error(`attention: expected at least one key, got ${shapes}`);
+  if (causal && lq !== lk) throw new Error(`attention: causal needs Lq == Lk, got ${shapes}`);
+  if (q.dtype !== k.dtype || q.dtype !== v.dtype) {
+    throw new Error(
+      `attention: expected q, k, v of one dtype, got ${q.dtype}/${k.dtype}/${v.dtype}`,
+    );
+  }
+  if (q.dtype === "f16" && !gpu.hasF16) {
+    throw new Error("attention: f16 tensors need the shader-f16 feature, which this adapter lacks");
+  }
+  const d = width / heads;
+  const tile = attentionTile(d);
+  const shared = attentionSharedBytes(tile);
+  if (shared > gpu.info.maxComputeWorkgroupStorageSize) {
+    throw new Error(
+      `attention: head dim ${d} needs ${shared} bytes of workgroup memory, the adapter allows ` +
+        `${gpu.info.maxComputeWorkgroupStorageSize}`,
+    );
+  }
+  const out = gpu.empty(q.shape, q.dtype, "attention");
+  if (out.size === 0) return out;
+
+  const bh = batch * heads;
+  // Pack several (b, h) pairs into one workgroup when the sequence is short.
+  const groupPairs = lq * 2 <= tile.bq ? Math.floor(tile.bq / lq) : 1;
+  const qBlocks = groupPairs > 1 ? 1 : ceilDiv(lq, tile.bq);
+  const seg = groupPairs > 1 ? lq : tile.bq;
+  const scale = (options.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
+  const params = new Params().u32(bh).u32(heads).u32(lq).u32(lk).u32(d).u32(kvBroadcast)
+    .u32(groupPairs).u32(qBlocks).u32(seg).f32(scale);
+  const variant = `d${tile.dp}${causal ? "_causal" : ""}_${d % 4 === 0 ? "v4" : "s"}`;
+  gpu.dispatch(attentionKernel, {
+    dtype: q.dtype,
+    variant,
+    params,
+    bindings: [q, k, v, out],
+    groups: grid1d(ceilDiv(bh, groupPairs) * qBlocks),
+  });
+  return out;
+}
