@@ -1,0 +1,330 @@
+/**
+ * 2-D convolution (NCHW) as an implicit GEMM with the tiled GEMM of kernels/matmul.ts:
+ * per output `out[Cout, n*Ho*Wo + pixel] = weight[Cout, C*kh*kw] @ col(x)[C*kh*kw, pixels]`,
+ * where the im2col matrix is never stored: each B tile is gathered from x straight into
+ * workgroup memory, padding handled by bounds checks. GEMM rows are output channels, GEMM
+ * columns are the output pixels of all images (so small feature maps still fill tiles), K is
+ * C*kh*kw. Columns map to contiguous output, so stores are coalesced.
+ *
+ * Variants: "pw" (1x1, stride 1, no padding, Ho*Wo % 4 == 0) loads x as vec4 along pixels;
+ * "gen" gathers element by element and steps (c, ky, kx) incrementally (no divisions in the K
+ * loop). The weight is loaded as vec4 when K % 4 == 0; the output is written as vec4 when
+ * Ho*Wo % 4 == 0. Bias and residual (ResNet skip) are fused into the epilogue.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import {
+  checkDTypes,
+  GEMM_THREADS,
+  gemmGrid,
+  gemmMainLoopWgsl,
+  gemmSlots,
+  type GemmTile,
+  kMajorLoaderWgsl,
+  pickGemmTile,
+} from "./matmul.ts";
+
+/** Compile-time options of the conv2d kernel, encoded in its variant string. */
+interface ConvVariant {
+  /** 1x1 / stride 1 / no padding with vec4 pixel loads ("pw"), or the general gather ("gen"). */
+  pointwise: boolean;
+  /** Weight loads as vec4 (K % 4 == 0). */
+  vecA: boolean;
+  /** Output (and residual) as vec4 (Ho*Wo % 4 == 0). */
+  vecOut: boolean;
+  bias: boolean;
+  residual: boolean;
+  tile: GemmTile;
+}
+
+function variantKey(v: ConvVariant): string {
+  return [
+    v.pointwise ? "pw" : "gen",
+    v.vecA ? "a4" : "a1",
+    v.vecOut ? "o4" : "o1",
+    v.bias ? "bias" : "nobias",
+    v.residual ? "res" : "nores",
+    `m${v.tile.tm}n${v.tile.tn}k${v.tile.bk}`,
+  ].join("-");
+}
+
+function parseVariant(key: string): ConvVariant {
+  const [mode, a, o, bias, res, tile] = key.split("-");
+  const m = /^m(\d+)n(\d+)k(\d+)$/.exec(tile ?? "");
+  if (!m) throw new Error(`conv2d: bad kernel variant "${key}"`);
+  return {
+    pointwise: mode === "pw",
+    vecA: a === "a4",
+    vecOut: o === "o4",
+    bias: bias === "bias",
+    residual: res === "res",
+    tile: { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 },
+  };
+}
+
+function conv2dSource(dtype: DType, key: string): string {
+  const v = parseVariant(key);
+  const { tm, tn, bk } = v.tile;
+  const bm = 16 * tm, bm4 = bm / 4, bn = 16 * tn, bn4 = bn / 4;
+  const O = v.vecOut ? "T4" : "T";
+  let binding = 3;
+  const decls: string[] = [];
+  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> biasv: array<T>;`);
+  if (v.residual) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> res: array<${O}>;`);
+  }
+  decls.push(`@group(0) @binding(${binding}) var<storage, read_write> dst: array<${O}>;`);
+  const loadA = kMajorLoaderWgsl({
+    name: "A",
+    buf: "wt",
+    tile: "As",
+    rows: bm,
+    bk,
+    vec: v.vecA,
+    r0: "m0",
+    rowCount: "p.M",
+    base: "0u",
+  });
+
+  let loadB: string, setup: string, bSlots: number;
+  let loadBExpr: (i: number, k0: string) => string;
+  let afterLoadB: ((i: number) => string) | undefined;
+  if (v.pointwise) {
+    // x [N, C, HW] with HW % 4 == 0: this thread's 4 pixels stay in one image.
+    bSlots = gemmSlots(bn, bk, true);
+    const rowStep = GEMM_THREADS / bn4;
+    loadB = `fn loadB(k: u32) -> vec4<f32> {
+  if (pvalid && k < p.K) { return vec4<f32>(x[(xBase + k * p.HoWo + pix) / 4u]); }
+  return vec4<f32>(0.0);
+}
+fn storeB(e: u32, v: vec4<f32>) { Bs[e] = v; }`;
+    setup = `  let j = n0 + (lid % ${bn4}u) * 4u;
+  pvalid = j < p.N;
+  let img = j / p.HoWo;
+  pix = j % p.HoWo;
+  xBase = img * p.C * p.HoWo;
+  let krow = lid / ${bn4}u;`;
+    loadBExpr = (i, k0) => `loadB(${k0} + krow + ${i * rowStep}u)`;
+  } else {
+    // General gather: one output pixel per thread, K rows krow + i * rowStep with (c, ky, kx)
+    // stepped by bk per tile as a mixed-radix add (digits p.dc, p.dky, p.dkx).
+    bSlots = gemmSlots(bn, bk, false);
+    const rowStep = GEMM_THREADS / bn;
+    loadB = `fn loadB(s: vec3<i32>) -> f32 {
+  let iy = iy0 + s.y; let ix = ix0 + s.z;
+  if (pvalid && s.x < i32(p.C) && u32(iy) < p.H && u32(ix) < p.W) {
+    return f32(x[xBase + (u32(s.x) * p.H + u32(iy)) * p.W + u32(ix)]);
+  }
+  return 0.0;
+}
+fn stepK(s: vec3<i32>) -> vec3<i32> {
+  var c = s.x + p.dc; var ky = s.y + p.dky; var kx = s.z + p.dkx;
+  if (kx >= p.kw) { kx -= p.kw; ky += 1; }
+  if (ky >= p.kh) { ky -= p.kh; c += 1; }
+  return vec3<i32>(c, ky, kx);
+}
+fn startK(k: u32) -> vec3<i32> {
+  let khw = u32(p.kh * p.kw); let r = k % khw;
+  return vec3<i32>(i32(k / khw), i32(r / u32(p.kw)), i32(r % u32(p.kw)));
+}
+fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
+    const starts = Array.from(
+      { length: bSlots },
+      (_, i) => `  var ks${i} = startK(krow + ${i * rowStep}u);`,
+    );
+    setup = `  let j = n0 + lid % ${bn}u;
+  pvalid = j < p.N;
+  let img = j / p.HoWo;
+  let q = j % p.HoWo;
+  iy0 = i32(q / p.Wo) * p.stride - p.pad;
+  ix0 = i32(q % p.Wo) * p.stride - p.pad;
+  xBase = img * p.C * p.H * p.W;
+  let krow = lid / ${bn}u;
+${starts.join("\n")}`;
+    loadBExpr = (i) => `loadB(ks${i})`;
+    afterLoadB = (i) => `ks${i} = stepK(ks${i});`;
+  }
+
+  const bias = (m: string) => (v.bias ? `f32(biasv[${m}])` : "0.0");
+  const epilogue = v.vecOut
+    ? `fn emit(m: u32, j: u32, acc: vec4<f32>) {
+  if (m < p.M && j < p.N) {
+    let o = ((j / p.HoWo) * p.M + m) * p.HoWo + j % p.HoWo;
+    var y = acc + ${bias("m")};${v.residual ? "\n    y += vec4<f32>(res[o / 4u]);" : ""}
+    dst[o / 4u] = T4(y);
+  }
+}`
+    : `fn emit(m: u32, j: u32, acc: vec4<f32>) {
+  if (m >= p.M) { return; }
+  let b = ${bias("m")};
+  for (var c = 0u; c < 4u; c++) {
+    let jc = j + c;
+    if (jc < p.N) {
+      let o = ((jc / p.HoWo) * p.M + m) * p.HoWo + jc % p.HoWo;
+      var y = acc[c] + b;${v.residual ? "\n      y += f32(res[o]);" : ""}
+      dst[o] = T(y);
+    }
+  }
+}`;
+  const emits: string[] = [];
+  for (let r = 0; r < tm; r++) {
+    for (let c = 0; c < tn / 4; c++) {
+      emits.push(`  emit(m0 + ty * ${tm}u + ${r}u, n0 + tx * 4u + ${64 * c}u, acc${r}_${c});`);
+    }
+  }
+  const loop = gemmMainLoopWgsl({
+    tile: v.tile,
+    aSlots: gemmSlots(bm, bk, v.vecA),
+    bSlots,
+    loadB: loadBExpr,
+    afterLoadB,
+  });
+  return `${wgslDType(dtype)}
+// conv2d ${key}: out[n, co] = sum_{c, ky, kx} weight[co, c, ky, kx] * x[n, c, oy*s+ky-pad, ox*s+kx-pad]
+//   + bias[co] + residual[n, co]; as a GEMM: M = Cout rows, N = images * Ho * Wo columns,
+//   K = C * kh * kw. Binding 1: x [N, C, H, W]; 2: weight [Cout, C, kh, kw]; then bias [Cout]
+//   and residual [N, Cout, Ho, Wo] when present; last: out [N, Cout, Ho, Wo].
+// Tile ${bm} x ${bn} x ${bk}; workgroups (column tiles, row tiles).
+struct Params {
+  M: u32, N: u32, K: u32, groups: u32, C: u32, H: u32, W: u32, Wo: u32, HoWo: u32,
+  kh: i32, kw: i32, stride: i32, pad: i32, dc: i32, dky: i32, dkx: i32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<${v.pointwise ? "T4" : "T"}>;
+@group(0) @binding(2) var<storage, read> wt: array<${v.vecA ? "T4" : "T"}>;
+${decls.join("\n")}
+var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
+var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
+var<private> m0: u32;
+var<private> n0: u32;
+var<private> pvalid: bool;
+var<private> xBase: u32;
+var<private> pix: u32;
+var<private> iy0: i32;
+var<private> ix0: i32;
+${loadA}
+${loadB}
+${epilogue}
+@compute @workgroup_size(${GEMM_THREADS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y + wid.z * nwg.y;
+  if (g >= p.groups) { return; }
+  m0 = g * ${bm}u;
+  n0 = wid.x * ${bn}u;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+${setup}
+${loop}
+${emits.join("\n")}
+}
+`;
+}
+
+const conv2dKernel = defineKernel("conv2d", ({ dtype, variant }) => conv2dSource(dtype, variant));
+
+/** Options of {@link conv2d}. */
+export interface Conv2dOptions {
+  /** [Cout]. */
+  bias?: Tensor;
+  /** 1 or 2 (default 1). */
+  stride?: number;
+  /** Zero padding on every side (default (k - 1) / 2, i.e. "same" for odd kernels at stride 1). */
+  padding?: number;
+  /** [N, Cout, Ho, Wo], added in the epilogue (ResNet skip). */
+  residual?: Tensor;
+}
+
+/** Output size of a convolution along one axis. */
+export function convOutSize(size: number, kernel: number, stride: number, padding: number): number {
+  return Math.floor((size + 2 * padding - kernel) / stride) + 1;
+}
+
+/**
+ * 2-D convolution, NCHW: x [N, C, H, W], weight [Cout, C, kh, kw] -> new tensor
+ * [N, Cout, Ho, Wo] with `Ho = floor((H + 2 pad - kh) / stride) + 1`. Any small kernel size
+ * works (SD uses 1x1 and 3x3; downsampling is 3x3, stride 2, padding 1).
+ *
+ * @example
+ * ```ts
+ * const h = conv2d(gpu, x, w.conv1, { bias: w.conv1Bias }); // 3x3, padding 1
+ * const d = conv2d(gpu, h, w.down, { bias: w.downBias, stride: 2, padding: 1 });
+ * ```
+ */
+export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptions = {}): Tensor {
+  if (x.rank !== 4 || weight.rank !== 4 || weight.shape[1] !== x.shape[1]) {
+    throw new Error(
+      `conv2d: expected x [N, C, H, W] and weight [Cout, C, kh, kw] with the same C, got x ${
+        fmtShape(x.shape)
+      }, weight ${fmtShape(weight.shape)}`,
+    );
+  }
+  const [N, C, H, W] = x.shape;
+  const [Cout, , kh, kw] = weight.shape;
+  const stride = options.stride ?? 1;
+  const padding = options.padding ?? Math.floor((Math.max(kh, kw) - 1) / 2);
+  if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(padding) || padding < 0) {
+    throw new Error(
+      `conv2d: expected stride >= 1 and padding >= 0 integers, got ${stride}, ${padding}`,
+    );
+  }
+  const Ho = convOutSize(H, kh, stride, padding), Wo = convOutSize(W, kw, stride, padding);
+  if (Ho < 1 || Wo < 1 || kh < 1 || kw < 1) {
+    throw new Error(
+      `conv2d: expected a kernel that fits the padded input, got x ${fmtShape(x.shape)}, weight ${
+        fmtShape(weight.shape)
+      }, padding ${padding}`,
+    );
+  }
+  const outShape = [N, Cout, Ho, Wo];
+  const dtype = checkDTypes(gpu, "conv2d", {
+    x,
+    weight,
+    bias: options.bias,
+    residual: options.residual,
+  });
+  if (options.bias && (options.bias.rank !== 1 || options.bias.shape[0] !== Cout)) {
+    throw new Error(`conv2d: expected bias [${Cout}], got ${fmtShape(options.bias.shape)}`);
+  }
+  const res = options.residual;
+  if (res && (res.rank !== 4 || !res.shape.every((d, i) => d === outShape[i]))) {
+    throw new Error(
+      `conv2d: expected residual ${fmtShape(outShape)} (the output shape), got ${
+        fmtShape(res.shape)
+      }`,
+    );
+  }
+  const out = gpu.empty(outShape, dtype, "conv2d");
+  const HoWo = Ho * Wo, P = N * HoWo, K = C * kh * kw;
+  if (P === 0 || Cout === 0) return out;
+  if (K === 0) throw new Error(`conv2d: expected C > 0, got x ${fmtShape(x.shape)}`);
+  const tile = pickGemmTile(gpu, Cout, P);
+  const variant: ConvVariant = {
+    pointwise: kh === 1 && kw === 1 && stride === 1 && padding === 0 && HoWo % 4 === 0,
+    vecA: K % 4 === 0,
+    vecOut: HoWo % 4 === 0,
+    bias: options.bias !== undefined,
+    residual: res !== undefined,
+    tile,
+  };
+  const groups = ceilDiv(Cout, 16 * tile.tm);
+  const { bk } = tile;
+  const params = new Params().u32(Cout).u32(P).u32(K).u32(groups).u32(C).u32(H).u32(W).u32(Wo)
+    .u32(HoWo).i32(kh).i32(kw).i32(stride).i32(padding)
+    .i32(Math.floor(bk / (kh * kw))).i32(Math.floor(bk / kw) % kh).i32(bk % kw);
+  const bindings: Tensor[] = [x, weight];
+  if (options.bias) bindings.push(options.bias);
+  if (res) bindings.push(res);
+  bindings.push(out);
+  gpu.dispatch(conv2dKernel, {
+    dtype,
+    variant: variantKey(variant),
+    params,
+    bindings,
+    groups: gemmGrid("conv2d", ceilDiv(P, 16 * tile.tn), groups),
+  });
+  return out;
+}
