@@ -1,0 +1,454 @@
+/**
+ * Elementwise kernels: broadcasting add / mul, activations (SiLU, exact-erf GELU, quick GELU),
+ * GEGLU, linear combinations of same-shape tensors (scheduler updates), classifier-free guidance
+ * and scaling. vec4 loads and stores wherever the innermost sizes allow; broadcasting is done
+ * with per-dimension strides in the uniform params, so no shape ever enters a pipeline key.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+
+const WG = 256;
+const MAX_RANK = 6;
+
+/** Activation functions of {@link unary}. */
+export type UnaryOp = "silu" | "gelu" | "quick_gelu";
+
+const UNARY_OPS: readonly UnaryOp[] = ["silu", "gelu", "quick_gelu"];
+
+/** Vector aliases, the linear thread id and f32 activation functions (work on f32 or vec4). */
+function prelude(dtype: DType, v4: boolean): string {
+  return `${wgslDType(dtype)}
+alias V = ${v4 ? "T4" : "T"};
+alias VF = ${v4 ? "vec4<f32>" : "f32"};
+fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * ${WG}u; }
+// erf: odd rational minimax approximation on [-4, 4] (|error| < 5e-7 in f32; erf(4) = 1 in f32).
+fn erf(v: VF) -> VF {
+  let x = clamp(v, VF(-4.0), VF(4.0));
+  let x2 = x * x;
+  var n = x2 * -2.72614225801306e-10 + 2.77068142495902e-08;
+  n = x2 * n - 2.10102402082508e-06;
+  n = x2 * n - 5.69250639462346e-05;
+  n = x2 * n - 7.34990630326855e-04;
+  n = x2 * n - 2.95459980854025e-03;
+  n = x2 * n - 1.60960333262415e-02;
+  var d = x2 * -1.45660718464996e-05 - 2.13374055278905e-04;
+  d = x2 * d - 1.68282697438203e-03;
+  d = x2 * d - 7.37332916720468e-03;
+  d = x2 * d - 1.42647390514189e-02;
+  return x * n / d;
+}
+fn silu(v: VF) -> VF { return v / (VF(1.0) + exp(-v)); }
+fn gelu(v: VF) -> VF { return 0.5 * v * (VF(1.0) + erf(v * 0.7071067811865476)); }
+fn quick_gelu(v: VF) -> VF { return v / (VF(1.0) + exp(-1.702 * v)); }`;
+}
+
+function unitsOf(n: number, v4: boolean): number {
+  return v4 ? n / 4 : n;
+}
+
+function launch1d(units: number): [number, number, number] {
+  return grid1d(Math.ceil(units / WG));
+}
+
+// ---------------------------------------------------------------- add / mul with broadcasting
+
+const DIMS = [...Array(MAX_RANK).keys()];
+
+// Variant "<op>:same:<v4|s>" or "<op>:bcast:<v4|s>:<a><b>" where <a>/<b> is "v" (the input's
+// innermost stride is 1: vec4 loads) or "s" (stride 0: one scalar load splatted to vec4).
+const binaryKernel = defineKernel("binary", ({ dtype, variant }) => {
+  const [op, mode, vec, splats = "vv"] = variant.split(":");
+  const v4 = vec === "v4";
+  const sym = op === "add" ? "+" : "*";
+  const splatA = v4 && splats[0] === "s", splatB = v4 && splats[1] === "s";
+  const load = (name: string, idx: string, splat: boolean) =>
+    splat ? `VF(f32(${name}[${idx}]))` : `VF(${name}[${idx}])`;
+  const index = mode === "same" ? "  let ia = i;\n  let ib = i;" : `  var r = i;
+  var ia = 0u;
+  var ib = 0u;
+${
+    DIMS.map((j) => {
+      const k = MAX_RANK - 1 - j;
+      return `  if (p.rank > ${j}u) { let c = r % p.d${k}; r = r / p.d${k}; ia += c * p.sa${k}; ` +
+        `ib += c * p.sb${k}; }`;
+    }).join("\n")
+  }`;
+  return /* wgsl */ `
+// binary (${op}, ${mode}): 1 a, 2 b, 3 y [d0..d5] (as V units; the last "rank" dims are used).
+// Broadcast inputs have stride 0 along broadcast dims; "same" = identical shapes. A splatted
+// input (innermost stride 0) is read as scalars with element strides.
+${prelude(dtype, v4)}
+struct Params { n: u32, rank: u32, ${DIMS.map((k) => `d${k}: u32`).join(", ")},
+  ${DIMS.map((k) => `sa${k}: u32`).join(", ")}, ${DIMS.map((k) => `sb${k}: u32`).join(", ")} }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<${splatA ? "T" : "V"}>;
+@group(0) @binding(2) var<storage, read> b: array<${splatB ? "T" : "V"}>;
+@group(0) @binding(3) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+${index}
+  y[i] = V(${load("a", "ia", splatA)} ${sym} ${load("b", "ib", splatB)});
+}`;
+});
+
+/**
+ * Simplifies a broadcast: drops size-1 dims and merges neighbours that are contiguous in both
+ * inputs (or broadcast in both). Returns at least one dim.
+ */
+export function mergeBroadcastDims(
+  shape: readonly number[],
+  sa: readonly number[],
+  sb: readonly number[],
+): { dims: number[]; sa: number[]; sb: number[] } {
+  const dims: number[] = [], ma: number[] = [], mb: number[] = [];
+  shape.forEach((d, i) => {
+    if (d === 1) return;
+    const k = dims.length - 1;
+    if (k >= 0 && ma[k] === sa[i] * d && mb[k] === sb[i] * d) {
+      dims[k] *= d;
+      ma[k] = sa[i];
+      mb[k] = sb[i];
+    } else {
+      dims.push(d);
+      ma.push(sa[i]);
+      mb.push(sb[i]);
+    }
+  });
+  if (dims.length === 0) return { dims: [1], sa: [0], sb: [0] };
+  return { dims, sa: ma, sb: mb };
+}
+
+/** Numpy broadcasting of two shapes; throws naming `op` when they do not broadcast. */
+export function broadcastShapes(
+  op: string,
+  a: readonly number[],
+  b: readonly number[],
+): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1, db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new Error(`${op}: shapes ${fmtShape(a)} and ${fmtShape(b)} do not broadcast`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Element strides of `shape` aligned to `out` (right-aligned), 0 along broadcast dims. */
+export function broadcastStrides(shape: readonly number[], out: readonly number[]): number[] {
+  const strides = new Array(out.length).fill(0);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const j = out.length - shape.length + i;
+    strides[j] = shape[i] === 1 ? 0 : s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+function binary(gpu: Gpu, op: "add" | "mul", a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== b.dtype) throw new Error(`${op}: dtypes differ (${a.dtype} and ${b.dtype})`);
+  const shape = broadcastShapes(op, a.shape, b.shape);
+  if (shape.length > MAX_RANK) {
+    throw new Error(`${op}: at most ${MAX_RANK} dims, got ${fmtShape(shape)}`);
+  }
+  const y = gpu.empty(shape, a.dtype, op);
+  if (y.size === 0) return y;
+  if (fmtShape(a.shape) === fmtShape(b.shape)) {
+    const v4 = y.size % 4 === 0;
+    const n = unitsOf(y.size, v4);
+    const params = new Params().u32(n).u32(0);
+    for (let k = 0; k < 3 * MAX_RANK; k++) params.u32(k < MAX_RANK ? 1 : 0); // unused
+    gpu.dispatch(binaryKernel, {
+      dtype: a.dtype,
+      variant: `${op}:same:${v4 ? "v4" : "s"}`,
+      params,
+      bindings: [a, b, y],
+      groups: launch1d(n),
+    });
+    return y;
+  }
+  const m = mergeBroadcastDims(
+    shape,
+    broadcastStrides(a.shape, shape),
+    broadcastStrides(b.shape, shape),
+  );
+  const rank = m.dims.length, last = rank - 1;
+  // vec4: 4 consecutive outputs read 4 consecutive elements of an input, or 1 splatted element.
+  const v4 = m.dims[last] % 4 === 0;
+  const splat = (st: number[]) => st[last] === 0;
+  if (v4) {
+    m.dims[last] /= 4;
+    for (const st of [m.sa, m.sb]) {
+      if (!splat(st)) { for (let k = 0; k < last; k++) st[k] /= 4; }
+    }
+  }
+  const pad = MAX_RANK - rank;
+  const n = unitsOf(y.size, v4);
+  const params = new Params().u32(n).u32(rank);
+  for (const v of [...Array(pad).fill(1), ...m.dims]) params.u32(v);
+  for (const st of [m.sa, m.sb]) for (const v of [...Array(pad).fill(0), ...st]) params.u32(v);
+  const splats = `${splat(m.sa) ? "s" : "v"}${splat(m.sb) ? "s" : "v"}`;
+  gpu.dispatch(binaryKernel, {
+    dtype: a.dtype,
+    variant: v4 ? `${op}:bcast:v4:${splats}` : `${op}:bcast:s`,
+    params,
+    bindings: [a, b, y],
+    groups: launch1d(n),
+  });
+  return y;
+}
+
+/**
+ * `a + b` with numpy broadcasting (either side, up to 6 dims).
+ *
+ * @example
+ * ```ts
+ * const h = add(gpu, x, residual);      // same shape
+ * const t = add(gpu, h, embProj);       // [N, C, H, W] + [N, C, 1, 1]
+ * ```
+ */
+export function add(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
+  return binary(gpu, "add", a, b);
+}
+
+/**
+ * `a * b` with numpy broadcasting (either side, up to 6 dims).
+ *
+ * @example
+ * ```ts
+ * const y = mul(gpu, x, gate); // [B, L, C] * [B, L, C]
+ * ```
+ */
+export function mul(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
+  return binary(gpu, "mul", a, b);
+}
+
+// ---------------------------------------------------------------- activations and GEGLU
+
+const unaryKernel = defineKernel("unary", ({ dtype, variant }) => {
+  const [op, vec] = variant.split(":");
+  return /* wgsl */ `
+// unary (${op}): 1 x [n], 2 y [n] (as V units).
+${prelude(dtype, vec === "v4")}
+struct Params { n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i < p.n) { y[i] = V(${op}(VF(x[i]))); }
+}`;
+});
+
+/**
+ * An activation over every element: `silu`, `gelu` (exact erf form) or `quick_gelu`
+ * (`x * sigmoid(1.702 x)`, CLIP).
+ *
+ * @example
+ * ```ts
+ * const h = unary(gpu, x, "silu");
+ * ```
+ */
+export function unary(gpu: Gpu, x: Tensor, op: UnaryOp): Tensor {
+  if (!UNARY_OPS.includes(op)) {
+    throw new Error(`unary: expected op ${UNARY_OPS.join(" | ")}, got ${JSON.stringify(op)}`);
+  }
+  const y = gpu.empty(x.shape, x.dtype, op);
+  if (x.size === 0) return y;
+  const v4 = x.size % 4 === 0;
+  const n = unitsOf(x.size, v4);
+  gpu.dispatch(unaryKernel, {
+    dtype: x.dtype,
+    variant: `${op}:${v4 ? "v4" : "s"}`,
+    params: new Params().u32(n),
+    bindings: [x, y],
+    groups: launch1d(n),
+  });
+  return y;
+}
+
+const gegluKernel = defineKernel("geglu", ({ dtype, variant }) => /* wgsl */ `
+// geglu: 1 x [rows, 2 * nu] (as V units), 2 y [rows, nu]: y = x[:, :nu] * gelu(x[:, nu:]).
+${prelude(dtype, variant === "v4")}
+struct Params { n: u32, nu: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let row = i / p.nu;
+  let o = i + row * p.nu; // = row * 2nu + (i - row * nu)
+  y[i] = V(VF(x[o]) * gelu(VF(x[o + p.nu])));
+}`);
+
+/**
+ * GEGLU of `x [..., 2N]` -> `[..., N]`: `hidden * gelu(gate)` with `hidden, gate = chunk(x, 2)`
+ * (diffusers' GEGLU, exact GELU).
+ *
+ * @example
+ * ```ts
+ * const h = geglu(gpu, proj); // [B, L, 2 * 1280] -> [B, L, 1280]
+ * ```
+ */
+export function geglu(gpu: Gpu, x: Tensor): Tensor {
+  const last = x.shape[x.rank - 1];
+  if (x.rank < 1 || last % 2 !== 0) {
+    throw new Error(`geglu: expected x [..., 2N] with an even last dim, got ${fmtShape(x.shape)}`);
+  }
+  const half = last / 2;
+  const shape = [...x.shape.slice(0, -1), half];
+  const y = gpu.empty(shape, x.dtype, "geglu");
+  if (y.size === 0) return y;
+  const v4 = half % 4 === 0;
+  const n = unitsOf(y.size, v4);
+  gpu.dispatch(gegluKernel, {
+    dtype: x.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(n).u32(unitsOf(half, v4)),
+    bindings: [x, y],
+    groups: launch1d(n),
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------- combinations
+
+const combineKernel = defineKernel("linear_combination", ({ dtype, variant }) => {
+  const [count, vec] = variant.split(":");
+  const k = Number(count);
+  const xs = [...Array(k).keys()];
+  return /* wgsl */ `
+// linear_combination of ${k} terms: ${xs.map((i) => `${i + 1} x${i} [n]`).join(", ")}, ${
+    k + 1
+  } y [n] (as V units).
+// y = sum_i c_i * x_i, accumulated in f32.
+${prelude(dtype, vec === "v4")}
+struct Params { n: u32, c0: f32, c1: f32, c2: f32, c3: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+${xs.map((i) => `@group(0) @binding(${i + 1}) var<storage, read> x${i}: array<V>;`).join("\n")}
+@group(0) @binding(${k + 1}) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  y[i] = V(${xs.map((j) => `p.c${j} * VF(x${j}[i])`).join(" + ")});
+}`;
+});
+
+/** One term of {@link linearCombination}. */
+export interface LinearTerm {
+  /** Coefficient. */
+  c: number;
+  /** Tensor (all terms share shape and dtype). */
+  x: Tensor;
+}
+
+/**
+ * `sum_i terms[i].c * terms[i].x` over 1..4 same-shape terms (scheduler updates); coefficients
+ * go into the uniform params, so any values reuse one pipeline.
+ *
+ * @example
+ * ```ts
+ * // DDIM: x_prev = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps
+ * const prev = linearCombination(gpu, [{ c: ca, x: x0 }, { c: ce, x: eps }]);
+ * ```
+ */
+export function linearCombination(gpu: Gpu, terms: readonly LinearTerm[]): Tensor {
+  if (terms.length < 1 || terms.length > 4) {
+    throw new Error(`linear_combination: expected 1 to 4 terms, got ${terms.length}`);
+  }
+  const first = terms[0].x;
+  for (const t of terms) {
+    if (fmtShape(t.x.shape) !== fmtShape(first.shape) || t.x.dtype !== first.dtype) {
+      throw new Error(
+        `linear_combination: expected every term ${fmtShape(first.shape)} ${first.dtype}, ` +
+          `got ${fmtShape(t.x.shape)} ${t.x.dtype}`,
+      );
+    }
+  }
+  const y = gpu.empty(first.shape, first.dtype, "linear_combination");
+  if (y.size === 0) return y;
+  const v4 = y.size % 4 === 0;
+  const n = unitsOf(y.size, v4);
+  const params = new Params().u32(n);
+  for (let i = 0; i < 4; i++) params.f32(terms[i]?.c ?? 0);
+  gpu.dispatch(combineKernel, {
+    dtype: first.dtype,
+    variant: `${terms.length}:${v4 ? "v4" : "s"}`,
+    params,
+    bindings: [...terms.map((t) => t.x), y],
+    groups: launch1d(n),
+  });
+  return y;
+}
+
+/**
+ * `x * s` (latents / scaling_factor, scale_model_input).
+ *
+ * @example
+ * ```ts
+ * const z = scale(gpu, latents, 1 / 0.18215);
+ * ```
+ */
+export function scale(gpu: Gpu, x: Tensor, s: number): Tensor {
+  return linearCombination(gpu, [{ c: s, x }]);
+}
+
+const cfgKernel = defineKernel("cfg_combine", ({ dtype, variant }) => /* wgsl */ `
+// cfg_combine: 1 pred [2, n] (uncond then cond, as V units), 2 y [n]: y = u + g * (c - u).
+${prelude(dtype, variant === "v4")}
+struct Params { n: u32, g: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> pred: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let u = VF(pred[i]);
+  y[i] = V(u + p.g * (VF(pred[i + p.n]) - u));
+}`);
+
+/**
+ * Classifier-free guidance: `pred [2B, ...] = cat([uncond, cond])` -> `[B, ...]` with
+ * `u + guidance * (c - u)` (diffusers' order of operations).
+ *
+ * @example
+ * ```ts
+ * const eps = cfgCombine(gpu, unetOut, 7.5); // [2 * 16, 4, 64, 64] -> [16, 4, 64, 64]
+ * ```
+ */
+export function cfgCombine(gpu: Gpu, pred: Tensor, guidance: number): Tensor {
+  if (pred.rank < 1 || pred.shape[0] % 2 !== 0) {
+    throw new Error(`cfg_combine: expected pred [2B, ...], got ${fmtShape(pred.shape)}`);
+  }
+  const shape = [pred.shape[0] / 2, ...pred.shape.slice(1)];
+  const y = gpu.empty(shape, pred.dtype, "cfg_combine");
+  if (y.size === 0) return y;
+  const v4 = y.size % 4 === 0;
+  const n = unitsOf(y.size, v4);
+  gpu.dispatch(cfgKernel, {
+    dtype: pred.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(n).f32(guidance),
+    bindings: [pred, y],
+    groups: launch1d(n),
+  });
+  return y;
+}

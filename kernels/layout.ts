@@ -1,0 +1,403 @@
+/**
+ * Layout kernels: permute (torch `permute(...).contiguous()`), concat, repeat_interleave and
+ * slice. Permutes are simplified on the host first (size-1 dims dropped, dims that stay adjacent
+ * merged); one whose innermost output dim is not the input's innermost dim runs as a tiled
+ * transpose through workgroup memory (coalesced reads and writes), the rest as a gather (vec4
+ * when the inner size allows). Concat and slice are strided row copies.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import {
+  defineKernel,
+  grid1d,
+  MAX_GROUPS_PER_DIM,
+  Params,
+  wgslDType,
+} from "../engine/gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+
+const WG = 256;
+const MAX_RANK = 6;
+const TILE = 32;
+const TILE_ROWS = 8;
+const BATCH_DIMS = 4;
+
+function prelude(dtype: DType, v4: boolean): string {
+  return `${wgslDType(dtype)}
+alias V = ${v4 ? "T4" : "T"};
+fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * ${WG}u; }`;
+}
+
+function launch1d(units: number): [number, number, number] {
+  return grid1d(Math.ceil(units / WG));
+}
+
+function normAxis(op: string, axis: number, rank: number, shape: readonly number[]): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= rank) {
+    throw new Error(`${op}: axis ${axis} out of range for shape ${fmtShape(shape)}`);
+  }
+  return a;
+}
+
+// ---------------------------------------------------------------- permute
+
+const DIMS = [...Array(MAX_RANK).keys()];
+const BDIMS = [...Array(BATCH_DIMS).keys()];
+
+const gatherKernel = defineKernel("permute_gather", ({ dtype, variant }) => /* wgsl */ `
+// permute_gather: 1 x (input, V units), 2 y [d0..d5] (V units); output element (c0..c5) reads
+// x[sum c_k * s_k] (s_k = input stride of output dim k).
+${prelude(dtype, variant === "v4")}
+struct Params { n: u32, ${DIMS.map((k) => `d${k}: u32`).join(", ")}, ${
+  DIMS.map((k) => `s${k}: u32`).join(", ")
+} }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  var r = i;
+  var src = 0u;
+${
+  DIMS.slice().reverse().map((k) =>
+    `  { let c = r % p.d${k}; r = r / p.d${k}; src += c * p.s${k}; }`
+  )
+    .join("\n")
+}
+  y[i] = x[src];
+}`);
+
+const transposeKernel = defineKernel("permute_tiled", ({ dtype }) => /* wgsl */ `
+// permute_tiled: 1 x (input), 2 y (output). A ${TILE}x${TILE} tile of the (A, B) plane goes
+// through workgroup memory: A = the input's innermost dim (input stride 1, output stride soa),
+// B = the output's innermost dim (output stride 1, input stride sib). Up to ${BATCH_DIMS} more
+// dims (sizes bd*, input strides bi*, output strides bo*) enumerate planes.
+// Grid: x = tiles along B; y + z * nwg.y = tile along A + ta * plane.
+${wgslDType(dtype)}
+struct Params { a: u32, b: u32, ta: u32, nplanes: u32, sib: u32, soa: u32,
+  ${BDIMS.map((k) => `bd${k}: u32`).join(", ")}, ${BDIMS.map((k) => `bi${k}: u32`).join(", ")},
+  ${BDIMS.map((k) => `bo${k}: u32`).join(", ")} }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+var<workgroup> tile: array<array<T, ${TILE + 1}>, ${TILE}>;
+
+@compute @workgroup_size(${TILE}, ${TILE_ROWS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let lin = wid.y + wid.z * nwg.y;
+  if (lin >= p.ta * p.nplanes) { return; }
+  let a0 = (lin % p.ta) * ${TILE}u;
+  let b0 = wid.x * ${TILE}u;
+  var r = lin / p.ta;
+  var ib = 0u;
+  var ob = 0u;
+${
+  BDIMS.slice().reverse().map((k) =>
+    `  { let c = r % p.bd${k}; r = r / p.bd${k}; ib += c * p.bi${k}; ob += c * p.bo${k}; }`
+  ).join("\n")
+}
+  for (var j = 0u; j < ${TILE}u; j += ${TILE_ROWS}u) {
+    let a = a0 + lid.x;
+    let b = b0 + lid.y + j;
+    if (a < p.a && b < p.b) { tile[lid.y + j][lid.x] = x[ib + a + b * p.sib]; }
+  }
+  workgroupBarrier();
+  for (var j = 0u; j < ${TILE}u; j += ${TILE_ROWS}u) {
+    let a = a0 + lid.y + j;
+    let b = b0 + lid.x;
+    if (a < p.a && b < p.b) { y[ob + a * p.soa + b] = tile[lid.x][lid.y + j]; }
+  }
+}`);
+
+/** A permute reduced to its essential dims: output sizes and their input strides. */
+export interface PermutePlan {
+  sizes: number[];
+  inStrides: number[];
+}
+
+/** Output dims of a permute without size-1 dims, adjacent dims merged when they stay adjacent. */
+export function planPermute(shape: readonly number[], perm: readonly number[]): PermutePlan {
+  const st: number[] = [];
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[i] = s;
+    s *= shape[i];
+  }
+  const sizes: number[] = [], inStrides: number[] = [];
+  for (const d of perm) {
+    if (shape[d] === 1) continue;
+    const k = sizes.length - 1;
+    if (k >= 0 && inStrides[k] === st[d] * shape[d]) {
+      sizes[k] *= shape[d];
+      inStrides[k] = st[d];
+    } else {
+      sizes.push(shape[d]);
+      inStrides.push(st[d]);
+    }
+  }
+  return { sizes, inStrides };
+}
+
+/**
+ * `x.permute(perm).contiguous()` for up to 6 dims.
+ *
+ * @example
+ * ```ts
+ * // motion module fold: (b, f, c, h*w) -> (b, h*w, f, c)
+ * const t = permute(gpu, x.reshape([b, f, c, hw]), [0, 3, 1, 2]);
+ * ```
+ */
+export function permute(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
+  const r = x.rank;
+  const sorted = [...perm].sort((a, b) => a - b);
+  if (r > MAX_RANK || perm.length !== r || sorted.some((d, i) => d !== i)) {
+    throw new Error(
+      `permute: expected a permutation of ${r} dims (at most ${MAX_RANK}) for x ${
+        fmtShape(x.shape)
+      }, got [${perm.join(", ")}]`,
+    );
+  }
+  const shape = perm.map((d) => x.shape[d]);
+  const y = gpu.empty(shape, x.dtype, "permute");
+  if (y.size === 0) return y;
+  const { sizes, inStrides } = planPermute(x.shape, perm);
+  const rank = sizes.length;
+  const innerStride = rank ? inStrides[rank - 1] : 1;
+  if (innerStride === 1 || rank <= 1) {
+    // Gather: the innermost output dim is contiguous in the input too (or nothing to transpose).
+    const v4 = rank > 0 && sizes[rank - 1] % 4 === 0;
+    const d = [...Array(MAX_RANK - rank).fill(1), ...sizes];
+    const s = [...Array(MAX_RANK - rank).fill(0), ...inStrides];
+    if (v4) {
+      d[MAX_RANK - 1] /= 4;
+      for (let k = 0; k < MAX_RANK - 1; k++) s[k] /= 4;
+    }
+    const n = v4 ? y.size / 4 : y.size;
+    const params = new Params().u32(n);
+    for (const v of [...d, ...s]) params.u32(v);
+    gpu.dispatch(gatherKernel, {
+      dtype: x.dtype,
+      variant: v4 ? "v4" : "s",
+      params,
+      bindings: [x, y],
+      groups: launch1d(n),
+    });
+    return y;
+  }
+  const pa = inStrides.indexOf(1);
+  const outStrides: number[] = [];
+  let os = 1;
+  for (let k = rank - 1; k >= 0; k--) {
+    outStrides[k] = os;
+    os *= sizes[k];
+  }
+  const batch = [...sizes.keys()].filter((k) => k !== pa && k !== rank - 1);
+  const pad = BATCH_DIMS - batch.length;
+  const bd = [...Array(pad).fill(1), ...batch.map((k) => sizes[k])];
+  const bi = [...Array(pad).fill(0), ...batch.map((k) => inStrides[k])];
+  const bo = [...Array(pad).fill(0), ...batch.map((k) => outStrides[k])];
+  const a = sizes[pa], b = sizes[rank - 1];
+  const ta = Math.ceil(a / TILE), nplanes = bd.reduce((u, v) => u * v, 1);
+  const params = new Params().u32(a).u32(b).u32(ta).u32(nplanes).u32(inStrides[rank - 1])
+    .u32(outStrides[pa]);
+  for (const v of [...bd, ...bi, ...bo]) params.u32(v);
+  const lin = ta * nplanes;
+  const gy = Math.min(lin, MAX_GROUPS_PER_DIM);
+  gpu.dispatch(transposeKernel, {
+    dtype: x.dtype,
+    params,
+    bindings: [x, y],
+    groups: [Math.ceil(b / TILE), gy, Math.ceil(lin / gy)],
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------- row copies (concat, slice)
+
+const copyRowsKernel = defineKernel("copy_rows", ({ dtype, variant }) => /* wgsl */ `
+// copy_rows: 1 x, 2 y (V units). For row o < n / chunk and j < chunk:
+// y[o * dst_stride + dst_off + j] = x[o * src_stride + src_off + j].
+${prelude(dtype, variant === "v4")}
+struct Params { n: u32, chunk: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let o = i / p.chunk;
+  let j = i - o * p.chunk;
+  y[o * p.dst_stride + p.dst_off + j] = x[o * p.src_stride + p.src_off + j];
+}`);
+
+function copyRows(
+  gpu: Gpu,
+  x: Tensor,
+  y: Tensor,
+  r: {
+    rows: number;
+    chunk: number;
+    srcStride: number;
+    srcOff: number;
+    dstStride: number;
+    dstOff: number;
+  },
+): void {
+  if (r.rows * r.chunk === 0) return;
+  const v4 = [r.chunk, r.srcStride, r.srcOff, r.dstStride, r.dstOff].every((v) => v % 4 === 0);
+  const u = v4 ? 4 : 1;
+  const n = r.rows * r.chunk / u;
+  gpu.dispatch(copyRowsKernel, {
+    dtype: x.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(n).u32(r.chunk / u).u32(r.srcStride / u).u32(r.srcOff / u)
+      .u32(r.dstStride / u).u32(r.dstOff / u),
+    bindings: [x, y],
+    groups: launch1d(n),
+  });
+}
+
+function outerInner(shape: readonly number[], axis: number): [number, number] {
+  return [
+    shape.slice(0, axis).reduce((a, b) => a * b, 1),
+    shape.slice(axis + 1).reduce((a, b) => a * b, 1),
+  ];
+}
+
+/**
+ * Concatenates 2+ tensors along `axis` (other dims equal): the UNet's skip concat on channels.
+ *
+ * @example
+ * ```ts
+ * const h = concat(gpu, [up, skip], 1); // [N, C1, H, W] + [N, C2, H, W] -> [N, C1 + C2, H, W]
+ * ```
+ */
+export function concat(gpu: Gpu, tensors: readonly Tensor[], axis: number): Tensor {
+  if (tensors.length < 2) {
+    throw new Error(`concat: expected 2 or more tensors, got ${tensors.length}`);
+  }
+  const first = tensors[0];
+  const ax = normAxis("concat", axis, first.rank, first.shape);
+  for (const t of tensors) {
+    const ok = t.rank === first.rank && t.dtype === first.dtype &&
+      t.shape.every((d, i) => i === ax || d === first.shape[i]);
+    if (!ok) {
+      throw new Error(
+        `concat: expected tensors like ${fmtShape(first.shape)} ${first.dtype} except on axis ` +
+          `${ax}, got ${tensors.map((u) => `${fmtShape(u.shape)} ${u.dtype}`).join(", ")}`,
+      );
+    }
+  }
+  const total = tensors.reduce((a, t) => a + t.shape[ax], 0);
+  const shape = first.shape.map((d, i) => i === ax ? total : d);
+  const y = gpu.empty(shape, first.dtype, "concat");
+  const [outer, inner] = outerInner(shape, ax);
+  let off = 0;
+  for (const t of tensors) {
+    const chunk = t.shape[ax] * inner;
+    copyRows(gpu, t, y, {
+      rows: outer,
+      chunk,
+      srcStride: chunk,
+      srcOff: 0,
+      dstStride: total * inner,
+      dstOff: off * inner,
+    });
+    off += t.shape[ax];
+  }
+  return y;
+}
+
+/**
+ * A contiguous copy of `x[..., start:end, ...]` along `axis`.
+ *
+ * @example
+ * ```ts
+ * const cond = slice(gpu, text, 0, 1, 2); // [2, 77, 768] -> [1, 77, 768]
+ * ```
+ */
+export function slice(gpu: Gpu, x: Tensor, axis: number, start: number, end: number): Tensor {
+  const ax = normAxis("slice", axis, x.rank, x.shape);
+  const size = x.shape[ax];
+  if (
+    !Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end > size
+  ) {
+    throw new Error(
+      `slice: expected 0 <= start <= end <= ${size} on axis ${ax} of x ${fmtShape(x.shape)}, ` +
+        `got ${start}..${end}`,
+    );
+  }
+  const shape = x.shape.map((d, i) => i === ax ? end - start : d);
+  const y = gpu.empty(shape, x.dtype, "slice");
+  const [outer, inner] = outerInner(x.shape, ax);
+  const chunk = (end - start) * inner;
+  copyRows(gpu, x, y, {
+    rows: outer,
+    chunk,
+    srcStride: size * inner,
+    srcOff: start * inner,
+    dstStride: chunk,
+    dstOff: 0,
+  });
+  return y;
+}
+
+// ---------------------------------------------------------------- repeat_interleave
+
+const repeatKernel = defineKernel("repeat_interleave", ({ dtype, variant }) => /* wgsl */ `
+// repeat_interleave: 1 x [outer, d, inner], 2 y [outer, d * r, inner] (inner in V units):
+// y[o, k * r + q, i] = x[o, k, i].
+${prelude(dtype, variant === "v4")}
+struct Params { n: u32, inner: u32, d: u32, r: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let t = i / p.inner;
+  let k = i - t * p.inner;
+  let dr = p.d * p.r;
+  let o = t / dr;
+  let rep = t - o * dr;
+  y[i] = x[(o * p.d + rep / p.r) * p.inner + k];
+}`);
+
+/**
+ * `torch.repeat_interleave(x, repeats, dim=axis)` (default axis 0).
+ *
+ * @example
+ * ```ts
+ * const ctx = repeatInterleave(gpu, text, 16); // [2, 77, 768] -> [32, 77, 768], one per frame
+ * ```
+ */
+export function repeatInterleave(gpu: Gpu, x: Tensor, repeats: number, axis = 0): Tensor {
+  const ax = normAxis("repeat_interleave", axis, x.rank, x.shape);
+  if (!Number.isInteger(repeats) || repeats < 1) {
+    throw new Error(`repeat_interleave: expected repeats >= 1, got ${repeats}`);
+  }
+  const shape = x.shape.map((d, i) => i === ax ? d * repeats : d);
+  const y = gpu.empty(shape, x.dtype, "repeat_interleave");
+  if (y.size === 0) return y;
+  const [, inner] = outerInner(x.shape, ax);
+  const v4 = inner % 4 === 0;
+  const n = v4 ? y.size / 4 : y.size;
+  gpu.dispatch(repeatKernel, {
+    dtype: x.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(x.shape[ax]).u32(repeats),
+    bindings: [x, y],
+    groups: launch1d(n),
+  });
+  return y;
+}

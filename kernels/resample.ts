@@ -1,0 +1,57 @@
+/**
+ * Nearest-neighbour 2x upsampling of `[N, C, H, W]` (the UNet / VAE Upsample2D before its conv).
+ * Each thread reads one input element and writes a 2-wide pair into both output rows, so
+ * neighbouring threads read and write neighbouring memory.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
+import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+
+const WG = 256;
+
+const upsampleKernel = defineKernel("upsample_nearest2x", ({ dtype }) => /* wgsl */ `
+// upsample_nearest2x: 1 x [N*C, H, W], 2 y [N*C, 2H, 2W] viewed as pairs (vec2 of T).
+// Thread i = (plane, h, w) writes y[plane, 2h + {0,1}, 2w + {0,1}] = x[i].
+${wgslDType(dtype)}
+struct Params { n: u32, w: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec2<T>>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+  let row = i / p.w;            // plane * H + h
+  let col = i - row * p.w;
+  let v = vec2<T>(x[i], x[i]);
+  let o = row * 2u * p.w + col; // pair index of (2h, 2w): row 2h has w pairs
+  y[o] = v;
+  y[o + p.w] = v;
+}`);
+
+/**
+ * Nearest 2x upsampling: `[N, C, H, W]` -> `[N, C, 2H, 2W]`.
+ *
+ * @example
+ * ```ts
+ * const up = upsampleNearest2x(gpu, h); // [32, 1280, 8, 8] -> [32, 1280, 16, 16]
+ * ```
+ */
+export function upsampleNearest2x(gpu: Gpu, x: Tensor): Tensor {
+  if (x.rank !== 4) {
+    throw new Error(`upsample_nearest2x: expected x [N, C, H, W], got ${fmtShape(x.shape)}`);
+  }
+  const [n, c, h, w] = x.shape;
+  const y = gpu.empty([n, c, 2 * h, 2 * w], x.dtype, "upsample_nearest2x");
+  if (x.size === 0) return y;
+  gpu.dispatch(upsampleKernel, {
+    dtype: x.dtype,
+    params: new Params().u32(x.size).u32(w),
+    bindings: [x, y],
+    groups: grid1d(Math.ceil(x.size / WG)),
+  });
+  return y;
+}

@@ -1,0 +1,25 @@
+/**
+ * CPU reference of {@link upsampleNearest2x}.
+ * @module
+ */
+
+/**
+ * Nearest 2x upsampling of `[N, C, H, W]`.
+ *
+ * @example
+ * ```ts
+ * const y = upsampleNearest2xCpu(x, [1, 4, 8, 8]); // -> [1, 4, 16, 16]
+ * ```
+ */
+export function upsampleNearest2xCpu(x: Float32Array, shape: readonly number[]): Float32Array {
+  const [n, c, h, w] = shape;
+  const y = new Float32Array(x.length * 4);
+  for (let p = 0; p < n * c; p++) {
+    for (let i = 0; i < 2 * h; i++) {
+      for (let j = 0; j < 2 * w; j++) {
+        y[(p * 2 * h + i) * 2 * w + j] = x[(p * h + (i >> 1)) * w + (j >> 1)];
+      }
+    }
+  }
+  return y;
+}

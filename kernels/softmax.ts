@@ -1,0 +1,61 @@
+/**
+ * Numerically stable softmax over the last dim of `x [..., D]`: one workgroup per row, f32
+ * max / sum reductions, vec4 loads when D % 4 == 0.
+ * @module
+ */
+
+import type { Gpu } from "../engine/gpu/device.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
+import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import { rowPrelude } from "./layer_norm.ts";
+
+const WG = 64;
+
+const softmaxKernel = defineKernel("softmax", ({ dtype, variant }) => /* wgsl */ `
+// softmax: 1 x [rows, D] (as V units), 2 y [rows, D]. One workgroup per row; du = D / vec width.
+${wgslDType(dtype)}
+${rowPrelude(variant === "v4", WG)}
+struct Params { rows: u32, du: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let o = row * p.du;
+  var m = VF(-3.0e38);
+  for (var i = lid; i < p.du; i += WG) { m = max(m, VF(x[o + i])); }
+  let mx = wg_reduce(hmax(m), lid, true);
+  var s = VF(0.0);
+  for (var i = lid; i < p.du; i += WG) { s += exp(VF(x[o + i]) - mx); }
+  let inv = 1.0 / wg_reduce(hsum(s), lid, false);
+  for (var i = lid; i < p.du; i += WG) { y[o + i] = V(exp(VF(x[o + i]) - mx) * inv); }
+}`);
+
+/**
+ * Softmax over the last dim of `x [..., D]`.
+ *
+ * @example
+ * ```ts
+ * const probs = softmax(gpu, scores); // [B, H, Lq, Lk]
+ * ```
+ */
+export function softmax(gpu: Gpu, x: Tensor): Tensor {
+  if (x.rank < 1) throw new Error(`softmax: expected x [..., D], got ${fmtShape(x.shape)}`);
+  const d = x.shape[x.rank - 1];
+  const y = gpu.empty(x.shape, x.dtype, "softmax");
+  const rows = d === 0 ? 0 : x.size / d;
+  if (rows === 0) return y;
+  const v4 = d % 4 === 0;
+  gpu.dispatch(softmaxKernel, {
+    dtype: x.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(rows).u32(v4 ? d / 4 : d),
+    bindings: [x, y],
+    groups: grid1d(rows),
+  });
+  return y;
+}

@@ -1,0 +1,304 @@
+/**
+ * The /v1 routes of the HTTP API (DESIGN.md "HTTP"): submit, inspect, stream, fetch and cancel
+ * animation jobs, and list the models directory. Mounted by {@link createApp} under `/v1`.
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { PipelineOptions, Precision } from "../engine/pipeline_types.ts";
+import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
+import { type JobEvent, type JobQueue, type JobStatus, QueueFullError } from "./queue.ts";
+import {
+  type AnimationRequest,
+  REQUEST_DEFAULTS,
+  RequestError,
+  type RequestLimits,
+  SCHEDULER_NAMES,
+  validateAnimationRequest,
+} from "./validate.ts";
+import { ANIMATION_FORMATS } from "../engine/output/mod.ts";
+import { join } from "node:path";
+
+/** What the /v1 routes need from the app. */
+export interface RoutesContext {
+  modelsDir: string;
+  queue: JobQueue;
+  maxBodyBytes: number;
+  limits: RequestLimits;
+  defaultModel?: string;
+  defaultMotionModule?: string;
+  precision?: Precision;
+  tokenizer?: string;
+  /** Interval of SSE keep-alive comments in ms (default 15 s). */
+  keepAliveMs?: number;
+}
+
+/** JSON error body of every 4xx/5xx answer. */
+export interface ErrorBody {
+  error: string;
+  /** The request field at fault (400 answers). */
+  field?: string;
+}
+
+const FINAL: readonly JobStatus[] = ["succeeded", "failed", "canceled"];
+
+/** A JSON error answer. */
+export function errorResponse(
+  c: Context,
+  status: 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503,
+  error: string,
+  field?: string,
+): Response {
+  const body: ErrorBody = field === undefined ? { error } : { error, field };
+  return c.json(body, status);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Turns a validated request's names into the file paths the engine loads. */
+async function pipelineOptionsFor(
+  req: AnimationRequest,
+  listing: ModelsListing,
+  ctx: RoutesContext,
+): Promise<PipelineOptions> {
+  const model = findModel(listing, "checkpoint", req.model)!;
+  const motion = findModel(listing, "motionModule", req.motionModule)!;
+  const opts: PipelineOptions = { model: model.path, motionModule: motion.path };
+  if (req.loras.length) {
+    opts.loras = req.loras.map((l) => ({
+      path: findModel(listing, "lora", l.name)!.path,
+      scale: l.scale,
+    }));
+  }
+  if (model.configPath) {
+    opts.modelConfig = model.configPath;
+    const tok = join(model.configPath, "tokenizer");
+    if (!ctx.tokenizer && await exists(tok)) opts.tokenizer = tok;
+  }
+  if (ctx.tokenizer) opts.tokenizer = ctx.tokenizer;
+  if (motion.configPath) opts.motionModuleConfig = motion.configPath;
+  if (ctx.precision) opts.precision = ctx.precision;
+  return opts;
+}
+
+/**
+ * Reads a request body as UTF-8 text, giving up (null) as soon as it exceeds `max` bytes: a
+ * Content-Length above the limit is refused before reading, a streamed body while reading.
+ */
+export async function readLimited(req: Request, max: number): Promise<string | null> {
+  const declared = Number(req.headers.get("content-length") ?? "NaN");
+  if (declared > max) {
+    await req.body?.cancel().catch(() => {});
+    return null;
+  }
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder("utf-8", { fatal: true }).decode(all);
+}
+
+function sseChunk(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * Builds the /v1 sub-app.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1", v1Routes({ modelsDir, queue, maxBodyBytes: 65536, limits: DEFAULT_LIMITS }));
+ * ```
+ */
+export function v1Routes(ctx: RoutesContext): Hono {
+  const v1 = new Hono();
+  const encoder = new TextEncoder();
+
+  v1.get("/models", async (c) => {
+    const listing = await scanModelsDir(ctx.modelsDir);
+    return c.json({
+      ...publicListing(listing),
+      defaults: {
+        model: ctx.defaultModel ?? listing.checkpoints[0]?.name ?? null,
+        motionModule: ctx.defaultMotionModule ?? listing.motionModules[0]?.name ?? null,
+        ...REQUEST_DEFAULTS,
+      },
+      schedulers: SCHEDULER_NAMES,
+      formats: ANIMATION_FORMATS,
+      limits: ctx.limits,
+    });
+  });
+
+  v1.post("/animations", async (c) => {
+    const type = c.req.header("content-type") ?? "";
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      return errorResponse(
+        c,
+        415,
+        `body: expected Content-Type application/json, got ${type ? `"${type}"` : "none"}`,
+        "body",
+      );
+    }
+    const text = await readLimited(c.req.raw, ctx.maxBodyBytes);
+    if (text === null) {
+      return errorResponse(
+        c,
+        413,
+        `body: larger than the limit of ${ctx.maxBodyBytes} bytes`,
+        "body",
+      );
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (e) {
+      return errorResponse(c, 400, `body: invalid JSON (${(e as Error).message})`, "body");
+    }
+    const listing = await scanModelsDir(ctx.modelsDir);
+    let req: AnimationRequest;
+    try {
+      req = validateAnimationRequest(body, {
+        listing,
+        limits: ctx.limits,
+        defaultModel: ctx.defaultModel,
+        defaultMotionModule: ctx.defaultMotionModule,
+      });
+    } catch (e) {
+      if (e instanceof RequestError) return errorResponse(c, 400, e.message, e.field);
+      throw e;
+    }
+    const options = await pipelineOptionsFor(req, listing, ctx);
+    try {
+      const job = ctx.queue.submit(req, options);
+      c.header("Location", `/v1/animations/${job.id}`);
+      return c.json({ id: job.id, status: job.status }, 202);
+    } catch (e) {
+      if (e instanceof QueueFullError) {
+        c.header("Retry-After", String(e.retryAfterSeconds));
+        return errorResponse(c, 429, e.message);
+      }
+      throw e;
+    }
+  });
+
+  v1.get("/animations/:id", (c) => {
+    const id = c.req.param("id");
+    const job = ctx.queue.get(id);
+    if (!job) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+    }
+    return c.json(job);
+  });
+
+  v1.get("/animations/:id/events", (c) => {
+    const id = c.req.param("id");
+    const first = ctx.queue.get(id);
+    if (!first) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+    }
+    let cleanup = () => {};
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const send = (event: string, data: unknown) =>
+          controller.enqueue(encoder.encode(sseChunk(event, data)));
+        send("status", first);
+        if (FINAL.includes(first.status)) {
+          controller.close();
+          return;
+        }
+        const timer = setInterval(() => {
+          try {
+            controller.enqueue(encoder.encode(": keep-alive\n\n"));
+          } catch {
+            cleanup();
+          }
+        }, ctx.keepAliveMs ?? 15_000);
+        const unsubscribe = ctx.queue.subscribe(id, (e: JobEvent) => {
+          send(e.type, e.job);
+          if (e.type === "status" && FINAL.includes(e.job.status)) {
+            cleanup();
+            controller.close();
+          }
+        });
+        cleanup = () => {
+          clearInterval(timer);
+          unsubscribe?.();
+          cleanup = () => {};
+        };
+      },
+      cancel() {
+        cleanup();
+      },
+    });
+    return new Response(stream, {
+      headers: {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+      },
+    });
+  });
+
+  v1.get("/animations/:id/result", (c) => {
+    const id = c.req.param("id");
+    const job = ctx.queue.get(id);
+    if (!job) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+    }
+    const result = ctx.queue.result(id);
+    if (job.status !== "succeeded" || !result) {
+      const why = job.status === "failed" ? `: ${job.error}` : "";
+      return errorResponse(c, 409, `animation job ${id} has no result: it is ${job.status}${why}`);
+    }
+    const disposition = c.req.query("download") !== undefined ? "attachment" : "inline";
+    return c.body(result.bytes as Uint8Array<ArrayBuffer>, 200, {
+      "Content-Type": result.contentType,
+      "Content-Length": String(result.bytes.length),
+      "Content-Disposition": `${disposition}; filename="zoetrope-${
+        id.slice(0, 8)
+      }${result.extension}"`,
+      "Cache-Control": "private, max-age=60",
+    });
+  });
+
+  v1.delete("/animations/:id", (c) => {
+    const id = c.req.param("id");
+    const outcome = ctx.queue.cancel(id);
+    if (!outcome) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+    }
+    const job = ctx.queue.get(id);
+    if (outcome === "finished") {
+      return errorResponse(c, 409, `animation job ${id} is already ${job?.status ?? "finished"}`);
+    }
+    // canceled: done now; canceling: the worker stops it at the next step.
+    const status = outcome === "canceled" ? 200 : 202;
+    return c.json(job ?? { id, status: "canceled" }, status);
+  });
+
+  return v1;
+}

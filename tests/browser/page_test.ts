@@ -1,0 +1,224 @@
+/**
+ * Browser test of the web page: headless Chromium (Debian's /usr/bin/chromium, or
+ * $CHROMIUM_PATH), driven over the Chrome DevTools Protocol through Deno's WebSocket, fills and
+ * submits the form served by the real server (real engine, tiny fixture model) and waits for
+ * the finished animation to be shown and offered for download.
+ * Outside CI a missing chromium or WebGPU adapter skips visibly (ignored); under CI=true it fails.
+ */
+
+import { assert, assertEquals } from "../assert.ts";
+import { hasAdapter, isCI } from "../gpu.ts";
+import { serve } from "../../server/main.ts";
+import { makeModelsDir } from "../server/fake_pipeline.ts";
+
+const CHROMIUM = Deno.env.get("CHROMIUM_PATH") ?? "/usr/bin/chromium";
+const hasChromium = await Deno.stat(CHROMIUM).then((s) => s.isFile, () => false);
+
+/** A minimal CDP client on one target's WebSocket. */
+class Cdp {
+  #ws: WebSocket;
+  #next = 1;
+  #pending = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
+  readonly exceptions: string[] = [];
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data as string);
+      if (msg.id !== undefined) {
+        const p = this.#pending.get(msg.id);
+        this.#pending.delete(msg.id);
+        if (msg.error) p?.fail(new Error(`CDP: ${msg.error.message}`));
+        else p?.ok(msg.result);
+      } else if (msg.method === "Runtime.exceptionThrown") {
+        const d = msg.params.exceptionDetails;
+        this.exceptions.push(d.exception?.description ?? d.text);
+      }
+    };
+  }
+
+  static open(url: string): Promise<Cdp> {
+    return new Promise((ok, fail) => {
+      const ws = new WebSocket(url);
+      ws.onopen = () => ok(new Cdp(ws));
+      ws.onerror = () => fail(new Error(`CDP: cannot connect to ${url}`));
+    });
+  }
+
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#next++;
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((ok, fail) => this.#pending.set(id, { ok, fail }));
+  }
+
+  /** Evaluates an expression in the page (awaiting promises) and returns its JSON value. */
+  async eval<T>(expression: string): Promise<T> {
+    const r = await this.send("Runtime.evaluate", {
+      expression,
+      awaitPromise: true,
+      returnByValue: true,
+    }) as { result: { value: T }; exceptionDetails?: { text: string } };
+    if (r.exceptionDetails) throw new Error(`page: ${r.exceptionDetails.text} in ${expression}`);
+    return r.result.value;
+  }
+
+  close(): Promise<void> {
+    return new Promise((ok) => {
+      if (this.#ws.readyState === WebSocket.CLOSED) return ok();
+      this.#ws.onclose = () => ok();
+      this.#ws.close();
+    });
+  }
+}
+
+/** Starts headless Chromium; resolves with the process and its DevTools HTTP base URL. */
+async function launchChromium(userDataDir: string) {
+  const child = new Deno.Command(CHROMIUM, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--no-default-browser-check",
+      `--user-data-dir=${userDataDir}`,
+      "--remote-debugging-port=0",
+      "about:blank",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let log = "";
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    log += value;
+    const m = /DevTools listening on (ws:\/\/[^\s]+)/.exec(log);
+    if (m) {
+      // Keep draining stderr so chromium never blocks on a full pipe.
+      (async () => {
+        try {
+          while (!(await reader.read()).done) { /* drain */ }
+        } catch { /* closed */ }
+      })();
+      const ws = new URL(m[1]);
+      return { child, http: `http://${ws.host}` };
+    }
+  }
+  child.kill("SIGKILL");
+  throw new Error(`chromium did not start its DevTools endpoint:\n${log.slice(-2000)}`);
+}
+
+Deno.test({
+  name: "web page: submit the form in headless Chromium and see the finished animation",
+  ignore: !isCI && (!hasChromium || !hasAdapter),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    if (!hasChromium) throw new Error(`chromium not found at ${CHROMIUM} under CI=true`);
+    if (!hasAdapter) throw new Error("no WebGPU adapter found under CI=true");
+    const dir = await makeModelsDir();
+    const profile = await Deno.makeTempDir({ prefix: "zoetrope_chromium_" });
+    const server = await serve({ modelsDir: dir }, { port: 0, quiet: true });
+    let browser: Awaited<ReturnType<typeof launchChromium>> | null = null;
+    let cdp: Cdp | null = null;
+    try {
+      browser = await launchChromium(profile);
+      const targets = await (await fetch(`${browser.http}/json/list`)).json() as {
+        type: string;
+        webSocketDebuggerUrl: string;
+      }[];
+      const page = targets.find((t) => t.type === "page");
+      assert(page, "chromium has a page target");
+      cdp = await Cdp.open(page.webSocketDebuggerUrl);
+      await cdp.send("Runtime.enable");
+      await cdp.send("Page.enable");
+      await cdp.send("Page.navigate", { url: `${server.url}/` });
+      const waitUntil = async <T>(expr: string, what: string, ms: number): Promise<T> => {
+        const t0 = Date.now();
+        for (;;) {
+          const v = await cdp!.eval<T>(expr).catch(() => null);
+          if (v) return v;
+          if (Date.now() - t0 > ms) {
+            const state = await cdp!.eval<string>(
+              `document.getElementById("status")?.textContent + " | " + document.getElementById("error")?.textContent`,
+            ).catch((e) => String(e));
+            throw new Error(`timed out waiting for ${what} (page: ${state})`);
+          }
+          await new Promise((ok) => setTimeout(ok, 50));
+        }
+      };
+      // The pickers fill from GET /v1/models.
+      const options = await waitUntil<string[]>(
+        `(() => { const o = [...(document.getElementById("model")?.options ?? [])].map((x) => x.value);
+                  return o.length ? o : null; })()`,
+        "the model picker",
+        10_000,
+      );
+      assertEquals(options, ["sd15", "tiny"]);
+      assertEquals(
+        await cdp.eval<string[]>(
+          `[...document.getElementById("motionModule").options].map((x) => x.value)`,
+        ),
+        ["mm_v2", "tiny_motion"],
+      );
+      // Fill the form as a user would: type the prompt, pick models, set numbers.
+      await cdp.eval(
+        `(() => { const p = document.getElementById("prompt"); p.value = ""; p.focus(); })()`,
+      );
+      await cdp.send("Input.insertText", { text: "a lighthouse in a storm, pixel art" });
+      await cdp.eval(`(() => {
+        const set = (id, v) => { const el = document.getElementById(id); el.value = v;
+          el.dispatchEvent(new Event("change", { bubbles: true })); };
+        set("model", "tiny"); set("motionModule", "tiny_motion");
+        set("frames", "4"); set("width", "64"); set("height", "64"); set("steps", "2");
+        set("seed", "5"); set("format", "gif");
+        return true;
+      })()`);
+      await cdp.eval(`document.getElementById("submit").click()`);
+      const done = await waitUntil<
+        { status: string; w: number; h: number; href: string; name: string; text: string }
+      >(
+        `(() => {
+          const img = document.getElementById("result"), st = document.getElementById("status");
+          if (st.dataset.status === "failed") return { status: "failed", text: document.getElementById("error").textContent };
+          if (!(img.complete && img.naturalWidth > 0 && st.dataset.status === "succeeded")) return null;
+          const a = document.getElementById("download");
+          return { status: st.dataset.status, w: img.naturalWidth, h: img.naturalHeight, href: a.href,
+                   name: a.download, text: st.textContent, progress: document.getElementById("progress").value };
+        })()`,
+        "the finished animation",
+        40_000,
+      );
+      assertEquals(done.status, "succeeded", done.text);
+      assertEquals([done.w, done.h], [64, 64]);
+      assert(done.href.startsWith("blob:"), `download link ${done.href}`);
+      assert(/^zoetrope-[0-9a-f]{8}\.gif$/.test(done.name), `download name ${done.name}`);
+      assert(/seed 5 · 64x64 · 4 frames/.test(done.text), done.text);
+      assertEquals(await cdp.eval<number>(`document.getElementById("progress").value`), 1);
+      // The offered file is a GIF.
+      const head = await cdp.eval<number[]>(
+        `fetch(document.getElementById("download").href).then((r) => r.arrayBuffer())
+           .then((b) => [...new Uint8Array(b).slice(0, 6)])`,
+      );
+      assertEquals(String.fromCharCode(...head), "GIF89a");
+      assertEquals(cdp.exceptions, [], "no script errors on the page");
+      await cdp.send("Browser.close").catch(() => {});
+    } finally {
+      await cdp?.close();
+      if (browser) {
+        try {
+          browser.child.kill("SIGKILL");
+        } catch { /* already gone */ }
+        await browser.child.status;
+      }
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    }
+  },
+});
