@@ -55,3 +55,63 @@ export function upsampleNearest2x(gpu: Gpu, x: Tensor): Tensor {
   });
   return y;
 }
+
+const padKernel = defineKernel("pad2d", ({ dtype }) => /* wgsl */ `
+// pad2d: 1 x [N*C, H, W], 2 y [N*C, H + top + bottom, W + left + right]; zeros outside x.
+${wgslDType(dtype)}
+struct Params { n: u32, h: u32, w: u32, ho: u32, wo: u32, top: u32, left: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * ${WG}u;
+  if (o >= p.n) { return; }
+  let plane = o / (p.ho * p.wo);
+  let r = o - plane * p.ho * p.wo;
+  let i = i32(r / p.wo) - i32(p.top);
+  let j = i32(r % p.wo) - i32(p.left);
+  var v = T(0.0);
+  if (i >= 0 && j >= 0 && u32(i) < p.h && u32(j) < p.w) {
+    v = x[(plane * p.h + u32(i)) * p.w + u32(j)];
+  }
+  y[o] = v;
+}`);
+
+/** Zero padding per side of the spatial dims. */
+export interface Pad2dOptions {
+  top: number;
+  bottom: number;
+  left: number;
+  right: number;
+}
+
+/**
+ * Zero-pads the spatial dims of `[N, C, H, W]` (the VAE encoder's asymmetric (0, 1, 0, 1) pad
+ * before its stride-2 downsampling conv).
+ *
+ * @example
+ * ```ts
+ * const p = pad2d(gpu, x, { top: 0, bottom: 1, left: 0, right: 1 }); // [1, 128, 64, 64] -> [1, 128, 65, 65]
+ * ```
+ */
+export function pad2d(gpu: Gpu, x: Tensor, pad: Pad2dOptions): Tensor {
+  if (x.rank !== 4) throw new Error(`pad2d: expected x [N, C, H, W], got ${fmtShape(x.shape)}`);
+  for (const [k, v] of Object.entries(pad)) {
+    if (!Number.isInteger(v) || v < 0) {
+      throw new Error(`pad2d: ${k} must be a non-negative integer, got ${v}`);
+    }
+  }
+  const [n, c, h, w] = x.shape;
+  const ho = h + pad.top + pad.bottom, wo = w + pad.left + pad.right;
+  const y = gpu.empty([n, c, ho, wo], x.dtype, "pad2d");
+  if (y.size === 0) return y;
+  gpu.dispatch(padKernel, {
+    dtype: x.dtype,
+    params: new Params().u32(y.size).u32(h).u32(w).u32(ho).u32(wo).u32(pad.top).u32(pad.left),
+    bindings: [x, y],
+    groups: grid1d(Math.ceil(y.size / WG)),
+  });
+  return y;
+}

@@ -23,3 +23,29 @@ export function upsampleNearest2xCpu(x: Float32Array, shape: readonly number[]):
   }
   return y;
 }
+
+/**
+ * Zero padding of the spatial dims of `[N, C, H, W]`.
+ *
+ * @example
+ * ```ts
+ * const y = pad2dCpu(x, [1, 4, 8, 8], { top: 0, bottom: 1, left: 0, right: 1 }); // -> [1, 4, 9, 9]
+ * ```
+ */
+export function pad2dCpu(
+  x: Float32Array,
+  shape: readonly number[],
+  pad: { top: number; bottom: number; left: number; right: number },
+): Float32Array {
+  const [n, c, h, w] = shape;
+  const ho = h + pad.top + pad.bottom, wo = w + pad.left + pad.right;
+  const y = new Float32Array(n * c * ho * wo);
+  for (let p = 0; p < n * c; p++) {
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++) {
+        y[(p * ho + i + pad.top) * wo + j + pad.left] = x[(p * h + i) * w + j];
+      }
+    }
+  }
+  return y;
+}

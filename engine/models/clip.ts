@@ -72,7 +72,10 @@ export class ClipTextEncoder {
   constructor(w: WeightStore, config: ClipConfig) {
     this.config = config;
     const d = config.hiddenSize;
-    this.tokenTable = w.param("text_model.embeddings.token_embedding.weight", [config.vocabSize, d]);
+    this.tokenTable = w.param("text_model.embeddings.token_embedding.weight", [
+      config.vocabSize,
+      d,
+    ]);
     this.positionTable = w.param("text_model.embeddings.position_embedding.weight", [
       config.maxPositions,
       d,

@@ -42,7 +42,12 @@ export class UNet3D {
   /** Debug hook: sees block outputs ("conv_in", "down_block0", "mid_block", "up_block1", ...). */
   tap: ((name: string, t: Tensor) => void) | null = null;
 
-  constructor(w: WeightStore, m: WeightStore | null, config: UNetConfig, motion: MotionConfig | null) {
+  constructor(
+    w: WeightStore,
+    m: WeightStore | null,
+    config: UNetConfig,
+    motion: MotionConfig | null,
+  ) {
     this.config = config;
     this.motionConfig = motion;
     const c = config;
@@ -51,7 +56,9 @@ export class UNet3D {
     const temb = c.timeEmbeddingDim;
     const groups = c.normGroups, eps = c.normEps;
     if (motion) {
-      if (motion.blockOutChannels.length !== n || motion.blockOutChannels.some((x, i) => x !== ch[i])) {
+      if (
+        motion.blockOutChannels.length !== n || motion.blockOutChannels.some((x, i) => x !== ch[i])
+      ) {
         throw new Error(
           `motion module channels [${motion.blockOutChannels}] do not match the UNet's [${ch}]: ` +
             `the motion module is for another base model`,

@@ -1,7 +1,8 @@
 /**
- * AutoencoderKL decoder (diffusers naming): post_quant_conv, conv_in, mid block (resnet,
+ * AutoencoderKL (diffusers naming). Decoder: post_quant_conv, conv_in, mid block (resnet,
  * single-head attention, resnet), up blocks with nearest upsampling, GroupNorm+SiLU, conv_out.
- * Frames are decoded as a batch of images.
+ * Encoder: conv_in, down blocks with (0, 1, 0, 1)-padded stride-2 convs, mid block,
+ * GroupNorm+SiLU, conv_out to mean and log-variance, quant_conv. Frames are a batch of images.
  * @module
  */
 
@@ -12,7 +13,8 @@ import type { WeightStore } from "./weights.ts";
 import { Conv2d, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { add } from "../../kernels/elementwise.ts";
-import { permute } from "../../kernels/layout.ts";
+import { permute, slice } from "../../kernels/layout.ts";
+import { pad2d } from "../../kernels/resample.ts";
 
 /** VAE mid-block attention: GroupNorm, 1 head over H*W tokens, residual. */
 class VaeAttention {
@@ -120,5 +122,100 @@ export class VaeDecoder {
     next(this.normOut.forward(gpu, h, { silu: true }));
     next(this.convOut.forward(gpu, h));
     return h;
+  }
+}
+
+/** Encoder downsampling: zero pad right and bottom by one, then a 3x3 stride-2 conv. */
+class EncoderDownsample {
+  readonly conv: Conv2d;
+  constructor(w: WeightStore, prefix: string, channels: number) {
+    this.conv = new Conv2d(w, `${prefix}.conv`, {
+      cin: channels,
+      cout: channels,
+      k: 3,
+      stride: 2,
+      padding: 0,
+    });
+  }
+  forward(gpu: Gpu, x: Tensor): Tensor {
+    const padded = pad2d(gpu, x, { top: 0, bottom: 1, left: 0, right: 1 });
+    const out = this.conv.forward(gpu, padded);
+    padded.release();
+    return out;
+  }
+}
+
+/** The VAE encoder: images in [-1, 1] -> diagonal Gaussian posterior over latents. */
+export class VaeEncoder {
+  readonly config: VaeConfig;
+  readonly convIn: Conv2d;
+  readonly down: { resnets: ResnetBlock2D[]; downsampler: EncoderDownsample | null }[] = [];
+  readonly midResnets: [ResnetBlock2D, ResnetBlock2D];
+  readonly midAttention: VaeAttention;
+  readonly normOut: GroupNorm;
+  readonly convOut: Conv2d;
+  readonly quantConv: Conv2d | null;
+
+  constructor(w: WeightStore, config: VaeConfig) {
+    this.config = config;
+    const ch = config.blockOutChannels;
+    const n = ch.length;
+    const g = config.normGroups, eps = config.normEps;
+    const lat = config.latentChannels;
+    const res = (p: string, cin: number, cout: number) =>
+      new ResnetBlock2D(w, p, { cin, cout, tembChannels: null, groups: g, eps });
+    this.convIn = new Conv2d(w, "encoder.conv_in", { cin: config.inChannels, cout: ch[0], k: 3 });
+    let out = ch[0];
+    for (let i = 0; i < n; i++) {
+      const inC = out;
+      out = ch[i];
+      const resnets: ResnetBlock2D[] = [];
+      for (let j = 0; j < config.layersPerBlock; j++) {
+        resnets.push(res(`encoder.down_blocks.${i}.resnets.${j}`, j === 0 ? inC : out, out));
+      }
+      const downsampler = i < n - 1
+        ? new EncoderDownsample(w, `encoder.down_blocks.${i}.downsamplers.0`, out)
+        : null;
+      this.down.push({ resnets, downsampler });
+    }
+    const top = ch[n - 1];
+    this.midResnets = [
+      res("encoder.mid_block.resnets.0", top, top),
+      res("encoder.mid_block.resnets.1", top, top),
+    ];
+    this.midAttention = new VaeAttention(w, "encoder.mid_block.attentions.0", top, g, eps);
+    this.normOut = new GroupNorm(w, "encoder.conv_norm_out", top, g, eps);
+    this.convOut = new Conv2d(w, "encoder.conv_out", { cin: top, cout: 2 * lat, k: 3 });
+    this.quantConv = config.hasQuantConv
+      ? new Conv2d(w, "quant_conv", { cin: 2 * lat, cout: 2 * lat, k: 1 })
+      : null;
+  }
+
+  /**
+   * x [n, 3, H, W] -> { mean, logvar } each [n, latent, H/8, W/8] (logvar clamped to
+   * [-30, 20] is the caller's job on the CPU side: std = exp(0.5 * clamp(logvar))).
+   */
+  forward(gpu: Gpu, x: Tensor): { mean: Tensor; logvar: Tensor } {
+    let h = this.convIn.forward(gpu, x);
+    const next = (t: Tensor) => {
+      h.release();
+      h = t;
+    };
+    for (const level of this.down) {
+      for (const r of level.resnets) next(r.forward(gpu, h, null));
+      if (level.downsampler) next(level.downsampler.forward(gpu, h));
+    }
+    next(this.midResnets[0].forward(gpu, h, null));
+    next(this.midAttention.forward(gpu, h));
+    next(this.midResnets[1].forward(gpu, h, null));
+    next(this.normOut.forward(gpu, h, { silu: true }));
+    next(this.convOut.forward(gpu, h));
+    if (this.quantConv) next(this.quantConv.forward(gpu, h));
+    const lat = this.config.latentChannels;
+    // [n, 2*latent, h, w] -> mean = channels [0, latent), logvar = [latent, 2*latent)
+    const mean = slice(gpu, h, 1, 0, lat);
+    const logvar = slice(gpu, h, 1, lat, 2 * lat);
+    h.release();
+    return { mean, logvar };
   }
 }

@@ -101,7 +101,8 @@ export class WeightStore {
       !this.#params.has(n) && !this.#ignored(n)
     );
     const problems: string[] = [];
-    const list = (xs: string[]) => xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, ... (${xs.length} in all)` : "");
+    const list = (xs: string[]) =>
+      xs.slice(0, 8).join(", ") + (xs.length > 8 ? `, ... (${xs.length} in all)` : "");
     if (missing.length) problems.push(`missing ${missing.length} tensors: ${list(missing)}`);
     if (wrong.length) problems.push(`wrong shape: ${list(wrong)}`);
     if (unused.length) problems.push(`unexpected ${unused.length} tensors: ${list(unused)}`);

@@ -1,11 +1,11 @@
 /**
- * Resample cases. Shape: `[N, C, H, W]` (input of upsample_nearest2x). Bytes = read + 4x write.
+ * Resample cases. Shape: `[N, C, H, W]` (input of upsample_nearest2x / pad2d). Bytes = read + write.
  * @module
  */
 
 import type { KernelCase } from "../../bench/case.ts";
 import type { DType } from "../../engine/gpu/tensor.ts";
-import { upsampleNearest2x } from "../../kernels/resample.ts";
+import { pad2d, upsampleNearest2x } from "../../kernels/resample.ts";
 import { randomArray } from "../assert.ts";
 
 function upCase(
@@ -29,6 +29,38 @@ function upCase(
   };
 }
 
+/** pad2d with the VAE encoder's (0, 1, 0, 1) padding. */
+function padCase(
+  shape: number[],
+  dtype: DType,
+  scale: KernelCase["scale"],
+  note: string,
+): KernelCase {
+  const [n, c, h, w] = shape;
+  const size = n * c * h * w;
+  return {
+    op: "pad2d",
+    shape,
+    dtype,
+    scale,
+    note,
+    bytes: (size + n * c * (h + 1) * (w + 1)) * (dtype === "f16" ? 2 : 4),
+    setup(gpu) {
+      const x = gpu.upload(randomArray(size, 112), shape, dtype);
+      const pad = { top: 0, bottom: 1, left: 0, right: 1 };
+      return { run: () => pad2d(gpu, x, pad).release(), dispose: () => x.release() };
+    },
+  };
+}
+
+/** pad2d cases. */
+export const padCases: KernelCase[] = [
+  padCase([2, 3, 5, 7], "f32", "test", "odd"),
+  padCase([1, 4, 6, 6], "f16", "test", "f16"),
+  padCase([1, 128, 32, 32], "f32", "reduced", "VAE encoder down 0 at 256px"),
+  padCase([1, 128, 512, 512], "f16", "full", "VAE encoder down 0 at 512px"),
+];
+
 /** Upsample cases: odd sizes, reduced and full SD1.5 up-block inputs. */
 export const cases: KernelCase[] = [
   upCase([2, 3, 5, 7], "f32", "test", "odd"),
@@ -38,4 +70,5 @@ export const cases: KernelCase[] = [
   upCase([32, 1280, 8, 8], "f16", "full", "up block 0"),
   upCase([32, 640, 32, 32], "f16", "full", "up block 2"),
   upCase([1, 512, 256, 256], "f32", "full", "VAE decoder up 2"),
+  ...padCases,
 ];

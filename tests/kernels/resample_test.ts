@@ -1,12 +1,12 @@
 import { roundToF16 } from "../../engine/gpu/half.ts";
-import { upsampleNearest2x } from "../../kernels/resample.ts";
-import { upsampleNearest2xCpu } from "../../kernels/resample_cpu.ts";
+import { pad2d, upsampleNearest2x } from "../../kernels/resample.ts";
+import { pad2dCpu, upsampleNearest2xCpu } from "../../kernels/resample_cpu.ts";
 import { assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
-import { cases } from "./resample_cases.ts";
+import { cases, padCases } from "./resample_cases.ts";
 
 // A copy: exact (atol = rtol = 0) on values representable in the dtype.
-for (const k of cases.filter((k) => k.scale !== "full")) {
+for (const k of cases.filter((k) => k.scale !== "full" && k.op === "upsample_nearest2x")) {
   gpuTest(`upsample_nearest2x ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
     if (k.dtype === "f16" && !gpu.hasF16) return;
     const size = k.shape.reduce((a, b) => a * b, 1);
@@ -35,4 +35,39 @@ gpuTest("upsample_nearest2x: explicit 2x2 -> 4x4 and shape errors", async (gpu) 
     /upsample_nearest2x: expected x \[N, C, H, W\], got \[2, 2\]/,
   );
   for (const t of [x, y, bad]) t.release();
+});
+
+// Padding is a copy: exact.
+for (const k of padCases.filter((k) => k.scale !== "full")) {
+  gpuTest(`pad2d ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
+    if (k.dtype === "f16" && !gpu.hasF16) return;
+    const size = k.shape.reduce((a, b) => a * b, 1);
+    const raw = randomArray(size, 113, 4);
+    const xs = k.dtype === "f16" ? roundToF16(raw) : raw;
+    const x = gpu.upload(xs, k.shape, k.dtype);
+    for (
+      const pad of [{ top: 0, bottom: 1, left: 0, right: 1 }, {
+        top: 2,
+        bottom: 0,
+        left: 1,
+        right: 3,
+      }]
+    ) {
+      const y = pad2d(gpu, x, pad);
+      const [n, c, h, w] = k.shape;
+      assertEquals(y.shape, [n, c, h + pad.top + pad.bottom, w + pad.left + pad.right]);
+      assertClose(await gpu.read(y), pad2dCpu(xs, k.shape, pad), { atol: 0, rtol: 0 });
+      y.release();
+    }
+    x.release();
+  });
+}
+
+gpuTest("pad2d: explicit values and bad arguments", async (gpu) => {
+  const x = gpu.upload([1, 2, 3, 4], [1, 1, 2, 2], "f32");
+  const y = pad2d(gpu, x, { top: 0, bottom: 1, left: 0, right: 1 });
+  assertClose(await gpu.read(y), [1, 2, 0, 3, 4, 0, 0, 0, 0], { atol: 0, rtol: 0 });
+  await assertRejects(() => pad2d(gpu, x, { top: -1, bottom: 0, left: 0, right: 0 }), /pad2d: top/);
+  x.release();
+  y.release();
 });

@@ -5,7 +5,7 @@ import type { DType } from "../../../engine/gpu/tensor.ts";
 import { WeightStore } from "../../../engine/models/weights.ts";
 import { ClipTextEncoder } from "../../../engine/models/clip.ts";
 import { UNet3D } from "../../../engine/models/unet.ts";
-import { VaeDecoder } from "../../../engine/models/vae.ts";
+import { VaeDecoder, VaeEncoder } from "../../../engine/models/vae.ts";
 import { loadModel, loadMotionModule } from "../../../weights/load.ts";
 import type { ModelWeights, MotionWeights } from "../../../weights/types.ts";
 
@@ -56,4 +56,16 @@ export async function buildVae(gpu: Gpu, dtype: DType = "f32") {
   const vae = new VaeDecoder(store, model.vaeConfig);
   await store.loadAll();
   return { vae, dispose: () => store.dispose() };
+}
+
+export async function buildVaeEncoder(gpu: Gpu, dtype: DType = "f32") {
+  const { model } = await fixtureWeights();
+  const store = new WeightStore(gpu, model.vae, {
+    dtype,
+    part: "vae",
+    ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
+  });
+  const encoder = new VaeEncoder(store, model.vaeConfig);
+  await store.loadAll();
+  return { encoder, dispose: () => store.dispose() };
 }
