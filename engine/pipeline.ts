@@ -30,7 +30,7 @@ import type {
 } from "./pipeline_types.ts";
 import { cfgCombine, linearCombination, scale } from "../kernels/elementwise.ts";
 import { concat, slice } from "../kernels/layout.ts";
-import type { MotionWeights, ModelWeights } from "../weights/types.ts";
+import type { ModelWeights, MotionWeights } from "../weights/types.ts";
 import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, applyMotionLoras, loadLora } from "../weights/lora.ts";
 import { loadTinyDemoModel } from "../weights/tiny.ts";
@@ -38,7 +38,16 @@ import { resolveHubFile } from "../weights/hub.ts";
 
 export type * from "./pipeline_types.ts";
 
-/** Scheduler names the pipeline accepts. */
+/**
+ * Scheduler names the pipeline accepts.
+ *
+ * @example
+ * ```ts
+ * import { SCHEDULERS } from "@zoetrope/animatediff";
+ *
+ * const ok = SCHEDULERS.includes("euler-a"); // true
+ * ```
+ */
 export const SCHEDULERS: readonly SchedulerName[] = [
   "ddim",
   "euler",
@@ -47,23 +56,58 @@ export const SCHEDULERS: readonly SchedulerName[] = [
   "dpmpp-2m-karras",
 ];
 
-/** Largest accepted width/height in pixels. */
+/**
+ * Largest accepted width/height in pixels.
+ *
+ * @example
+ * ```ts
+ * import { MAX_SIDE } from "@zoetrope/animatediff";
+ *
+ * const width = Math.min(1024, MAX_SIDE);
+ * ```
+ */
 export const MAX_SIDE = 2048;
-/** Largest accepted step count. */
+/**
+ * Largest accepted step count.
+ *
+ * @example
+ * ```ts
+ * import { MAX_STEPS } from "@zoetrope/animatediff";
+ *
+ * const steps = Math.min(50, MAX_STEPS);
+ * ```
+ */
 export const MAX_STEPS = 1000;
 
-/** A generated animation. */
+/**
+ * A generated animation.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const anim = await pipe.generate({ prompt: "waves", frames: 4, width: 32, height: 32, steps: 2 });
+ * console.log(anim.frames.length, anim.width, anim.height, anim.fps, anim.seed, anim.timings.total);
+ * await Deno.writeFile("waves.gif", anim.toGif());
+ * pipe.dispose();
+ * ```
+ */
 export class Animation {
   /** RGBA frames. */
   readonly frames: Frame[];
+  /** Frame width in pixels. */
   readonly width: number;
+  /** Frame height in pixels. */
   readonly height: number;
+  /** Playback rate in frames per second. */
   readonly fps: number;
   /** The seed used (bigint for seeds above 2^53). */
   readonly seed: number | bigint;
   /** Milliseconds per stage ("encode", "denoise", "decode", "total"). */
   readonly timings: Record<string, number>;
 
+  /** Wraps decoded frames; the pipeline builds these, users rarely need to. */
   constructor(
     init: { frames: Frame[]; fps: number; seed: number | bigint; timings: Record<string, number> },
   ) {
@@ -91,22 +135,60 @@ export class Animation {
   }
 }
 
-/** A fully resolved request (defaults applied, validated). */
+/**
+ * A fully resolved request (defaults applied, validated).
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const r = pipe.resolve({ prompt: "rain" }); // throws InputError on a bad field
+ * console.log(r.frames, r.width, r.steps, r.scheduler); // 16 512 25 "ddim"
+ * pipe.dispose();
+ * ```
+ */
 export interface ResolvedRequest {
+  /** The prompt. */
   prompt: string;
+  /** The negative prompt ("" when none). */
   negativePrompt: string;
+  /** Number of frames. */
   frames: number;
+  /** Width in pixels (multiple of 8). */
   width: number;
+  /** Height in pixels (multiple of 8). */
   height: number;
+  /** Denoising steps. */
   steps: number;
+  /** Classifier-free guidance scale (CFG is off at 1 or below). */
   guidance: number;
+  /** The scheduler. */
   scheduler: SchedulerName;
+  /** The seed (drawn at random when the request had none). */
   seed: number | bigint;
+  /** CLIP skip, A1111 numbering (1 = last layer). */
   clipSkip: number;
+  /** Playback rate stored in the result. */
   fps: number;
 }
 
-/** Advanced options of {@link AnimationPipeline.generateLatents}. */
+/**
+ * Advanced options of {@link AnimationPipeline.generateLatents}.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const latents = await pipe.generateLatents(
+ *   { prompt: "fog", frames: 2, width: 32, height: 32, steps: 3, seed: 1 },
+ *   { onStepLatents: (step, x) => console.log(step, x.length) },
+ * );
+ * // latents: Float32Array in diffusers' layout [1, 4, frames, height / 8, width / 8]
+ * pipe.dispose();
+ * ```
+ */
 export interface LatentOptions extends GenerateOptions {
   /** Initial noise in diffusers' layout [1, 4, frames, h, w] (before init_noise_sigma). */
   initialLatents?: Float32Array;
@@ -163,14 +245,48 @@ function inputErrors<T>(what: string, p: Promise<T>): Promise<T> {
   });
 }
 
-/** A loaded text-to-animation pipeline. */
+/**
+ * A loaded text-to-animation pipeline.
+ *
+ * @example
+ * ```ts
+ * import { AnimationPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe: AnimationPipeline = await AnimationPipeline.load(); // same as loadPipeline()
+ * console.log(pipe.info.motionVersion, pipe.info.maxFrames, pipe.info.adapter);
+ * const anim = await pipe.generate({ prompt: "a candle flame", frames: 8, width: 64, height: 64 });
+ * pipe.dispose();
+ * ```
+ */
 export class AnimationPipeline {
+  /** What was loaded: model, motion module, version, frame limit, adapter. */
   readonly info: PipelineInfo;
+  /** The GPU context the pipeline runs on. */
   readonly gpu: Gpu;
+  /**
+   * The CLIP BPE tokenizer (internal).
+   * @ignore
+   */
   readonly tokenizer: ClipTokenizer;
+  /**
+   * The CLIP text encoder on the GPU (internal).
+   * @ignore
+   */
   readonly textEncoder: ClipTextEncoder;
+  /**
+   * The inflated UNet with motion modules (internal).
+   * @ignore
+   */
   readonly unet: UNet3D;
+  /**
+   * The VAE decoder (internal).
+   * @ignore
+   */
   readonly vae: VaeDecoder;
+  /**
+   * Storage dtype of weights and activations (internal).
+   * @ignore
+   */
   readonly dtype: DType;
   readonly #stores: WeightStore[];
   readonly #ownsGpu: boolean;
@@ -217,12 +333,10 @@ export class AnimationPipeline {
     if (demo && options.motionModule === undefined && options.loras?.length) {
       // LoRAs on the demo model are allowed (tests); nothing special to do.
     }
-    let model: ModelWeights = demo
-      ? demo.model
-      : await inputErrors(
-        "--model",
-        loadModel(options.model!, { config: options.modelConfig }),
-      );
+    let model: ModelWeights = demo ? demo.model : await inputErrors(
+      "--model",
+      loadModel(options.model!, { config: options.modelConfig }),
+    );
     let motion: MotionWeights = options.motionModule
       ? await inputErrors(
         "--motion-module",
@@ -261,6 +375,7 @@ export class AnimationPipeline {
   /**
    * Builds a pipeline from weights already mapped to canonical names (in memory or lazily read),
    * e.g. the random full-size SD1.5 of weights/sd15.ts used by the bench.
+   * @ignore
    */
   static async fromWeights(init: {
     model: ModelWeights;
@@ -356,7 +471,9 @@ export class AnimationPipeline {
       fps: req.fps ?? 8,
     };
     if (typeof r.prompt !== "string") throw new InputError("prompt must be a string");
-    if (typeof r.negativePrompt !== "string") throw new InputError("negativePrompt must be a string");
+    if (typeof r.negativePrompt !== "string") {
+      throw new InputError("negativePrompt must be a string");
+    }
     const int = (name: string, v: number, lo: number, hi: number, hint = "") => {
       if (!Number.isInteger(v) || v < lo || v > hi) {
         throw new InputError(`${name} must be an integer from ${lo} to ${hi}, got ${v}${hint}`);
@@ -378,7 +495,9 @@ export class AnimationPipeline {
       throw new InputError(`guidance must be a number from 0 to 100, got ${r.guidance}`);
     }
     if (!SCHEDULERS.includes(r.scheduler)) {
-      throw new InputError(`unknown scheduler "${r.scheduler}"; use one of ${SCHEDULERS.join(", ")}`);
+      throw new InputError(
+        `unknown scheduler "${r.scheduler}"; use one of ${SCHEDULERS.join(", ")}`,
+      );
     }
     if (typeof r.seed === "bigint") {
       if (r.seed < 0n || r.seed >= 2n ** 64n) {
@@ -392,52 +511,69 @@ export class AnimationPipeline {
     return r;
   }
 
-  /** Text embeddings [2, 77, D] = [negative, positive] (or [1, 77, D] = positive without CFG). */
+  /**
+   * Text embeddings [2, 77, D] = [negative, positive] (or [1, 77, D] = positive without CFG).
+   * @ignore
+   */
   encodePrompt(
-    r: Pick<ResolvedRequest, "prompt" | "negativePrompt" | "clipSkip">,
+    r: Pick<ResolvedRequest, "prompt" | "negativePrompt" | "clipSkip"> & {
+      prompts?: readonly string[];
+      negativePrompts?: readonly string[];
+    },
     cfg: boolean,
     onProgress?: (e: ProgressEvent) => void,
   ): Tensor {
-    const tok = (text: string, what: string) => {
-      const t = this.tokenizer.encode(text);
-      if (t.truncated) {
-        onProgress?.({
-          stage: "encode",
-          step: 0,
-          total: 1,
-          elapsedMs: 0,
-          message: `${what} is ${t.untruncatedLength} tokens; truncated to ${t.ids.length}`,
-        });
-      }
-      for (const id of t.ids) {
-        if (id >= this.textEncoder.config.vocabSize) {
-          throw new InputError(
-            `tokenizer id ${id} is outside the text encoder's vocabulary (${this.textEncoder.config.vocabSize}): wrong --tokenizer for this model`,
-          );
+    const tok = (texts: readonly string[], what: string) => {
+      const ids = new Int32Array(texts.length * this.tokenizer.maxLength);
+      texts.forEach((text, i) => {
+        const t = this.tokenizer.encode(text);
+        if (t.truncated) {
+          onProgress?.({
+            stage: "encode",
+            step: 0,
+            total: 1,
+            elapsedMs: 0,
+            message: `${what} is ${t.untruncatedLength} tokens; truncated to ${t.ids.length}`,
+          });
         }
-      }
-      return t.ids;
+        for (const id of t.ids) {
+          if (id >= this.textEncoder.config.vocabSize) {
+            throw new InputError(
+              `tokenizer id ${id} is outside the text encoder's vocabulary (${this.textEncoder.config.vocabSize}): wrong --tokenizer for this model`,
+            );
+          }
+        }
+        ids.set(t.ids, i * this.tokenizer.maxLength);
+      });
+      return ids;
     };
     const gpu = this.gpu;
-    const pos = tok(r.prompt, "prompt");
-    if (!cfg) return this.textEncoder.forward(gpu, Int32Array.from(pos), 1, r.clipSkip);
-    const neg = tok(r.negativePrompt, "negative prompt");
+    const prompts = r.prompts ?? [r.prompt];
+    const b = prompts.length;
+    const pos = tok(prompts, "prompt");
+    if (!cfg) return this.textEncoder.forward(gpu, pos, b, r.clipSkip);
+    const negatives = r.negativePrompts ?? new Array(b).fill(r.negativePrompt);
+    const neg = tok(negatives, "negative prompt");
     if (r.clipSkip === 1) {
+      // [negative x b, positive x b]: the UNet batch is (uncond videos, cond videos).
       const ids = new Int32Array(pos.length * 2);
       ids.set(neg, 0);
       ids.set(pos, pos.length);
-      return this.textEncoder.forward(gpu, ids, 2, 1);
+      return this.textEncoder.forward(gpu, ids, 2 * b, 1);
     }
     // diffusers applies clip_skip to the prompt only; the negative prompt uses the last layer.
-    const n = this.textEncoder.forward(gpu, Int32Array.from(neg), 1, 1);
-    const p = this.textEncoder.forward(gpu, Int32Array.from(pos), 1, r.clipSkip);
+    const n = this.textEncoder.forward(gpu, neg, b, 1);
+    const p = this.textEncoder.forward(gpu, pos, b, r.clipSkip);
     const both = concat(gpu, [n, p], 0);
     n.release();
     p.release();
     return both;
   }
 
-  /** One UNet evaluation with guidance: returns the guided noise prediction [f, 4, h, w]. */
+  /**
+   * One UNet evaluation with guidance: returns the guided noise prediction [f, 4, h, w].
+   * @ignore
+   */
   predictNoise(
     latents: Tensor,
     t: number,
@@ -446,9 +582,9 @@ export class AnimationPipeline {
     r: { frames: number; guidance: number },
   ): Tensor {
     const gpu = this.gpu;
-    const cfg = context.shape[0] === 2;
+    const cfg = context.shape[0] * r.frames === 2 * latents.shape[0];
     const x = inputScale === 1 ? latents : scale(gpu, latents, inputScale);
-    // [f, 4, h, w] -> [2f, 4, h, w] = (uncond video, cond video)
+    // [b*f, 4, h, w] -> [2*b*f, 4, h, w] = (uncond videos, cond videos)
     const input = cfg ? concat(gpu, [x, x], 0) : x;
     const eps = this.unet.forward(gpu, input, t, context, r.frames);
     if (input !== x) input.release();
@@ -470,26 +606,76 @@ export class AnimationPipeline {
 
   /** Generates an animation. */
   async generate(req: GenerateRequest, options: GenerateOptions = {}): Promise<Animation> {
+    const [anim] = await this.#generate(this.resolve(req), undefined, undefined, options);
+    return anim;
+  }
+
+  /**
+   * Generates one animation per prompt in one batch (the UNet sees all videos at once, as
+   * diffusers does for a list of prompts): same settings and seed stream for all, the initial
+   * noise drawn as one [prompts, 4, frames, h, w] tensor.
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await pipe.generateBatch(["a cat", "a dog"], { frames: 8, width: 64, height: 64, steps: 4 });
+   * ```
+   */
+  async generateBatch(
+    prompts: readonly string[],
+    req: Omit<GenerateRequest, "prompt"> & { negativePrompts?: readonly string[] },
+    options: GenerateOptions = {},
+  ): Promise<Animation[]> {
+    if (!prompts.length) throw new InputError("generateBatch needs at least one prompt");
+    for (const p of prompts) {
+      if (typeof p !== "string") throw new InputError("prompts must be strings");
+    }
+    const negatives = req.negativePrompts ??
+      new Array(prompts.length).fill(req.negativePrompt ?? "");
+    if (negatives.length !== prompts.length) {
+      throw new InputError(
+        `${negatives.length} negative prompts for ${prompts.length} prompts; give one per prompt`,
+      );
+    }
+    const r = this.resolve({ ...req, prompt: prompts[0] });
+    return await this.#generate(r, prompts, negatives, options);
+  }
+
+  async #generate(
+    r: ResolvedRequest,
+    prompts: readonly string[] | undefined,
+    negativePrompts: readonly string[] | undefined,
+    options: GenerateOptions,
+  ): Promise<Animation[]> {
     this.#checkAlive();
-    const r = this.resolve(req);
     const timings: Record<string, number> = {};
     const t0 = performance.now();
-    const latents = await this.#denoise(r, options, timings);
+    const latents = await this.#denoise(r, { ...options, prompts, negativePrompts }, timings);
     const td = performance.now();
     let frames: Frame[];
     try {
-      frames = await this.decode(latents, r, options);
+      frames = await this.decode(latents, { ...r, frames: latents.shape[0] }, options);
     } finally {
       latents.release();
     }
     timings.decode = performance.now() - td;
     timings.total = performance.now() - t0;
-    return new Animation({ frames, fps: r.fps, seed: r.seed, timings });
+    const out: Animation[] = [];
+    for (let v = 0; v * r.frames < frames.length; v++) {
+      out.push(
+        new Animation({
+          frames: frames.slice(v * r.frames, (v + 1) * r.frames),
+          fps: r.fps,
+          seed: r.seed,
+          timings,
+        }),
+      );
+    }
+    return out;
   }
 
   async #denoise(
     r: ResolvedRequest,
-    options: LatentOptions,
+    options: LatentOptions & { prompts?: readonly string[]; negativePrompts?: readonly string[] },
     timings: Record<string, number>,
   ): Promise<Tensor> {
     this.#checkAlive();
@@ -500,10 +686,15 @@ export class AnimationPipeline {
     };
     throwIfAborted();
     const h = r.height / 8, w = r.width / 8, f = r.frames;
+    const b = options.prompts?.length ?? 1;
     const cfg = r.guidance > 1;
     const tEnc = performance.now();
     onProgress?.({ stage: "encode", step: 0, total: 1, elapsedMs: 0 });
-    const context = this.encodePrompt(r, cfg, onProgress);
+    const context = this.encodePrompt(
+      { ...r, prompts: options.prompts, negativePrompts: options.negativePrompts },
+      cfg,
+      onProgress,
+    );
     await gpu.sync();
     timings.encode = performance.now() - tEnc;
     onProgress?.({ stage: "encode", step: 1, total: 1, elapsedMs: timings.encode });
@@ -514,13 +705,17 @@ export class AnimationPipeline {
       r.steps,
     );
     const gen = new TorchGenerator(r.seed);
-    const shape = [1, 4, f, h, w];
+    const shape = [b, 4, f, h, w];
     const noise = options.initialLatents ?? gen.randn(shape);
-    if (noise.length !== 4 * f * h * w) {
-      throw new InputError(`initial latents have ${noise.length} values, expected ${4 * f * h * w}`);
+    if (noise.length !== b * 4 * f * h * w) {
+      context.release();
+      throw new InputError(
+        `initial latents have ${noise.length} values, expected ${b * 4 * f * h * w}`,
+      );
     }
+    // [b, 4, f, h, w] -> [b*f, 4, h, w]: frames folded into the batch, video-major.
     const upload = (data: Float32Array, k: number) =>
-      gpu.upload(toFrameMajor(data, f, h, w, k), [f, 4, h, w], this.dtype, "latents");
+      gpu.upload(toFrameMajor(data, f, h, w, k), [b * f, 4, h, w], this.dtype, "latents");
     let latents = upload(noise, scheduler.initNoiseSigma);
     const ops: VectorOps<Tensor> = {
       lincomb: (terms) => linearCombination(gpu, terms),
@@ -573,7 +768,10 @@ export class AnimationPipeline {
     return toChannelMajor(data, r.frames, r.height / 8, r.width / 8);
   }
 
-  /** Decodes latents [f, 4, h, w] frame by frame into RGBA frames. */
+  /**
+   * Decodes latents [f, 4, h, w] frame by frame into RGBA frames.
+   * @ignore
+   */
   async decode(
     latents: Tensor,
     r: { frames: number; width: number; height: number },
@@ -619,32 +817,63 @@ export class AnimationPipeline {
   }
 }
 
-/** Loads a pipeline (see {@link PipelineOptions}). */
+/**
+ * Loads a pipeline (see {@link PipelineOptions}).
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline({
+ *   model: "models/checkpoints/toonyou_beta6.safetensors",
+ *   motionModule: "models/motion_modules/mm_sd_v15_v2.ckpt",
+ *   tokenizer: "models/clip-tokenizer",
+ *   onProgress: (e) => console.log(e.stage, e.step, e.total),
+ * });
+ * ```
+ */
 export function loadPipeline(options: PipelineOptions = {}): Promise<AnimationPipeline> {
   return AnimationPipeline.load(options);
 }
 
-/** [1, 4, f, h, w] (diffusers) * k -> [f, 4, h, w] (frames folded into the batch). */
-export function toFrameMajor(x: Float32Array, f: number, h: number, w: number, k = 1): Float32Array {
+/**
+ * [b, 4, f, h, w] (diffusers) * k -> [b*f, 4, h, w] (frames folded into the batch); b is
+ * inferred from the length.
+ */
+export function toFrameMajor(
+  x: Float32Array,
+  f: number,
+  h: number,
+  w: number,
+  k = 1,
+): Float32Array {
   const hw = h * w;
+  const videos = x.length / (4 * f * hw);
   const out = new Float32Array(x.length);
-  for (let c = 0; c < 4; c++) {
-    for (let fi = 0; fi < f; fi++) {
-      const src = (c * f + fi) * hw, dst = (fi * 4 + c) * hw;
-      for (let i = 0; i < hw; i++) out[dst + i] = x[src + i] * k;
+  for (let v = 0; v < videos; v++) {
+    const base = v * 4 * f * hw;
+    for (let c = 0; c < 4; c++) {
+      for (let fi = 0; fi < f; fi++) {
+        const src = base + (c * f + fi) * hw, dst = base + (fi * 4 + c) * hw;
+        for (let i = 0; i < hw; i++) out[dst + i] = x[src + i] * k;
+      }
     }
   }
   return out;
 }
 
-/** [f, 4, h, w] -> [1, 4, f, h, w]. */
+/** [b*f, 4, h, w] -> [b, 4, f, h, w]. */
 export function toChannelMajor(x: Float32Array, f: number, h: number, w: number): Float32Array {
   const hw = h * w;
+  const videos = x.length / (4 * f * hw);
   const out = new Float32Array(x.length);
-  for (let c = 0; c < 4; c++) {
-    for (let fi = 0; fi < f; fi++) {
-      const dst = (c * f + fi) * hw, src = (fi * 4 + c) * hw;
-      for (let i = 0; i < hw; i++) out[dst + i] = x[src + i];
+  for (let v = 0; v < videos; v++) {
+    const base = v * 4 * f * hw;
+    for (let c = 0; c < 4; c++) {
+      for (let fi = 0; fi < f; fi++) {
+        const dst = base + (c * f + fi) * hw, src = base + (fi * 4 + c) * hw;
+        for (let i = 0; i < hw; i++) out[dst + i] = x[src + i];
+      }
     }
   }
   return out;

@@ -7,13 +7,43 @@
 import type { Frame } from "./output/frame.ts";
 import type { Gpu } from "./gpu/device.ts";
 
-/** Scheduler names accepted by requests and the CLI. */
+/**
+ * Scheduler names accepted by requests and the CLI.
+ *
+ * @example
+ * ```ts
+ * import { type GenerateRequest, type SchedulerName } from "@zoetrope/animatediff";
+ *
+ * const scheduler: SchedulerName = "dpmpp-2m-karras";
+ * const request: GenerateRequest = { prompt: "a fox in snow", scheduler, steps: 20 };
+ * ```
+ */
 export type SchedulerName = "ddim" | "euler" | "euler-a" | "dpmpp-2m" | "dpmpp-2m-karras";
 
-/** Storage precision: f32 (parity) or f16 storage with f32 accumulation (speed). */
+/**
+ * Storage precision: f32 (parity) or f16 storage with f32 accumulation (speed).
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline, type Precision } from "@zoetrope/animatediff";
+ *
+ * const precision: Precision = "f16"; // needs an adapter with shader-f16
+ * const pipe = await loadPipeline({ precision });
+ * ```
+ */
 export type Precision = "f32" | "f16";
 
-/** A LoRA to merge into the base model. */
+/**
+ * A LoRA to merge into the base model.
+ *
+ * @example
+ * ```ts
+ * import { type LoraSpec, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const loras: LoraSpec[] = [{ path: "models/loras/pixel_art.safetensors", scale: 0.7 }];
+ * const pipe = await loadPipeline({ model: "models/checkpoints/base", motionModule: "mm.ckpt", loras });
+ * ```
+ */
 export interface LoraSpec {
   /** Path or `hf:` reference of a kohya or diffusers/peft LoRA file. */
   path: string;
@@ -21,12 +51,27 @@ export interface LoraSpec {
   scale?: number;
 }
 
-/** Options of {@link loadPipeline}. */
+/**
+ * Options of {@link loadPipeline}.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline, type PipelineOptions } from "@zoetrope/animatediff";
+ *
+ * const options: PipelineOptions = {
+ *   model: "hf:emilianJR/epiCRealism",
+ *   motionModule: "hf:guoyww/animatediff/mm_sd_v15_v2.ckpt",
+ *   precision: "f32",
+ * };
+ * const pipe = await loadPipeline(options);
+ * ```
+ */
 export interface PipelineOptions {
   /** Diffusers folder, single-file .safetensors/.ckpt, or `hf:` reference. Default: the tiny random-weights demo model. */
   model?: string;
   /** Original AnimateDiff motion module (.ckpt/.safetensors) or MotionAdapter folder. Default: the demo's. */
   motionModule?: string;
+  /** LoRAs merged into the base model and motion module, in order. */
   loras?: LoraSpec[];
   /** Folder with vocab.json + merges.txt (default: the model's tokenizer/). */
   tokenizer?: string;
@@ -34,6 +79,7 @@ export interface PipelineOptions {
   modelConfig?: string;
   /** MotionAdapter config.json (or its folder). */
   motionModuleConfig?: string;
+  /** Storage precision (default "f32"; "f16" needs `shader-f16`). */
   precision?: Precision;
   /** An existing GPU context to use (default: a new one). */
   device?: Gpu;
@@ -41,19 +87,43 @@ export interface PipelineOptions {
   onProgress?: (e: ProgressEvent) => void;
 }
 
-/** One generation request. */
+/**
+ * One generation request.
+ *
+ * @example
+ * ```ts
+ * import { type GenerateRequest, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const request: GenerateRequest = {
+ *   prompt: "a paper boat on a river",
+ *   negativePrompt: "blurry",
+ *   frames: 16,
+ *   width: 512,
+ *   height: 512,
+ *   steps: 25,
+ *   guidance: 7.5,
+ *   scheduler: "ddim",
+ *   seed: 42,
+ * };
+ * const anim = await (await loadPipeline()).generate({ ...request, width: 64, height: 64 });
+ * ```
+ */
 export interface GenerateRequest {
+  /** What to animate. */
   prompt: string;
+  /** What to steer away from (default ""). */
   negativePrompt?: string;
   /** Frames (default 16; at most the motion module's position-encoding length). */
   frames?: number;
   /** Width and height in pixels, multiples of 8 (default 512). */
   width?: number;
+  /** Height in pixels, a multiple of 8 (default 512). */
   height?: number;
   /** Denoising steps (default 25). */
   steps?: number;
   /** Classifier-free guidance scale (default 7.5). */
   guidance?: number;
+  /** Sampler (default "ddim"). */
   scheduler?: SchedulerName;
   /**
    * Seed of the torch-compatible generator (default: random). Seeds above 2^53 (AnimateDiff
@@ -66,11 +136,42 @@ export interface GenerateRequest {
   fps?: number;
 }
 
-/** Pipeline stages reported by progress events. */
+/**
+ * Pipeline stages reported by progress events.
+ *
+ * @example
+ * ```ts
+ * import { type ProgressEvent, type Stage } from "@zoetrope/animatediff";
+ *
+ * const label: Record<Stage, string> = {
+ *   load: "loading",
+ *   encode: "encoding prompt",
+ *   denoise: "denoising",
+ *   decode: "decoding",
+ *   output: "encoding",
+ * };
+ * const show = (e: ProgressEvent) => console.log(`${label[e.stage]} ${e.step}/${e.total}`);
+ * ```
+ */
 export type Stage = "load" | "encode" | "denoise" | "decode" | "output";
 
-/** A progress report. */
+/**
+ * A progress report.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline, type ProgressEvent } from "@zoetrope/animatediff";
+ *
+ * const onProgress = (e: ProgressEvent) => {
+ *   const eta = e.etaMs === undefined ? "" : ` (${Math.round(e.etaMs / 1000)} s left)`;
+ *   console.log(`${e.stage} ${e.step}/${e.total}${eta}`, e.message ?? "");
+ * };
+ * const pipe = await loadPipeline({ onProgress });
+ * await pipe.generate({ prompt: "sparks", frames: 4, width: 32, height: 32, steps: 2 }, { onProgress });
+ * ```
+ */
 export interface ProgressEvent {
+  /** Which stage is reporting. */
   stage: Stage;
   /** Steps done in this stage. */
   step: number;
@@ -84,21 +185,56 @@ export interface ProgressEvent {
   message?: string;
 }
 
-/** Options of {@link AnimationPipeline.generate}. */
+/**
+ * Options of {@link AnimationPipeline.generate}.
+ *
+ * @example
+ * ```ts
+ * import { AbortError, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const controller = new AbortController();
+ * setTimeout(() => controller.abort(), 100);
+ * try {
+ *   await pipe.generate({ prompt: "storm", frames: 8, width: 64, height: 64 }, {
+ *     signal: controller.signal,
+ *     onProgress: (e) => console.log(e.stage, e.step),
+ *   });
+ * } catch (e) {
+ *   if (!(e instanceof AbortError)) throw e;
+ * }
+ * ```
+ */
 export interface GenerateOptions {
+  /** Called at the start and after each step of every stage. */
   onProgress?: (e: ProgressEvent) => void;
   /** Cancels between denoising steps; the promise rejects with an AbortError. */
   signal?: AbortSignal;
 }
 
-/** What a loaded pipeline is. */
+/**
+ * What a loaded pipeline is.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline, type PipelineInfo } from "@zoetrope/animatediff";
+ *
+ * const info: PipelineInfo = (await loadPipeline()).info;
+ * console.log(info.demo, info.motionVersion, info.maxFrames, info.precision, info.adapter);
+ * ```
+ */
 export interface PipelineInfo {
+  /** Where the base model came from (path, `hf:` reference, or "tiny-demo"). */
   model: string;
+  /** Where the motion module came from. */
   motionModule: string;
+  /** Motion module version, detected from the weights. */
   motionVersion: "v1" | "v2" | "v3";
   /** Maximum frames (motion module position-encoding length). */
   maxFrames: number;
+  /** Storage precision in use. */
   precision: Precision;
+  /** Name of the GPU adapter. */
   adapter: string;
   /** True for the built-in random-weights demo model. */
   demo: boolean;

@@ -8,22 +8,43 @@
 import { parse } from "yaml";
 import { InputError } from "./errors.ts";
 
-/** One job derived from a config: a prompt with its model, motion module and settings. */
+/**
+ * One job derived from a config: a prompt with its model, motion module and settings.
+ *
+ * @example
+ * ```ts
+ * import { parsePromptConfig, type PromptJob } from "@zoetrope/animatediff";
+ *
+ * const jobs: PromptJob[] = parsePromptConfig("- prompt: [a red car]\n  seed: [7]\n");
+ * console.log(jobs[0].prompt, jobs[0].seed); // "a red car" 7n
+ * ```
+ */
 export interface PromptJob {
   /** Entry name (mapping key, or `entry<N>` for list configs). */
   entry: string;
   /** 0-based index over all jobs of the config (used in output names). */
   index: number;
+  /** Base model path (`path` / `dreambooth_path`), resolved. */
   model?: string;
+  /** Motion module path, resolved. */
   motionModule?: string;
+  /** LoRA path (resolved) and scale (`lora_alpha`, default 0.8). */
   lora?: { path: string; scale: number };
+  /** The prompt. */
   prompt: string;
+  /** The negative prompt (`n_prompt`; "" when none). */
   negativePrompt: string;
+  /** Seed; undefined = random (AnimateDiff's -1). */
   seed?: number | bigint;
+  /** Denoising steps. */
   steps?: number;
+  /** Guidance scale (`guidance_scale`). */
   guidance?: number;
+  /** Width in pixels (`W`). */
   width?: number;
+  /** Height in pixels (`H`). */
   height?: number;
+  /** Frames (`L`). */
   frames?: number;
 }
 
@@ -62,7 +83,9 @@ function asList<T>(v: T | T[] | undefined): T[] {
 
 function str(v: unknown, field: string, entry: string): string | undefined {
   if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v !== "string") throw new InputError(`config entry ${entry}: ${field} must be a string`);
+  if (typeof v !== "string") {
+    throw new InputError(`config entry ${entry}: ${field} must be a string`);
+  }
   return v;
 }
 
@@ -78,6 +101,24 @@ function num(v: unknown, field: string, entry: string): number | undefined {
 /**
  * Parses an AnimateDiff prompt config (YAML text) into jobs: every motion module x every
  * prompt. `resolvePath` maps paths in the file (relative to the AnimateDiff repo) to real ones.
+ *
+ * @example
+ * ```ts
+ * import { parsePromptConfig } from "@zoetrope/animatediff";
+ *
+ * const yaml = `
+ * ToonYou:
+ *   dreambooth_path: models/DreamBooth_LoRA/toonyou_beta3.safetensors
+ *   motion_module: [models/Motion_Module/mm_sd_v15.ckpt]
+ *   seed: [10788741199826055526]
+ *   steps: 25
+ *   guidance_scale: 7.5
+ *   prompt: ["best quality, 1girl, cherry blossoms"]
+ *   n_prompt: ["worst quality"]
+ * `;
+ * const jobs = parsePromptConfig(yaml, { resolvePath: (p) => `/opt/animatediff/${p}` });
+ * console.log(jobs.length, jobs[0].seed); // 1 10788741199826055526n
+ * ```
  */
 export function parsePromptConfig(
   text: string,

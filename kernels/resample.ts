@@ -115,3 +115,54 @@ export function pad2d(gpu: Gpu, x: Tensor, pad: Pad2dOptions): Tensor {
   });
   return y;
 }
+
+const resizeKernel = defineKernel("resize_nearest", ({ dtype }) => /* wgsl */ `
+// resize_nearest: 1 x [N*C, H, W], 2 y [N*C, Ho, Wo]; torch's legacy "nearest":
+// src = min(floor(dst * (in / out)), in - 1) with the scale in f32.
+${wgslDType(dtype)}
+struct Params { n: u32, h: u32, w: u32, ho: u32, wo: u32, sh: f32, sw: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let o = gid.x + gid.y * nwg.x * ${WG}u;
+  if (o >= p.n) { return; }
+  let plane = o / (p.ho * p.wo);
+  let r = o - plane * p.ho * p.wo;
+  let i = min(u32(floor(f32(r / p.wo) * p.sh)), p.h - 1u);
+  let j = min(u32(floor(f32(r % p.wo) * p.sw)), p.w - 1u);
+  y[o] = x[(plane * p.h + i) * p.w + j];
+}`);
+
+/**
+ * Nearest-neighbour resize of `[N, C, H, W]` to `[N, C, height, width]` as torch's
+ * `F.interpolate(mode="nearest", size=...)` (the UNet upsampler when a latent side is not a
+ * multiple of 8 and diffusers passes `upsample_size`). Exact 2x goes to the faster kernel.
+ *
+ * @example
+ * ```ts
+ * const up = resizeNearest(gpu, h, 5, 6); // [16, 64, 3, 3] -> [16, 64, 5, 6]
+ * ```
+ */
+export function resizeNearest(gpu: Gpu, x: Tensor, height: number, width: number): Tensor {
+  if (x.rank !== 4) {
+    throw new Error(`resize_nearest: expected x [N, C, H, W], got ${fmtShape(x.shape)}`);
+  }
+  if (!Number.isInteger(height) || !Number.isInteger(width) || height < 1 || width < 1) {
+    throw new Error(`resize_nearest: expected a positive integer size, got ${height}x${width}`);
+  }
+  const [n, c, h, w] = x.shape;
+  if (height === 2 * h && width === 2 * w) return upsampleNearest2x(gpu, x);
+  const y = gpu.empty([n, c, height, width], x.dtype, "resize_nearest");
+  if (y.size === 0) return y;
+  gpu.dispatch(resizeKernel, {
+    dtype: x.dtype,
+    params: new Params().u32(y.size).u32(h).u32(w).u32(height).u32(width)
+      .f32(Math.fround(h / height)).f32(Math.fround(w / width)),
+    bindings: [x, y],
+    groups: grid1d(Math.ceil(y.size / WG)),
+  });
+  return y;
+}

@@ -49,3 +49,32 @@ export function pad2dCpu(
   }
   return y;
 }
+
+/**
+ * torch "nearest" resize of `[N, C, H, W]` to `[N, C, height, width]` (f32 scale).
+ *
+ * @example
+ * ```ts
+ * const y = resizeNearestCpu(x, [1, 4, 3, 3], 5, 6); // -> [1, 4, 5, 6]
+ * ```
+ */
+export function resizeNearestCpu(
+  x: Float32Array,
+  shape: readonly number[],
+  height: number,
+  width: number,
+): Float32Array {
+  const [n, c, h, w] = shape;
+  const sh = Math.fround(h / height), sw = Math.fround(w / width);
+  const y = new Float32Array(n * c * height * width);
+  for (let p = 0; p < n * c; p++) {
+    for (let i = 0; i < height; i++) {
+      const si = Math.min(Math.floor(Math.fround(i * sh)), h - 1);
+      for (let j = 0; j < width; j++) {
+        const sj = Math.min(Math.floor(Math.fround(j * sw)), w - 1);
+        y[(p * height + i) * width + j] = x[(p * h + si) * w + sj];
+      }
+    }
+  }
+  return y;
+}

@@ -13,8 +13,23 @@ import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
 
-/** No WebGPU adapter could be found. */
+/**
+ * No WebGPU adapter could be found.
+ *
+ * @example
+ * ```ts
+ * import { Gpu, NoAdapterError } from "@zoetrope/animatediff";
+ *
+ * try {
+ *   const gpu = await Gpu.create();
+ *   gpu.destroy();
+ * } catch (e) {
+ *   if (e instanceof NoAdapterError) console.error(e.message); // says what driver to install
+ * }
+ * ```
+ */
 export class NoAdapterError extends Error {
+  /** Always "NoAdapterError". */
   override name = "NoAdapterError";
 }
 
@@ -28,24 +43,55 @@ export class GpuError extends Error {
   override name = "GpuError";
 }
 
-/** What the adapter is and what it allows. */
+/**
+ * What the adapter is and what it allows.
+ *
+ * @example
+ * ```ts
+ * import { Gpu, type GpuInfo } from "@zoetrope/animatediff";
+ *
+ * const gpu = await Gpu.create();
+ * const info: GpuInfo = gpu.info;
+ * console.log(info.name, info.isFallback, info.maxStorageBufferBindingSize);
+ * gpu.destroy();
+ * ```
+ */
 export interface GpuInfo {
   /** Human-readable adapter name (description, or vendor/device). */
   name: string;
+  /** Adapter vendor (may be empty). */
   vendor: string;
+  /** Adapter architecture (may be empty). */
   architecture: string;
   /** Software / fallback adapter (e.g. lavapipe). */
   isFallback: boolean;
+  /** Enabled device features (e.g. `shader-f16`). */
   features: string[];
+  /** Largest storage-buffer binding in bytes. */
   maxStorageBufferBindingSize: number;
+  /** Largest buffer in bytes. */
   maxBufferSize: number;
+  /** Workgroup shared memory in bytes. */
   maxComputeWorkgroupStorageSize: number;
+  /** Most invocations per workgroup. */
   maxComputeInvocationsPerWorkgroup: number;
+  /** Largest workgroup size along x. */
   maxComputeWorkgroupSizeX: number;
 }
 
-/** Options for {@link Gpu.create}. */
+/**
+ * Options for {@link Gpu.create}.
+ *
+ * @example
+ * ```ts
+ * import { Gpu, type GpuOptions } from "@zoetrope/animatediff";
+ *
+ * const options: GpuOptions = { powerPreference: "high-performance", f16: true };
+ * const gpu = await Gpu.create(options);
+ * ```
+ */
 export interface GpuOptions {
+  /** Adapter power preference (default: none). */
   powerPreference?: GPUPowerPreference;
   /** Request shader-f16 when present (default true). */
   f16?: boolean;
@@ -58,15 +104,47 @@ export const NO_ADAPTER_HINT =
   "no WebGPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: " +
   "apt-get install mesa-vulkan-drivers) and set XDG_RUNTIME_DIR";
 
-/** A WebGPU device with Zoetrope's runtime around it. */
+/**
+ * A WebGPU device with Zoetrope's runtime around it.
+ *
+ * @example
+ * ```ts
+ * import { Gpu, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * // One device shared by two pipelines (compiled shaders are reused).
+ * const gpu = await Gpu.create();
+ * const a = await loadPipeline({ device: gpu });
+ * const b = await loadPipeline({ device: gpu, precision: gpu.hasF16 ? "f16" : "f32" });
+ * a.dispose();
+ * b.dispose();
+ * gpu.destroy();
+ * ```
+ */
 export class Gpu {
+  /** The WebGPU adapter. */
   readonly adapter: GPUAdapter;
+  /** The WebGPU device, created with the adapter's real limits. */
   readonly device: GPUDevice;
+  /** Adapter name, features and limits. */
   readonly info: GpuInfo;
+  /** The device has `shader-f16` (needed by precision "f16"). */
   readonly hasF16: boolean;
+  /** The device has `timestamp-query`. */
   readonly hasTimestamps: boolean;
+  /**
+   * Size-bucketed buffer pool (internal).
+   * @ignore
+   */
   readonly pool: BufferPool;
+  /**
+   * Compiled pipelines by (op, dtype, variant) (internal).
+   * @ignore
+   */
   readonly pipelines: PipelineCache;
+  /**
+   * Batches dispatches into command buffers (internal).
+   * @ignore
+   */
   readonly recorder: Recorder;
   #lost: string | null = null;
   #errors: string[] = [];
@@ -161,10 +239,14 @@ export class Gpu {
   /**
    * When true (tests), every tensor from `empty()` is filled with NaN first, so a kernel that
    * leaves an output element unwritten fails its comparison.
+   * @ignore
    */
   poison = false;
 
-  /** Allocates an uninitialised tensor from the pool. */
+  /**
+   * Allocates an uninitialised tensor from the pool.
+   * @ignore
+   */
   empty(shape: readonly number[], dtype: DType, label = "tensor"): Tensor {
     return this.#alloc(shape, dtype, label, this.poison);
   }
@@ -192,7 +274,10 @@ export class Gpu {
     }
   }
 
-  /** Uploads host data (converted to `dtype`) into a new pooled tensor. */
+  /**
+   * Uploads host data (converted to `dtype`) into a new pooled tensor.
+   * @ignore
+   */
   upload(
     data: ArrayLike<number>,
     shape: readonly number[],
@@ -212,6 +297,7 @@ export class Gpu {
   /**
    * Creates a dedicated (unpooled) tensor for long-lived data such as weights. The buffer is
    * destroyed by `release()`.
+   * @ignore
    */
   createPersistent(
     data: ArrayLike<number>,
@@ -246,7 +332,10 @@ export class Gpu {
     });
   }
 
-  /** Bytes held by persistent tensors (weights). */
+  /**
+   * Bytes held by persistent tensors (weights).
+   * @ignore
+   */
   persistentBytes = 0;
 
   #write(buffer: GPUBuffer, data: ArrayLike<number>, dtype: DType): void {
@@ -259,7 +348,10 @@ export class Gpu {
     }
   }
 
-  /** Records a dispatch of `kernel` (pipeline from the cache). */
+  /**
+   * Records a dispatch of `kernel` (pipeline from the cache).
+   * @ignore
+   */
   dispatch(
     kernel: KernelDef,
     options: {
@@ -283,19 +375,28 @@ export class Gpu {
     this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
   }
 
-  /** Submits recorded work (does not wait). */
+  /**
+   * Submits recorded work (does not wait).
+   * @ignore
+   */
   submit(): void {
     this.recorder.submit();
   }
 
-  /** Submits recorded work and waits until the GPU finished it; rethrows GPU errors. */
+  /**
+   * Submits recorded work and waits until the GPU finished it; rethrows GPU errors.
+   * @ignore
+   */
   async sync(): Promise<void> {
     this.recorder.submit();
     await this.device.queue.onSubmittedWorkDone();
     await this.#checkErrors();
   }
 
-  /** Reads a tensor back to the CPU as float32 (f16 converted). Submits pending work. */
+  /**
+   * Reads a tensor back to the CPU as float32 (f16 converted). Submits pending work.
+   * @ignore
+   */
   async read(t: Tensor): Promise<Float32Array> {
     t.assertLive("read");
     const bytes = Math.ceil(t.byteLength / 4) * 4;
@@ -320,7 +421,10 @@ export class Gpu {
     return new Float32Array(copy, 0, t.size);
   }
 
-  /** Buffer pool counters plus persistent (weight) bytes. */
+  /**
+   * Buffer pool counters plus persistent (weight) bytes.
+   * @ignore
+   */
   memoryStats(): PoolStats & { persistentBytes: number } {
     return { ...this.pool.stats(), persistentBytes: this.persistentBytes };
   }

@@ -13,7 +13,7 @@ import { conv2d } from "../../kernels/conv2d.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";
 import { layerNorm } from "../../kernels/layer_norm.ts";
 import { add } from "../../kernels/elementwise.ts";
-import { upsampleNearest2x } from "../../kernels/resample.ts";
+import { resizeNearest } from "../../kernels/resample.ts";
 
 /** PyTorch Linear: weight [out, in], optional bias [out]. */
 export class Linear {
@@ -173,14 +173,15 @@ export class Downsample2D {
   }
 }
 
-/** Upsample2D: nearest 2x, then 3x3 conv. */
+/** Upsample2D: nearest 2x (or to an explicit size, as diffusers' `upsample_size`), then 3x3 conv. */
 export class Upsample2D {
   readonly conv: Conv2d;
   constructor(w: WeightStore, prefix: string, channels: number) {
     this.conv = new Conv2d(w, `${prefix}.conv`, { cin: channels, cout: channels, k: 3 });
   }
-  forward(gpu: Gpu, x: Tensor): Tensor {
-    const up = upsampleNearest2x(gpu, x);
+  forward(gpu: Gpu, x: Tensor, size?: readonly [number, number]): Tensor {
+    const [h, w] = size ?? [2 * x.shape[2], 2 * x.shape[3]];
+    const up = resizeNearest(gpu, x, h, w);
     const out = this.conv.forward(gpu, up);
     up.release();
     return out;

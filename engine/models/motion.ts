@@ -15,7 +15,18 @@ import { addPositionEncoding } from "../../kernels/embedding.ts";
 import { permute } from "../../kernels/layout.ts";
 import type { Param } from "./weights.ts";
 
-/** How the motion module's GroupNorm gathers statistics. */
+/**
+ * How the motion module's GroupNorm gathers statistics.
+ *
+ * @example
+ * ```ts
+ * import { loadPipeline, type MotionNormMode } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const mode: MotionNormMode = "frame"; // the original AnimateDiff's per-frame statistics
+ * pipe.motionNorm = mode;
+ * ```
+ */
 export type MotionNormMode = "clip" | "frame";
 
 /** One temporal transformer block: attn1 and attn2 both self-attention over frames. */

@@ -231,7 +231,13 @@ export class UNet3D {
         skip.release();
         h = this.#stage(gpu, level, j, cat, tembAct, context, frames, true);
       }
-      if (level.resample) h = swap(h, level.resample.forward(gpu, h));
+      if (level.resample) {
+        // Upsample to the next skip's size (differs from 2x when a latent side is not a
+        // multiple of 2^levels, as diffusers' upsample_size).
+        const next = skips[skips.length - 1];
+        const size = [next.shape[2], next.shape[3]] as const;
+        h = swap(h, (level.resample as Upsample2D).forward(gpu, h, size));
+      }
       this.tap?.(`up_block${li}`, h);
     }
     tembAct.release();

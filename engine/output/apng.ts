@@ -8,7 +8,18 @@
 import { checkFps, checkFrames, checkLoop, type Frame } from "./frame.ts";
 import { compressFrame, concatBytes, ihdrData, PNG_SIGNATURE, pngChunk } from "./png.ts";
 
-/** Options of {@link encodeApng}. */
+/**
+ * Options of {@link encodeApng}.
+ *
+ * @example
+ * ```ts
+ * import { type ApngOptions, encodeApng } from "@zoetrope/animatediff";
+ *
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const options: ApngOptions = { fps: 8, loop: 0 };
+ * const png = encodeApng([f, f], options);
+ * ```
+ */
 export interface ApngOptions {
   /** Frames per second (finite, > 0); every frame lasts `1 / fps` seconds. */
   fps: number;

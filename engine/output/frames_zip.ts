@@ -8,7 +8,17 @@ import { type Zippable, zipSync } from "fflate";
 import { checkFrames, type Frame } from "./frame.ts";
 import { encodePng } from "./png.ts";
 
-/** Options of {@link encodeFramesZip}. */
+/**
+ * Options of {@link encodeFramesZip}.
+ *
+ * @example
+ * ```ts
+ * import { encodeFramesZip } from "@zoetrope/animatediff";
+ *
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const zip = encodeFramesZip([f, f]); // frame_0000.png, frame_0001.png
+ * ```
+ */
 export interface FramesZipOptions {
   /** Start of every entry name (default `"frame_"`); may hold a folder such as `"clip/f_"`. */
   prefix?: string;

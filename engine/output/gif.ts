@@ -16,7 +16,18 @@
 import gifenc from "gifenc";
 import { checkFps, checkFrames, checkLoop, type Frame } from "./frame.ts";
 
-/** Options of {@link encodeGif}. */
+/**
+ * Options of {@link encodeGif}.
+ *
+ * @example
+ * ```ts
+ * import { encodeGif, type GifOptions } from "@zoetrope/animatediff";
+ *
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const options: GifOptions = { fps: 8, loop: 0 };
+ * const gif = encodeGif([f, f], options);
+ * ```
+ */
 export interface GifOptions {
   /** Frames per second (finite, > 0). See {@link gifDelaysCs} for how it becomes delays. */
   fps: number;

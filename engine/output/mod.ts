@@ -15,13 +15,45 @@ export { crc32, encodePng } from "./png.ts";
 export { apngDelay, type ApngOptions, encodeApng } from "./apng.ts";
 export { encodeFramesZip, frameNames, type FramesZipOptions } from "./frames_zip.ts";
 
-/** Output formats by name, as the CLI and HTTP API spell them. */
+/**
+ * Output formats by name, as the CLI and HTTP API spell them.
+ *
+ * @example
+ * ```ts
+ * import { type AnimationFormat, encodeAnimation, type Frame } from "@zoetrope/animatediff";
+ *
+ * const frames: Frame[] = [{ data: new Uint8ClampedArray(4 * 4 * 4), width: 4, height: 4 }];
+ * const format: AnimationFormat = "png-zip";
+ * const { bytes, extension } = encodeAnimation(frames, format, { fps: 8 });
+ * ```
+ */
 export type AnimationFormat = "gif" | "apng" | "png-zip";
 
-/** Every {@link AnimationFormat}, for validating user input. */
+/**
+ * Every {@link AnimationFormat}, for validating user input.
+ *
+ * @example
+ * ```ts
+ * import { ANIMATION_FORMATS, type AnimationFormat } from "@zoetrope/animatediff";
+ *
+ * const input: string = "gif";
+ * const format = ANIMATION_FORMATS.find((f) => f === input) as AnimationFormat | undefined;
+ * ```
+ */
 export const ANIMATION_FORMATS: readonly AnimationFormat[] = ["gif", "apng", "png-zip"];
 
-/** Options of {@link encodeAnimation}. */
+/**
+ * Options of {@link encodeAnimation}.
+ *
+ * @example
+ * ```ts
+ * import { type AnimationOptions, encodeAnimation } from "@zoetrope/animatediff";
+ *
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const options: AnimationOptions = { fps: 12, loop: 1 }; // play once
+ * const gif = encodeAnimation([f, f], "gif", options).bytes;
+ * ```
+ */
 export interface AnimationOptions {
   /** Frames per second (finite, > 0). Checked for every format, though png-zip stores none. */
   fps: number;
@@ -29,7 +61,18 @@ export interface AnimationOptions {
   loop?: number;
 }
 
-/** An encoded animation and how to serve or save it. */
+/**
+ * An encoded animation and how to serve or save it.
+ *
+ * @example
+ * ```ts
+ * import { encodeAnimation, type EncodedAnimation } from "@zoetrope/animatediff";
+ *
+ * const f = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ * const out: EncodedAnimation = encodeAnimation([f], "gif", { fps: 8 });
+ * await Deno.writeFile(`animation${out.extension}`, out.bytes); // out.contentType: "image/gif"
+ * ```
+ */
 export interface EncodedAnimation {
   /** The file's bytes. */
   bytes: Uint8Array;

@@ -7,14 +7,55 @@
 
 import { parsePythonJson } from "./python_json.ts";
 
-/** How betas are laid out over the training timesteps. */
+/**
+ * How betas are laid out over the training timesteps.
+ *
+ * @example
+ * ```ts
+ * import { ANIMATEDIFF_SCHEDULER_CONFIG, type BetaSchedule } from "@zoetrope/animatediff";
+ *
+ * const schedule: BetaSchedule = ANIMATEDIFF_SCHEDULER_CONFIG.betaSchedule; // "linear"
+ * ```
+ */
 export type BetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2";
-/** How inference timesteps are picked (Table 2 of arXiv:2305.08891). */
+/**
+ * How inference timesteps are picked (Table 2 of arXiv:2305.08891).
+ *
+ * @example
+ * ```ts
+ * import { ANIMATEDIFF_SCHEDULER_CONFIG, type SchedulerConfig } from "@zoetrope/animatediff";
+ *
+ * const trailing: SchedulerConfig = { ...ANIMATEDIFF_SCHEDULER_CONFIG, timestepSpacing: "trailing" };
+ * ```
+ */
 export type TimestepSpacing = "leading" | "linspace" | "trailing";
-/** What the model predicts. */
+/**
+ * What the model predicts.
+ *
+ * @example
+ * ```ts
+ * import { ANIMATEDIFF_SCHEDULER_CONFIG, type SchedulerConfig } from "@zoetrope/animatediff";
+ *
+ * const vPred: SchedulerConfig = { ...ANIMATEDIFF_SCHEDULER_CONFIG, predictionType: "v_prediction" };
+ * ```
+ */
 export type PredictionType = "epsilon" | "v_prediction" | "sample";
 
-/** Noise-schedule and solver settings shared by all schedulers (diffusers' config fields). */
+/**
+ * Noise-schedule and solver settings shared by all schedulers (diffusers' config fields).
+ *
+ * @example
+ * ```ts
+ * import { ANIMATEDIFF_SCHEDULER_CONFIG, loadPipeline, type SchedulerConfig } from "@zoetrope/animatediff";
+ *
+ * const schedulerConfig: SchedulerConfig = { ...ANIMATEDIFF_SCHEDULER_CONFIG, useKarrasSigmas: true };
+ * const pipe = await loadPipeline();
+ * const latents = await pipe.generateLatents(
+ *   { prompt: "dusk", frames: 2, width: 32, height: 32, steps: 4, scheduler: "euler" },
+ *   { schedulerConfig },
+ * );
+ * ```
+ */
 export interface SchedulerConfig {
   /** Training timesteps N (1000). */
   numTrainTimesteps: number;
@@ -60,6 +101,14 @@ export interface SchedulerConfig {
  * AnimateDiff's scheduler settings (its inference configs and diffusers' AnimateDiff docs):
  * linear betas 0.00085..0.012 over 1000 steps, steps_offset 1, no clipping, set_alpha_to_one
  * false, leading spacing, epsilon prediction.
+ *
+ * @example
+ * ```ts
+ * import { ANIMATEDIFF_SCHEDULER_CONFIG } from "@zoetrope/animatediff";
+ *
+ * const { betaStart, betaEnd, betaSchedule, stepsOffset } = ANIMATEDIFF_SCHEDULER_CONFIG;
+ * // 0.00085 0.012 "linear" 1
+ * ```
  */
 export const ANIMATEDIFF_SCHEDULER_CONFIG: Readonly<SchedulerConfig> = Object.freeze({
   numTrainTimesteps: 1000,

@@ -1,6 +1,6 @@
 import { roundToF16 } from "../../engine/gpu/half.ts";
-import { pad2d, upsampleNearest2x } from "../../kernels/resample.ts";
-import { pad2dCpu, upsampleNearest2xCpu } from "../../kernels/resample_cpu.ts";
+import { pad2d, resizeNearest, upsampleNearest2x } from "../../kernels/resample.ts";
+import { pad2dCpu, resizeNearestCpu, upsampleNearest2xCpu } from "../../kernels/resample_cpu.ts";
 import { assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
 import { cases, padCases } from "./resample_cases.ts";
@@ -70,4 +70,36 @@ gpuTest("pad2d: explicit values and bad arguments", async (gpu) => {
   await assertRejects(() => pad2d(gpu, x, { top: -1, bottom: 0, left: 0, right: 0 }), /pad2d: top/);
   x.release();
   y.release();
+});
+
+// Resize is a gather: exact. Sizes from UNets on latents that are not multiples of 8.
+gpuTest("resize_nearest matches torch nearest indexing (odd targets, f32 and f16)", async (gpu) => {
+  for (const dtype of ["f32", "f16"] as const) {
+    if (dtype === "f16" && !gpu.hasF16) continue;
+    for (
+      const [shape, ho, wo] of [[[2, 3, 3, 3], 5, 6], [[1, 2, 5, 7], 10, 13], [
+        [1, 1, 2, 2],
+        3,
+        7,
+      ]] as const
+    ) {
+      const size = (shape as readonly number[]).reduce((a, b) => a * b, 1);
+      const raw = randomArray(size, 114, 4);
+      const xs = dtype === "f16" ? roundToF16(raw) : raw;
+      const x = gpu.upload(xs, shape, dtype);
+      const y = resizeNearest(gpu, x, ho, wo);
+      assertEquals(y.shape, [shape[0], shape[1], ho, wo]);
+      assertClose(await gpu.read(y), resizeNearestCpu(xs, shape, ho, wo), { atol: 0, rtol: 0 });
+      x.release();
+      y.release();
+    }
+  }
+  // torch: interpolate(arange(3), size=5, mode="nearest") picks 0 0 1 1 2
+  assertEquals(Array.from(resizeNearestCpu(Float32Array.from([0, 1, 2]), [1, 1, 1, 3], 1, 5)), [
+    0,
+    0,
+    1,
+    1,
+    2,
+  ]);
 });
