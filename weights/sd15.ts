@@ -74,7 +74,8 @@ function randomTensor(name: string, shape: readonly number[], seed: number): Hos
     read() {
       const n = shape.reduce((a, b) => a * b, 1);
       const out = new Float32Array(n);
-      const isNormWeight = shape.length === 1 && /norm.*\.weight$|ln.*\.weight$|layer_norm\d?\.weight$/.test(name);
+      const isNormWeight = shape.length === 1 &&
+        /norm.*\.weight$|ln.*\.weight$|layer_norm\d?\.weight$/.test(name);
       if (isNormWeight) return Promise.resolve(out.fill(1));
       if (shape.length === 1) return Promise.resolve(out); // biases
       const fanIn = n / shape[0];
@@ -98,24 +99,42 @@ function randomMap(shapes: Map<string, number[]>): TensorMap {
   return m;
 }
 
-/** SD1.5 + AnimateDiff v2 architectures with random weights (no files, no downloads). */
-export function randomSd15(): { model: ModelWeights; motion: MotionWeights } {
+/** Any architecture of the SD1.5 family with random weights (no files, no downloads). */
+export function randomModel(configs: {
+  unet: UNetConfig;
+  vae: VaeConfig;
+  clip: ClipConfig;
+  motion: MotionConfig;
+  source?: string;
+}): { model: ModelWeights; motion: MotionWeights } {
+  const source = configs.source ?? "random";
   return {
     model: {
-      source: "random-sd15",
-      unet: randomMap(unetShapes(SD15_UNET_CONFIG)),
-      vae: randomMap(vaeShapes(SD15_VAE_CONFIG)),
-      textEncoder: randomMap(clipShapes(SD15_CLIP_CONFIG)),
-      unetConfig: SD15_UNET_CONFIG,
-      vaeConfig: SD15_VAE_CONFIG,
-      clipConfig: SD15_CLIP_CONFIG,
+      source,
+      unet: randomMap(unetShapes(configs.unet)),
+      vae: randomMap(vaeShapes(configs.vae)),
+      textEncoder: randomMap(clipShapes(configs.clip)),
+      unetConfig: configs.unet,
+      vaeConfig: configs.vae,
+      clipConfig: configs.clip,
       close() {},
     },
     motion: {
-      source: "random-animatediff-v2",
-      tensors: randomMap(motionShapes(ANIMATEDIFF_V2_CONFIG)),
-      config: ANIMATEDIFF_V2_CONFIG,
+      source: `${source}-motion-${configs.motion.version}`,
+      tensors: randomMap(motionShapes(configs.motion)),
+      config: configs.motion,
       close() {},
     },
   };
+}
+
+/** SD1.5 + AnimateDiff v2 architectures with random weights (no files, no downloads). */
+export function randomSd15(): { model: ModelWeights; motion: MotionWeights } {
+  return randomModel({
+    unet: SD15_UNET_CONFIG,
+    vae: SD15_VAE_CONFIG,
+    clip: SD15_CLIP_CONFIG,
+    motion: ANIMATEDIFF_V2_CONFIG,
+    source: "random-sd15",
+  });
 }
