@@ -9,7 +9,7 @@ import { Gpu } from "./gpu/device.ts";
 import type { DType, Tensor } from "./gpu/tensor.ts";
 import { WeightStore } from "./models/weights.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
-import { UNet3D } from "./models/unet.ts";
+import { type Fidelity, UNet3D } from "./models/unet.ts";
 import { VaeDecoder } from "./models/vae.ts";
 import type { MotionNormMode } from "./models/motion.ts";
 import { ClipTokenizer } from "./tokenizer.ts";
@@ -365,6 +365,7 @@ export class AnimationPipeline {
       motion,
       tokenizer,
       precision,
+      fidelity: options.fidelity,
       device: options.device,
       demo: demo !== null,
       onProgress: options.onProgress,
@@ -382,6 +383,7 @@ export class AnimationPipeline {
     motion: MotionWeights;
     tokenizer: ClipTokenizer;
     precision?: Precision;
+    fidelity?: Fidelity;
     device?: Gpu;
     demo?: boolean;
     onProgress?: (e: ProgressEvent) => void;
@@ -413,6 +415,12 @@ export class AnimationPipeline {
       stores.push(te, un, mo, va);
       const textEncoder = new ClipTextEncoder(te, model.clipConfig);
       const unet = new UNet3D(un, mo, model.unetConfig, motion.config);
+      if (init.fidelity) {
+        if (init.fidelity !== "diffusers" && init.fidelity !== "original") {
+          throw new InputError(`fidelity must be diffusers or original, got ${init.fidelity}`);
+        }
+        unet.fidelity = init.fidelity;
+      }
       const vae = new VaeDecoder(va, model.vaeConfig);
       let done = 1;
       for (const s of stores) {
@@ -450,9 +458,25 @@ export class AnimationPipeline {
     }
   }
 
-  /** Motion GroupNorm statistics: "clip" (diffusers, default) or "frame" (original AnimateDiff). */
+  /**
+   * Which reference to follow where diffusers and the original AnimateDiff differ
+   * ("diffusers", the default, or "original"). See {@link Fidelity}.
+   */
+  set fidelity(mode: Fidelity) {
+    if (mode !== "diffusers" && mode !== "original") {
+      throw new InputError(`fidelity must be diffusers or original, got ${mode}`);
+    }
+    this.unet.fidelity = mode;
+  }
+
+  /** The current fidelity mode. */
+  get fidelity(): Fidelity {
+    return this.unet.fidelity;
+  }
+
+  /** @deprecated use {@link AnimationPipeline.fidelity}: "frame" = original, "clip" = diffusers. */
   set motionNorm(mode: MotionNormMode) {
-    this.unet.motionNorm = mode;
+    this.fidelity = mode === "frame" ? "original" : "diffusers";
   }
 
   /** Applies defaults and validates a request; throws InputError naming the field. */

@@ -81,6 +81,13 @@ export interface PipelineOptions {
   motionModuleConfig?: string;
   /** Storage precision (default "f32"; "f16" needs `shader-f16`). */
   precision?: Precision;
+  /**
+   * Where diffusers and the original AnimateDiff differ, which to follow: "diffusers" (default;
+   * the motion module's GroupNorm spans all frames of a clip, UNet GroupNorms are per frame) or
+   * "original" (motion GroupNorm per frame; with v1 motion modules the UNet's ResNet GroupNorms
+   * span all frames).
+   */
+  fidelity?: "diffusers" | "original";
   /** An existing GPU context to use (default: a new one). */
   device?: Gpu;
   /** Progress while loading (stage "load"). */

@@ -130,10 +130,12 @@ export class ResnetBlock2D {
 
   /**
    * x [b*f, C, H, W]; `tembAct` = SiLU(time embedding) [b, T] (one per video, shared by its
-   * `frames` frames), or null for the VAE.
+   * `frames` frames), or null for the VAE. `spanFrames`: GroupNorm statistics over all frames
+   * of a video (the original AnimateDiff v1 UNet) instead of per frame (diffusers).
    */
-  forward(gpu: Gpu, x: Tensor, tembAct: Tensor | null, frames = 1): Tensor {
-    const h1 = this.norm1.forward(gpu, x, { silu: true });
+  forward(gpu: Gpu, x: Tensor, tembAct: Tensor | null, frames = 1, spanFrames = false): Tensor {
+    const normFrames = spanFrames ? frames : 1;
+    const h1 = this.norm1.forward(gpu, x, { silu: true, frames: normFrames });
     let h = this.conv1.forward(gpu, h1);
     h1.release();
     if (this.timeEmbProj && tembAct) {
@@ -146,7 +148,7 @@ export class ResnetBlock2D {
       h.release();
       h = sum.reshape([bf, c, hh, ww]);
     }
-    const h2 = this.norm2.forward(gpu, h, { silu: true });
+    const h2 = this.norm2.forward(gpu, h, { silu: true, frames: normFrames });
     h.release();
     const shortcut = this.convShortcut ? this.convShortcut.forward(gpu, x) : x;
     const out = this.conv2.forward(gpu, h2, shortcut);

@@ -12,6 +12,9 @@ import type { WeightStore } from "./weights.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
 import { MotionModule, type MotionNormMode } from "./motion.ts";
+
+/** Which AnimateDiff implementation the UNet follows where they differ. */
+export type Fidelity = "diffusers" | "original";
 import { timestepEmbedding } from "../../kernels/embedding.ts";
 import { unary } from "../../kernels/elementwise.ts";
 import { concat } from "../../kernels/layout.ts";
@@ -37,8 +40,12 @@ export class UNet3D {
   readonly up: Level[] = [];
   readonly normOut: GroupNorm;
   readonly convOut: Conv2d;
-  /** Motion GroupNorm statistics: over the clip (diffusers, default) or per frame (original). */
-  motionNorm: MotionNormMode = "clip";
+  /**
+   * Which reference to follow where they differ: "diffusers" (default; motion GroupNorm over
+   * the whole clip, UNet GroupNorms per frame) or "original" AnimateDiff (motion GroupNorm per
+   * frame; with v1 motion modules the ResNet and output GroupNorms span all frames).
+   */
+  fidelity: Fidelity = "diffusers";
   /** Debug hook: sees block outputs ("conv_in", "down_block0", "mid_block", "up_block1", ...). */
   tap: ((name: string, t: Tensor) => void) | null = null;
 
@@ -187,6 +194,11 @@ export class UNet3D {
     }
     const dtype = sample.dtype;
     const c = this.config;
+    const original = this.fidelity === "original";
+    const motionNorm: MotionNormMode = original ? "frame" : "clip";
+    const span = original && this.motionConfig?.version === "v1";
+    const stage = (level: Level, j: number, x: Tensor, consume: boolean) =>
+      this.#stage(gpu, level, j, x, tembAct, context, frames, consume, motionNorm, span);
     // Time embedding: [b, ch0] -> linear_1 + SiLU -> linear_2 -> SiLU (every resnet applies SiLU first).
     const tProj = timestepEmbedding(gpu, new Array(b).fill(timestep), c.blockOutChannels[0], {
       flipSinToCos: c.flipSinToCos,
@@ -205,7 +217,7 @@ export class UNet3D {
     const skips: Tensor[] = [h];
     for (const [li, level] of this.down.entries()) {
       for (let j = 0; j < level.resnets.length; j++) {
-        h = this.#stage(gpu, level, j, h, tembAct, context, frames, false);
+        h = stage(level, j, h, false);
         skips.push(h);
       }
       if (level.resample) {
@@ -215,10 +227,10 @@ export class UNet3D {
       this.tap?.(`down_block${li}`, h);
     }
 
-    let x = this.midResnets[0].forward(gpu, h, tembAct, frames);
+    let x = this.midResnets[0].forward(gpu, h, tembAct, frames, span);
     if (this.midAttention) x = swap(x, this.midAttention.forward(gpu, x, context, frames));
-    if (this.midMotion) x = swap(x, this.midMotion.forward(gpu, x, frames, this.motionNorm));
-    x = swap(x, this.midResnets[1].forward(gpu, x, tembAct, frames));
+    if (this.midMotion) x = swap(x, this.midMotion.forward(gpu, x, frames, motionNorm));
+    x = swap(x, this.midResnets[1].forward(gpu, x, tembAct, frames, span));
     h = x;
     this.tap?.("mid_block", h);
 
@@ -229,7 +241,7 @@ export class UNet3D {
         const cat = concat(gpu, [h, skip], 1);
         h.release();
         skip.release();
-        h = this.#stage(gpu, level, j, cat, tembAct, context, frames, true);
+        h = stage(level, j, cat, true);
       }
       if (level.resample) {
         // Upsample to the next skip's size (differs from 2x when a latent side is not a
@@ -241,7 +253,7 @@ export class UNet3D {
       this.tap?.(`up_block${li}`, h);
     }
     tembAct.release();
-    const normed = this.normOut.forward(gpu, h, { silu: true });
+    const normed = this.normOut.forward(gpu, h, { silu: true, frames: span ? frames : 1 });
     h.release();
     const out = this.convOut.forward(gpu, normed);
     normed.release();
@@ -258,12 +270,14 @@ export class UNet3D {
     context: Tensor,
     frames: number,
     consume: boolean,
+    motionNorm: MotionNormMode,
+    spanFrames: boolean,
   ): Tensor {
-    let h = level.resnets[j].forward(gpu, x, tembAct, frames);
+    let h = level.resnets[j].forward(gpu, x, tembAct, frames, spanFrames);
     if (consume) x.release();
     if (level.attentions) h = swap(h, level.attentions[j].forward(gpu, h, context, frames));
     if (level.motions?.length) {
-      h = swap(h, level.motions[j].forward(gpu, h, frames, this.motionNorm));
+      h = swap(h, level.motions[j].forward(gpu, h, frames, motionNorm));
     }
     return h;
   }

@@ -132,3 +132,26 @@ gpuTest(
     }
   },
 );
+
+gpuTest(
+  "fidelity original vs diffusers: identical for one frame, different across frames (v1)",
+  async () => {
+    const pipe = await build("v1");
+    try {
+      const req = { ...base, steps: 1, scheduler: "ddim" as const };
+      const same = (a: { frames: { data: Uint8ClampedArray }[] }, b: typeof a) =>
+        a.frames.every((f, i) => f.data.every((v, j) => v === b.frames[i].data[j]));
+      pipe.fidelity = "diffusers";
+      const d1 = await pipe.generate({ ...req, frames: 1 });
+      const d3 = await pipe.generate(req);
+      pipe.fidelity = "original";
+      const o1 = await pipe.generate({ ...req, frames: 1 });
+      const o3 = await pipe.generate(req);
+      // With one frame, per-frame and whole-clip GroupNorm statistics are the same numbers.
+      assert(same(d1, o1), "one frame: modes must agree");
+      assert(!same(d3, o3), "three frames: the modes' GroupNorm statistics must differ");
+    } finally {
+      pipe.dispose();
+    }
+  },
+);
