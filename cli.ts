@@ -12,7 +12,7 @@
 
 import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
-import { type Animation, AnimationPipeline, loadPipeline, SCHEDULERS } from "./engine/pipeline.ts";
+import { type Animation, type AnimationPipeline, loadPipeline, SCHEDULERS } from "./engine/pipeline.ts";
 import type { LoraSpec, ProgressEvent, SchedulerName } from "./engine/pipeline_types.ts";
 import { AbortError, InputError } from "./engine/errors.ts";
 import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";

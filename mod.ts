@@ -3,17 +3,56 @@
  *
  * Load a base model (diffusers folder, single-file `.safetensors`/`.ckpt`, or `hf:` reference),
  * an AnimateDiff motion module (v1/v2/v3 `.ckpt`/`.safetensors` or a MotionAdapter folder) and
- * optional LoRAs, then generate animations as RGBA frames, GIF or APNG. Every op runs as a WGSL
- * compute shader through the runtime's WebGPU (`navigator.gpu`).
+ * optional LoRAs with {@link loadPipeline}, then {@link AnimationPipeline.generate} animations as
+ * RGBA frames, GIF or APNG. Every op runs as a WGSL compute shader through the runtime's WebGPU
+ * (`navigator.gpu`); the shaders are TypeScript strings, so the module needs no file of its own
+ * at run time and works when imported from JSR or a URL.
  *
- * @example
+ * Also here: the output encoders ({@link encodeGif}, {@link encodeApng}, {@link encodePng},
+ * {@link encodeFramesZip}), weights tools ({@link inspectWeights},
+ * {@link convertToSafetensors}), AnimateDiff prompt configs ({@link parsePromptConfig}) and the
+ * HTTP service as an embeddable Hono app ({@link createApp}).
+ *
+ * Permissions: `--allow-read` for weights (and `--allow-write` to save results),
+ * `--allow-net` for `hf:` references, `--allow-env` for the Hugging Face cache location; or `-A`.
+ * Linux without a GPU needs a Vulkan driver such as Mesa's lavapipe (`mesa-vulkan-drivers`).
+ *
+ * @example Generate a GIF with the built-in demo model
  * ```ts
  * import { loadPipeline } from "@zoetrope/animatediff";
  *
  * // No model given: the tiny random-weights demo model (offline, for trying the API).
  * const pipe = await loadPipeline();
- * const anim = await pipe.generate({ prompt: "a lighthouse in a storm", frames: 8, width: 64, height: 64, steps: 4 });
- * await Deno.writeFile("storm.gif", anim.toGif());
+ * try {
+ *   const anim = await pipe.generate({
+ *     prompt: "a lighthouse in a storm",
+ *     frames: 8,
+ *     width: 64,
+ *     height: 64,
+ *     steps: 4,
+ *     seed: 42,
+ *   });
+ *   await Deno.writeFile("storm.gif", anim.toGif());
+ * } finally {
+ *   pipe.dispose();
+ * }
+ * ```
+ *
+ * @example A real checkpoint, a motion module and a LoRA
+ * ```ts
+ * import { loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline({
+ *   model: "models/checkpoints/realisticVision.safetensors",
+ *   motionModule: "models/motion_modules/mm_sd_v15_v2.ckpt",
+ *   loras: [{ path: "models/loras/toy.safetensors", scale: 0.8 }],
+ *   tokenizer: "models/clip-tokenizer",
+ * });
+ * const anim = await pipe.generate(
+ *   { prompt: "a toy robot walking on a beach", frames: 16, steps: 25, seed: 7 },
+ *   { onProgress: (e) => console.log(e.stage, `${e.step}/${e.total}`) },
+ * );
+ * await Deno.writeFile("robot.png", anim.toApng());
  * pipe.dispose();
  * ```
  *
@@ -42,16 +81,40 @@ export type {
   SchedulerName,
   Stage,
 } from "./engine/pipeline_types.ts";
+export type { MotionNormMode } from "./engine/models/motion.ts";
+export type { Fidelity } from "./engine/models/unet.ts";
 export { AbortError, InputError } from "./engine/errors.ts";
 export { Gpu, type GpuInfo, type GpuOptions, NoAdapterError } from "./engine/gpu/device.ts";
 export {
+  ANIMATION_FORMATS,
   type AnimationFormat,
+  type AnimationOptions,
+  type ApngOptions,
   encodeAnimation,
   encodeApng,
+  type EncodedAnimation,
   encodeFramesZip,
   encodeGif,
   encodePng,
+  type FramesZipOptions,
+  type GifOptions,
 } from "./engine/output/mod.ts";
 export { parsePromptConfig, type PromptJob } from "./engine/prompt_config.ts";
 export { inspectWeights, type WeightsSummary } from "./weights/inspect.ts";
-export { convertToSafetensors, type ConvertOptions } from "./weights/convert.ts";
+export type { WeightsKind } from "./weights/detect.ts";
+export {
+  type ConvertOptions,
+  type ConvertResult,
+  convertToSafetensors,
+} from "./weights/convert.ts";
+export {
+  ANIMATEDIFF_SCHEDULER_CONFIG,
+  type BetaSchedule,
+  type PredictionType,
+  type SchedulerConfig,
+  schedulerConfigFromDiffusers,
+  type TimestepSpacing,
+} from "./engine/schedulers/config.ts";
+export { type AppOptions, createApp, type ZoetropeApp } from "./server/app.ts";
+export type { PipelineLoader, ServedAnimation, ServedPipeline } from "./server/queue.ts";
+export { DEFAULT_LIMITS, type RequestLimits } from "./server/validate.ts";

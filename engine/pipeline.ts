@@ -87,8 +87,9 @@ export const MAX_STEPS = 1000;
  * import { loadPipeline } from "@zoetrope/animatediff";
  *
  * const pipe = await loadPipeline();
- * const anim = await pipe.generate({ prompt: "waves", frames: 4, width: 32, height: 32, steps: 2 });
- * console.log(anim.frames.length, anim.width, anim.height, anim.fps, anim.seed, anim.timings.total);
+ * const request = { prompt: "waves", frames: 4, width: 32, height: 32, steps: 2 };
+ * const anim = await pipe.generate(request);
+ * console.log(anim.frames.length, anim.width, anim.height, anim.fps, anim.seed);
  * await Deno.writeFile("waves.gif", anim.toGif());
  * pipe.dispose();
  * ```

@@ -41,7 +41,7 @@ export type Precision = "f32" | "f16";
  * import { type LoraSpec, loadPipeline } from "@zoetrope/animatediff";
  *
  * const loras: LoraSpec[] = [{ path: "models/loras/pixel_art.safetensors", scale: 0.7 }];
- * const pipe = await loadPipeline({ model: "models/checkpoints/base", motionModule: "mm.ckpt", loras });
+ * const pipe = await loadPipeline({ model: "models/base", motionModule: "mm.ckpt", loras });
  * ```
  */
 export interface LoraSpec {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { parse } from "yaml";
+import { parse } from "npm:yaml@^2.9.1";
 import { InputError } from "./errors.ts";
 
 /**

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { Hono } from "hono";
-import type { MiddlewareHandler } from "hono";
+import { Hono } from "npm:hono@^4.13.19";
+import type { MiddlewareHandler } from "npm:hono@^4.13.19";
 import { loadPipeline } from "../engine/pipeline.ts";
 import type { Precision } from "../engine/pipeline_types.ts";
 import type { Gpu } from "../engine/gpu/device.ts";
@@ -16,7 +16,23 @@ import { DEFAULT_LIMITS, type RequestLimits } from "./validate.ts";
 import { renderPage } from "./page.ts";
 import { scanModelsDir } from "./models_dir.ts";
 
-/** Options of {@link createApp}. */
+/**
+ * Options of {@link createApp}.
+ *
+ * @example
+ * ```ts
+ * import { type AppOptions, createApp } from "@zoetrope/animatediff";
+ *
+ * const options: AppOptions = {
+ *   modelsDir: "./models",
+ *   queueSize: 4,
+ *   cors: ["https://example.com"],
+ *   limits: { maxFrames: 24, maxSide: 768 },
+ *   defaultModel: "toonyou_beta6",
+ * };
+ * Deno.serve({ port: 8787 }, createApp(options).fetch);
+ * ```
+ */
 export interface AppOptions {
   /** The models directory (checkpoints/, motion_modules/, loras/). */
   modelsDir: string;
@@ -57,7 +73,21 @@ export interface AppOptions {
   keepAliveMs?: number;
 }
 
-/** The Hono app plus its job queue and a close() for shutdown. */
+/**
+ * The Hono app plus its job queue and a close() for shutdown. Mount it in another Hono app with
+ * `outer.route("/zoetrope", app)` or serve `app.fetch` directly.
+ *
+ * (`@internal` below only silences `deno doc --lint`'s false private-type-ref on the npm `Hono`
+ * type, denoland/deno#27364; the type is public.)
+ *
+ * @example
+ * ```ts
+ * const app: ZoetropeApp = createApp({ modelsDir: "./models" });
+ * const res = await app.request("/healthz");
+ * await app.close();
+ * ```
+ * @internal
+ */
 export type ZoetropeApp = Hono & {
   /** The job queue (one worker). */
   readonly jobs: JobQueue;

@@ -17,24 +17,82 @@ import type {
 import { encodeAnimation, type Frame } from "../engine/output/mod.ts";
 import type { AnimationRequest } from "./validate.ts";
 
-/** What the queue needs of a generated animation (the engine's `Animation` has more). */
+/**
+ * What the queue needs of a generated animation (the engine's `Animation` has more).
+ *
+ * @example
+ * ```ts
+ * import { createApp, type ServedAnimation, type ServedPipeline } from "@zoetrope/animatediff";
+ *
+ * // A fake pipeline for testing a client against the real HTTP API without a GPU.
+ * const fake: ServedPipeline = {
+ *   info: {
+ *     model: "fake",
+ *     motionModule: "fake",
+ *     motionVersion: "v2",
+ *     maxFrames: 32,
+ *     precision: "f32",
+ *     adapter: "none",
+ *     demo: true,
+ *   },
+ *   generate: (req): Promise<ServedAnimation> => {
+ *     const frame = { data: new Uint8ClampedArray(8 * 8 * 4), width: 8, height: 8 };
+ *     return Promise.resolve({ frames: [frame], width: 8, height: 8, fps: 8, seed: 0 });
+ *   },
+ *   dispose() {},
+ * };
+ * const app = createApp({ modelsDir: "./models", loadPipeline: () => Promise.resolve(fake) });
+ * ```
+ */
 export interface ServedAnimation {
+  /** RGBA frames. */
   frames: readonly Frame[];
+  /** Frame width in pixels. */
   width: number;
+  /** Frame height in pixels. */
   height: number;
+  /** Playback rate. */
   fps: number;
+  /** The seed used. */
   seed: number | bigint;
+  /** Milliseconds per stage. */
   timings?: Record<string, number>;
 }
 
-/** What the queue needs of a loaded pipeline (the engine's `AnimationPipeline` fits). */
+/**
+ * What the queue needs of a loaded pipeline (the engine's `AnimationPipeline` fits).
+ *
+ * @example
+ * ```ts
+ * import { type ServedPipeline, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe: ServedPipeline = await loadPipeline(); // an AnimationPipeline fits
+ * ```
+ */
 export interface ServedPipeline {
+  /** What was loaded (reported by /healthz). */
   readonly info: PipelineInfo;
+  /** Generates one animation; honours `options.signal`. */
   generate(request: GenerateRequest, options?: GenerateOptions): Promise<ServedAnimation>;
+  /** Releases GPU memory when the queue drops the pipeline. */
   dispose(): void;
 }
 
-/** Loads a pipeline: the engine's `loadPipeline`, or a fake in tests. */
+/**
+ * Loads a pipeline: the engine's `loadPipeline`, or a fake in tests.
+ *
+ * @example
+ * ```ts
+ * import { createApp, loadPipeline, type PipelineLoader } from "@zoetrope/animatediff";
+ *
+ * // Log every model load, then load as usual.
+ * const loader: PipelineLoader = (options) => {
+ *   console.log("loading", options.model);
+ *   return loadPipeline(options);
+ * };
+ * const app = createApp({ modelsDir: "./models", loadPipeline: loader });
+ * ```
+ */
 export type PipelineLoader = (options: PipelineOptions) => Promise<ServedPipeline>;
 
 /** Job states. `queued` and `running` are live; the others are final. */

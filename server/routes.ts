@@ -4,8 +4,8 @@
  * @module
  */
 
-import { Hono } from "hono";
-import type { Context } from "hono";
+import { Hono } from "npm:hono@^4.13.19";
+import type { Context } from "npm:hono@^4.13.19";
 import type { PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
 import { type JobEvent, type JobQueue, type JobStatus, QueueFullError } from "./queue.ts";

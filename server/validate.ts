@@ -44,24 +44,52 @@ export interface AnimationRequest {
   format: AnimationFormat;
 }
 
-/** Ranges the service accepts. */
+/**
+ * Ranges the service accepts.
+ *
+ * @example
+ * ```ts
+ * import { createApp, DEFAULT_LIMITS, type RequestLimits } from "@zoetrope/animatediff";
+ *
+ * const limits: RequestLimits = { ...DEFAULT_LIMITS, maxFrames: 16, maxSteps: 30 };
+ * const app = createApp({ modelsDir: "./models", limits });
+ * ```
+ */
 export interface RequestLimits {
+  /** Longest prompt (and negative prompt) in characters. */
   maxPromptChars: number;
+  /** Fewest frames. */
   minFrames: number;
+  /** Most frames. */
   maxFrames: number;
-  /** Smallest and largest width/height in pixels (both multiples of 8). */
+  /** Smallest width/height in pixels (a multiple of 8). */
   minSide: number;
+  /** Largest width/height in pixels. */
   maxSide: number;
+  /** Most denoising steps. */
   maxSteps: number;
+  /** Largest guidance scale. */
   maxGuidance: number;
+  /** Most LoRAs per request. */
   maxLoras: number;
   /** Largest absolute LoRA scale. */
   maxLoraScale: number;
+  /** Largest clipSkip (A1111 numbering). */
   maxClipSkip: number;
+  /** Largest fps. */
   maxFps: number;
 }
 
-/** The default ranges: AnimateDiff v2/v3 clips (32 frames), SD 1.5 sizes up to 1024. */
+/**
+ * The default ranges: AnimateDiff v2/v3 clips (32 frames), SD 1.5 sizes up to 1024.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS } from "@zoetrope/animatediff";
+ *
+ * console.log(DEFAULT_LIMITS.maxFrames, DEFAULT_LIMITS.maxSide);
+ * ```
+ */
 export const DEFAULT_LIMITS: Readonly<RequestLimits> = {
   maxPromptChars: 2000,
   minFrames: 1,

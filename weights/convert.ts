@@ -9,7 +9,20 @@ import { openTensorFile } from "./open.ts";
 import { hasReadRaw, writeSafetensors } from "./safetensors.ts";
 import type { StorageDType } from "./types.ts";
 
-/** Options of convertToSafetensors. */
+/**
+ * Options of convertToSafetensors.
+ *
+ * @example
+ * ```ts
+ * import { type ConvertOptions, convertToSafetensors } from "@zoetrope/animatediff";
+ *
+ * const options: ConvertOptions = {
+ *   fp16: true,
+ *   onProgress: (done, total) => console.log(`${Math.round((100 * done) / total)}%`),
+ * };
+ * await convertToSafetensors("model.ckpt", "model.safetensors", options);
+ * ```
+ */
 export interface ConvertOptions {
   /** Store every floating-point tensor as F16 (integer tensors keep their dtype). */
   fp16?: boolean;
@@ -17,11 +30,23 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number, name: string) => void;
 }
 
-/** What convertToSafetensors wrote. */
+/**
+ * What convertToSafetensors wrote.
+ *
+ * @example
+ * ```ts
+ * import { type ConvertResult, convertToSafetensors } from "@zoetrope/animatediff";
+ *
+ * const r: ConvertResult = await convertToSafetensors("mm_v2.ckpt", "mm_v2.safetensors");
+ * console.log(r.tensors, r.bytes, r.format);
+ * ```
+ */
 export interface ConvertResult {
+  /** Tensors written. */
   tensors: number;
   /** Bytes of tensor data written. */
   bytes: number;
+  /** Format of the input file as detected (e.g. "safetensors"). */
   format: string;
 }
 

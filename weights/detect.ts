@@ -18,7 +18,17 @@ import {
 import type { TensorMap } from "./types.ts";
 import { parseLoraKey, stripWrapperPrefix } from "./names.ts";
 
-/** What a weights file or folder holds. */
+/**
+ * What a weights file or folder holds.
+ *
+ * @example
+ * ```ts
+ * import { inspectWeights, type WeightsKind } from "@zoetrope/animatediff";
+ *
+ * const kind: WeightsKind = (await inspectWeights("models/loras/toy.safetensors")).kind;
+ * if (kind !== "lora-kohya" && kind !== "lora-diffusers") throw new Error("not a LoRA");
+ * ```
+ */
 export type WeightsKind =
   | "sd15-checkpoint"
   | "diffusers-model"

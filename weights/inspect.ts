@@ -11,7 +11,17 @@ import type { WeightsKind } from "./detect.ts";
 import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
 import { loadLora } from "./lora.ts";
 
-/** What {@link inspectWeights} reports. */
+/**
+ * What {@link inspectWeights} reports.
+ *
+ * @example
+ * ```ts
+ * import { inspectWeights, type WeightsSummary } from "@zoetrope/animatediff";
+ *
+ * const s: WeightsSummary = await inspectWeights("models/motion_modules/mm_sd_v15_v2.ckpt");
+ * console.log(s.kind, s.version, s.tensors, s.parameters, s.dtypes);
+ * ```
+ */
 export interface WeightsSummary {
   /** The inspected path. */
   path: string;

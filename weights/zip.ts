@@ -7,7 +7,7 @@
  * @module
  */
 
-import { Inflate } from "fflate";
+import { Inflate } from "npm:fflate@^0.8.3";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
 
 const SIG_LOCAL = 0x04034b50;

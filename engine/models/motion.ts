@@ -24,7 +24,7 @@ import type { Param } from "./weights.ts";
  *
  * const pipe = await loadPipeline();
  * const mode: MotionNormMode = "frame"; // the original AnimateDiff's per-frame statistics
- * pipe.motionNorm = mode;
+ * pipe.fidelity = mode === "frame" ? "original" : "diffusers"; // motionNorm is deprecated
  * ```
  */
 export type MotionNormMode = "clip" | "frame";

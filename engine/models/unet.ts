@@ -13,7 +13,18 @@ import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } fr
 import { Transformer2D } from "./attention.ts";
 import { MotionModule, type MotionNormMode } from "./motion.ts";
 
-/** Which AnimateDiff implementation the UNet follows where they differ. */
+/**
+ * Which AnimateDiff implementation the UNet follows where they differ.
+ *
+ * @example
+ * ```ts
+ * import { type Fidelity, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * const fidelity: Fidelity = "original"; // follow the original AnimateDiff repo
+ * pipe.fidelity = fidelity;
+ * ```
+ */
 export type Fidelity = "diffusers" | "original";
 import { timestepEmbedding } from "../../kernels/embedding.ts";
 import { unary } from "../../kernels/elementwise.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type Zippable, zipSync } from "fflate";
+import { type Zippable, zipSync } from "npm:fflate@^0.8.3";
 import { checkFrames, type Frame } from "./frame.ts";
 import { encodePng } from "./png.ts";
 

@@ -13,7 +13,7 @@
  */
 
 // @ts-types="./gifenc.d.ts"
-import gifenc from "gifenc";
+import gifenc from "npm:gifenc@^1.0.3";
 import { checkFps, checkFrames, checkLoop, type Frame } from "./frame.ts";
 
 /**

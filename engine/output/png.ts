@@ -8,7 +8,7 @@
  * @module
  */
 
-import { zlibSync } from "fflate";
+import { zlibSync } from "npm:fflate@^0.8.3";
 import { checkFrame, type Frame } from "./frame.ts";
 
 /** The 8-byte signature every PNG (and APNG) file starts with. */

@@ -1,7 +1,7 @@
 import { assert, assertRelClose } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import { goldensJson, loadGoldens } from "../goldens.ts";
-import { AnimationPipeline, loadPipeline } from "../../engine/pipeline.ts";
+import { type AnimationPipeline, loadPipeline } from "../../engine/pipeline.ts";
 import type { PipelineOptions } from "../../engine/pipeline_types.ts";
 import type { Frame } from "../../engine/output/frame.ts";
 import { FIXTURE } from "./models/parts.ts";
@@ -82,9 +82,12 @@ async function runCase(
 
 const folder = { model: FIXTURE + "model", motionModule: FIXTURE + "motion_adapter" };
 
-gpuTest("pipeline (diffusers folders, DDIM) matches AnimateDiffPipeline latents and frames", async () => {
-  await runCase(folder, "ddim", "pipe.ddim");
-});
+gpuTest(
+  "pipeline (diffusers folders, DDIM) matches AnimateDiffPipeline latents and frames",
+  async () => {
+    await runCase(folder, "ddim", "pipe.ddim");
+  },
+);
 
 gpuTest("pipeline (Euler) matches AnimateDiffPipeline with EulerDiscreteScheduler", async () => {
   await runCase(folder, "euler", "pipe.euler");
@@ -107,19 +110,22 @@ gpuTest("pipeline with the peft LoRA layout gives the same result as kohya", asy
   );
 });
 
-gpuTest("single-file checkpoint + .ckpt motion module gives the same frames as the folders", async () => {
-  await runCase(
-    {
-      model: FIXTURE + "single_file/sd15.safetensors",
-      motionModule: FIXTURE + "single_file/motion_module.ckpt",
-      modelConfig: FIXTURE + "model",
-      motionModuleConfig: FIXTURE + "motion_adapter/config.json",
-      tokenizer: FIXTURE + "model/tokenizer",
-    },
-    "ddim",
-    "pipe.ddim",
-  );
-});
+gpuTest(
+  "single-file checkpoint + .ckpt motion module gives the same frames as the folders",
+  async () => {
+    await runCase(
+      {
+        model: FIXTURE + "single_file/sd15.safetensors",
+        motionModule: FIXTURE + "single_file/motion_module.ckpt",
+        modelConfig: FIXTURE + "model",
+        motionModuleConfig: FIXTURE + "motion_adapter/config.json",
+        tokenizer: FIXTURE + "model/tokenizer",
+      },
+      "ddim",
+      "pipe.ddim",
+    );
+  },
+);
 
 gpuTest("f16 pipeline runs the DDIM fixture within its looser tolerance", async () => {
   // f16 storage: latents within 5e-2 relative, frames within 12/255 (measured, see README).
@@ -129,19 +135,22 @@ gpuTest("f16 pipeline runs the DDIM fixture within its looser tolerance", async 
   });
 });
 
-gpuTest("fp16 single file + .ckpt motion module, upcast to f32, stays near the f32 reference", async () => {
-  // diffusers' own fp16-upcast run differs from the f32 one by 1.4e-3 relative in latents
-  // (fixture verification table); we allow 5e-3 and 6/255.
-  await runCase(
-    {
-      model: FIXTURE + "single_file/sd15.fp16.safetensors",
-      motionModule: FIXTURE + "single_file/motion_module.ckpt",
-      modelConfig: FIXTURE + "model",
-      motionModuleConfig: FIXTURE + "motion_adapter/config.json",
-      tokenizer: FIXTURE + "model/tokenizer",
-    },
-    "ddim",
-    "pipe.ddim",
-    { latentTol: 5e-3, frameTol: 6, checkSteps: false },
-  );
-});
+gpuTest(
+  "fp16 single file + .ckpt motion module, upcast to f32, stays near the f32 reference",
+  async () => {
+    // diffusers' own fp16-upcast run differs from the f32 one by 1.4e-3 relative in latents
+    // (fixture verification table); we allow 5e-3 and 6/255.
+    await runCase(
+      {
+        model: FIXTURE + "single_file/sd15.fp16.safetensors",
+        motionModule: FIXTURE + "single_file/motion_module.ckpt",
+        modelConfig: FIXTURE + "model",
+        motionModuleConfig: FIXTURE + "motion_adapter/config.json",
+        tokenizer: FIXTURE + "model/tokenizer",
+      },
+      "ddim",
+      "pipe.ddim",
+      { latentTol: 5e-3, frameTol: 6, checkSteps: false },
+    );
+  },
+);
