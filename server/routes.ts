@@ -8,6 +8,7 @@ import { Hono } from "npm:hono@^4.13.19";
 import type { Context } from "npm:hono@^4.13.19";
 import type { PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
+import { inspectWeights } from "../weights/inspect.ts";
 import { type JobEvent, type JobQueue, type JobStatus, QueueFullError } from "./queue.ts";
 import {
   type AnimationRequest,
@@ -192,6 +193,15 @@ export function v1Routes(ctx: RoutesContext): Hono {
       throw e;
     }
     const options = await pipelineOptionsFor(req, listing, ctx);
+    const maxFrames = await motionFrameLimit(options.motionModule, options.motionModuleConfig);
+    if (maxFrames !== null && req.frames > maxFrames) {
+      return errorResponse(
+        c,
+        400,
+        `frames: ${req.frames} is more than motion module "${req.motionModule}" allows (${maxFrames})`,
+        "frames",
+      );
+    }
     try {
       const job = ctx.queue.submit(req, options);
       c.header("Location", `/v1/animations/${job.id}`);
@@ -301,4 +311,34 @@ export function v1Routes(ctx: RoutesContext): Hono {
   });
 
   return v1;
+}
+
+const frameLimits = new Map<string, Promise<number | null>>();
+
+/**
+ * The motion module's position-encoding length (most frames it can animate), read once per
+ * file version from its weights header; null when it cannot be told (the job then reports the
+ * engine's error).
+ */
+function motionFrameLimit(path?: string, config?: string): Promise<number | null> {
+  if (!path) return Promise.resolve(null);
+  return (async () => {
+    let stamp = "";
+    try {
+      const st = await Deno.stat(path);
+      stamp = `${st.mtime?.getTime()}:${st.size}`;
+    } catch {
+      return null;
+    }
+    const key = `${path}\0${config ?? ""}\0${stamp}`;
+    let p = frameLimits.get(key);
+    if (!p) {
+      p = inspectWeights(path, { config }).then(
+        (s) => (s.config as { maxSeqLength?: number } | null)?.maxSeqLength ?? null,
+        () => null,
+      );
+      frameLimits.set(key, p);
+    }
+    return await p;
+  })();
 }

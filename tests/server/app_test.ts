@@ -9,6 +9,7 @@ import { type AppOptions, createApp, type ZoetropeApp } from "../../server/app.t
 import type { JobView } from "../../server/queue.ts";
 import { fakeLoader, type FakeOptions, makeModelsDir } from "./fake_pipeline.ts";
 import { join } from "node:path";
+import { writeTinyMotionModule } from "../../weights/tiny.ts";
 
 const SMALL = {
   prompt: "a corgi on the beach",
@@ -578,5 +579,27 @@ Deno.test("finished results are kept for maxResults jobs and resultTtlMs", async
     await r.body?.cancel();
   } finally {
     await short.done();
+  }
+});
+
+Deno.test("frames above the chosen motion module's limit get 400 naming frames (v1 = 24)", async () => {
+  const t = await setup();
+  try {
+    await writeTinyMotionModule(join(t.dir, "motion_modules", "mm_v1.safetensors"), {
+      version: "v1",
+      format: "safetensors",
+    });
+    const body = { ...SMALL, motionModule: "mm_v1", frames: 25, model: "tiny" };
+    const r = await post(t.app, body);
+    assertEquals(r.status, 400);
+    const err = await r.json();
+    assertEquals(err.field, "frames");
+    assert(/mm_v1.*24/.test(err.error), err.error);
+    // The v2 module of the same request allows it.
+    const ok = await post(t.app, { ...body, motionModule: "mm_v2" });
+    assertEquals(ok.status, 202, await ok.clone().text());
+    await waitFor(t.app, (await ok.json()).id);
+  } finally {
+    await t.done();
   }
 });
