@@ -12,12 +12,19 @@
 
 import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
-import { type Animation, type AnimationPipeline, loadPipeline, SCHEDULERS } from "./engine/pipeline.ts";
+import {
+  type Animation,
+  type AnimationPipeline,
+  loadPipeline,
+  SCHEDULERS,
+} from "./engine/pipeline.ts";
 import type { LoraSpec, ProgressEvent, SchedulerName } from "./engine/pipeline_types.ts";
 import { AbortError, InputError } from "./engine/errors.ts";
 import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";
 import { encodePng } from "./engine/output/png.ts";
 import { NoAdapterError } from "./engine/gpu/device.ts";
+import { openTensorFile } from "./weights/open.ts";
+import { detectKind } from "./weights/detect.ts";
 
 const DEFAULTS = {
   frames: 16,
@@ -95,11 +102,47 @@ const OPTIONS = {
 
 type Flags = ReturnType<typeof parse>;
 
+const DEMO_NOTE = "note: no --model given: this used the built-in tiny RANDOM-WEIGHTS demo model " +
+  "(the output is noise-like). For real animations pass --model <SD1.5 checkpoint> " +
+  "--motion-module <AnimateDiff motion module>; see README.";
+
+/**
+ * v1 prompt configs name a `base` checkpoint and a `path` that AnimateDiff merges into it as a
+ * LoRA when the file holds LoRA weights (otherwise `path` is the checkpoint): decide by the keys.
+ */
+async function resolveV1Base(job: PromptJob): Promise<void> {
+  if (!job.base || !job.model || job.model.startsWith("hf:")) return;
+  const st = await exists(job.model);
+  if (!st?.isFile) return;
+  let kind: string;
+  try {
+    const file = await openTensorFile(job.model);
+    kind = detectKind(file.tensors.keys());
+    file.close();
+  } catch {
+    return; // loading job.model reports the problem
+  }
+  if (kind !== "lora-kohya" && kind !== "lora-diffusers") return;
+  job.loras = [{ path: job.model, scale: job.base.loraScale }, ...job.loras];
+  job.model = job.base.path;
+  job.base = undefined;
+}
+
 function parse(args: string[]) {
   try {
     return parseArgs({ args, options: OPTIONS, allowPositionals: false, strict: true }).values;
   } catch (e) {
-    throw new InputError(`${(e as Error).message.split("\n")[0]} (see --help)`);
+    const first = (e as Error).message.split("\n")[0];
+    // node:util says "argument is ambiguous" when a value starts with "-" (e.g. --seed -5).
+    const dashed = /^Option '(--[\w-]+)'.* argument is ambiguous/.exec(first);
+    if (dashed) {
+      throw new InputError(
+        `${dashed[1]} needs a value; write a value that starts with "-" as ${
+          dashed[1]
+        }=VALUE (see --help)`,
+      );
+    }
+    throw new InputError(`${first} (see --help)`);
   }
 }
 
@@ -112,13 +155,17 @@ function intFlag(v: string | undefined, name: string): number | undefined {
 function numFlag(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new InputError(`--${name} must be a number, got "${v}"`);
+  if (v.trim() === "" || !Number.isFinite(n)) {
+    throw new InputError(`--${name} must be a number, got "${v}"`);
+  }
   return n;
 }
 
 function seedFlag(v: string | undefined): number | bigint | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v.trim())) throw new InputError(`--seed must be a non-negative integer, got "${v}"`);
+  if (!/^\d+$/.test(v.trim())) {
+    throw new InputError(`--seed must be a non-negative integer, got "${v}"`);
+  }
   const b = BigInt(v.trim());
   return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
@@ -192,7 +239,9 @@ class ProgressBar {
     const width = 24;
     const frac = e.total ? e.step / e.total : 0;
     const filled = Math.round(frac * width);
-    let line = `${e.stage.padEnd(7)} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${e.step}/${e.total}`;
+    let line = `${e.stage.padEnd(7)} [${"#".repeat(filled)}${
+      "-".repeat(width - filled)
+    }] ${e.step}/${e.total}`;
     if (e.stage === "denoise" && e.step > 0) {
       line += `  ${(e.elapsedMs / e.step / 1000).toFixed(2)} s/step`;
     }
@@ -239,7 +288,9 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
   }
   const scheduler = (flags.scheduler ?? DEFAULTS.scheduler) as SchedulerName;
   if (!SCHEDULERS.includes(scheduler)) {
-    throw new InputError(`unknown --scheduler "${flags.scheduler}"; use one of ${SCHEDULERS.join(", ")}`);
+    throw new InputError(
+      `unknown --scheduler "${flags.scheduler}"; use one of ${SCHEDULERS.join(", ")}`,
+    );
   }
   const loop = intFlag(flags.loop, "loop") ?? 0;
   if (loop < 0 || loop > 65535) throw new InputError(`--loop must be from 0 to 65535, got ${loop}`);
@@ -260,7 +311,8 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
   let demoNoted = false;
   try {
     for (const job of jobs) {
-      const loras = [...(job.lora ? [job.lora] : []), ...extraLoras];
+      await resolveV1Base(job);
+      const loras: LoraSpec[] = [...job.loras, ...extraLoras];
       const key = JSON.stringify([job.model, job.motionModule, loras]);
       await checkPath(job.model, "model");
       await checkPath(job.motionModule, "motion-module");
@@ -282,14 +334,6 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         pipelineKey = key;
         adapter = pipeline.info.adapter;
         bar.done();
-        if (pipeline.info.demo && !demoNoted) {
-          demoNoted = true;
-          const msg = "note: no --model given: using the built-in tiny RANDOM-WEIGHTS demo model " +
-            "(the output is noise-like). For real animations pass --model <SD1.5 checkpoint> " +
-            "--motion-module <AnimateDiff motion module>; see README.";
-          if (flags.json) console.error(msg);
-          else console.error(msg);
-        }
       }
       const demo = pipeline.info.demo;
       const request = {
@@ -311,6 +355,11 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         ? (flags.out ?? DEFAULTS.out)
         : join(outDir, `${job.index}-${promptSlug(job.prompt)}.gif`);
       const files = await writeOutput(anim, out, loop);
+      // After the output, so that a failing run prints its error as the one line on stderr.
+      if (demo && !demoNoted) {
+        demoNoted = true;
+        console.error(DEMO_NOTE);
+      }
       summaries.push({
         files,
         seed: String(anim.seed),
@@ -382,7 +431,9 @@ export async function main(args: string[]): Promise<number> {
         throw new InputError(`--out must be a directory with --config; ${outDir} is a file`);
       }
     } else {
-      if (flags.prompt === undefined) throw new InputError("--prompt is required (or --config FILE.yaml); see --help");
+      if (flags.prompt === undefined) {
+        throw new InputError("--prompt is required (or --config FILE.yaml); see --help");
+      }
       jobs = [{
         entry: "cli",
         index: 0,
@@ -390,6 +441,7 @@ export async function main(args: string[]): Promise<number> {
         motionModule: flags["motion-module"],
         prompt: flags.prompt,
         negativePrompt: flags["negative-prompt"] ?? "",
+        loras: [],
       }];
       await outKind(flags.out ?? DEFAULTS.out);
     }
@@ -406,7 +458,11 @@ export async function main(args: string[]): Promise<number> {
       return 1;
     }
     if (/out of memory|OutOfMemory|Not enough memory/i.test(err.message)) {
-      console.error(`error: GPU out of memory (${err.message.split("\n")[0]}); use fewer frames, a smaller size or --precision f16`);
+      console.error(
+        `error: GPU out of memory (${
+          err.message.split("\n")[0]
+        }); use fewer frames, a smaller size or --precision f16`,
+      );
       return 1;
     }
     console.error(`error: ${err.message.split("\n")[0]}`);

@@ -28,8 +28,21 @@ export interface PromptJob {
   model?: string;
   /** Motion module path, resolved. */
   motionModule?: string;
+  /**
+   * v1 configs only (`base` + `path`): the base checkpoint (resolved). AnimateDiff treats `path`
+   * (here `model`) as a LoRA merged into `base` with `lora_alpha` (`loraScale`, default 0.8)
+   * when the file holds LoRA weights, and as the checkpoint itself otherwise; only the file can
+   * tell, so the caller decides.
+   */
+  base?: { path: string; loraScale: number };
   /** LoRA path (resolved) and scale (`lora_alpha`, default 0.8). */
   lora?: { path: string; scale: number };
+  /**
+   * Every LoRA of the entry in merge order: `lora` (lora_model_path), the v3 domain adapter
+   * (`adapter_lora_path`, scale `adapter_lora_scale`, default 1) and the MotionLoRAs
+   * (`motion_module_lora_configs`: `[{path, alpha}]`, alpha default 1).
+   */
+  loras: { path: string; scale: number }[];
   /** The prompt. */
   prompt: string;
   /** The negative prompt (`n_prompt`; "" when none). */
@@ -47,6 +60,14 @@ export interface PromptJob {
   /** Frames (`L`). */
   frames?: number;
 }
+
+/** Fields of AnimateDiff's SparseCtrl / ControlNet entries: not supported, rejected by name. */
+const CONTROLNET_KEYS = [
+  "controlnet_path",
+  "controlnet_config",
+  "controlnet_images",
+  "controlnet_image_indexs",
+];
 
 const KNOWN_KEYS = new Set([
   "path",
@@ -150,13 +171,54 @@ export function parsePromptConfig(
     if (unknown.length) {
       throw new InputError(`${source}: entry ${name} has unknown fields: ${unknown.join(", ")}`);
     }
+    const control = CONTROLNET_KEYS.filter((k) =>
+      e[k] !== undefined && e[k] !== null && e[k] !== ""
+    );
+    if (control.length) {
+      throw new InputError(
+        `${source}: entry ${name} uses ${control.join(", ")}: SparseCtrl/ControlNet is not ` +
+          `supported; remove these fields`,
+      );
+    }
     const prompts = asList(e.prompt as string | string[]);
     if (!prompts.length) throw new InputError(`${source}: entry ${name} has no prompt`);
     const negatives = asList(e.n_prompt as string | string[]);
-    const seeds = asList(e.seed ?? e.random_seed) as (number | bigint)[];
+    negatives.forEach((n, i) => {
+      if (typeof n !== "string") {
+        throw new InputError(`${source}: entry ${name}: n_prompt ${i} must be a string`);
+      }
+    });
+    const seeds = asList(e.seed ?? e.random_seed) as unknown[];
+    seeds.forEach((s, i) => {
+      if (typeof s !== "bigint" && !(typeof s === "number" && Number.isInteger(s))) {
+        throw new InputError(
+          `${source}: entry ${name}: seed ${i} must be an integer (-1 = random), got ${String(s)}`,
+        );
+      }
+    });
     const model = str(e.dreambooth_path ?? e.path, "path", name);
+    const base = e.dreambooth_path === undefined ? str(e.base, "base", name) : undefined;
     const loraPath = str(e.lora_model_path ?? e.lora, "lora_model_path", name);
     const loraScale = num(e.lora_alpha ?? e.lora_scale, "lora_alpha", name) ?? 0.8;
+    const lora = loraPath ? { path: resolve(loraPath), scale: loraScale } : undefined;
+    const loras: { path: string; scale: number }[] = lora ? [lora] : [];
+    const adapterPath = str(e.adapter_lora_path, "adapter_lora_path", name);
+    if (adapterPath) {
+      loras.push({
+        path: resolve(adapterPath),
+        scale: num(e.adapter_lora_scale, "adapter_lora_scale", name) ?? 1,
+      });
+    }
+    asList(e.motion_module_lora_configs as unknown[]).forEach((m, i) => {
+      const field = `motion_module_lora_configs[${i}]`;
+      if (!m || typeof m !== "object" || Array.isArray(m)) {
+        throw new InputError(`${source}: entry ${name}: ${field} must be a mapping {path, alpha}`);
+      }
+      const r = m as Record<string, unknown>;
+      const path = str(r.path, `${field}.path`, name);
+      if (!path) throw new InputError(`${source}: entry ${name}: ${field} has no path`);
+      loras.push({ path: resolve(path), scale: num(r.alpha, `${field}.alpha`, name) ?? 1 });
+    });
     const motions = asList(e.motion_module as string | string[]);
     const steps = num(e.steps, "steps", name);
     const guidance = num(e.guidance_scale, "guidance_scale", name);
@@ -166,18 +228,18 @@ export function parsePromptConfig(
           throw new InputError(`${source}: entry ${name}: prompt ${i} must be a string`);
         }
         const neg = negatives.length ? negatives[Math.min(i, negatives.length - 1)] : "";
-        let seed: number | bigint | undefined = seeds.length
-          ? seeds[Math.min(i, seeds.length - 1)]
+        let seed = seeds.length
+          ? seeds[Math.min(i, seeds.length - 1)] as number | bigint
           : undefined;
-        if (typeof seed === "bigint" && seed < 0n) seed = undefined;
-        if (typeof seed === "number" && seed < 0) seed = undefined; // -1 = random in AnimateDiff
-        if (typeof seed === "bigint" && seed === -1n) seed = undefined;
+        if (seed !== undefined && seed < 0) seed = undefined; // -1 = random in AnimateDiff
         jobs.push({
           entry: name,
           index: jobs.length,
           model: model ? resolve(model) : undefined,
           motionModule: typeof mm === "string" && mm ? resolve(mm) : undefined,
-          lora: loraPath ? { path: resolve(loraPath), scale: loraScale } : undefined,
+          base: base && model ? { path: resolve(base), loraScale } : undefined,
+          lora,
+          loras,
           prompt,
           negativePrompt: typeof neg === "string" ? neg : "",
           seed,

@@ -1,0 +1,550 @@
+/**
+ * The CLI (cli.ts) run as a subprocess on the tiny fixture model: GIF, APNG and PNG-folder
+ * outputs decoded back, --json, determinism, AnimateDiff prompt configs (both forms), the demo
+ * model, and every bad-input case of issue 5 (exit code and the one line on stderr).
+ *
+ * Runs that reach the GPU need an adapter: ignored without one outside CI, failing under CI=true.
+ * Sizes are tiny (<= 64x64, <= 5 frames, <= 2 steps) to keep the file under ~90 s on 2 cores.
+ */
+
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { assert, assertEquals } from "./assert.ts";
+import { decodeApng, decodeGif, decodePng } from "./decode.ts";
+import { hasAdapter, isCI } from "./gpu.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const CLI = join(ROOT, "cli.ts");
+const TINY = join(ROOT, "tests/fixtures/tiny");
+const MODEL_DIR = join(TINY, "model");
+const SD15_FILE = join(TINY, "single_file/sd15.safetensors");
+const MM_CKPT = join(TINY, "single_file/motion_module.ckpt");
+const MM_SAFETENSORS = join(TINY, "single_file/motion_module.safetensors");
+const MM_CONFIG = join(TINY, "motion_adapter/config.json");
+const LORA = join(TINY, "lora/lora_kohya.safetensors");
+
+/** The tiny diffusers folder + the original-layout motion module with its MotionAdapter config. */
+const TINY_MODEL = [
+  "--model",
+  MODEL_DIR,
+  "--motion-module",
+  MM_CKPT,
+  "--motion-module-config",
+  MM_CONFIG,
+];
+const SMALL = ["--frames", "4", "--width", "64", "--height", "64", "--steps", "2"];
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A cli.ts ...args` in `cwd`; killed after 180 s. */
+async function runCli(args: string[], cwd: string): Promise<CliResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    cwd,
+    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(180_000),
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function describe(r: CliResult): string {
+  return `exit ${r.code}\n--- stderr:\n${r.stderr}\n--- stdout:\n${r.stdout.slice(0, 2000)}`;
+}
+
+function assertOk(r: CliResult): void {
+  assert(r.code === 0, `expected exit 0, got ${describe(r)}`);
+  assert(!/^error:/m.test(r.stderr), `error on stderr: ${r.stderr}`);
+}
+
+/** Exit `code` with exactly one stderr line `error: ...` matching `pattern`, no stack trace. */
+function assertOneLineError(r: CliResult, code: number, pattern: RegExp, what: string): void {
+  const lines = r.stderr.trimEnd().split("\n");
+  assert(r.code === code, `${what}: expected exit ${code}, got ${describe(r)}`);
+  assert(
+    lines.length === 1,
+    `${what}: expected one stderr line, got ${lines.length}:\n${r.stderr}`,
+  );
+  assert(!/^\s+at /m.test(r.stderr), `${what}: stack trace on stderr:\n${r.stderr}`);
+  assert(
+    lines[0].startsWith("error: "),
+    `${what}: line does not start with "error: ": ${lines[0]}`,
+  );
+  assert(pattern.test(lines[0]), `${what}: "${lines[0]}" does not match ${pattern}`);
+  assertEquals(r.stdout, "", `${what}: stdout`);
+}
+
+/** Mean absolute difference (0..255) between two RGBA images of equal size. */
+function meanAbsDiff(a: Uint8Array, b: Uint8Array): number {
+  assertEquals(a.length, b.length, "image sizes");
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+/**
+ * Checks decoded frames: `count` frames of `width` x `height`, opaque, not flat, and every
+ * consecutive pair differs (mean |diff| > 2 of 255 levels; the tiny random-weights models give
+ * 30-45, identical frames 0) and every frame spans > 64 levels of red (tiny models: > 200).
+ */
+function assertAnimation(
+  frames: Uint8Array[],
+  { count, width, height, what }: { count: number; width: number; height: number; what: string },
+): void {
+  assertEquals(frames.length, count, `${what}: frame count`);
+  for (const [i, f] of frames.entries()) {
+    assertEquals(f.length, width * height * 4, `${what}: frame ${i} size`);
+    let min = 255, max = 0;
+    for (let p = 0; p < f.length; p += 4) {
+      assert(f[p + 3] === 255, `${what}: frame ${i} pixel ${p / 4} not opaque`);
+      min = Math.min(min, f[p]);
+      max = Math.max(max, f[p]);
+    }
+    assert(max - min > 64, `${what}: frame ${i} is flat (red ${min}..${max})`);
+  }
+  for (let i = 1; i < frames.length; i++) {
+    const d = meanAbsDiff(frames[i - 1], frames[i]);
+    assert(d > 2, `${what}: frames ${i - 1} and ${i} differ by only ${d.toFixed(3)}/255`);
+  }
+}
+
+/** Declares a test that runs the CLI on the GPU: ignored without an adapter outside CI. */
+function cliGpuTest(name: string, fn: (dir: string) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: !hasAdapter && !isCI,
+    async fn() {
+      if (!hasAdapter) throw new Error(`${name}: no WebGPU adapter found under CI=true`);
+      const dir = await Deno.makeTempDir({ prefix: "zoetrope_cli_" });
+      try {
+        await fn(dir);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+/** Runs `tasks` with at most `n` at a time (CLI start-up is mostly waiting on the loader). */
+async function pool<T>(tasks: (() => Promise<T>)[], n: number): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, tasks.length) }, worker));
+  return results;
+}
+
+cliGpuTest(
+  "cli: GIF with --json on the tiny model; the same --seed gives identical bytes",
+  async (dir) => {
+    const args = [
+      "--prompt",
+      "a red fox running",
+      ...TINY_MODEL,
+      ...SMALL,
+      "--seed",
+      "7",
+      "--json",
+    ];
+    const [a, b] = await Promise.all([
+      runCli([...args, "--out", "a.gif"], dir),
+      runCli([...args, "--out", "sub/b.gif"], dir),
+    ]);
+    assertOk(a);
+    assertOk(b);
+    const summary = JSON.parse(a.stdout);
+    assertEquals(summary.files, ["a.gif"]);
+    assertEquals(summary.seed, "7");
+    assertEquals(summary.outputs.length, 1);
+    assertEquals(summary.outputs[0].prompt, "a red fox running");
+    for (const k of ["encode", "denoise", "decode", "total"]) {
+      assert(typeof summary.timings[k] === "number" && summary.timings[k] > 0, `timings.${k}`);
+    }
+    assert(typeof summary.adapter === "string" && summary.adapter.length > 0, "adapter named");
+    // --json keeps stderr free of the "wrote ..." line (no TTY: no progress bar either).
+    assertEquals(a.stderr, "");
+    const bytes = await Deno.readFile(join(dir, "a.gif"));
+    const gif = decodeGif(bytes);
+    assertEquals([gif.width, gif.height, gif.loop], [64, 64, 0]);
+    // --fps 8 (default) = 125 ms, stored in centiseconds.
+    assert(gif.delaysCs.every((d) => d === 12 || d === 13), `delays ${gif.delaysCs}`);
+    assertAnimation(gif.frames, { count: 4, width: 64, height: 64, what: "gif" });
+    const again = await Deno.readFile(join(dir, "sub/b.gif"));
+    assertEquals(again.length, bytes.length, "same seed: GIF length");
+    assert(again.every((v, i) => v === bytes[i]), "same seed: GIF bytes differ");
+  },
+);
+
+cliGpuTest(
+  "cli: APNG from the single-file checkpoint + --lora PATH:0.8, non-square",
+  async (dir) => {
+    const r = await runCli([
+      "--prompt",
+      "a lighthouse in a storm",
+      "--model",
+      SD15_FILE,
+      "--model-config",
+      MODEL_DIR,
+      "--tokenizer",
+      join(MODEL_DIR, "tokenizer"),
+      "--motion-module",
+      MM_SAFETENSORS,
+      "--motion-module-config",
+      MM_CONFIG,
+      "--lora",
+      `${LORA}:0.8`,
+      ...["--frames", "5", "--width", "48", "--height", "40", "--steps", "2"],
+      ...["--seed", "11", "--fps", "10", "--loop", "2", "--scheduler", "euler-a"],
+      "--out",
+      "clip.png",
+    ], dir);
+    assertOk(r);
+    assert(
+      /^wrote clip\.png \(5 frames 48x40, seed 11, [\d.]+ s\)$/m.test(r.stderr),
+      `summary line: ${r.stderr}`,
+    );
+    const apng = decodeApng(await Deno.readFile(join(dir, "clip.png")));
+    assertEquals([apng.width, apng.height, apng.numPlays], [48, 40, 2]);
+    assert(apng.delays.every((d) => Math.abs(d - 0.1) < 1e-9), `delays ${apng.delays}`);
+    assertAnimation(apng.frames, { count: 5, width: 48, height: 40, what: "apng" });
+  },
+);
+
+cliGpuTest(
+  "cli: demo model (no --model) writes a PNG folder and says it is random weights",
+  async (dir) => {
+    const r = await runCli(
+      [
+        "--prompt",
+        "a candle",
+        "--frames",
+        "3",
+        "--steps",
+        "1",
+        "--seed",
+        "5",
+        "--json",
+        "--out",
+        "frames",
+      ],
+      dir,
+    );
+    assertOk(r);
+    const notes = r.stderr.match(/RANDOM-WEIGHTS demo model/g) ?? [];
+    assertEquals(notes.length, 1, `demo note count in: ${r.stderr}`);
+    assert(/pass --model .* --motion-module/.test(r.stderr), `note says what to pass: ${r.stderr}`);
+    const summary = JSON.parse(r.stdout); // the note went to stderr, stdout is pure JSON
+    const names = ["frame_0000.png", "frame_0001.png", "frame_0002.png"];
+    assertEquals(summary.files, names.map((n) => join("frames", n)));
+    assertEquals(summary.seed, "5");
+    assertEquals([...Deno.readDirSync(join(dir, "frames"))].map((e) => e.name).sort(), names);
+    const frames = [];
+    for (const n of names) {
+      const png = decodePng(await Deno.readFile(join(dir, "frames", n)));
+      assertEquals([png.width, png.height], [64, 64], `${n}: the demo's default size`);
+      frames.push(png.data);
+    }
+    assertAnimation(frames, { count: 3, width: 64, height: 64, what: "png folder" });
+  },
+);
+
+cliGpuTest("cli: --config runs every prompt of both AnimateDiff config forms", async (dir) => {
+  // Relative paths resolve against the config's folder (cwd is `dir`, the config in dir/cfg).
+  await Deno.mkdir(join(dir, "cfg"));
+  await Deno.copyFile(MM_CKPT, join(dir, "cfg/mm.ckpt"));
+  const common = `
+  steps: 2
+  guidance_scale: 7.5
+  W: 32
+  H: 32
+  L: 3
+  n_prompt: ["blurry"]`;
+  // v1 form: a mapping of named entries; two motion modules (the same weights as .ckpt and
+  // .safetensors) x two prompts; per-prompt seeds, one of them 64-bit. Then a base + LoRA entry.
+  await Deno.writeTextFile(
+    join(dir, "cfg/mapping.yaml"),
+    `Tiny:
+  inference_config: "configs/inference/inference-v2.yaml"
+  dreambooth_path: "${MODEL_DIR}"
+  motion_module:
+    - "mm.ckpt"
+    - "${MM_SAFETENSORS}"
+  lora_model_path: ""
+  seed: [11, 10788741199826055526]
+  prompt:
+    - "a red fox"
+    - "A Blue Bird!"${common}
+# The oldest v1 form: \`path\` is a LoRA merged into \`base\` with lora_alpha.
+TinyV1:
+  base: "${MODEL_DIR}"
+  path: "${LORA}"
+  lora_alpha: 0.8
+  motion_module: ["mm.ckpt"]
+  seed: [11]
+  prompt: ["a red fox"]${common}
+`,
+  );
+  // v2/v3 form: a list of entries; the first prompt of the mapping again, plus a LoRA.
+  await Deno.writeTextFile(
+    join(dir, "cfg/list.yaml"),
+    `- dreambooth_path: "${MODEL_DIR}"
+  motion_module: "mm.ckpt"
+  lora_model_path: "${LORA}"
+  lora_alpha: 0.8
+  seed: 11
+  prompt: ["a red fox"]${common}
+`,
+  );
+  const flags = ["--motion-module-config", MM_CONFIG, "--json"];
+  const [m, l] = await Promise.all([
+    runCli(["--config", "cfg/mapping.yaml", ...flags], dir), // default --out: samples/
+    runCli(["--config", "cfg/list.yaml", ...flags, "--out", "list_out"], dir),
+  ]);
+  assertOk(m);
+  assertOk(l);
+  const ms = JSON.parse(m.stdout), ls = JSON.parse(l.stdout);
+  const expected = [
+    "0-a-red-fox.gif",
+    "1-a-blue-bird.gif",
+    "2-a-red-fox.gif",
+    "3-a-blue-bird.gif",
+    "4-a-red-fox.gif",
+  ];
+  assertEquals(ms.files, expected.map((f) => join("samples", f)));
+  assertEquals(ms.outputs.map((o: { seed: string }) => o.seed), [
+    "11",
+    "10788741199826055526",
+    "11",
+    "10788741199826055526",
+    "11",
+  ]);
+  assertEquals(ms.outputs.map((o: { prompt: string }) => o.prompt), [
+    "a red fox",
+    "A Blue Bird!",
+    "a red fox",
+    "A Blue Bird!",
+    "a red fox",
+  ]);
+  assertEquals(ls.files, [join("list_out", "0-a-red-fox.gif")]);
+  const read = (f: string) => Deno.readFile(join(dir, f));
+  const gifs = await Promise.all([...ms.files, ...ls.files].map(read));
+  const decoded = gifs.map((g) => decodeGif(g));
+  for (const [i, g] of decoded.entries()) {
+    assertAnimation(g.frames, { count: 3, width: 32, height: 32, what: `config output ${i}` });
+  }
+  const same = (i: number, j: number) =>
+    gifs[i].length === gifs[j].length && gifs[i].every((v, k) => v === gifs[j][k]);
+  // Same weights in .ckpt and .safetensors, same prompt and seed: identical files.
+  assert(same(0, 2), "ckpt vs safetensors motion module: outputs differ");
+  // v1 base + LoRA path = dreambooth_path + lora_model_path with the same alpha.
+  assert(same(4, 5), "v1 base/path LoRA entry differs from the list entry with lora_model_path");
+  // Different prompt and seed: a different animation.
+  assert(meanAbsDiff(decoded[0].frames[0], decoded[1].frames[0]) > 1, "prompts 0 and 1 look alike");
+  // The list entry is the mapping's job 0 plus the LoRA: the LoRA must change the output
+  // (mean |diff| ~10 of 255 levels measured; > 2 required).
+  const loraDiff = meanAbsDiff(decoded[0].frames[1], decoded[5].frames[1]);
+  assert(loraDiff > 2, `lora_model_path changed frame 1 by only ${loraDiff.toFixed(3)}/255`);
+});
+
+Deno.test("cli: --help lists every contract flag and exits 0", async () => {
+  const r = await runCli(["--help"], ROOT);
+  assertEquals(r.code, 0, describe(r));
+  const flags = [
+    "--prompt",
+    "--negative-prompt",
+    "--model",
+    "--motion-module",
+    "--lora",
+    "--tokenizer",
+    "--frames",
+    "--width",
+    "--height",
+    "--steps",
+    "--guidance",
+    "--scheduler",
+    "--clip-skip",
+    "--seed",
+    "--fps",
+    "--precision",
+    "--config",
+    "--model-config",
+    "--motion-module-config",
+    "--out",
+    "--json",
+  ];
+  for (const f of flags) {
+    assert(new RegExp(`^ +(--[\\w-]+ \\S+, )?${f}[ ,]`, "m").test(r.stdout), `--help lacks ${f}`);
+  }
+  assert(r.stdout.includes("ddim|euler|euler-a|dpmpp-2m|dpmpp-2m-karras"), "scheduler list");
+});
+
+Deno.test("cli: bad input that fails before any GPU work exits 2 with one line", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "zoetrope_cli_bad_" });
+  try {
+    await Deno.writeTextFile(join(dir, "junk.safetensors"), "hello, not weights\n");
+    const sd = await Deno.readFile(SD15_FILE);
+    await Deno.writeFile(join(dir, "cut.safetensors"), sd.subarray(0, 1000));
+    await Deno.writeTextFile(join(dir, "bad.yaml"), "A:\n  prompt: [unclosed\n");
+    await Deno.writeTextFile(join(dir, "ok.yaml"), "- prompt: [x]\n");
+    const p = ["--prompt", "x", "--out", "x.gif"];
+    const cases: [string, string[], RegExp][] = [
+      [
+        "missing --model",
+        [...p, "--model", "no/such.safetensors"],
+        /^error: --model: no\/such\.safetensors does not exist$/,
+      ],
+      [
+        "unreadable --model",
+        [...p, "--model", "junk.safetensors"],
+        /--model: junk\.safetensors: not a safetensors or PyTorch checkpoint file/,
+      ],
+      [
+        "truncated --model",
+        [...p, "--model", "cut.safetensors"],
+        /--model: cut\.safetensors: .*truncated file\?/,
+      ],
+      [
+        "LoRA as --model",
+        [...p, "--model", LORA, "--motion-module", MM_CKPT],
+        /--model: .*lora_kohya\.safetensors: this is a kohya LoRA; expected an SD1\.5 checkpoint or a diffusers model folder/,
+      ],
+      [
+        "motion module as --model",
+        [...p, "--model", MM_CKPT, "--motion-module", MM_CKPT],
+        /--model: .*motion_module\.ckpt: this is an AnimateDiff motion module; expected an SD1\.5 checkpoint/,
+      ],
+      [
+        "SD checkpoint as --motion-module",
+        [...p, "--model", MODEL_DIR, "--motion-module", SD15_FILE],
+        /--motion-module: .*sd15\.safetensors: this is an SD1\.5 single-file checkpoint; expected an AnimateDiff motion module/,
+      ],
+      [
+        "missing --lora",
+        [...p, "--lora", "gone.safetensors:0.5"],
+        /^error: --lora: gone\.safetensors does not exist$/,
+      ],
+      [
+        "motion module as --lora",
+        [...p, "--lora", MM_SAFETENSORS],
+        /--lora: .*: this is an AnimateDiff motion module; expected a LoRA/,
+      ],
+      [
+        "missing --tokenizer",
+        [...p, "--tokenizer", "nowhere"],
+        /--tokenizer: cannot read nowhere\/vocab\.json/,
+      ],
+      [
+        "unknown scheduler",
+        [...p, "--scheduler", "plms"],
+        /unknown --scheduler "plms"; use one of ddim, euler, euler-a, dpmpp-2m, dpmpp-2m-karras/,
+      ],
+      ["unknown flag", [...p, "--strength", "3"], /Unknown option '--strength' \(see --help\)/],
+      [
+        "non-numeric --steps",
+        [...p, "--steps", "ten"],
+        /^error: --steps must be an integer, got "ten"$/,
+      ],
+      [
+        "non-numeric --guidance",
+        [...p, "--guidance", "high"],
+        /--guidance must be a number, got "high"/,
+      ],
+      ["negative --seed", [...p, "--seed", "-5"], /--seed needs a value; .*--seed=VALUE/],
+      ["bad --seed", [...p, "--seed=-5"], /--seed must be a non-negative integer, got "-5"/],
+      ["bad --precision", [...p, "--precision", "f8"], /--precision must be f32 or f16, got f8/],
+      [
+        "bad --out",
+        ["--prompt", "x", "--out", "x.mp4"],
+        /--out must end in \.gif or \.png, or be a directory; got x\.mp4/,
+      ],
+      ["no --prompt", ["--out", "x.gif"], /--prompt is required \(or --config FILE\.yaml\)/],
+      [
+        "missing --config",
+        ["--config", "nope.yaml"],
+        /--config: cannot read nope\.yaml \(NotFound\)/,
+      ],
+      ["bad YAML --config", ["--config", "bad.yaml"], /bad\.yaml: not valid YAML/],
+      [
+        "--prompt with --config",
+        ["--config", "ok.yaml", "--prompt", "y"],
+        /--prompt and --config are exclusive/,
+      ],
+    ];
+    const results = await pool(cases.map(([, args]) => () => runCli(args, dir)), 4);
+    cases.forEach(([what, , pattern], i) => assertOneLineError(results[i], 2, pattern, what));
+    // Nothing was written by any failing run.
+    assertEquals(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["bad.yaml", "cut.safetensors", "junk.safetensors", "ok.yaml"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// Whether this adapter's storage-binding limit is below the largest tensor of the OOM case
+// ([2 * 32 frames, 32 ch, 256, 256] f32 = 512 MiB on the demo at 2048x2048); lavapipe: 128 MiB.
+const bindingLimit = hasAdapter
+  ? (await navigator.gpu.requestAdapter())?.limits.maxStorageBufferBindingSize ?? 0
+  : 0;
+
+cliGpuTest(
+  "cli: bad sizes, frames above the motion module's limit and GPU OOM: one line",
+  async (dir) => {
+    const cases: [string, string[], number, RegExp][] = [
+      [
+        "width not /8",
+        [...TINY_MODEL, "--width", "60", "--height", "64"],
+        2,
+        /^error: width must be a multiple of 8, got 60$/,
+      ],
+      [
+        "height not /8",
+        [...TINY_MODEL, "--width", "64", "--height", "36"],
+        2,
+        /^error: height must be a multiple of 8, got 36$/,
+      ],
+      [
+        "frames > fixture adapter's 32",
+        [...TINY_MODEL, "--frames", "33"],
+        2,
+        /frames must be an integer from 1 to 32, got 33 \(the v2 motion module's position encoding has 32 positions\)/,
+      ],
+      [
+        "frames > demo v2's 32",
+        ["--frames", "33"],
+        2,
+        /frames must be an integer from 1 to 32, got 33/,
+      ],
+    ];
+    if (bindingLimit < 512 * 1024 * 1024) {
+      cases.push([
+        "GPU out of memory",
+        ["--width", "2048", "--height", "2048", "--frames", "32"],
+        1,
+        /^error: .*more than this adapter's maxStorageBufferBindingSize \(\d+\); use fewer frames or a smaller size$/,
+      ]);
+    } else {
+      console.warn(`cli OOM case skipped: maxStorageBufferBindingSize ${bindingLimit} >= 512 MiB`);
+    }
+    const results = await pool(
+      cases.map(([, args]) => () => runCli(["--prompt", "x", "--out", "x.gif", ...args], dir)),
+      2,
+    );
+    cases.forEach(([what, , code, pattern], i) =>
+      assertOneLineError(results[i], code, pattern, what)
+    );
+    assertEquals([...Deno.readDirSync(dir)].length, 0, "no output written");
+  },
+);
