@@ -265,8 +265,9 @@ gpuServerTest(
         refused++;
       }
     }
-    // One running + queueSize (2) waiting; the rest of the 10 valid requests are refused.
-    assert(accepted.length >= 3, `accepted ${accepted.length}`);
+    // At most one running + queueSize (2) waiting; whether the worker took the first job out of
+    // the queue before the rest of the burst arrived is a race, so 2 or 3 are accepted.
+    assert(accepted.length >= 2 && accepted.length <= 3, `accepted ${accepted.length}`);
     assertEquals(accepted.length + refused, 10);
     assert(refused >= 1, "the burst overflowed the queue");
     for (const id of accepted) {
