@@ -62,7 +62,9 @@ Without --model it runs a tiny random-weights demo model (offline, seconds on a 
   --fps N                    playback frames per second (default ${DEFAULTS.fps})
   --loop N                   GIF/APNG loop count, 0 = forever (default 0)
   --precision f32|f16        f32 = reference parity, f16 = faster storage (default ${DEFAULTS.precision})
-  --motion-norm clip|frame   motion GroupNorm over the clip (diffusers, default) or per frame (original)
+  --fidelity diffusers|original
+                             where the references differ, follow diffusers (default) or the original
+                             AnimateDiff (per-frame motion GroupNorm; v1: ResNet norms across frames)
   --config FILE.yaml         AnimateDiff prompt config: runs every entry and prompt
   --out PATH                 .gif, .png (animated PNG) or a directory of frame_0000.png... (default ${DEFAULTS.out};
                              with --config: a directory, default samples/)
@@ -91,7 +93,7 @@ const OPTIONS = {
   fps: { type: "string" },
   loop: { type: "string" },
   precision: { type: "string" },
-  "motion-norm": { type: "string" },
+  fidelity: { type: "string" },
   config: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
@@ -282,9 +284,9 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
   if (precision !== "f32" && precision !== "f16") {
     throw new InputError(`--precision must be f32 or f16, got ${flags.precision}`);
   }
-  const motionNorm = flags["motion-norm"] ?? "clip";
-  if (motionNorm !== "clip" && motionNorm !== "frame") {
-    throw new InputError(`--motion-norm must be clip or frame, got ${motionNorm}`);
+  const fidelity = flags.fidelity ?? "diffusers";
+  if (fidelity !== "diffusers" && fidelity !== "original") {
+    throw new InputError(`--fidelity must be diffusers or original, got ${fidelity}`);
   }
   const scheduler = (flags.scheduler ?? DEFAULTS.scheduler) as SchedulerName;
   if (!SCHEDULERS.includes(scheduler)) {
@@ -330,7 +332,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
           precision,
           onProgress: bar.update,
         });
-        pipeline.motionNorm = motionNorm;
+        pipeline.fidelity = fidelity;
         pipelineKey = key;
         adapter = pipeline.info.adapter;
         bar.done();

@@ -464,6 +464,11 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
       ["bad --seed", [...p, "--seed=-5"], /--seed must be a non-negative integer, got "-5"/],
       ["bad --precision", [...p, "--precision", "f8"], /--precision must be f32 or f16, got f8/],
       [
+        "bad --fidelity",
+        [...p, "--fidelity", "v9"],
+        /--fidelity must be diffusers or original, got v9/,
+      ],
+      [
         "bad --out",
         ["--prompt", "x", "--out", "x.mp4"],
         /--out must end in \.gif or \.png, or be a directory; got x\.mp4/,
