@@ -57,7 +57,9 @@ export function setGemmTileOverride(tile: GemmTile | null): void {
  */
 export function pickGemmTile(gpu: Gpu, rows: number, cols: number): GemmTile {
   if (tileOverride) return tileOverride;
-  if (gpu.info.isFallback) return { tm: 8, tn: 8, bk: 16 };
+  // Software adapters: the biggest register block wins, except that rows <= 64 (e.g. a conv
+  // with 64 output channels) would leave half of a 128-row tile as padding.
+  if (gpu.info.isFallback) return rows <= 64 ? { tm: 4, tn: 8, bk: 16 } : { tm: 8, tn: 8, bk: 16 };
   if (ceilDiv(rows, 128) * ceilDiv(cols, 128) >= 264) return { tm: 8, tn: 8, bk: 16 };
   if (ceilDiv(rows, 128) * ceilDiv(cols, 64) >= 264) return { tm: 8, tn: 4, bk: 16 };
   return { tm: 4, tn: 4, bk: 16 };
