@@ -123,3 +123,27 @@ gpuTest("runtime: timestamp timing returns positive times", async (gpu) => {
   x.release();
   y.release();
 });
+
+gpuTest("runtime: a lost device gives a clear DeviceLostError on the next dispatch", async () => {
+  const { Gpu, DeviceLostError } = await import("../../../engine/gpu/device.ts");
+  const gpu = await Gpu.create();
+  const x = gpu.upload([1, 2, 3, 4], [4], "f32");
+  const y = gpu.empty([4], "f32");
+  // Simulate a loss the program did not ask for (driver reset): destroy the raw device.
+  gpu.device.destroy();
+  await gpu.device.lost;
+  await new Promise((r) => setTimeout(r, 0));
+  let err: unknown = null;
+  try {
+    gpu.dispatch(axpy, {
+      dtype: "f32",
+      params: new Params().u32(4).f32(1),
+      bindings: [x, y],
+      groups: [1, 1, 1],
+    });
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof DeviceLostError, `expected DeviceLostError, got ${err}`);
+  assert(/GPU device lost/.test((err as Error).message), (err as Error).message);
+});
