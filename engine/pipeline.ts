@@ -862,6 +862,32 @@ export function loadPipeline(options: PipelineOptions = {}): Promise<AnimationPi
 }
 
 /**
+ * Swaps the channel (4) and frame axes of every video: [b, 4, f, h, w] <-> [b, f, 4, h, w],
+ * scaling by `k`. The number of videos b is inferred from the length.
+ */
+function swapChannelsAndFrames(
+  x: Float32Array,
+  f: number,
+  hw: number,
+  toFrames: boolean,
+  k: number,
+): Float32Array {
+  const videos = x.length / (4 * f * hw);
+  const out = new Float32Array(x.length);
+  for (let v = 0; v < videos; v++) {
+    const base = v * 4 * f * hw;
+    for (let c = 0; c < 4; c++) {
+      for (let fi = 0; fi < f; fi++) {
+        const cm = base + (c * f + fi) * hw, fm = base + (fi * 4 + c) * hw;
+        const [src, dst] = toFrames ? [cm, fm] : [fm, cm];
+        for (let i = 0; i < hw; i++) out[dst + i] = x[src + i] * k;
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * [b, 4, f, h, w] (diffusers) * k -> [b*f, 4, h, w] (frames folded into the batch); b is
  * inferred from the length.
  */
@@ -872,36 +898,12 @@ export function toFrameMajor(
   w: number,
   k = 1,
 ): Float32Array {
-  const hw = h * w;
-  const videos = x.length / (4 * f * hw);
-  const out = new Float32Array(x.length);
-  for (let v = 0; v < videos; v++) {
-    const base = v * 4 * f * hw;
-    for (let c = 0; c < 4; c++) {
-      for (let fi = 0; fi < f; fi++) {
-        const src = base + (c * f + fi) * hw, dst = base + (fi * 4 + c) * hw;
-        for (let i = 0; i < hw; i++) out[dst + i] = x[src + i] * k;
-      }
-    }
-  }
-  return out;
+  return swapChannelsAndFrames(x, f, h * w, true, k);
 }
 
 /** [b*f, 4, h, w] -> [b, 4, f, h, w]. */
 export function toChannelMajor(x: Float32Array, f: number, h: number, w: number): Float32Array {
-  const hw = h * w;
-  const videos = x.length / (4 * f * hw);
-  const out = new Float32Array(x.length);
-  for (let v = 0; v < videos; v++) {
-    const base = v * 4 * f * hw;
-    for (let c = 0; c < 4; c++) {
-      for (let fi = 0; fi < f; fi++) {
-        const dst = base + (c * f + fi) * hw, src = base + (fi * 4 + c) * hw;
-        for (let i = 0; i < hw; i++) out[dst + i] = x[src + i];
-      }
-    }
-  }
-  return out;
+  return swapChannelsAndFrames(x, f, h * w, false, 1);
 }
 
 /** Decoded image [1, 3, H, W] in [-1, 1] -> RGBA bytes: round(clamp(x/2 + 0.5, 0, 1) * 255). */

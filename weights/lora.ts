@@ -6,8 +6,8 @@
  * @module
  */
 
+import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./sd15.ts";
 import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
-import type { ClipConfig, UNetConfig } from "../engine/models/config.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import {
@@ -73,35 +73,6 @@ export interface LoraTargets {
   kohya: Map<string, string>;
 }
 
-const STANDARD_SD15_UNET: UNetConfig = {
-  inChannels: 4,
-  outChannels: 4,
-  blockOutChannels: [320, 640, 1280, 1280],
-  layersPerBlock: 2,
-  downBlockAttention: [true, true, true, false],
-  upBlockAttention: [false, true, true, true],
-  midBlockAttention: true,
-  crossAttentionDim: 768,
-  attentionHeads: [8, 8, 8, 8],
-  transformerLayersPerBlock: 1,
-  normGroups: 32,
-  normEps: 1e-5,
-  useLinearProjection: false,
-  flipSinToCos: true,
-  freqShift: 0,
-  timeEmbeddingDim: 1280,
-};
-const STANDARD_CLIP_L: ClipConfig = {
-  vocabSize: 49408,
-  hiddenSize: 768,
-  intermediateSize: 3072,
-  layers: 12,
-  heads: 12,
-  maxPositions: 77,
-  layerNormEps: 1e-5,
-  hiddenAct: "quick_gelu",
-  eosTokenId: 49407,
-};
 const LIST_LIMIT = 5;
 
 function shapeMapOf(t: TensorMap): Map<string, readonly number[]> {
@@ -117,9 +88,9 @@ function shapeMapOf(t: TensorMap): Map<string, readonly number[]> {
  * ```
  */
 export function loraTargets(model?: ModelWeights, motion?: MotionWeights): LoraTargets {
-  const unet = model ? shapeMapOf(model.unet) : unetShapes(STANDARD_SD15_UNET);
-  const te = model ? shapeMapOf(model.textEncoder) : clipShapes(STANDARD_CLIP_L);
-  const cfg = model?.unetConfig ?? STANDARD_SD15_UNET;
+  const unet = model ? shapeMapOf(model.unet) : unetShapes(SD15_UNET_CONFIG);
+  const te = model ? shapeMapOf(model.textEncoder) : clipShapes(SD15_CLIP_CONFIG);
+  const cfg = model?.unetConfig ?? SD15_UNET_CONFIG;
   const modules = new Map<string, { part: LoraPart; shape: readonly number[] | null }>();
   const kohya = new Map<string, string>();
   const add = (names: Map<string, readonly number[]>, part: LoraPart) => {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { crc32 } from "../engine/output/png.ts";
 import { Inflate } from "npm:fflate@^0.8.3";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
 
@@ -54,22 +55,8 @@ export interface ZipArchive {
   close(): void;
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** CRC-32 (zip polynomial) of `bytes`, continuing from `crc` (0 to start). */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
+/** CRC-32 (zip polynomial); the one implementation lives with the PNG writer. */
+export { crc32 };
 
 function u64(view: DataView, at: number, what: string, path: string): number {
   const v = view.getBigUint64(at, true);
