@@ -15,6 +15,7 @@ const STYLE = `
   form { display: grid; gap: .6rem; }
   label { display: grid; gap: .2rem; font-size: .85rem; }
   textarea { min-height: 3.5rem; font: inherit; }
+  input, select, textarea { min-width: 0; width: 100%; box-sizing: border-box; }
   .row { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: .6rem; }
   .lora { display: flex; gap: .4rem; align-items: center; }
   .buttons { display: flex; gap: .6rem; }
