@@ -15,6 +15,12 @@
  *   sequences, huge batch) one workgroup packs `floor(BQ / Lq)` (batch, head) pairs; the key
  *   slots of all its pairs are tiled together and each row only visits its own pair's keys.
  * - `causal` skips key tiles after the block's last query and masks keys j > i.
+ *
+ * Dense variant (d <= 64, not causal, `Lq > BQ / 2`: SD's spatial and cross attention): every
+ * thread owns `rows` whole query rows, a key tile's scores are registers with compile-time
+ * K/V tile offsets, the key tail is masked with `select`; no per-row bounds, no score array in
+ * workgroup memory. Its layout (threads, rows, keys) is chosen per adapter, see
+ * {@link denseLayout}.
  * @module
  */
 
@@ -276,9 +282,171 @@ ${
 }`;
 }
 
+/**
+ * Work split of the dense variant: `threads` per workgroup, each owning `rows` query rows
+ * (a workgroup covers `threads * rows` consecutive rows of one (b, h) pair).
+ */
+export interface DenseLayout {
+  threads: number;
+  rows: number;
+  /** Keys per K/V tile (their scores are registers). */
+  keys: number;
+}
+
+/**
+ * The dense layout for an adapter and padded head dim `dp` (<= 64). Hardware GPUs: 64 threads,
+ * one row each, 16-key tiles (q, the accumulator and 16 scores fit in registers; K/V reads are
+ * workgroup-memory broadcasts). Software adapters (llvmpipe runs invocations 8 to a SIMD group
+ * and every workgroup-memory read inside a loop as a per-lane loop, so reads, not FMAs, cost):
+ * 16 threads owning `rows` (largest power of two <= min(8, 160 / dp)) rows each and 8-key
+ * tiles; `rows * dp` is capped because compile time grows with the unrolled rows x keys x dp.
+ *
+ * @example
+ * ```ts
+ * denseLayout({ isFallback: false }, 40); // { threads: 64, rows: 1, keys: 16 }
+ * denseLayout({ isFallback: true }, 40); // { threads: 16, rows: 4, keys: 8 }
+ * denseLayout({ isFallback: true }, 16); // { threads: 16, rows: 8, keys: 8 }
+ * ```
+ */
+export function denseLayout(adapter: { isFallback: boolean }, dp: number): DenseLayout {
+  if (!adapter.isFallback) return { threads: 64, rows: 1, keys: 16 };
+  let rows = 8;
+  while (rows > 1 && rows * dp > 160) rows /= 2;
+  return { threads: 16, rows, keys: 8 };
+}
+
+/**
+ * Dense variant source, variant `d<dp>_dense_t<threads>_r<rows>_k<keys>_<v4|s>` (head dim <= 64,
+ * no mask, one (b, h) pair per workgroup): each thread owns `rows` query rows (q, accumulators
+ * and a key tile's scores in registers), so every K/V word read from workgroup memory feeds
+ * `rows` rows; K/V tile offsets are compile-time (all threads read the same word: a broadcast),
+ * the key tail is masked with `select`, no per-row loop bounds.
+ */
+function denseSource(dtype: DType, variant: string): string {
+  const m = /^d(\d+)_dense_t(\d+)_r(\d+)_k(\d+)_(v4|s)$/.exec(variant);
+  const tile = TILES.find((t) => t.dp === Number(m?.[1]) && t.td === 1);
+  if (!m || !tile) throw new Error(`attention: no dense tiling for variant "${variant}"`);
+  const [dp, nt, rows, bk] = [tile.dp, Number(m[2]), Number(m[3]), Number(m[4])];
+  const vec = m[5] === "v4";
+  const E = vec ? "T4" : "T";
+  const dp4 = dp / 4;
+  const R = Array.from({ length: rows }, (_, r) => r);
+  const J = Array.from({ length: bk }, (_, j) => j);
+  const C = Array.from({ length: dp4 }, (_, c) => c);
+  const tree = (xs: string[], op: (a: string, b: string) => string): string =>
+    xs.length === 1 ? xs[0] : op(
+      tree(xs.slice(0, xs.length >> 1), op),
+      tree(xs.slice(xs.length >> 1), op),
+    );
+  const each = <T>(xs: T[], f: (x: T) => string) => xs.map(f).join("");
+  return /* wgsl */ `${wgslDType(dtype)}
+// attention (flash, online softmax), dense variant ${variant}.
+// Bindings: 0 params; 1 q [B, Lq, H*d]; 2 k [Bk, Lk, H*d]; 3 v [Bk, Lk, H*d]; 4 out [B, Lq, H*d]
+// (${E} elements). One workgroup = NT*R query rows of one pair (b, h); thread tid owns rows
+// tid + r*NT (r < R), holding q and the output accumulator in q<r>_<c>/a<r>_<c>; keys staged BK
+// at a time through ks/vs; scores s<r>_<j> in registers.
+const DP4: u32 = ${dp4}u;
+const NT: u32 = ${nt}u;
+const BK: u32 = ${bk}u;
+const NEG: f32 = -3.0e38;
+
+struct Params {
+  bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
+  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<${E}>;
+@group(0) @binding(2) var<storage, read> k: array<${E}>;
+@group(0) @binding(3) var<storage, read> v: array<${E}>;
+@group(0) @binding(4) var<storage, read_write> out: array<${E}>;
+
+var<workgroup> ks: array<vec4<f32>, ${bk * dp4}>;
+var<workgroup> vs: array<vec4<f32>, ${bk * dp4}>;
+${loaders(vec)}
+
+@compute @workgroup_size(${nt})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  if (w >= p.bh * p.q_blocks) { return; }
+  let pair = w / p.q_blocks;
+  let i0 = (w % p.q_blocks) * ${nt * rows}u + tid;
+  let b = pair / p.heads;
+  let h = pair - b * p.heads;
+  let row = p.heads * p.d;
+  let kv_base = (b / p.kvb) * p.lk * row + h * p.d;
+${
+    each(R, (r) =>
+      `
+  let qb${r} = ((b * p.lq + i0 + ${r * nt}u) * p.heads + h) * p.d;
+  var m${r} = NEG;
+  var l${r} = 0.0;` + each(C, (c) => `
+  var q${r}_${c} = vec4<f32>(0.0);
+  var a${r}_${c} = vec4<f32>(0.0);`) + `
+  if (i0 + ${r * nt}u < p.lq) {` + each(C, (c) => `
+    if (${c * 4}u < p.d) { q${r}_${c} = load_q(qb${r}, ${c}u) * p.scale; }`) + `
+  }`)
+  }
+  for (var t0 = 0u; t0 < p.lk; t0 += BK) {
+    // Stage keys [t0, t0 + BK) (keys >= Lk and channels >= d are zero).
+    for (var e = tid; e < BK * DP4; e += NT) {
+      let kr = e / DP4;
+      let c4 = e - kr * DP4;
+      var kx = vec4<f32>(0.0);
+      var vx = vec4<f32>(0.0);
+      if (t0 + kr < p.lk && c4 * 4u < p.d) {
+        let base = kv_base + (t0 + kr) * row;
+        kx = load_k(base, c4);
+        vx = load_v(base, c4);
+      }
+      ks[e] = kx;
+      vs[e] = vx;
+    }
+    workgroupBarrier();
+    // Scores (log2 domain); keys past Lk get NEG so exp2 makes them 0.
+    let n = p.lk - t0;${
+    each(J, (j) =>
+      each(C, (c) => `
+    let k${j}_${c} = ks[${j * dp4 + c}u];`) + each(R, (r) => `
+    let s${r}_${j} = select(NEG, ${
+        C.map((c) => `dot(q${r}_${c}, k${j}_${c})`).join(" + ")
+      }, ${j}u < n);`))
+  }${
+    each(R, (r) => `
+    let nm${r} = max(m${r}, ${tree(J.map((j) => `s${r}_${j}`), (x, y) => `max(${x}, ${y})`)});
+    let al${r} = exp2(m${r} - nm${r});
+    m${r} = nm${r};${
+      each(J, (j) => `
+    let p${r}_${j} = exp2(s${r}_${j} - nm${r});`)
+    }
+    l${r} = l${r} * al${r} + ${tree(J.map((j) => `p${r}_${j}`), (x, y) => `(${x} + ${y})`)};${
+      each(C, (c) => `
+    a${r}_${c} *= al${r};`)
+    }`)
+  }${
+    each(J, (j) =>
+      each(C, (c) => `
+    let v${j}_${c} = vs[${j * dp4 + c}u];${
+        each(R, (r) => `
+    a${r}_${c} += p${r}_${j} * v${j}_${c};`)
+      }`))
+  }
+    workgroupBarrier();
+  }${
+    each(R, (r) =>
+      `
+  if (i0 + ${r * nt}u < p.lq) {
+    let inv = 1.0 / l${r};` + each(C, (c) => `
+    if (${c * 4}u < p.d) { store_out(qb${r}, ${c}u, a${r}_${c} * inv); }`) + `
+  }`)
+  }
+}`;
+}
+
 const attentionKernel = defineKernel(
   "attention",
-  ({ dtype, variant }) => attentionSource(dtype, variant),
+  ({ dtype, variant }) =>
+    variant.includes("_dense_") ? denseSource(dtype, variant) : attentionSource(dtype, variant),
 );
 
 /**
@@ -303,6 +471,21 @@ export function attention(
   k: Tensor,
   v: Tensor,
   options: AttentionOptions,
+): Tensor {
+  return attentionWithLayout(gpu, q, k, v, { ...options, layout: undefined });
+}
+
+/**
+ * {@link attention} with the kernel variant forced (tests run both dense layouts on any
+ * adapter): `layout` "general" uses the general kernel, a {@link DenseLayout} the dense one
+ * (d <= 64, not causal), undefined picks as {@link attention} does.
+ */
+export function attentionWithLayout(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions & { layout: DenseLayout | "general" | undefined },
 ): Tensor {
   const { heads, causal = false, kvBroadcast = 1 } = options;
   const shapes = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
@@ -350,18 +533,44 @@ export function attention(
   const bh = batch * heads;
   // Pack several (b, h) pairs into one workgroup when the sequence is short.
   const groupPairs = lq * 2 <= tile.bq ? Math.floor(tile.bq / lq) : 1;
-  const qBlocks = groupPairs > 1 ? 1 : ceilDiv(lq, tile.bq);
+  const layout = options.layout ??
+    (tile.td === 1 && !causal && groupPairs === 1 ? denseLayout(gpu.info, tile.dp) : "general");
+  if (layout !== "general" && (tile.td !== 1 || causal)) {
+    throw new Error(`attention: the dense variant needs d <= 64 and no causal mask (${shapes})`);
+  }
+  const dense = layout !== "general";
+  if (
+    dense && !(Number.isInteger(layout.threads) && Number.isInteger(layout.rows) &&
+      Number.isInteger(layout.keys) && layout.threads >= 1 && layout.rows >= 1 &&
+      layout.keys >= 1 &&
+      layout.threads <= gpu.info.maxComputeInvocationsPerWorkgroup)
+  ) {
+    throw new Error(
+      `attention: expected a dense layout of 1..${gpu.info.maxComputeInvocationsPerWorkgroup} ` +
+        `threads, >= 1 rows and >= 1 keys, got ${JSON.stringify(layout)}`,
+    );
+  }
+  const qBlocks = dense
+    ? ceilDiv(lq, layout.threads * layout.rows)
+    : groupPairs > 1
+    ? 1
+    : ceilDiv(lq, tile.bq);
   const seg = groupPairs > 1 ? lq : tile.bq;
   const scale = (options.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const params = new Params().u32(bh).u32(heads).u32(lq).u32(lk).u32(d).u32(kvBroadcast)
-    .u32(groupPairs).u32(qBlocks).u32(seg).f32(scale);
-  const variant = `d${tile.dp}${causal ? "_causal" : ""}_${d % 4 === 0 ? "v4" : "s"}`;
+    .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale);
+  const kind = dense
+    ? `_dense_t${layout.threads}_r${layout.rows}_k${layout.keys}`
+    : causal
+    ? "_causal"
+    : "";
+  const variant = `d${tile.dp}${kind}_${d % 4 === 0 ? "v4" : "s"}`;
   gpu.dispatch(attentionKernel, {
     dtype: q.dtype,
     variant,
     params,
     bindings: [q, k, v, out],
-    groups: grid1d(ceilDiv(bh, groupPairs) * qBlocks),
+    groups: grid1d((dense ? bh : ceilDiv(bh, groupPairs)) * qBlocks),
   });
   return out;
 }

@@ -1,4 +1,10 @@
-import { attention, attentionTile } from "../../kernels/attention.ts";
+import {
+  attention,
+  attentionTile,
+  attentionWithLayout,
+  type DenseLayout,
+  denseLayout,
+} from "../../kernels/attention.ts";
 import { attentionCpu } from "../../kernels/attention_cpu.ts";
 import { roundToF16 } from "../../engine/gpu/half.ts";
 import type { Gpu } from "../../engine/gpu/device.ts";
@@ -149,4 +155,125 @@ gpuTest("attention: bad shapes and options name the op and the shapes", async (g
       /one dtype.*f32\/f16\/f32/,
     );
   }
+});
+
+Deno.test("attention dense layouts: hardware 64 x 1 x 16, software 16 threads, rows * dp <= 160", () => {
+  assertEquals(denseLayout({ isFallback: false }, 40), { threads: 64, rows: 1, keys: 16 });
+  assertEquals(denseLayout({ isFallback: true }, 40), { threads: 16, rows: 4, keys: 8 });
+  assertEquals(denseLayout({ isFallback: true }, 8), { threads: 16, rows: 8, keys: 8 });
+  assertEquals(denseLayout({ isFallback: true }, 32), { threads: 16, rows: 4, keys: 8 });
+  assertEquals(denseLayout({ isFallback: true }, 64), { threads: 16, rows: 2, keys: 8 });
+});
+
+/**
+ * Dense-variant edge cases with layouts forced (so the hardware layout runs here too): Lk not a
+ * multiple of the key tile, Lq not a multiple of the workgroup's threads * rows, scalar loads
+ * (d % 4 != 0), kvBroadcast, f16, a short Lq the general kernel would pack. Layouts are few and
+ * small because every one is a separate, slowly compiled pipeline on llvmpipe.
+ */
+const DENSE_CASES: {
+  shape: [number, number, number, number];
+  heads: number;
+  kvBroadcast?: number;
+  dtype: DType;
+  layout: DenseLayout;
+  note: string;
+}[] = [
+  {
+    shape: [2, 70, 37, 8],
+    heads: 2,
+    dtype: "f32",
+    layout: { threads: 64, rows: 1, keys: 16 },
+    note: "hardware layout, Lq 70 = 64 + 6, Lk 37 = 2 * 16 + 5",
+  },
+  {
+    shape: [2, 50, 33, 6],
+    heads: 2,
+    dtype: "f32",
+    layout: { threads: 3, rows: 5, keys: 4 },
+    note: "d 6 scalar loads, Lq 50 = 3 * 15 + 5, Lk 33 = 8 * 4 + 1",
+  },
+  {
+    shape: [4, 35, 17, 6],
+    heads: 2,
+    dtype: "f16",
+    layout: { threads: 4, rows: 2, keys: 8 },
+    note: "f16 scalar loads, Lk 17 = 2 * 8 + 1",
+  },
+  {
+    shape: [8, 40, 21, 16],
+    heads: 2,
+    kvBroadcast: 2,
+    dtype: "f32",
+    layout: { threads: 16, rows: 2, keys: 8 },
+    note: "kvBroadcast 2, d 16",
+  },
+  {
+    shape: [6, 5, 9, 8],
+    heads: 3,
+    dtype: "f32",
+    layout: { threads: 4, rows: 2, keys: 8 },
+    note: "Lq 5 (the general kernel would pack pairs)",
+  },
+  {
+    shape: [2, 45, 20, 64],
+    heads: 1,
+    dtype: "f32",
+    layout: { threads: 8, rows: 1, keys: 4 },
+    note: "d 64, largest dense bucket",
+  },
+];
+for (const c of DENSE_CASES) {
+  const name = `attention dense ${c.dtype} [${c.shape}] ${JSON.stringify(c.layout)}: ${c.note}`;
+  gpuTest(name, async (gpu) => {
+    if (c.dtype === "f16" && !gpu.hasF16) return;
+    const [bh, lq, lk, d] = c.shape;
+    const { heads, kvBroadcast = 1, layout } = c;
+    const batch = bh / heads, width = heads * d, kvBatch = batch / kvBroadcast;
+    const q = maybeF16(randomArray(batch * lq * width, 3 + d, 2), c.dtype);
+    const k = maybeF16(randomArray(kvBatch * lk * width, 4 + lk, 2), c.dtype);
+    const v = maybeF16(randomArray(kvBatch * lk * width, 5 + lq), c.dtype);
+    const tq = gpu.upload(q, [batch, lq, width], c.dtype, "q");
+    const tk = gpu.upload(k, [kvBatch, lk, width], c.dtype, "k");
+    const tv = gpu.upload(v, [kvBatch, lk, width], c.dtype, "v");
+    const out = attentionWithLayout(gpu, tq, tk, tv, { heads, kvBroadcast, layout });
+    const want = attentionCpu(q, k, v, {
+      batch,
+      seqQ: lq,
+      seqK: lk,
+      heads,
+      headDim: d,
+      kvBroadcast,
+    });
+    assertClose(await gpu.read(out), want, {
+      ...(c.dtype === "f16" ? F16_TOL : F32_TOL),
+      msg: name,
+    });
+    for (const t of [tq, tk, tv, out]) t.release();
+  });
+}
+
+gpuTest("attention dense: layouts it cannot run are refused with the reason", async (gpu) => {
+  const t = (shape: number[]) => gpu.empty(shape, "f32", "x");
+  const x = t([1, 40, 80]);
+  await assertRejects(
+    () =>
+      attentionWithLayout(gpu, x, x, x, { heads: 1, layout: { threads: 64, rows: 1, keys: 16 } }),
+    /attention: the dense variant needs d <= 64 and no causal mask.*q \[1, 40, 80\]/,
+  );
+  const y = t([1, 40, 40]);
+  await assertRejects(
+    () =>
+      attentionWithLayout(gpu, y, y, y, {
+        heads: 1,
+        causal: true,
+        layout: { threads: 8, rows: 2, keys: 8 },
+      }),
+    /dense variant needs d <= 64 and no causal mask/,
+  );
+  await assertRejects(
+    () => attentionWithLayout(gpu, y, y, y, { heads: 1, layout: { threads: 0, rows: 2, keys: 8 } }),
+    /attention: expected a dense layout of 1\.\.\d+ threads, >= 1 rows and >= 1 keys/,
+  );
+  for (const z of [x, y]) z.release();
 });
