@@ -18,12 +18,15 @@ import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.t
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 import {
   checkDTypes,
+  epilogueBindingsWgsl,
   GEMM_THREADS,
   gemmGrid,
   gemmMainLoopWgsl,
   gemmSlots,
   type GemmTile,
+  gemmTileKey,
   kMajorLoaderWgsl,
+  parseGemmTileKey,
   pickGemmTile,
 } from "./matmul.ts";
 
@@ -47,21 +50,21 @@ function variantKey(v: ConvVariant): string {
     v.vecOut ? "o4" : "o1",
     v.bias ? "bias" : "nobias",
     v.residual ? "res" : "nores",
-    `m${v.tile.tm}n${v.tile.tn}k${v.tile.bk}`,
+    gemmTileKey(v.tile),
   ].join("-");
 }
 
 function parseVariant(key: string): ConvVariant {
-  const [mode, a, o, bias, res, tile] = key.split("-");
-  const m = /^m(\d+)n(\d+)k(\d+)$/.exec(tile ?? "");
-  if (!m) throw new Error(`conv2d: bad kernel variant "${key}"`);
+  const [mode, a, o, bias, res, tileKey] = key.split("-");
+  const tile = parseGemmTileKey(tileKey);
+  if (!tile) throw new Error(`conv2d: bad kernel variant "${key}"`);
   return {
     pointwise: mode === "pw",
     vecA: a === "a4",
     vecOut: o === "o4",
     bias: bias === "bias",
     residual: res === "res",
-    tile: { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 },
+    tile,
   };
 }
 
@@ -70,13 +73,7 @@ function conv2dSource(dtype: DType, key: string): string {
   const { tm, tn, bk } = v.tile;
   const bm = 16 * tm, bm4 = bm / 4, bn = 16 * tn, bn4 = bn / 4;
   const O = v.vecOut ? "T4" : "T";
-  let binding = 3;
-  const decls: string[] = [];
-  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> biasv: array<T>;`);
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> res: array<${O}>;`);
-  }
-  decls.push(`@group(0) @binding(${binding}) var<storage, read_write> dst: array<${O}>;`);
+  const decls = epilogueBindingsWgsl(v, O, "T");
   const loadA = kMajorLoaderWgsl({
     name: "A",
     buf: "wt",
@@ -195,7 +192,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<${v.pointwise ? "T4" : "T"}>;
 @group(0) @binding(2) var<storage, read> wt: array<${v.vecA ? "T4" : "T"}>;
-${decls.join("\n")}
+${decls}
 var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
 var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
 var<private> m0: u32;

@@ -217,14 +217,47 @@ function variantKey(v: MatmulVariant): string {
     v.activation,
     v.bias ? "bias" : "nobias",
     v.residual ? "res" : "nores",
-    `m${v.tile.tm}n${v.tile.tn}k${v.tile.bk}`,
+    gemmTileKey(v.tile),
   ].join("-");
 }
 
+/** The tile part (`m8n8k16`) of a GEMM-family variant key. */
+export function gemmTileKey(tile: GemmTile): string {
+  return `m${tile.tm}n${tile.tn}k${tile.bk}`;
+}
+
+/** Parses {@link gemmTileKey}'s output; null when malformed. */
+export function parseGemmTileKey(key: string | undefined): GemmTile | null {
+  const m = /^m(4|8)n(4|8)k(16|32)$/.exec(key ?? "");
+  if (!m) return null;
+  return { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 };
+}
+
+/**
+ * The storage declarations after the operands: optional bias and residual, then the output,
+ * from binding 3 on (bindings 1 and 2 are the GEMM operands), with element type `elem`.
+ */
+export function epilogueBindingsWgsl(
+  v: { bias: boolean; residual: boolean },
+  elem: string,
+  biasElem = elem,
+): string {
+  let binding = 3;
+  const decls: string[] = [];
+  if (v.bias) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> biasv: array<${biasElem}>;`);
+  }
+  if (v.residual) {
+    decls.push(`@group(0) @binding(${binding++}) var<storage, read> res: array<${elem}>;`);
+  }
+  decls.push(`@group(0) @binding(${binding}) var<storage, read_write> dst: array<${elem}>;`);
+  return decls.join("\n");
+}
+
 function parseVariant(key: string): MatmulVariant {
-  const [vec, tb, activation, bias, res, tile] = key.split("-");
-  const m = /^m(\d+)n(\d+)k(\d+)$/.exec(tile ?? "");
-  if (!m || !ACTIVATIONS.includes(activation as Activation)) {
+  const [vec, tb, activation, bias, res, tileKey] = key.split("-");
+  const tile = parseGemmTileKey(tileKey);
+  if (!tile || !ACTIVATIONS.includes(activation as Activation)) {
     throw new Error(`matmul: bad kernel variant "${key}"`);
   }
   return {
@@ -233,7 +266,7 @@ function parseVariant(key: string): MatmulVariant {
     activation: activation as Activation,
     bias: bias === "bias",
     residual: res === "res",
-    tile: { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 },
+    tile,
   };
 }
 
@@ -244,13 +277,7 @@ function matmulSource(dtype: DType, key: string): string {
   const S = v.vec ? "T4" : "T";
   const V = v.vec ? "vec4<f32>" : "f32";
   const zero = v.vec ? "vec4<f32>(0.0)" : "0.0";
-  let binding = 3;
-  const decls: string[] = [];
-  if (v.bias) decls.push(`@group(0) @binding(${binding++}) var<storage, read> biasv: array<${S}>;`);
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> res: array<${S}>;`);
-  }
-  decls.push(`@group(0) @binding(${binding}) var<storage, read_write> dst: array<${S}>;`);
+  const decls = epilogueBindingsWgsl(v, S);
 
   const loadA = kMajorLoaderWgsl({
     name: "A",
@@ -330,7 +357,7 @@ struct Params { M: u32, N: u32, K: u32, tilesM: u32, groups: u32, strideB: u32, 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${S}>;
 @group(0) @binding(2) var<storage, read> bm: array<${S}>;
-${decls.join("\n")}
+${decls}
 var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
 var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
 var<private> m0: u32;
