@@ -5,7 +5,7 @@
 
 import type { KernelCase } from "../../bench/case.ts";
 import type { DType } from "../../engine/gpu/tensor.ts";
-import { pad2d, upsampleNearest2x } from "../../kernels/resample.ts";
+import { pad2d, resizeNearest, upsampleNearest2x } from "../../kernels/resample.ts";
 import { randomArray } from "../assert.ts";
 
 function upCase(
@@ -53,6 +53,39 @@ function padCase(
   };
 }
 
+/** resize_nearest to a non-2x size (UNet upsampler when a latent side is not a multiple of 8). */
+function resizeCase(
+  shape: number[],
+  to: [number, number],
+  dtype: DType,
+  scale: KernelCase["scale"],
+  note: string,
+): KernelCase {
+  const [n, c, h, w] = shape;
+  const size = n * c * h * w;
+  return {
+    op: "resize_nearest",
+    shape: [...shape, ...to],
+    dtype,
+    scale,
+    note,
+    bytes: (size + n * c * to[0] * to[1]) * (dtype === "f16" ? 2 : 4),
+    setup(gpu) {
+      const x = gpu.upload(randomArray(size, 115), shape, dtype);
+      return {
+        run: () => resizeNearest(gpu, x, to[0], to[1]).release(),
+        dispose: () => x.release(),
+      };
+    },
+  };
+}
+
+/** resize_nearest cases; shape = [N, C, H, W, outH, outW]. */
+export const resizeCases: KernelCase[] = [
+  resizeCase([2, 3, 3, 3], [5, 6], "f32", "test", "odd target"),
+  resizeCase([32, 640, 12, 12], [23, 23], "f16", "full", "up block 1, 46x46 latent"),
+];
+
 /** pad2d cases. */
 export const padCases: KernelCase[] = [
   padCase([2, 3, 5, 7], "f32", "test", "odd"),
@@ -71,4 +104,5 @@ export const cases: KernelCase[] = [
   upCase([32, 640, 32, 32], "f16", "full", "up block 2"),
   upCase([1, 512, 256, 256], "f32", "full", "VAE decoder up 2"),
   ...padCases,
+  ...resizeCases,
 ];
