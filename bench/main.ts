@@ -8,6 +8,7 @@
 import { Gpu } from "../engine/gpu/device.ts";
 import { timeGpu } from "../engine/gpu/timing.ts";
 import type { KernelCase } from "./case.ts";
+import { gemmPath, setGemmPathOverride } from "../kernels/gemm_direct.ts";
 import { type BenchOptions, parseBenchArgs, pickScales, selectCases, USAGE } from "./options.ts";
 import { allCases } from "./registry.ts";
 import { type BenchResult, formatRow, headerRow, rates } from "./report.ts";
@@ -82,32 +83,38 @@ export async function runBench(
   const selected = selectCases(cases, scales, options.ops);
   const adapter = gpu.info.name;
   print(`adapter: ${adapter}${gpu.info.isFallback ? " (software)" : ""}; ${label}`);
-  print(
-    `f16: ${gpu.hasF16 ? "yes" : "no"}; timing: ${
-      gpu.hasTimestamps ? "timestamp-query" : "wall-clock"
-    }; ${selected.length} cases`,
-  );
-  print(headerRow());
-  const results: BenchResult[] = [];
-  for (const c of selected) {
-    const base = { op: c.op, shape: c.shape, dtype: c.dtype, adapter };
-    if (c.dtype === "f16" && !gpu.hasF16) {
-      print(formatRow({ ...base, ms: null, gflops: null, gbps: null }, "skipped: no shader-f16"));
-      continue;
+  setGemmPathOverride(options.gemmPath ?? null);
+  try {
+    const path = gemmPath(gpu.info);
+    print(
+      `f16: ${gpu.hasF16 ? "yes" : "no"}; timing: ${
+        gpu.hasTimestamps ? "timestamp-query" : "wall-clock"
+      }; GEMM path: ${path}${options.gemmPath ? " (--gemm-path)" : ""}; ${selected.length} cases`,
+    );
+    print(headerRow());
+    const results: BenchResult[] = [];
+    for (const c of selected) {
+      const base = { op: c.op, shape: c.shape, dtype: c.dtype, adapter };
+      if (c.dtype === "f16" && !gpu.hasF16) {
+        print(formatRow({ ...base, ms: null, gflops: null, gbps: null }, "skipped: no shader-f16"));
+        continue;
+      }
+      try {
+        const { ms, method } = await timeCase(gpu, c);
+        const r: BenchResult = { ...base, ms, ...rates(ms, c) };
+        results.push(r);
+        const note = [c.note, method === "wall-clock" && gpu.hasTimestamps ? "(wall clock)" : ""];
+        print(formatRow(r, note.filter(Boolean).join(" ")));
+      } catch (e) {
+        const msg = (e as Error).message.split("\n")[0];
+        print(formatRow({ ...base, ms: null, gflops: null, gbps: null }, `skipped: ${msg}`));
+        gpu.pool.trim();
+      }
     }
-    try {
-      const { ms, method } = await timeCase(gpu, c);
-      const r: BenchResult = { ...base, ms, ...rates(ms, c) };
-      results.push(r);
-      const note = [c.note, method === "wall-clock" && gpu.hasTimestamps ? "(wall clock)" : ""];
-      print(formatRow(r, note.filter(Boolean).join(" ")));
-    } catch (e) {
-      const msg = (e as Error).message.split("\n")[0];
-      print(formatRow({ ...base, ms: null, gflops: null, gbps: null }, `skipped: ${msg}`));
-      gpu.pool.trim();
-    }
+    return results;
+  } finally {
+    setGemmPathOverride(null);
   }
-  return results;
 }
 
 async function main(): Promise<number> {

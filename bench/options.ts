@@ -3,6 +3,7 @@
  * @module
  */
 
+import type { GemmPath } from "../kernels/gemm_direct.ts";
 import type { KernelCase } from "./case.ts";
 
 /** A case scale. */
@@ -16,13 +17,15 @@ export interface BenchOptions {
   scale?: Scale;
   /** Only these ops (from `--op a,b` or repeated `--op`). */
   ops: string[];
+  /** Force the GEMM path of matmul / linear / conv2d (default: chosen by adapter). */
+  gemmPath?: GemmPath;
   /** Show usage and exit. */
   help: boolean;
 }
 
 /** Usage text. */
-export const USAGE =
-  "usage: deno task bench [--json FILE] [--scale test|reduced|full] [--op NAME[,NAME]]";
+export const USAGE = "usage: deno task bench [--json FILE] [--scale test|reduced|full] " +
+  "[--op NAME[,NAME]] [--gemm-path tiled|direct]";
 
 const SCALES: readonly Scale[] = ["test", "reduced", "full"];
 
@@ -57,6 +60,12 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions {
         throw new Error(`bench: --scale must be test, reduced or full, got "${s}"`);
       }
       out.scale = s as Scale;
+    } else if (flag === "--gemm-path") {
+      const p = value();
+      if (p !== "tiled" && p !== "direct") {
+        throw new Error(`bench: --gemm-path must be tiled or direct, got "${p}"`);
+      }
+      out.gemmPath = p;
     } else throw new Error(`bench: unknown argument "${arg}". ${USAGE}`);
   }
   return out;

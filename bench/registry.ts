@@ -10,6 +10,7 @@ import { cases as conv2d } from "../tests/kernels/conv2d_cases.ts";
 import { cases as elementwise } from "../tests/kernels/elementwise_cases.ts";
 import { cases as embedding } from "../tests/kernels/embedding_cases.ts";
 import { cases as groupNorm } from "../tests/kernels/group_norm_cases.ts";
+import { cases as im2col } from "../tests/kernels/im2col_cases.ts";
 import { cases as layerNorm } from "../tests/kernels/layer_norm_cases.ts";
 import { cases as layout } from "../tests/kernels/layout_cases.ts";
 import { cases as matmul } from "../tests/kernels/matmul_cases.ts";
@@ -20,6 +21,7 @@ import { cases as softmax } from "../tests/kernels/softmax_cases.ts";
 export const caseTables: Readonly<Record<string, readonly KernelCase[]>> = {
   matmul,
   conv2d,
+  im2col,
   attention,
   group_norm: groupNorm,
   layer_norm: layerNorm,

@@ -10,17 +10,21 @@
  * "gen" gathers element by element and steps (c, ky, kx) incrementally (no divisions in the K
  * loop). The weight is loaded as vec4 when K % 4 == 0; the output is written as vec4 when
  * Ho*Wo % 4 == 0. Bias and residual (ResNet skip) are fused into the epilogue.
+ *
+ * Software adapters (see kernels/gemm_direct.ts) take the direct path when C*kh*kw % 4 == 0:
+ * 1x1 convolutions multiply the weight by each image as is; the rest build the im2col matrix
+ * in chunks (kernels/im2col.ts) and multiply it by the weight, with the same fused epilogue.
  * @module
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
 import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import { checkDTypes, epilogueBindingsWgsl, gemmGrid } from "./gemm_common.ts";
+import { launchDirectGemm } from "./gemm_direct.ts";
+import { convOutSize, im2col } from "./im2col.ts";
 import {
-  checkDTypes,
-  epilogueBindingsWgsl,
   GEMM_THREADS,
-  gemmGrid,
   gemmMainLoopWgsl,
   gemmSlots,
   type GemmTile,
@@ -28,7 +32,10 @@ import {
   kMajorLoaderWgsl,
   parseGemmTileKey,
   pickGemmTile,
+  usesDirectGemm,
 } from "./matmul.ts";
+
+export { convOutSize } from "./im2col.ts";
 
 /** Compile-time options of the conv2d kernel, encoded in its variant string. */
 interface ConvVariant {
@@ -235,11 +242,6 @@ export interface Conv2dOptions {
   residual?: Tensor;
 }
 
-/** Output size of a convolution along one axis. */
-export function convOutSize(size: number, kernel: number, stride: number, padding: number): number {
-  return Math.floor((size + 2 * padding - kernel) / stride) + 1;
-}
-
 /**
  * 2-D convolution, NCHW: x [N, C, H, W], weight [Cout, C, kh, kw] -> new tensor
  * [N, Cout, Ho, Wo] with `Ho = floor((H + 2 pad - kh) / stride) + 1`. Any small kernel size
@@ -298,6 +300,12 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
   const HoWo = Ho * Wo, P = N * HoWo, K = C * kh * kw;
   if (P === 0 || Cout === 0) return out;
   if (K === 0) throw new Error(`conv2d: expected C > 0, got x ${fmtShape(x.shape)}`);
+  if (usesDirectGemm(gpu) && K % 4 === 0) {
+    const direct = { x, weight, out, bias: options.bias, residual: res, dtype };
+    if (conv1x1Direct(gpu, direct, { stride, padding, HoWo })) return out;
+    convIm2colDirect(gpu, direct, { kh, kw, stride, padding, HoWo });
+    return out;
+  }
   const tile = pickGemmTile(gpu, Cout, P);
   const variant: ConvVariant = {
     pointwise: kh === 1 && kw === 1 && stride === 1 && padding === 0 && HoWo % 4 === 0,
@@ -324,4 +332,107 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
     groups: gemmGrid("conv2d", ceilDiv(P, 16 * tile.tn), groups),
   });
   return out;
+}
+
+/** Most bytes of im2col patch matrix the software-adapter path builds at once. */
+const IM2COL_CHUNK_BYTES = 64 * 2 ** 20;
+let chunkBytesOverride: number | null = null;
+
+/**
+ * Sets the most bytes of patch matrix that the direct (software adapter) path of conv2d builds
+ * at once (tests use a tiny value to cover the chunking); `null` restores 64 MiB.
+ */
+export function setIm2colChunkOverride(bytes: number | null): void {
+  chunkBytesOverride = bytes;
+}
+
+/** Tensors of one conv2d on the direct path. */
+interface DirectConv {
+  x: Tensor;
+  weight: Tensor;
+  out: Tensor;
+  bias?: Tensor;
+  residual?: Tensor;
+  dtype: DType;
+}
+
+/**
+ * 1x1 / stride 1 / no padding with HoWo % 4 == 0 on the direct path: per image,
+ * `out[img] = weight [Cout, C] @ x[img] [C, HoWo]` with no patch matrix. False when not such a
+ * convolution.
+ */
+function conv1x1Direct(
+  gpu: Gpu,
+  c: DirectConv,
+  g: { stride: number; padding: number; HoWo: number },
+): boolean {
+  const [N, C, ,] = c.x.shape;
+  const [Cout, , kh, kw] = c.weight.shape;
+  if (kh !== 1 || kw !== 1 || g.stride !== 1 || g.padding !== 0 || g.HoWo % 4 !== 0) return false;
+  launchDirectGemm(gpu, {
+    op: "conv2d",
+    dtype: c.dtype,
+    a: c.weight,
+    b: c.x,
+    M: Cout,
+    N: g.HoWo,
+    K: C,
+    batch: N,
+    strideA: 0,
+    strideB: C * g.HoWo,
+    transB: false,
+    out: c.out,
+    bias: c.bias,
+    residual: c.residual,
+    conv: { HoWo: g.HoWo, j0: 0, cols: g.HoWo },
+  });
+  return true;
+}
+
+/**
+ * Any other convolution on the direct path: the patch matrix in chunks of columns (at most
+ * {@link IM2COL_CHUNK_BYTES}), each multiplied by the weight [Cout, C * kh * kw] straight into
+ * its output pixels.
+ */
+function convIm2colDirect(
+  gpu: Gpu,
+  c: DirectConv,
+  g: { kh: number; kw: number; stride: number; padding: number; HoWo: number },
+): void {
+  const [N, C] = c.x.shape;
+  const Cout = c.weight.shape[0];
+  const K = C * g.kh * g.kw, P = N * g.HoWo;
+  const bytesPerColumn = K * (c.dtype === "f16" ? 2 : 4);
+  const budget = chunkBytesOverride ?? IM2COL_CHUNK_BYTES;
+  const maxCols = Math.min(budget, gpu.info.maxStorageBufferBindingSize) /
+    bytesPerColumn;
+  const chunk = Math.max(4, Math.min(Math.ceil(P / 4) * 4, Math.floor(maxCols / 4) * 4));
+  for (let j0 = 0; j0 < P; j0 += chunk) {
+    const col = im2col(gpu, c.x, {
+      kh: g.kh,
+      kw: g.kw,
+      stride: g.stride,
+      padding: g.padding,
+      j0,
+      cols: chunk,
+    });
+    launchDirectGemm(gpu, {
+      op: "conv2d",
+      dtype: c.dtype,
+      a: c.weight,
+      b: col,
+      M: Cout,
+      N: chunk,
+      K,
+      batch: 1,
+      strideA: 0,
+      strideB: 0,
+      transB: false,
+      out: c.out,
+      bias: c.bias,
+      residual: c.residual,
+      conv: { HoWo: g.HoWo, j0, cols: Math.min(chunk, P - j0) },
+    });
+    col.release();
+  }
 }

@@ -13,19 +13,20 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
-import {
-  ceilDiv,
-  defineKernel,
-  MAX_GROUPS_PER_DIM,
-  Params,
-  wgslDType,
-} from "../engine/gpu/kernel.ts";
+import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import {
+  type Activation,
+  ACTIVATIONS,
+  activationWgsl,
+  checkDTypes,
+  epilogueBindingsWgsl,
+  gemmGrid,
+  sameShape,
+} from "./gemm_common.ts";
+import { gemmPath, launchDirectGemm } from "./gemm_direct.ts";
 
-/** Epilogue activation: gelu = erf GELU; quick_gelu = x * sigmoid(1.702 x) (CLIP). */
-export type Activation = "none" | "silu" | "gelu" | "quick_gelu";
-
-const ACTIVATIONS: readonly Activation[] = ["none", "silu", "gelu", "quick_gelu"];
+export type { Activation } from "./gemm_common.ts";
 
 /** Threads per GEMM workgroup (16 x 16). */
 export const GEMM_THREADS = 256;
@@ -42,18 +43,27 @@ export interface GemmTile {
 let tileOverride: GemmTile | null = null;
 
 /**
- * Forces one GEMM tile for every matmul / linear / conv2d launch (tests cover every tile and the
- * bench compares them); `null` restores the per-adapter choice of {@link pickGemmTile}.
+ * Forces the tiled GEMM path with one tile for every matmul / linear / conv2d launch (tests cover
+ * every tile and the bench compares them); `null` restores the per-adapter choice of
+ * {@link usesDirectGemm} and {@link pickGemmTile}.
  */
 export function setGemmTileOverride(tile: GemmTile | null): void {
   tileOverride = tile;
 }
 
 /**
+ * True when GEMMs on this adapter take the direct path of kernels/gemm_direct.ts (software
+ * adapters; a forced tile always means the tiled path).
+ */
+export function usesDirectGemm(gpu: Gpu): boolean {
+  return tileOverride === null && gemmPath(gpu.info) === "direct";
+}
+
+/**
  * Picks the tile for a `rows x cols` GEMM output. Real GPUs take the 128 x 128 tile (8 x 8 per
  * thread) or 128 x 64 only when there are enough tiles to fill an H100-class GPU (~2 per SM),
- * else 64 x 64. The software rasterizer (lavapipe: workgroups run as CPU threads) always takes
- * 128 x 128, which needs the fewest workgroup-memory reads per FMA there.
+ * else 64 x 64. Software adapters, which use the direct path where K and N are divisible by 4,
+ * take 128 x 128 for the rest (fewest workgroup-memory reads per FMA there).
  */
 export function pickGemmTile(gpu: Gpu, rows: number, cols: number): GemmTile {
   if (tileOverride) return tileOverride;
@@ -180,26 +190,6 @@ fn store${name}(e: u32, v: f32) {
 }`;
 }
 
-/** WGSL `actV(x: vec4<f32>)` and `act1(x: f32)` for an epilogue activation. */
-export function activationWgsl(activation: Activation): string {
-  const body: Record<Activation, string> = {
-    none: "return x;",
-    silu: "return x / (1.0 + exp(-x));",
-    quick_gelu: "return x / (1.0 + exp(-1.702 * x));",
-    // erf GELU; erf from the Numerical Recipes erfc fit (fractional error < 1.2e-7).
-    gelu: `let s = x * 0.7071067811865476;
-  let z = abs(s);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let c = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
-  return 0.5 * x * (1.0 + sign(s) * (1.0 - c));`,
-  };
-  return ["vec4<f32>", "f32"].map((ty) =>
-    `fn ${ty === "f32" ? "act1" : "actV"}(x: ${ty}) -> ${ty} {\n  ${body[activation]}\n}`
-  ).join("\n");
-}
-
 /** Compile-time options of the matmul kernel, encoded in its variant string. */
 interface MatmulVariant {
   vec: boolean;
@@ -231,27 +221,6 @@ export function parseGemmTileKey(key: string | undefined): GemmTile | null {
   const m = /^m(4|8)n(4|8)k(16|32)$/.exec(key ?? "");
   if (!m) return null;
   return { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 };
-}
-
-/**
- * The storage declarations after the operands: optional bias and residual, then the output,
- * from binding 3 on (bindings 1 and 2 are the GEMM operands), with element type `elem`.
- */
-export function epilogueBindingsWgsl(
-  v: { bias: boolean; residual: boolean },
-  elem: string,
-  biasElem = elem,
-): string {
-  let binding = 3;
-  const decls: string[] = [];
-  if (v.bias) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> biasv: array<${biasElem}>;`);
-  }
-  if (v.residual) {
-    decls.push(`@group(0) @binding(${binding++}) var<storage, read> res: array<${elem}>;`);
-  }
-  decls.push(`@group(0) @binding(${binding}) var<storage, read_write> dst: array<${elem}>;`);
-  return decls.join("\n");
 }
 
 function parseVariant(key: string): MatmulVariant {
@@ -390,43 +359,6 @@ ${emits.join("\n")}
 
 const matmulKernel = defineKernel("matmul", ({ dtype, variant }) => matmulSource(dtype, variant));
 
-/**
- * Grid for `colTiles` x `rest` workgroups, folding `rest` over y and z so no dimension exceeds
- * 65535. Shaders recover the linear id as `wid.y + wid.z * nwg.y` and skip ids >= rest.
- */
-export function gemmGrid(op: string, colTiles: number, rest: number): [number, number, number] {
-  if (colTiles > MAX_GROUPS_PER_DIM) {
-    throw new Error(`${op}: expected at most ${MAX_GROUPS_PER_DIM} column tiles, got ${colTiles}`);
-  }
-  const z = ceilDiv(rest, MAX_GROUPS_PER_DIM);
-  return [colTiles, ceilDiv(rest, z), z];
-}
-
-/** Checks that every tensor has `dtype` and that f16 is supported; names the op. */
-export function checkDTypes(
-  gpu: Gpu,
-  op: string,
-  tensors: Record<string, Tensor | undefined>,
-): DType {
-  const entries = Object.entries(tensors).filter((e): e is [string, Tensor] => e[1] !== undefined);
-  const dtype = entries[0][1].dtype;
-  for (const [name, t] of entries) {
-    if (t.dtype !== dtype) {
-      throw new Error(
-        `${op}: expected ${name} to be ${dtype} like ${entries[0][0]}, got ${t.dtype}`,
-      );
-    }
-  }
-  if (dtype === "f16" && !gpu.hasF16) {
-    throw new Error(`${op}: f16 tensors need the shader-f16 feature, which this adapter lacks`);
-  }
-  return dtype;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 /** Everything the GEMM launcher needs, after shape checks. */
 interface GemmCall {
   op: string;
@@ -468,6 +400,27 @@ function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
   // A shared B lets the batch fold into M (fuller tiles for short sequences such as M = 77).
   const M = c.batchedB ? c.M : c.M * c.batch;
   const batch = c.batchedB ? c.batch : 1;
+  if (usesDirectGemm(gpu) && c.K % 4 === 0 && c.N % 4 === 0) {
+    launchDirectGemm(gpu, {
+      op: c.op,
+      dtype,
+      a: c.a,
+      b: c.b,
+      M,
+      N: c.N,
+      K: c.K,
+      batch,
+      strideA: M * c.K,
+      strideB: c.batchedB ? c.K * c.N : 0,
+      transB: c.transB,
+      out,
+      bias: c.bias,
+      residual: c.residual,
+      activation: c.activation,
+      alpha: c.alpha,
+    });
+    return out;
+  }
   const tile = pickGemmTile(gpu, M * batch, c.N);
   const variant: MatmulVariant = {
     vec: c.K % 4 === 0 && c.N % 4 === 0,

@@ -44,3 +44,21 @@ export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void> | void): v
     },
   });
 }
+
+/**
+ * Runs `fn` and returns how many dispatches it recorded per `kernel:variant` (only those that
+ * ran), so a test can check which kernel path was taken.
+ */
+export async function countDispatches(
+  gpu: Gpu,
+  fn: () => Promise<void> | void,
+): Promise<Map<string, number>> {
+  const before = gpu.dispatchCounts();
+  await fn();
+  const ran = new Map<string, number>();
+  for (const [key, n] of gpu.dispatchCounts()) {
+    const d = n - (before.get(key) ?? 0);
+    if (d > 0) ran.set(key, d);
+  }
+  return ran;
+}

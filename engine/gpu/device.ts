@@ -147,6 +147,7 @@ export class Gpu {
    */
   readonly recorder: Recorder;
   #lost: string | null = null;
+  readonly #dispatches = new Map<string, number>();
   #errors: string[] = [];
   #destroyed = false;
 
@@ -373,6 +374,16 @@ export class Gpu {
       return b;
     });
     this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
+    const key = `${kernel.name}:${variant}`;
+    this.#dispatches.set(key, (this.#dispatches.get(key) ?? 0) + 1);
+  }
+
+  /**
+   * Dispatches recorded so far per `kernel:variant` (tests check which kernel path ran).
+   * @ignore
+   */
+  dispatchCounts(): Map<string, number> {
+    return new Map(this.#dispatches);
   }
 
   /**

@@ -28,6 +28,11 @@ export class PipelineCache {
     return this.#pipelines.size;
   }
 
+  /** Keys (`kernel:dtype:variant`) of the compiled pipelines, oldest first. */
+  get keys(): string[] {
+    return [...this.#pipelines.keys()];
+  }
+
   /** The cache key of a kernel variant. */
   static key(kernel: KernelDef, o: KernelOptions): string {
     return `${kernel.name}:${o.dtype}:${o.variant}`;

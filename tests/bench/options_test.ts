@@ -17,6 +17,11 @@ Deno.test("bench options: flags, = form, op lists and errors", async () => {
   );
   await assertRejects(() => parseBenchArgs(["--json"]), /--json needs a value/);
   await assertRejects(() => parseBenchArgs(["--fast"]), /unknown argument "--fast"/);
+  assertEquals(parseBenchArgs(["--gemm-path=tiled"]).gemmPath, "tiled");
+  await assertRejects(
+    () => parseBenchArgs(["--gemm-path", "fast"]),
+    /--gemm-path must be tiled or direct, got "fast"/,
+  );
 });
 
 Deno.test("bench scales: software adapter -> test + reduced, GPU -> reduced + full", () => {

@@ -1,11 +1,12 @@
 import type { Gpu } from "../../engine/gpu/device.ts";
 import { roundToF16 } from "../../engine/gpu/half.ts";
 import type { DType } from "../../engine/gpu/tensor.ts";
-import { conv2d } from "../../kernels/conv2d.ts";
+import { conv2d, setIm2colChunkOverride } from "../../kernels/conv2d.ts";
+import { setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { conv2dCpu } from "../../kernels/conv2d_cpu.ts";
 import { type GemmTile, setGemmTileOverride } from "../../kernels/matmul.ts";
 import { assert, assertClose, assertRejects, randomArray } from "../assert.ts";
-import { gpuTest } from "../gpu.ts";
+import { countDispatches, gpuTest } from "../gpu.ts";
 import { conv2dGeometry, conv2dInputs, type Conv2dSpec, conv2dSpecs } from "./conv2d_cases.ts";
 
 // Tolerances: f32 |err| <= 1e-4 + 1e-4 |ref| (K = C*k*k <= 2880, weights ~1/sqrt(K));
@@ -51,12 +52,13 @@ for (const spec of conv2dSpecs) {
   }
 }
 
-gpuTest("conv2d: the other tile shapes, 3x3 / 1x1 / stride 2 / odd sizes (f32)", async (gpu) => {
-  // The non-default tiles (the adapter's own tile runs in every case above).
+gpuTest("conv2d: every tiled-path tile, 3x3 / 1x1 / stride 2 / odd sizes (f32)", async (gpu) => {
+  // Software adapters run the direct path in the cases above; GPUs the tile of pickGemmTile.
   const tiles: GemmTile[] = [
     { tm: 4, tn: 4, bk: 16 },
     { tm: 8, tn: 4, bk: 32 },
     { tm: 4, tn: 8, bk: 16 },
+    { tm: 8, tn: 8, bk: 16 },
   ];
   const specs: Conv2dSpec[] = [
     { shape: [2, 7, 9, 11, 70, 3], scale: "test", note: "", bias: true, residual: true },
@@ -65,13 +67,63 @@ gpuTest("conv2d: the other tile shapes, 3x3 / 1x1 / stride 2 / odd sizes (f32)",
     { shape: [1, 2, 9, 9, 3, 5], scale: "test", note: "5x5 kernel" },
   ];
   try {
-    // Each tile runs two of the specs; every spec meets at least one of them.
+    // Each tile runs two of the specs; every spec meets two tiles.
     for (const [i, tile] of tiles.entries()) {
       setGemmTileOverride(tile);
       for (const spec of [specs[i], specs[(i + 3) % 4]]) await checkSpec(gpu, spec, "f32");
     }
   } finally {
     setGemmTileOverride(null);
+  }
+});
+
+gpuTest("conv2d: direct path (software adapters), im2col in chunks, f32 and f16", async (gpu) => {
+  const specs: Conv2dSpec[] = [
+    // 3x3 with bias + residual; HoWo % 4 != 0 (scalar stores) and odd Cout.
+    { shape: [2, 8, 9, 11, 13, 3], scale: "test", note: "", bias: true, residual: true },
+    // 1x1 straight from x (no patch matrix), several images.
+    { shape: [3, 12, 6, 6, 20, 1], scale: "test", note: "", bias: true, residual: true },
+    // stride 2 downsample, vec4 stores.
+    { shape: [1, 4, 16, 8, 9, 3, 2], scale: "test", note: "", bias: true },
+    // 5x5 kernel; 1x1 with odd HoWo (patch matrix); C * k * k % 4 != 0 (tiled fallback).
+    { shape: [1, 4, 9, 9, 3, 5], scale: "test", note: "" },
+    { shape: [2, 8, 5, 5, 6, 1], scale: "test", note: "", bias: true },
+    { shape: [1, 3, 6, 6, 5, 3], scale: "test", note: "", bias: true },
+  ];
+  try {
+    setGemmPathOverride("direct");
+    // 2 KiB of patch matrix at once: several chunks per convolution, some ending mid-image.
+    setIm2colChunkOverride(2048);
+    // Dispatches per kernel name, per spec (f32 + f16 runs together).
+    const ran: Map<string, number>[] = [];
+    for (const spec of specs) {
+      const counts = await countDispatches(gpu, async () => {
+        for (const dtype of ["f32", "f16"] as const) {
+          if (dtype === "f16" && !gpu.hasF16) continue;
+          await checkSpec(gpu, spec, dtype);
+        }
+      });
+      const byKernel = new Map<string, number>();
+      for (const [key, n] of counts) {
+        const kernel = key.split(":")[0];
+        byKernel.set(kernel, (byKernel.get(kernel) ?? 0) + n);
+      }
+      ran.push(byKernel);
+    }
+    const n = (i: number, kernel: string) => ran[i].get(kernel) ?? 0;
+    const runs = gpu.hasF16 ? 2 : 1;
+    const show = (i: number) => `spec ${i}: ${JSON.stringify([...ran[i]])}`;
+    // Patch matrix in several chunks + direct GEMM, never the implicit-GEMM kernel.
+    for (const i of [0, 2, 3]) {
+      assert(n(i, "im2col") >= 2 * runs && n(i, "gemm_direct") === n(i, "im2col"), show(i));
+      assert(n(i, "conv2d") === 0, show(i));
+    }
+    assert(n(4, "im2col") === runs && n(4, "gemm_direct") === runs, show(4));
+    assert(n(1, "gemm_direct") === runs && n(1, "im2col") === 0 && n(1, "conv2d") === 0, show(1));
+    assert(n(5, "conv2d") === runs && n(5, "gemm_direct") === 0, show(5));
+  } finally {
+    setGemmPathOverride(null);
+    setIm2colChunkOverride(null);
   }
 });
 

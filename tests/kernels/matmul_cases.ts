@@ -6,7 +6,10 @@
 import type { KernelCase } from "../../bench/case.ts";
 import type { DType } from "../../engine/gpu/tensor.ts";
 import { type Activation, matmul } from "../../kernels/matmul.ts";
-import { randomArray } from "../assert.ts";
+import { assert, assertClose, randomArray } from "../assert.ts";
+import { matmulCpu } from "../../kernels/matmul_cpu.ts";
+import { roundToF16 } from "../../engine/gpu/half.ts";
+import type { Gpu } from "../../engine/gpu/device.ts";
 
 /** One matmul configuration of the table. */
 export interface MatmulSpec {
@@ -188,3 +191,46 @@ function toCase(spec: MatmulSpec, dtype: DType): KernelCase {
 
 /** Every spec in f32 and f16. */
 export const cases: KernelCase[] = matmulSpecs.flatMap((s) => [toCase(s, "f32"), toCase(s, "f16")]);
+
+// Tolerances: f32 |err| <= 1e-4 + 1e-4 |ref| (K <= 1280, O(1) values, f32 accumulation);
+// f16 vs the reference on f16-rounded inputs: |err| <= 1e-2 + 1e-2 |ref| (f16 output rounding
+// is 2^-11 relative; residual adds are rounded once more).
+const TOL = { f32: { atol: 1e-4, rtol: 1e-4 }, f16: { atol: 1e-2, rtol: 1e-2 } };
+
+function r(x: Float32Array | undefined, dtype: DType): Float32Array | undefined {
+  return x && dtype === "f16" ? roundToF16(x) : x;
+}
+
+/**
+ * Runs one spec through matmul on the GPU and checks it against the CPU reference with the
+ * tolerances of tests/kernels/matmul_test.ts.
+ */
+export async function checkMatmul(gpu: Gpu, spec: MatmulSpec, dtype: DType): Promise<void> {
+  const h = matmulInputs(spec);
+  const N = spec.shape[2];
+  const outShape = [...h.aShape.slice(0, -1), N];
+  const a = gpu.upload(h.a, h.aShape, dtype, "a");
+  const b = gpu.upload(h.b, h.bShape, dtype, "b");
+  const bias = h.bias && gpu.upload(h.bias, [N], dtype, "bias");
+  const residual = h.residual && gpu.upload(h.residual, outShape, dtype, "residual");
+  const out = matmul(gpu, a, b, {
+    transposeB: spec.transposeB,
+    bias,
+    residual,
+    activation: spec.activation,
+    alpha: spec.alpha,
+  });
+  assert(out.shape.join() === outShape.join(), `output shape ${out.shape} != ${outShape}`);
+  const got = await gpu.read(out);
+  const want = matmulCpu(r(h.a, dtype)!, r(h.b, dtype)!, {
+    aShape: h.aShape,
+    bShape: h.bShape,
+    transposeB: spec.transposeB,
+    bias: r(h.bias, dtype),
+    residual: r(h.residual, dtype),
+    activation: spec.activation,
+    alpha: spec.alpha,
+  });
+  assertClose(got, want, { ...TOL[dtype], msg: `matmul ${spec.shape} ${dtype}` });
+  for (const t of [a, b, bias, residual, out]) t?.release();
+}

@@ -1,72 +1,35 @@
-import type { Gpu } from "../../engine/gpu/device.ts";
-import { roundToF16 } from "../../engine/gpu/half.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
 import { type GemmTile, linear, matmul, setGemmTileOverride } from "../../kernels/matmul.ts";
 import { activate, erf, linearCpu, matmulCpu } from "../../kernels/matmul_cpu.ts";
 import { assert, assertClose, assertRejects, randomArray } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
-import { matmulInputs, type MatmulSpec, matmulSpecs } from "./matmul_cases.ts";
+import { checkMatmul, type MatmulSpec, matmulSpecs } from "./matmul_cases.ts";
 
-// Tolerances: f32 |err| <= 1e-4 + 1e-4 |ref| (K <= 1280, O(1) values, f32 accumulation);
-// f16 vs the reference on f16-rounded inputs: |err| <= 1e-2 + 1e-2 |ref| (f16 output rounding
-// is 2^-11 relative; residual adds are rounded once more).
-const TOL = { f32: { atol: 1e-4, rtol: 1e-4 }, f16: { atol: 1e-2, rtol: 1e-2 } };
 /** Cases checked against the CPU here (bigger ones only run in the bench). */
 const MAX_TEST_FLOPS = 5e8;
 
-/** The non-default tiles (the adapter's own tile runs in every case above). */
+/**
+ * Every tile of the tiled path. GPUs run pickGemmTile's choice in every case above; software
+ * adapters run the direct path there (kernels/gemm_direct.ts), so the tiles are forced here.
+ */
 const TILES: GemmTile[] = [
   { tm: 4, tn: 4, bk: 16 },
   { tm: 8, tn: 4, bk: 16 },
   { tm: 4, tn: 8, bk: 32 },
+  { tm: 4, tn: 8, bk: 16 },
+  { tm: 8, tn: 8, bk: 16 },
 ];
-
-function r(x: Float32Array | undefined, dtype: DType): Float32Array | undefined {
-  return x && dtype === "f16" ? roundToF16(x) : x;
-}
-
-async function checkSpec(gpu: Gpu, spec: MatmulSpec, dtype: DType): Promise<void> {
-  const h = matmulInputs(spec);
-  const N = spec.shape[2];
-  const outShape = [...h.aShape.slice(0, -1), N];
-  const a = gpu.upload(h.a, h.aShape, dtype, "a");
-  const b = gpu.upload(h.b, h.bShape, dtype, "b");
-  const bias = h.bias && gpu.upload(h.bias, [N], dtype, "bias");
-  const residual = h.residual && gpu.upload(h.residual, outShape, dtype, "residual");
-  const out = matmul(gpu, a, b, {
-    transposeB: spec.transposeB,
-    bias,
-    residual,
-    activation: spec.activation,
-    alpha: spec.alpha,
-  });
-  assert(out.shape.join() === outShape.join(), `output shape ${out.shape} != ${outShape}`);
-  const got = await gpu.read(out);
-  const want = matmulCpu(r(h.a, dtype)!, r(h.b, dtype)!, {
-    aShape: h.aShape,
-    bShape: h.bShape,
-    transposeB: spec.transposeB,
-    bias: r(h.bias, dtype),
-    residual: r(h.residual, dtype),
-    activation: spec.activation,
-    alpha: spec.alpha,
-  });
-  assertClose(got, want, { ...TOL[dtype], msg: `matmul ${spec.shape} ${dtype}` });
-  for (const t of [a, b, bias, residual, out]) t?.release();
-}
-
 for (const spec of matmulSpecs) {
   const [M, K, N] = spec.shape;
   if (spec.scale === "full" || 2 * (spec.batch ?? 1) * M * N * K > MAX_TEST_FLOPS) continue;
   for (const dtype of ["f32", "f16"] as const) {
     gpuTest(`matmul ${spec.note} [${spec.shape}] ${dtype} vs CPU`, async (gpu) => {
       if (dtype === "f16" && !gpu.hasF16) return;
-      await checkSpec(gpu, spec, dtype);
+      await checkMatmul(gpu, spec, dtype);
     });
   }
 }
 
-gpuTest("matmul: the other tile shapes on odd and vec4 sizes (f32)", async (gpu) => {
+gpuTest("matmul: every tiled-path tile on odd and vec4 sizes (f32)", async (gpu) => {
   const specs: MatmulSpec[] = [
     { shape: [131, 37, 133], scale: "test", note: "", bias: true, residual: true },
     { shape: [130, 36, 140], scale: "test", note: "", transposeB: true, activation: "gelu" },
@@ -78,7 +41,7 @@ gpuTest("matmul: the other tile shapes on odd and vec4 sizes (f32)", async (gpu)
     for (const [i, tile] of TILES.entries()) {
       setGemmTileOverride(tile);
       for (const spec of [specs[i % 4], specs[(i + 1) % 4], ...(i === 2 ? [specs[3]] : [])]) {
-        await checkSpec(gpu, spec, "f32");
+        await checkMatmul(gpu, spec, "f32");
       }
     }
   } finally {
@@ -89,7 +52,7 @@ gpuTest("matmul: the other tile shapes on odd and vec4 sizes (f32)", async (gpu)
 gpuTest("matmul: f16 through the 8x8 tile with K not a multiple of the K step", async (gpu) => {
   try {
     setGemmTileOverride({ tm: 8, tn: 8, bk: 32 });
-    await checkSpec(gpu, {
+    await checkMatmul(gpu, {
       shape: [140, 52, 136],
       scale: "test",
       note: "",
