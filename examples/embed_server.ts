@@ -1,8 +1,8 @@
 /**
  * Embeds Zoetrope's HTTP API in another Hono server: the outer app has its own routes and
  * middleware (here a request log and /api/hello) and mounts the animation service at the root
- * (web page at /, API at /v1/animations, health at /healthz). The web page and the result URLs
- * in API answers use absolute /v1 paths, so mount at "/" rather than under a prefix.
+ * (web page at /, API at /v1/animations, health at /healthz). Mounting under a prefix works too
+ * (`app.route("/zoetrope", zoetrope)`): the page, `Location` headers and result URLs follow it.
  *
  * ```sh
  * # models/ holds checkpoints/, motion_modules/ and loras/ (ComfyUI layout).

@@ -51,7 +51,7 @@ export function gemmPath(adapter: { isFallback: boolean }): GemmPath {
 /** Block of the direct GEMM: tm rows x cv vec4 columns per thread, wg threads per workgroup. */
 export interface DirectLayout {
   tm: 4 | 8 | 16 | 32;
-  /** 1 to 6. */
+  /** 1 to 5. */
   cv: number;
   wg: 16;
 }
@@ -77,7 +77,7 @@ const DIRECT_THREADS = 16;
 const MAX_ACCUMULATORS = { large: 160, small: 16 };
 /** Multiply-adds from which a GEMM counts as large (~3 ms on lavapipe). */
 const LARGE_GEMM_MACS = 2 ** 24;
-/** Cost of one per-lane vec4 load relative to one vec4 FMA on a CPU rasterizer (measured ~8). */
+/** Cost of a per-lane vec4 load in vec4 FMAs on a CPU rasterizer (fitted to lavapipe). */
 const LOAD_COST = 8;
 
 /**
@@ -146,7 +146,7 @@ function variantKey(v: DirectVariant): string {
 
 function parseVariant(key: string): DirectVariant {
   const [form, epi, activation, bias, res, layoutKey] = key.split("-");
-  const l = /^m(4|8|16|32)c([1-6])w(16)$/.exec(layoutKey ?? "");
+  const l = /^m(4|8|16|32)c([1-5])w(16)$/.exec(layoutKey ?? "");
   const epilogue = epi?.startsWith("conv") ? "conv" : epi === "mm" ? "mm" : null;
   if (
     !l || !epilogue || (form !== "bn" && form !== "bt") ||

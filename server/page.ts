@@ -1,5 +1,6 @@
 /**
- * The web page served at `/`: one HTML document with inline CSS and JavaScript (no build step).
+ * The web page served at the app's root (`/`, or the prefix it is mounted under): one HTML
+ * document with inline CSS and JavaScript (no build step); API paths are relative to it.
  * It fills its model, motion module and LoRA pickers from GET /v1/models, submits the form to
  * POST /v1/animations, follows /events (server-sent events read through fetch, so a bearer
  * token can be sent) with a live progress bar, and shows and offers the result for download.
@@ -34,6 +35,10 @@ const STAGES = { load: [0, 0.1], encode: [0.1, 0.12], denoise: [0.12, 0.92], dec
 let models = null;
 let currentJob = null;
 let resultUrl = null;
+// The app may be mounted under a prefix (app.route("/zoetrope", createApp(...))): the page is
+// its root, so API paths are relative to the page's own path (result URLs come with the prefix).
+const BASE = location.pathname.replace(/[/]+$/, "");
+const api = (path) => BASE + path;
 
 $("token").value = localStorage.getItem("zoetrope.token") || "";
 $("token").addEventListener("change", () => {
@@ -74,7 +79,7 @@ function fillSelect(select, entries, chosen) {
 }
 
 async function loadModels() {
-  const r = await fetch("/v1/models", { headers: headers(false) });
+  const r = await fetch(api("/v1/models"), { headers: headers(false) });
   if (!r.ok) {
     showError("Could not list models: " + (await errorText(r)).message);
     return;
@@ -190,7 +195,7 @@ async function finish(job) {
 async function follow(id) {
   let last = null;
   try {
-    const r = await fetch("/v1/animations/" + id + "/events", { headers: headers(false) });
+    const r = await fetch(api("/v1/animations/" + id + "/events"), { headers: headers(false) });
     if (!r.ok) throw new Error((await errorText(r)).message);
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -215,7 +220,7 @@ async function follow(id) {
   }
   // The stream ended early: poll until the job is final.
   while (currentJob === id) {
-    const r = await fetch("/v1/animations/" + id, { headers: headers(false) });
+    const r = await fetch(api("/v1/animations/" + id), { headers: headers(false) });
     if (!r.ok) { showError((await errorText(r)).message); return; }
     last = await r.json();
     setProgress(last);
@@ -229,7 +234,7 @@ $("form").addEventListener("submit", async (ev) => {
   showError("");
   document.querySelectorAll(".bad").forEach((el) => el.classList.remove("bad"));
   $("resultBox").classList.add("hidden");
-  const r = await fetch("/v1/animations", {
+  const r = await fetch(api("/v1/animations"), {
     method: "POST",
     headers: headers(true),
     body: JSON.stringify(requestBody()),
@@ -253,7 +258,7 @@ $("form").addEventListener("submit", async (ev) => {
 
 $("cancel").addEventListener("click", async () => {
   if (!currentJob) return;
-  const r = await fetch("/v1/animations/" + currentJob, { method: "DELETE", headers: headers(false) });
+  const r = await fetch(api("/v1/animations/" + currentJob), { method: "DELETE", headers: headers(false) });
   if (!r.ok && r.status !== 409) showError((await errorText(r)).message);
 });
 

@@ -9,7 +9,13 @@ import type { Context } from "npm:hono@^4.13.19";
 import type { PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
 import { inspectWeights } from "../weights/inspect.ts";
-import { type JobEvent, type JobQueue, type JobStatus, QueueFullError } from "./queue.ts";
+import {
+  type JobEvent,
+  type JobQueue,
+  type JobStatus,
+  type JobView,
+  QueueFullError,
+} from "./queue.ts";
 import {
   type AnimationRequest,
   REQUEST_DEFAULTS,
@@ -123,6 +129,22 @@ export async function readLimited(req: Request, max: number): Promise<string | n
   return new TextDecoder("utf-8", { fatal: true }).decode(all);
 }
 
+/** The path the app is mounted under ("" at the root), from a /v1 request's path. */
+function mountPrefix(c: Context): string {
+  const at = c.req.path.indexOf("/v1/");
+  return at > 0 ? c.req.path.slice(0, at) : "";
+}
+
+/**
+ * The job as this request's client sees it: when the app is mounted under a prefix
+ * (`outer.route("/zoetrope", app)`), the result URL carries that prefix.
+ */
+function forClient(c: Context, job: JobView): JobView {
+  const prefix = mountPrefix(c);
+  if (!prefix || !job.result) return job;
+  return { ...job, result: { ...job.result, url: prefix + job.result.url } };
+}
+
 function sseChunk(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
@@ -204,7 +226,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
     try {
       const job = ctx.queue.submit(req, options);
-      c.header("Location", `/v1/animations/${job.id}`);
+      c.header("Location", `${mountPrefix(c)}/v1/animations/${job.id}`);
       return c.json({ id: job.id, status: job.status }, 202);
     } catch (e) {
       if (e instanceof QueueFullError) {
@@ -221,7 +243,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     if (!job) {
       return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
     }
-    return c.json(job);
+    return c.json(forClient(c, job));
   });
 
   v1.get("/animations/:id/events", (c) => {
@@ -235,7 +257,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
       start(controller) {
         const send = (event: string, data: unknown) =>
           controller.enqueue(encoder.encode(sseChunk(event, data)));
-        send("status", first);
+        send("status", forClient(c, first));
         if (FINAL.includes(first.status)) {
           controller.close();
           return;
@@ -248,7 +270,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
           }
         }, ctx.keepAliveMs ?? 15_000);
         const unsubscribe = ctx.queue.subscribe(id, (e: JobEvent) => {
-          send(e.type, e.job);
+          send(e.type, forClient(c, e.job));
           if (e.type === "status" && FINAL.includes(e.job.status)) {
             cleanup();
             controller.close();
@@ -307,7 +329,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
     // canceled: done now; canceling: the worker stops it at the next step.
     const status = outcome === "canceled" ? 200 : 202;
-    return c.json(job ?? { id, status: "canceled" }, status);
+    return c.json(job ? forClient(c, job) : { id, status: "canceled" }, status);
   });
 
   return v1;

@@ -8,6 +8,8 @@
 
 import { assert, assertEquals } from "../assert.ts";
 import { hasAdapter, isCI } from "../gpu.ts";
+import { Hono } from "npm:hono@^4.13.19";
+import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/main.ts";
 import { makeModelsDir } from "../server/fake_pipeline.ts";
 
@@ -113,8 +115,89 @@ async function launchChromium(userDataDir: string) {
   throw new Error(`chromium did not start its DevTools endpoint:\n${log.slice(-2000)}`);
 }
 
+/**
+ * Loads the page at `pageUrl`, fills and submits the form as a user would, and checks the
+ * finished animation and its download.
+ */
+async function submitAndCheck(cdp: Cdp, pageUrl: string): Promise<void> {
+  await cdp.send("Page.navigate", { url: pageUrl });
+  const waitUntil = async <T>(expr: string, what: string, ms: number): Promise<T> => {
+    const t0 = Date.now();
+    for (;;) {
+      const v = await cdp.eval<T>(expr).catch(() => null);
+      if (v) return v;
+      if (Date.now() - t0 > ms) {
+        const state = await cdp.eval<string>(
+          `document.getElementById("status")?.textContent + " | " + document.getElementById("error")?.textContent`,
+        ).catch((e) => String(e));
+        throw new Error(`timed out waiting for ${what} (page: ${state})`);
+      }
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+  };
+  await waitUntil<boolean>(
+    `location.href === ${JSON.stringify(pageUrl)} && document.readyState === "complete"`,
+    `the page at ${pageUrl}`,
+    10_000,
+  );
+  // The pickers fill from GET /v1/models.
+  const options = await waitUntil<string[]>(
+    `(() => { const o = [...(document.getElementById("model")?.options ?? [])].map((x) => x.value);
+              return o.length ? o : null; })()`,
+    "the model picker",
+    10_000,
+  );
+  assertEquals(options, ["sd15", "tiny"]);
+  assertEquals(
+    await cdp.eval<string[]>(
+      `[...document.getElementById("motionModule").options].map((x) => x.value)`,
+    ),
+    ["mm_v2", "tiny_motion"],
+  );
+  // Fill the form as a user would: type the prompt, pick models, set numbers.
+  await cdp.eval(
+    `(() => { const p = document.getElementById("prompt"); p.value = ""; p.focus(); })()`,
+  );
+  await cdp.send("Input.insertText", { text: "a lighthouse in a storm, pixel art" });
+  await cdp.eval(`(() => {
+    const set = (id, v) => { const el = document.getElementById(id); el.value = v;
+      el.dispatchEvent(new Event("change", { bubbles: true })); };
+    set("model", "tiny"); set("motionModule", "tiny_motion");
+    set("frames", "4"); set("width", "64"); set("height", "64"); set("steps", "2");
+    set("seed", "5"); set("format", "gif");
+    return true;
+  })()`);
+  await cdp.eval(`document.getElementById("submit").click()`);
+  const done = await waitUntil<
+    { status: string; w: number; h: number; href: string; name: string; text: string }
+  >(
+    `(() => {
+      const img = document.getElementById("result"), st = document.getElementById("status");
+      if (st.dataset.status === "failed") return { status: "failed", text: document.getElementById("error").textContent };
+      if (!(img.complete && img.naturalWidth > 0 && st.dataset.status === "succeeded")) return null;
+      const a = document.getElementById("download");
+      return { status: st.dataset.status, w: img.naturalWidth, h: img.naturalHeight, href: a.href,
+               name: a.download, text: st.textContent, progress: document.getElementById("progress").value };
+    })()`,
+    "the finished animation",
+    40_000,
+  );
+  assertEquals(done.status, "succeeded", done.text);
+  assertEquals([done.w, done.h], [64, 64]);
+  assert(done.href.startsWith("blob:"), `download link ${done.href}`);
+  assert(/^zoetrope-[0-9a-f]{8}\.gif$/.test(done.name), `download name ${done.name}`);
+  assert(/seed 5 · 64x64 · 4 frames/.test(done.text), done.text);
+  assertEquals(await cdp.eval<number>(`document.getElementById("progress").value`), 1);
+  // The offered file is a GIF.
+  const head = await cdp.eval<number[]>(
+    `fetch(document.getElementById("download").href).then((r) => r.arrayBuffer())
+       .then((b) => [...new Uint8Array(b).slice(0, 6)])`,
+  );
+  assertEquals(String.fromCharCode(...head), "GIF89a");
+}
+
 Deno.test({
-  name: "web page: submit the form in headless Chromium and see the finished animation",
+  name: "web page: submit the form in headless Chromium (at / and mounted under a prefix)",
   ignore: !isCI && (!hasChromium || !hasAdapter),
   sanitizeOps: false,
   sanitizeResources: false,
@@ -124,6 +207,13 @@ Deno.test({
     const dir = await makeModelsDir();
     const profile = await Deno.makeTempDir({ prefix: "zoetrope_chromium_" });
     const server = await serve({ modelsDir: dir }, { port: 0, quiet: true });
+    const inner = createApp({ modelsDir: dir });
+    const outer = new Hono().route("/zoetrope", inner);
+    const mountedServer = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+      outer.fetch,
+    );
+    const mounted = { url: `http://127.0.0.1:${mountedServer.addr.port}` };
     let browser: Awaited<ReturnType<typeof launchChromium>> | null = null;
     let cdp: Cdp | null = null;
     try {
@@ -137,75 +227,9 @@ Deno.test({
       cdp = await Cdp.open(page.webSocketDebuggerUrl);
       await cdp.send("Runtime.enable");
       await cdp.send("Page.enable");
-      await cdp.send("Page.navigate", { url: `${server.url}/` });
-      const waitUntil = async <T>(expr: string, what: string, ms: number): Promise<T> => {
-        const t0 = Date.now();
-        for (;;) {
-          const v = await cdp!.eval<T>(expr).catch(() => null);
-          if (v) return v;
-          if (Date.now() - t0 > ms) {
-            const state = await cdp!.eval<string>(
-              `document.getElementById("status")?.textContent + " | " + document.getElementById("error")?.textContent`,
-            ).catch((e) => String(e));
-            throw new Error(`timed out waiting for ${what} (page: ${state})`);
-          }
-          await new Promise((ok) => setTimeout(ok, 50));
-        }
-      };
-      // The pickers fill from GET /v1/models.
-      const options = await waitUntil<string[]>(
-        `(() => { const o = [...(document.getElementById("model")?.options ?? [])].map((x) => x.value);
-                  return o.length ? o : null; })()`,
-        "the model picker",
-        10_000,
-      );
-      assertEquals(options, ["sd15", "tiny"]);
-      assertEquals(
-        await cdp.eval<string[]>(
-          `[...document.getElementById("motionModule").options].map((x) => x.value)`,
-        ),
-        ["mm_v2", "tiny_motion"],
-      );
-      // Fill the form as a user would: type the prompt, pick models, set numbers.
-      await cdp.eval(
-        `(() => { const p = document.getElementById("prompt"); p.value = ""; p.focus(); })()`,
-      );
-      await cdp.send("Input.insertText", { text: "a lighthouse in a storm, pixel art" });
-      await cdp.eval(`(() => {
-        const set = (id, v) => { const el = document.getElementById(id); el.value = v;
-          el.dispatchEvent(new Event("change", { bubbles: true })); };
-        set("model", "tiny"); set("motionModule", "tiny_motion");
-        set("frames", "4"); set("width", "64"); set("height", "64"); set("steps", "2");
-        set("seed", "5"); set("format", "gif");
-        return true;
-      })()`);
-      await cdp.eval(`document.getElementById("submit").click()`);
-      const done = await waitUntil<
-        { status: string; w: number; h: number; href: string; name: string; text: string }
-      >(
-        `(() => {
-          const img = document.getElementById("result"), st = document.getElementById("status");
-          if (st.dataset.status === "failed") return { status: "failed", text: document.getElementById("error").textContent };
-          if (!(img.complete && img.naturalWidth > 0 && st.dataset.status === "succeeded")) return null;
-          const a = document.getElementById("download");
-          return { status: st.dataset.status, w: img.naturalWidth, h: img.naturalHeight, href: a.href,
-                   name: a.download, text: st.textContent, progress: document.getElementById("progress").value };
-        })()`,
-        "the finished animation",
-        40_000,
-      );
-      assertEquals(done.status, "succeeded", done.text);
-      assertEquals([done.w, done.h], [64, 64]);
-      assert(done.href.startsWith("blob:"), `download link ${done.href}`);
-      assert(/^zoetrope-[0-9a-f]{8}\.gif$/.test(done.name), `download name ${done.name}`);
-      assert(/seed 5 · 64x64 · 4 frames/.test(done.text), done.text);
-      assertEquals(await cdp.eval<number>(`document.getElementById("progress").value`), 1);
-      // The offered file is a GIF.
-      const head = await cdp.eval<number[]>(
-        `fetch(document.getElementById("download").href).then((r) => r.arrayBuffer())
-           .then((b) => [...new Uint8Array(b).slice(0, 6)])`,
-      );
-      assertEquals(String.fromCharCode(...head), "GIF89a");
+      await submitAndCheck(cdp, `${server.url}/`);
+      // Mounted under a prefix by an embedding app: every request stays under it.
+      await submitAndCheck(cdp, `${mounted.url}/zoetrope`);
       assertEquals(cdp.exceptions, [], "no script errors on the page");
       await cdp.send("Browser.close").catch(() => {});
     } finally {
@@ -217,6 +241,8 @@ Deno.test({
         await browser.child.status;
       }
       await server.shutdown();
+      await inner.close();
+      await mountedServer.shutdown();
       await Deno.remove(dir, { recursive: true });
       await Deno.remove(profile, { recursive: true }).catch(() => {});
     }

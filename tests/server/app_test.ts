@@ -9,6 +9,7 @@ import { type AppOptions, createApp, type ZoetropeApp } from "../../server/app.t
 import type { JobView } from "../../server/queue.ts";
 import { fakeLoader, type FakeOptions, makeModelsDir } from "./fake_pipeline.ts";
 import { join } from "node:path";
+import { Hono } from "npm:hono@^4.13.19";
 import { writeTinyMotionModule } from "../../weights/tiny.ts";
 
 const SMALL = {
@@ -599,6 +600,41 @@ Deno.test("frames above the chosen motion module's limit get 400 naming frames (
     const ok = await post(t.app, { ...body, motionModule: "mm_v2" });
     assertEquals(ok.status, 202, await ok.clone().text());
     await waitFor(t.app, (await ok.json()).id);
+  } finally {
+    await t.done();
+  }
+});
+
+Deno.test("mounted under a prefix: Location, result URLs and events carry it; the page works there", async () => {
+  const t = await setup();
+  try {
+    const outer = new Hono().route("/zoetrope", t.app);
+    const r = await outer.request("/zoetrope/v1/animations", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(SMALL),
+    });
+    assertEquals(r.status, 202, await r.clone().text());
+    const { id } = await r.json();
+    assertEquals(r.headers.get("location"), `/zoetrope/v1/animations/${id}`);
+    let job: JobView;
+    for (const t0 = Date.now();;) {
+      job = await (await outer.request(`/zoetrope/v1/animations/${id}`)).json();
+      if (job.status === "succeeded" || job.status === "failed") break;
+      assert(Date.now() - t0 < 5000, `job still ${job.status}`);
+      await new Promise((ok) => setTimeout(ok, 5));
+    }
+    assertEquals(job.status, "succeeded", job.error ?? "");
+    assertEquals(job.result?.url, `/zoetrope/v1/animations/${id}/result`);
+    const bytes = new Uint8Array(await (await outer.request(job.result!.url)).arrayBuffer());
+    assertEquals(String.fromCharCode(...bytes.subarray(0, 6)), "GIF89a");
+    const events = await (await outer.request(`/zoetrope/v1/animations/${id}/events`)).text();
+    assert(events.includes(`"url":"/zoetrope/v1/animations/${id}/result"`), events.slice(0, 300));
+    // At the root nothing changes.
+    const root = await (await t.app.request(`/v1/animations/${id}`)).json() as JobView;
+    assertEquals(root.result?.url, `/v1/animations/${id}/result`);
+    const page = await (await outer.request("/zoetrope")).text();
+    assert(page.includes('id="prompt"'), "the page is served at the prefix");
   } finally {
     await t.done();
   }
