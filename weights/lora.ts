@@ -1,13 +1,15 @@
 /**
  * LoRA loading (kohya, diffusers/peft, older diffusers attention-processor layouts) and lazy
- * merging: `W' = W + scale * (alpha / rank) * (up @ down)` (no alpha = peft: factor 1). Conv LoRAs
+ * merging: `W' = W + scale * (alpha / rank) * (up @ down)` (no alpha = peft: factor 1). Merged
+ * tensors carry their pending updates (`HostTensor.lowRank`): the engine's WeightStore merges
+ * them on the GPU as it uploads; `read()` merges on the CPU for everything else. Conv LoRAs
  * (LoCon: down [r, in, kh, kw], up [out, r, 1, 1]) merge on the flattened kernel. Kohya's
  * underscore names are resolved against the target model's actual module names.
  * @module
  */
 
 import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./sd15.ts";
-import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
+import type { HostTensor, LowRankMerge, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import {
@@ -267,27 +269,36 @@ export interface ScaledLora {
 type Update = { module: LoraModule; scale: number };
 
 function mergedTensor(base: HostTensor, updates: Update[]): HostTensor {
-  return {
-    shape: base.shape,
-    dtype: "F32",
-    read: async () => {
-      const w = await base.read();
-      const rows = base.shape[0], cols = w.length / rows;
-      for (const { module, scale } of updates) {
-        const down = await module.down.read(), up = await module.up.read();
-        const rank = module.down.shape[0];
-        const factor = scale * (module.alpha === undefined ? 1 : module.alpha / rank);
-        for (let o = 0; o < rows; o++) {
-          for (let i = 0; i < cols; i++) {
-            let acc = 0;
-            for (let r = 0; r < rank; r++) acc += up[o * rank + r] * down[r * cols + i];
-            w[o * cols + i] += factor * acc;
-          }
-        }
-      }
-      return w;
-    },
+  const lowRank: LowRankMerge = {
+    base,
+    updates: updates.map(({ module, scale }) => ({
+      up: module.up,
+      down: module.down,
+      factor: scale * (module.alpha === undefined ? 1 : module.alpha / module.down.shape[0]),
+    })),
   };
+  return { shape: base.shape, dtype: "F32", read: () => mergeOnCpu(lowRank), lowRank };
+}
+
+/** `base + sum(factor * up @ down)` on the CPU (row by row, contiguous inner loop). */
+export async function mergeOnCpu({ base, updates }: LowRankMerge): Promise<Float32Array> {
+  const w = await base.read();
+  const rows = base.shape[0], cols = w.length / rows;
+  const row = new Float64Array(cols);
+  for (const { up, down, factor } of updates) {
+    const d = await down.read(), u = await up.read();
+    const rank = down.shape[0];
+    for (let o = 0; o < rows; o++) {
+      row.fill(0);
+      for (let r = 0; r < rank; r++) {
+        const a = u[o * rank + r], d0 = r * cols;
+        if (a !== 0) { for (let i = 0; i < cols; i++) row[i] += a * d[d0 + i]; }
+      }
+      const w0 = o * cols;
+      for (let i = 0; i < cols; i++) w[w0 + i] += factor * row[i];
+    }
+  }
+  return w;
 }
 
 function mergeInto(tensors: TensorMap, updates: Map<string, Update[]>): TensorMap {

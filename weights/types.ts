@@ -26,6 +26,27 @@ export interface HostTensor {
   readonly dtype: StorageDType;
   /** Reads the tensor and converts it to float32 (integers are converted by value). */
   read(): Promise<Float32Array>;
+  /**
+   * Set on LoRA-merged tensors: the unmerged tensor and its pending updates, so a GPU loader can
+   * merge on the device; `read()` merges on the CPU.
+   */
+  readonly lowRank?: LowRankMerge;
+}
+
+/** A pending update `W += factor * up @ down` on the 2-D view [rows, numel / rows] of W. */
+export interface LowRankUpdate {
+  /** [rows, rank] (or [rows, rank, 1, 1]). */
+  up: HostTensor;
+  /** [rank, numel(W) / rows] (or [rank, in, kh, kw]). */
+  down: HostTensor;
+  /** Strength times alpha / rank. */
+  factor: number;
+}
+
+/** A tensor and the low-rank updates merged into it (several LoRAs on one module add up). */
+export interface LowRankMerge {
+  base: HostTensor;
+  updates: readonly LowRankUpdate[];
 }
 
 /** Canonical (diffusers-named) tensors of one model part, name -> tensor. */

@@ -3,12 +3,14 @@
  * canonical (diffusers) name and expected shape while they are built; `loadAll()` then checks
  * that every declared tensor exists with that shape and that the file has no tensor nobody
  * declared, reporting all problems in one error, and streams the tensors to the GPU one by one.
+ * LoRA-merged tensors merge on the GPU as they arrive (one fused GEMM per update).
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import { type DType, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
-import type { TensorMap } from "../../weights/types.ts";
+import type { LowRankMerge, TensorMap } from "../../weights/types.ts";
+import { matmul } from "../../kernels/matmul.ts";
 
 /** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
 export class Param {
@@ -107,13 +109,43 @@ export class WeightStore {
     if (wrong.length) problems.push(`wrong shape: ${list(wrong)}`);
     if (unused.length) problems.push(`unexpected ${unused.length} tensors: ${list(unused)}`);
     if (problems.length) throw new Error(`${this.#part} weights: ${problems.join("; ")}`);
-    let done = 0;
+    let done = 0, merged = 0;
     const total = this.#params.size;
     for (const p of this.#params.values()) {
-      const data = await this.#tensors.get(p.name)!.read();
-      p.set(this.#gpu.createPersistent(data, p.gpuShape, this.#dtype, `${this.#part}.${p.name}`));
+      const h = this.#tensors.get(p.name)!;
+      const label = `${this.#part}.${p.name}`;
+      if (h.lowRank) {
+        p.set(await this.#mergeOnGpu(h.lowRank, p.gpuShape, label));
+        merged++;
+      } else {
+        p.set(this.#gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
+      }
       onProgress?.(++done, total);
     }
+    if (merged > 0) {
+      // The merges' scratch buffers (up to 3x the largest merged weight) go back to the driver.
+      await this.#gpu.sync();
+      this.#gpu.pool.trim();
+    }
+  }
+
+  /**
+   * Uploads `base` and adds each `factor * up @ down` on the GPU as one GEMM with the weight as
+   * the fused residual, in this part's dtype (f32 accumulation; f16 parts round the sum once).
+   */
+  async #mergeOnGpu(m: LowRankMerge, shape: readonly number[], label: string): Promise<Tensor> {
+    const gpu = this.#gpu;
+    const w = gpu.createPersistent(await m.base.read(), shape, this.#dtype, label);
+    const rows = m.base.shape[0], cols = numel(m.base.shape) / rows;
+    for (const u of m.updates) {
+      const rank = u.down.shape[0];
+      const up = gpu.upload(await u.up.read(), [rows, rank], this.#dtype, `${label} lora up`);
+      const down = gpu.upload(await u.down.read(), [rank, cols], this.#dtype, `${label} lora down`);
+      const sum = matmul(gpu, up, down, { alpha: u.factor, residual: w.reshape([rows, cols]) });
+      gpu.recorder.copy(sum.buffer, 0, w.buffer, 0, w.byteLength);
+      for (const t of [up, down, sum]) t.release();
+    }
+    return w;
   }
 
   /** Number of declared parameters' elements. */

@@ -1,0 +1,82 @@
+import { roundToF16 } from "../../../engine/gpu/half.ts";
+import { WeightStore } from "../../../engine/models/weights.ts";
+import { mergeOnCpu } from "../../../weights/lora.ts";
+import type { HostTensor, LowRankMerge, TensorMap } from "../../../weights/types.ts";
+import { assert, assertClose, randomArray } from "../../assert.ts";
+import { countDispatches, gpuTest } from "../../gpu.ts";
+
+function host(shape: number[], data: Float32Array): HostTensor {
+  return { shape, dtype: "F32", read: () => Promise.resolve(data.slice()) };
+}
+
+function merged(base: HostTensor, updates: LowRankMerge["updates"]): HostTensor {
+  const lowRank = { base, updates };
+  return { shape: base.shape, dtype: "F32", read: () => mergeOnCpu(lowRank), lowRank };
+}
+
+/**
+ * A Linear weight with two LoRAs (ranks 4 and 3: the GEMM's vec4 and scalar paths), a 3x3 conv
+ * with a LoCon (3x3 down, 1x1 up) and an untouched tensor.
+ */
+function tensors(): TensorMap {
+  const lin = host([12, 20], randomArray(240, 1));
+  const conv = host([8, 4, 3, 3], randomArray(288, 2));
+  return new Map([
+    [
+      "lin.weight",
+      merged(lin, [
+        {
+          up: host([12, 4], randomArray(48, 3)),
+          down: host([4, 20], randomArray(80, 4)),
+          factor: 0.8,
+        },
+        {
+          up: host([12, 3], randomArray(36, 5)),
+          down: host([3, 20], randomArray(60, 6)),
+          factor: -0.25,
+        },
+      ]),
+    ],
+    [
+      "conv.weight",
+      merged(conv, [{
+        up: host([8, 2, 1, 1], randomArray(16, 7)),
+        down: host([2, 4, 3, 3], randomArray(72, 8)),
+        factor: 1.5,
+      }]),
+    ],
+    ["bias", host([12], randomArray(12, 9))],
+  ]);
+}
+
+for (const dtype of ["f32", "f16"] as const) {
+  gpuTest(
+    `WeightStore merges LoRA updates on the GPU like the CPU merge (${dtype})`,
+    async (gpu) => {
+      if (dtype === "f16" && !gpu.hasF16) return;
+      const map = tensors();
+      const store = new WeightStore(gpu, map, { dtype, part: "test" });
+      const params = [
+        store.param("lin.weight", [12, 20]),
+        store.param("conv.weight", [8, 4, 3, 3]),
+        store.param("bias", [12]),
+      ];
+      const ran = await countDispatches(gpu, () => store.loadAll());
+      const gemms = [...ran].filter(([k]) => /^(matmul|gemm_direct):/.test(k))
+        .reduce((n, [, c]) => n + c, 0);
+      assert(gemms === 3, `one GEMM per update: ${JSON.stringify([...ran])}`);
+      for (const p of params) {
+        const want = await map.get(p.name)!.read();
+        // f32: same math in another order; f16: inputs and the sum are rounded to f16.
+        const tol = dtype === "f32" ? { atol: 1e-5, rtol: 1e-5 } : { atol: 4e-3, rtol: 4e-3 };
+        const ref = dtype === "f16" ? roundToF16(want) : want;
+        assertClose(await gpu.read(p.t), ref, { ...tol, msg: p.name });
+      }
+      // The merge really changed the weights (the updates are not negligible).
+      const base = await map.get("lin.weight")!.lowRank!.base.read();
+      const got = await gpu.read(params[0].t);
+      assert(got.some((v, i) => Math.abs(v - base[i]) > 0.05), "the LoRA changed the weight");
+      store.dispose();
+    },
+  );
+}
