@@ -9,7 +9,7 @@ import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import type { WeightsKind } from "./detect.ts";
 import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
-import { loadLora } from "./lora.ts";
+import { loadLora, loraRank } from "./lora.ts";
 
 /**
  * What {@link inspectWeights} reports.
@@ -98,10 +98,12 @@ export async function inspectWeights(
     } else if (kind === "lora-kohya" || kind === "lora-diffusers") {
       const lora = await loadLora(await loraFile(path));
       const parts: Record<string, number> = {};
-      const ranks = new Set<number>(), alphas = new Set<number>();
+      const ranks = new Set<number>(), alphas = new Set<number>(), kinds = new Set<string>();
       for (const m of lora.modules.values()) {
         parts[m.part] = (parts[m.part] ?? 0) + 1;
-        ranks.add(m.down.shape[0]);
+        const rank = loraRank(m.factors);
+        if (rank !== undefined) ranks.add(rank);
+        kinds.add(m.factors.kind);
         if (m.alpha !== undefined) alphas.add(m.alpha);
       }
       summary.config = {
@@ -109,6 +111,8 @@ export async function inspectWeights(
         parts,
         ranks: [...ranks],
         alphas: [...alphas],
+        // "lora", or LyCORIS "loha" / "lokr".
+        types: [...kinds],
       };
       lora.close();
     }

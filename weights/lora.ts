@@ -9,13 +9,22 @@
  */
 
 import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./sd15.ts";
-import type { HostTensor, LowRankMerge, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
+import type {
+  HostTensor,
+  LowRankMerge,
+  LowRankUpdate,
+  ModelWeights,
+  MotionWeights,
+  TensorMap,
+} from "./types.ts";
+import { type LycorisFactors, lycorisFactors } from "./lycoris.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import {
   kohyaName,
   ldmUNetModuleName,
   type LoraKey,
+  type LycorisRole,
   mapMotionName,
   parseLoraKey,
 } from "./names.ts";
@@ -25,13 +34,24 @@ import { clipShapes, unetShapes } from "./shapes.ts";
 /** Which model part a LoRA module changes. */
 export type LoraPart = "unet" | "textEncoder" | "motion";
 
-/** One low-rank update. */
+/**
+ * How a module's update is factored: a LoRA's `up @ down` (merged on the GPU when weights
+ * upload), or a LyCORIS LoHa / LoKr module's dense delta (weights/lycoris.ts, merged on the CPU).
+ */
+export type LoraFactors =
+  | {
+    kind: "lora";
+    /** Down projection [rank, in] or [rank, in, kh, kw]. */
+    down: HostTensor;
+    /** Up projection [out, rank] or [out, rank, 1, 1]. */
+    up: HostTensor;
+  }
+  | LycorisFactors;
+
+/** One module's update. */
 export interface LoraModule {
-  /** Down projection [rank, in] or [rank, in, kh, kw]. */
-  down: HostTensor;
-  /** Up projection [out, rank] or [out, rank, 1, 1]. */
-  up: HostTensor;
-  /** Network alpha; undefined = rank (factor 1). */
+  factors: LoraFactors;
+  /** Network alpha; undefined = rank (factor 1). LyCORIS deltas already include it. */
   alpha?: number;
   /** Model part the module belongs to. */
   part: LoraPart;
@@ -45,12 +65,14 @@ export interface RawLoraModule {
   module: string;
   /** Naming scheme of `module`. */
   scheme: LoraKey["scheme"];
-  /** Down projection. */
-  down: HostTensor;
-  /** Up projection. */
-  up: HostTensor;
+  factors: LoraFactors;
   /** Network alpha; undefined = rank. */
   alpha?: number;
+}
+
+/** Rank of a module's update (undefined for a LoKr of two whole factors). */
+export function loraRank(f: LoraFactors): number | undefined {
+  return f.kind === "lora" ? f.down.shape[0] : f.rank;
 }
 
 /** A loaded LoRA file. */
@@ -162,11 +184,18 @@ export function resolveLora(
       continue;
     }
     const w = targets.modules.get(hit.target)?.shape;
-    if (w && !fits(w, r.down.shape, r.up.shape)) {
-      wrong.push(`${hit.target} (weight [${w}], down [${r.down.shape}], up [${r.up.shape}])`);
+    const f = r.factors;
+    if (w && f.kind === "lora" && !fits(w, f.down.shape, f.up.shape)) {
+      wrong.push(`${hit.target} (weight [${w}], down [${f.down.shape}], up [${f.up.shape}])`);
       continue;
     }
-    out.set(hit.target, { down: r.down, up: r.up, alpha: r.alpha, part: hit.part, key: r.module });
+    if (
+      w && f.kind !== "lora" && (f.delta.shape[0] !== w[0] || numelOf(f.delta.shape) !== numelOf(w))
+    ) {
+      wrong.push(`${hit.target} (weight [${w}], ${f.kind} update [${f.delta.shape}])`);
+      continue;
+    }
+    out.set(hit.target, { factors: f, alpha: r.alpha, part: hit.part, key: r.module });
   }
   if (missing.length || wrong.length) {
     const parts = [];
@@ -218,10 +247,15 @@ export async function loadLora(
         `${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected a LoRA (kohya or diffusers/peft)`,
       );
     }
-    const groups = new Map<
-      string,
-      Partial<RawLoraModule> & { module: string; scheme: LoraKey["scheme"] }
-    >();
+    type Group = {
+      module: string;
+      scheme: LoraKey["scheme"];
+      alpha?: number;
+      down?: HostTensor;
+      up?: HostTensor;
+      lycoris: Partial<Record<LycorisRole, HostTensor>>;
+    };
+    const groups = new Map<string, Group>();
     const unknown: string[] = [];
     for (const [name, t] of file.tensors) {
       const k = parseLoraKey(name);
@@ -230,25 +264,40 @@ export async function loadLora(
         continue;
       }
       const id = `${k.scheme}:${k.module}`;
-      const g = groups.get(id) ?? { module: k.module, scheme: k.scheme };
+      const g: Group = groups.get(id) ?? { module: k.module, scheme: k.scheme, lycoris: {} };
       if (k.role === "alpha") g.alpha = (await t.read())[0];
-      else g[k.role] = t;
+      else if (k.role === "down" || k.role === "up") g[k.role] = t;
+      else g.lycoris[k.role] = t;
       groups.set(id, g);
     }
     if (unknown.length) {
       throw new Error(
-        `${path}: tensors this LoRA loader does not understand (LoHa/LoKr/SDXL names?): ` +
+        `${path}: tensors this LoRA loader does not understand (DoRA, SDXL or other names?): ` +
           unknown.slice(0, LIST_LIMIT).join(", "),
       );
     }
     const raw: RawLoraModule[] = [];
     for (const g of groups.values()) {
-      if (!g.down || !g.up) {
-        throw new Error(
-          `${path}: LoRA module ${g.module} lacks its ${g.down ? "up" : "down"} weight`,
-        );
+      const lycoris = Object.keys(g.lycoris).length > 0;
+      let factors: LoraFactors;
+      if (lycoris) {
+        if (g.down || g.up) {
+          throw new Error(`${path}: module ${g.module} mixes LoRA and LyCORIS factors`);
+        }
+        try {
+          factors = lycorisFactors(g.module, g.lycoris, g.alpha);
+        } catch (e) {
+          throw new Error(`${path}: ${(e as Error).message}`);
+        }
+      } else {
+        if (!g.down || !g.up) {
+          throw new Error(
+            `${path}: LoRA module ${g.module} lacks its ${g.down ? "up" : "down"} weight`,
+          );
+        }
+        factors = { kind: "lora", down: g.down, up: g.up };
       }
-      raw.push(g as RawLoraModule);
+      raw.push({ module: g.module, scheme: g.scheme, factors, alpha: g.alpha });
     }
     const modules = resolveLora(path, raw, loraTargets(options.model, options.motion));
     return { source: path, kind, modules, raw, close: () => file.close() };
@@ -269,15 +318,32 @@ export interface ScaledLora {
 type Update = { module: LoraModule; scale: number };
 
 function mergedTensor(base: HostTensor, updates: Update[]): HostTensor {
-  const lowRank: LowRankMerge = {
-    base,
-    updates: updates.map(({ module, scale }) => ({
-      up: module.up,
-      down: module.down,
-      factor: scale * (module.alpha === undefined ? 1 : module.alpha / module.down.shape[0]),
-    })),
+  const lowRank: LowRankMerge = { base, updates: [] };
+  const dense: { delta: HostTensor; scale: number }[] = [];
+  for (const { module, scale } of updates) {
+    const f = module.factors;
+    if (f.kind === "lora") {
+      const rank = f.down.shape[0];
+      const factor = scale * (module.alpha === undefined ? 1 : module.alpha / rank);
+      (lowRank.updates as LowRankUpdate[]).push({ up: f.up, down: f.down, factor });
+    } else dense.push({ delta: f.delta, scale });
+  }
+  const shape = base.shape;
+  const low: HostTensor = { shape, dtype: "F32", read: () => mergeOnCpu(lowRank), lowRank };
+  if (dense.length === 0) return low;
+  // LyCORIS deltas are dense: the whole merge runs on the CPU (no lowRank for the GPU loader).
+  return {
+    shape,
+    dtype: "F32",
+    read: async () => {
+      const w = await low.read();
+      for (const { delta, scale } of dense) {
+        const d = await delta.read();
+        for (let i = 0; i < w.length; i++) w[i] += scale * d[i];
+      }
+      return w;
+    },
   };
-  return { shape: base.shape, dtype: "F32", read: () => mergeOnCpu(lowRank), lowRank };
 }
 
 /** `base + sum(factor * up @ down)` on the CPU (row by row, contiguous inner loop). */

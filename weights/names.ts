@@ -443,11 +443,31 @@ export function mapMotionNames(names: Iterable<string>): MappedKeys<MotionKeyMap
 // LoRA keys
 
 /** What one LoRA tensor is. */
+/** LyCORIS factor names (kohya-style files): LoHa `hada_*`, LoKr `lokr_*`. */
+export const LYCORIS_ROLES = [
+  "hada_w1_a",
+  "hada_w1_b",
+  "hada_w2_a",
+  "hada_w2_b",
+  "hada_t1",
+  "hada_t2",
+  "lokr_w1",
+  "lokr_w1_a",
+  "lokr_w1_b",
+  "lokr_w2",
+  "lokr_w2_a",
+  "lokr_w2_b",
+  "lokr_t2",
+] as const;
+
+/** One LyCORIS factor name. */
+export type LycorisRole = typeof LYCORIS_ROLES[number];
+
 export interface LoraKey {
   /** Module path as spelled in the file (kohya: underscore form without `lora_unet_`/`lora_te_`). */
   module: string;
-  /** Which LoRA factor the tensor is. */
-  role: "down" | "up" | "alpha";
+  /** Which LoRA factor the tensor is (LyCORIS factors keep their own names). */
+  role: "down" | "up" | "alpha" | LycorisRole;
   /** Which naming the module path uses. */
   scheme: "kohya-unet" | "kohya-te" | "unet" | "textEncoder" | "bare";
 }
@@ -460,18 +480,30 @@ const PROCESSOR_TARGETS: Record<string, string> = {
 };
 
 /**
- * Parses one LoRA tensor name: kohya (`lora_unet_X.lora_down.weight`, `.alpha`), peft
+ * Parses one LoRA tensor name: kohya (`lora_unet_X.lora_down.weight`, `.alpha`, LyCORIS
+ * `.hada_w1_a` / `.lokr_w1` ...), peft
  * (`unet.X.lora_A.weight`), older diffusers (`unet.X.lora.down.weight`,
  * `X.processor.to_q_lora.down.weight`, `X.lora_linear_layer.up.weight`). Null: not a LoRA name
  * this loader understands.
  */
 export function parseLoraKey(name: string): LoraKey | null {
   const n = stripWrapperPrefix(name);
-  const kohya = /^lora_(unet|te)_(.+?)\.(lora_down\.weight|lora_up\.weight|alpha)$/.exec(n);
+  const kohya = /^lora_(unet|te)_(.+?)\.(lora_down\.weight|lora_up\.weight|alpha|[a-z0-9_]+)$/
+    .exec(n);
   if (kohya) {
+    const suffix = kohya[3];
+    const lycoris = (LYCORIS_ROLES as readonly string[]).includes(suffix);
+    if (!lycoris && !/^(lora_down\.weight|lora_up\.weight|alpha)$/.test(suffix)) return null;
+    const role: LoraKey["role"] = lycoris
+      ? suffix as LycorisRole
+      : suffix === "alpha"
+      ? "alpha"
+      : suffix.startsWith("lora_down")
+      ? "down"
+      : "up";
     return {
       module: kohya[2],
-      role: kohya[3] === "alpha" ? "alpha" : kohya[3].startsWith("lora_down") ? "down" : "up",
+      role,
       scheme: kohya[1] === "unet" ? "kohya-unet" : "kohya-te",
     };
   }

@@ -53,6 +53,7 @@ Deno.test("inspect: diffusers folder, motion modules, MotionAdapter and LoRAs", 
     parts: { textEncoder: 8, unet: 32 },
     ranks: [4],
     alphas: [2],
+    types: ["lora"],
   });
   const peft = await inspectWeights(TINY + "lora/pytorch_lora_weights.safetensors");
   assertEquals(peft.config, {
@@ -60,6 +61,7 @@ Deno.test("inspect: diffusers folder, motion modules, MotionAdapter and LoRAs", 
     parts: { textEncoder: 8, unet: 32 },
     ranks: [4],
     alphas: [],
+    types: ["lora"],
   });
   const text = formatSummary(adapter);
   assert(

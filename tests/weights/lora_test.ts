@@ -57,7 +57,8 @@ Deno.test("lora: fixture kohya and peft files merge (scale 0.8) to the same 40 c
   assert(effect.maxDiff > 1e-3, `LoRA effect ${effect.maxDiff}`);
   // Manual check of one element: W' = W + 0.8 * (2/4) * (up @ down).
   const name = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k";
-  const m = kohya.modules.get(name)!;
+  const m = kohya.modules.get(name)!.factors;
+  assert(m.kind === "lora", m.kind);
   const [w, wm, up, down] = await Promise.all([
     model.unet.get(name + ".weight")!.read(),
     a.unet.get(name + ".weight")!.read(),
