@@ -52,7 +52,11 @@ Without --model it runs a tiny random-weights demo model (offline, seconds on a 
   --tokenizer DIR            folder with vocab.json + merges.txt (default: the model's tokenizer/)
   --model-config DIR         diffusers folder giving GroupNorm groups / heads for a single-file model
   --motion-module-config P   MotionAdapter config.json (or folder) for a single-file motion module
-  --frames N                 frames (default ${DEFAULTS.frames}; at most the motion module's limit: v1 24, v2/v3 32)
+  --frames N                 frames (default ${DEFAULTS.frames}; at most the motion module's limit: v1 24, v2/v3 32,
+                             or up to 512 with --context-length)
+  --context-length N         frames per motion-module window for longer animations: overlapping windows,
+                             predictions averaged where they overlap (default: all frames in one window)
+  --context-overlap N        frames shared by neighbouring windows (default: context length / 4)
   --width N, --height N      size in pixels, multiples of 8 (default ${DEFAULTS.width}x${DEFAULTS.height})
   --steps N                  denoising steps (default ${DEFAULTS.steps})
   --guidance G               classifier-free guidance scale (default ${DEFAULTS.guidance})
@@ -89,6 +93,8 @@ const OPTIONS = {
   guidance: { type: "string" },
   scheduler: { type: "string" },
   "clip-skip": { type: "string" },
+  "context-length": { type: "string" },
+  "context-overlap": { type: "string" },
   seed: { type: "string" },
   fps: { type: "string" },
   loop: { type: "string" },
@@ -303,6 +309,8 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     steps: intFlag(flags.steps, "steps"),
     guidance: numFlag(flags.guidance, "guidance"),
     clipSkip: intFlag(flags["clip-skip"], "clip-skip"),
+    contextLength: intFlag(flags["context-length"], "context-length"),
+    contextOverlap: intFlag(flags["context-overlap"], "context-overlap"),
     fps: numFlag(flags.fps, "fps"),
     seed: seedFlag(flags.seed),
   };
@@ -350,6 +358,8 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         seed: common.seed ?? job.seed,
         clipSkip: common.clipSkip ?? DEFAULTS.clipSkip,
         fps: common.fps ?? DEFAULTS.fps,
+        contextLength: common.contextLength,
+        contextOverlap: common.contextOverlap,
       };
       const anim = await pipeline.generate(request, { onProgress: bar.update });
       bar.done();

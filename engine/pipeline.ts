@@ -30,6 +30,7 @@ import type {
 } from "./pipeline_types.ts";
 import { cfgCombine, linearCombination, scale } from "../kernels/elementwise.ts";
 import { concat, slice } from "../kernels/layout.ts";
+import { contextWindowStarts, frameSpans, MAX_WINDOWED_FRAMES } from "./context_windows.ts";
 import type { ModelWeights, MotionWeights } from "../weights/types.ts";
 import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, applyMotionLoras, loadLora } from "../weights/lora.ts";
@@ -172,6 +173,10 @@ export interface ResolvedRequest {
   clipSkip: number;
   /** Playback rate stored in the result. */
   fps: number;
+  /** Frames per motion-module window (= frames when one window holds them all). */
+  contextLength: number;
+  /** Frames shared by neighbouring windows. */
+  contextOverlap: number;
 }
 
 /**
@@ -494,6 +499,8 @@ export class AnimationPipeline {
       seed: req.seed ?? Math.floor(Math.random() * 2 ** 31),
       clipSkip: req.clipSkip ?? 1,
       fps: req.fps ?? 8,
+      contextLength: 0,
+      contextOverlap: 0,
     };
     if (typeof r.prompt !== "string") throw new InputError("prompt must be a string");
     if (typeof r.negativePrompt !== "string") {
@@ -504,13 +511,34 @@ export class AnimationPipeline {
         throw new InputError(`${name} must be an integer from ${lo} to ${hi}, got ${v}${hint}`);
       }
     };
-    int(
-      "frames",
-      r.frames,
-      1,
-      this.info.maxFrames,
-      ` (the ${this.info.motionVersion} motion module's position encoding has ${this.info.maxFrames} positions)`,
-    );
+    const maxFrames = this.info.maxFrames;
+    if (req.contextLength === undefined) {
+      int(
+        "frames",
+        r.frames,
+        1,
+        maxFrames,
+        ` (the ${this.info.motionVersion} motion module's position encoding has ${maxFrames} ` +
+          `positions; for longer animations set contextLength (CLI: --context-length) to at most ` +
+          `${maxFrames})`,
+      );
+      if (req.contextOverlap !== undefined) {
+        throw new InputError("contextOverlap needs contextLength");
+      }
+      r.contextLength = r.frames;
+    } else {
+      int("frames", r.frames, 1, MAX_WINDOWED_FRAMES);
+      int(
+        "contextLength",
+        req.contextLength,
+        1,
+        maxFrames,
+        ` (the ${this.info.motionVersion} motion module's position encoding has ${maxFrames} positions)`,
+      );
+      r.contextLength = Math.min(req.contextLength, r.frames);
+      r.contextOverlap = req.contextOverlap ?? Math.floor(req.contextLength / 4);
+      int("contextOverlap", r.contextOverlap, 0, req.contextLength - 1);
+    }
     for (const [name, v] of [["width", r.width], ["height", r.height]] as const) {
       int(name, v, 8, MAX_SIDE);
       if (v % 8 !== 0) throw new InputError(`${name} must be a multiple of 8, got ${v}`);
@@ -618,6 +646,70 @@ export class AnimationPipeline {
     const guided = cfgCombine(gpu, eps, r.guidance);
     eps.release();
     return guided;
+  }
+
+  /**
+   * {@link predictNoise} over sliding context windows (engine/context_windows.ts) when the
+   * frames do not fit one window: each window's frames of every video run through the UNet on
+   * their own, and each frame's prediction is the mean over the windows containing it.
+   * latents: [videos * frames, 4, h, w], video-major.
+   * @ignore
+   */
+  predictNoiseWindowed(
+    latents: Tensor,
+    t: number,
+    inputScale: number,
+    context: Tensor,
+    r: {
+      frames: number;
+      guidance: number;
+      contextLength: number;
+      contextOverlap: number;
+      videos: number;
+    },
+  ): Tensor {
+    const gpu = this.gpu;
+    const f = r.frames, L = r.contextLength;
+    if (L >= f) return this.predictNoise(latents, t, inputScale, context, r);
+    const starts = contextWindowStarts(f, L, r.contextOverlap);
+    // Frames s..s+L of every video: [videos * L, 4, h, w].
+    const framesOf = (x: Tensor, perVideo: number, v: number, start: number, count: number) =>
+      slice(gpu, x, 0, v * perVideo + start, v * perVideo + start + count);
+    const joined = (parts: Tensor[]) => {
+      if (parts.length === 1) return parts[0];
+      const y = concat(gpu, parts, 0);
+      for (const p of parts) p.release();
+      return y;
+    };
+    const eps: Tensor[] = [];
+    try {
+      for (const s of starts) {
+        const x = joined(
+          Array.from({ length: r.videos }, (_, v) => framesOf(latents, f, v, s, L)),
+        );
+        try {
+          eps.push(this.predictNoise(x, t, inputScale, context, { ...r, frames: L }));
+        } finally {
+          x.release();
+        }
+      }
+      const pieces: Tensor[] = [];
+      for (let v = 0; v < r.videos; v++) {
+        for (const span of frameSpans(f, starts, L)) {
+          const n = span.end - span.start;
+          const terms = span.windows.map((w) => framesOf(eps[w], L, v, span.start - starts[w], n));
+          if (terms.length === 1) {
+            pieces.push(terms[0]);
+            continue;
+          }
+          pieces.push(mean(gpu, terms));
+          for (const x of terms) x.release();
+        }
+      }
+      return joined(pieces);
+    } finally {
+      for (const e of eps) e.release();
+    }
   }
 
   /** Runs text encoding and the denoising loop; returns final latents [1, 4, f, h, w]. */
@@ -752,12 +844,12 @@ export class AnimationPipeline {
     try {
       for (let i = 0; i < total; i++) {
         throwIfAborted();
-        const eps = this.predictNoise(
+        const eps = this.predictNoiseWindowed(
           latents,
           scheduler.timesteps[i],
           scheduler.modelInputScale(i),
           context,
-          r,
+          { ...r, videos: b },
         );
         const { prevSample, predOriginal } = scheduler.step(ops, i, eps, latents);
         eps.release();
@@ -918,4 +1010,19 @@ export function toRgba(img: Float32Array, width: number, height: number): Frame 
     data[i * 4 + 3] = 255;
   }
   return { data, width, height };
+}
+
+/** Mean of same-shape tensors, 4 terms per linear combination. */
+function mean(gpu: Gpu, xs: readonly Tensor[]): Tensor {
+  const c = 1 / xs.length;
+  let acc = linearCombination(gpu, xs.slice(0, 4).map((x) => ({ c, x })));
+  for (let i = 4; i < xs.length; i += 3) {
+    const next = linearCombination(gpu, [
+      { c: 1, x: acc },
+      ...xs.slice(i, i + 3).map((x) => ({ c, x })),
+    ]);
+    acc.release();
+    acc = next;
+  }
+  return acc;
 }

@@ -120,8 +120,19 @@ export interface GenerateRequest {
   prompt: string;
   /** What to steer away from (default ""). */
   negativePrompt?: string;
-  /** Frames (default 16; at most the motion module's position-encoding length). */
+  /**
+   * Frames (default 16; at most the motion module's position-encoding length, or up to 512 with
+   * `contextLength`).
+   */
   frames?: number;
+  /**
+   * Frames per motion-module window for longer animations: the UNet denoises overlapping
+   * windows of this many frames and averages their noise predictions where they overlap (A1111's
+   * "context batch size"). Default: all frames in one window.
+   */
+  contextLength?: number;
+  /** Frames shared by neighbouring windows (default contextLength / 4, rounded down). */
+  contextOverlap?: number;
   /** Width and height in pixels, multiples of 8 (default 512). */
   width?: number;
   /** Height in pixels, a multiple of 8 (default 512). */

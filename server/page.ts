@@ -131,6 +131,13 @@ function requestBody() {
   for (const k of ["frames", "width", "height", "steps", "clipSkip"]) body[k] = parseInt($(k).value, 10);
   for (const k of ["guidance", "fps"]) body[k] = parseFloat($(k).value);
   if ($("seed").value.trim() !== "") body.seed = parseInt($("seed").value, 10);
+  // Context windows (longer than the motion module allows): only when asked for.
+  if ($("contextLength").value.trim() !== "") {
+    body.contextLength = parseInt($("contextLength").value, 10);
+    if ($("contextOverlap").value.trim() !== "") {
+      body.contextOverlap = parseInt($("contextOverlap").value, 10);
+    }
+  }
   const loras = [...document.querySelectorAll("#loras .lora")].map((row) => ({
     name: row.querySelector(".lora-name").value,
     scale: parseFloat(row.querySelector(".lora-scale").value),
@@ -302,6 +309,8 @@ export function renderPage(): string {
     <label>Seed <input id="seed" type="number" min="0" step="1" placeholder="random"></label>
     <label>CLIP skip <input id="clipSkip" type="number" min="1" step="1"></label>
     <label>FPS <input id="fps" type="number" min="1" step="1"></label>
+    <label title="Frames per motion-module window, for animations longer than the module allows">Context <input id="contextLength" type="number" min="1" step="1" placeholder="all"></label>
+    <label title="Frames shared by neighbouring windows (default: context / 4)">Overlap <input id="contextOverlap" type="number" min="0" step="1" placeholder="auto"></label>
   </div>
   <div><span>LoRAs</span> <button type="button" id="addLora">add LoRA</button><div id="loras"></div></div>
   <label>API token (when the server asks for one) <input id="token" type="password" autocomplete="off"></label>

@@ -457,6 +457,8 @@ export class JobQueue {
         seed: r.seed,
         clipSkip: r.clipSkip,
         fps: r.fps,
+        contextLength: r.contextLength,
+        contextOverlap: r.contextOverlap,
       }, { onProgress, signal });
       signal.throwIfAborted();
       const t0 = this.#now();

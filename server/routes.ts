@@ -216,11 +216,21 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
     const options = await pipelineOptionsFor(req, listing, ctx);
     const maxFrames = await motionFrameLimit(options.motionModule, options.motionModuleConfig);
-    if (maxFrames !== null && req.frames > maxFrames) {
+    if (maxFrames !== null && req.contextLength !== undefined && req.contextLength > maxFrames) {
       return errorResponse(
         c,
         400,
-        `frames: ${req.frames} is more than motion module "${req.motionModule}" allows (${maxFrames})`,
+        `contextLength: ${req.contextLength} is more than motion module "${req.motionModule}" ` +
+          `allows (${maxFrames})`,
+        "contextLength",
+      );
+    }
+    if (maxFrames !== null && req.contextLength === undefined && req.frames > maxFrames) {
+      return errorResponse(
+        c,
+        400,
+        `frames: ${req.frames} is more than motion module "${req.motionModule}" allows ` +
+          `(${maxFrames}); set contextLength (at most ${maxFrames}) for longer animations`,
         "frames",
       );
     }

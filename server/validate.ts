@@ -42,6 +42,10 @@ export interface AnimationRequest {
   clipSkip: number;
   fps: number;
   format: AnimationFormat;
+  /** Frames per motion-module window for animations longer than the module allows. */
+  contextLength?: number;
+  /** Frames shared by neighbouring windows (default contextLength / 4). */
+  contextOverlap?: number;
 }
 
 /**
@@ -60,7 +64,7 @@ export interface RequestLimits {
   maxPromptChars: number;
   /** Fewest frames. */
   minFrames: number;
-  /** Most frames. */
+  /** Most frames (above the motion module's limit only with contextLength). */
   maxFrames: number;
   /** Smallest width/height in pixels (a multiple of 8). */
   minSide: number;
@@ -81,7 +85,8 @@ export interface RequestLimits {
 }
 
 /**
- * The default ranges: AnimateDiff v2/v3 clips (32 frames), SD 1.5 sizes up to 1024.
+ * The default ranges: up to 128 frames (more than a motion module's 24 or 32 with context
+ * windows), SD 1.5 sizes up to 1024.
  *
  * @example
  * ```ts
@@ -93,7 +98,7 @@ export interface RequestLimits {
 export const DEFAULT_LIMITS: Readonly<RequestLimits> = {
   maxPromptChars: 2000,
   minFrames: 1,
-  maxFrames: 32,
+  maxFrames: 128,
   minSide: 64,
   maxSide: 1024,
   maxSteps: 150,
@@ -135,6 +140,8 @@ export const REQUEST_FIELDS: readonly (keyof AnimationRequest)[] = [
   "clipSkip",
   "fps",
   "format",
+  "contextLength",
+  "contextOverlap",
 ];
 
 /** A client error: the HTTP status and the request field at fault (when one is). */
@@ -369,6 +376,20 @@ export function validateAnimationRequest(
     : d.clipSkip;
   const fps = has("fps") ? num(body.fps, "fps", 1, limits.maxFps) : d.fps;
   const format = has("format") ? oneOf(body.format, "format", ANIMATION_FORMATS) : d.format;
+  const window: Pick<AnimationRequest, "contextLength" | "contextOverlap"> = {};
+  if (has("contextLength")) {
+    window.contextLength = int(body.contextLength, "contextLength", 1, limits.maxFrames);
+    if (has("contextOverlap")) {
+      window.contextOverlap = int(
+        body.contextOverlap,
+        "contextOverlap",
+        0,
+        window.contextLength - 1,
+      );
+    }
+  } else if (has("contextOverlap")) {
+    throw new RequestError("contextOverlap: needs contextLength", { field: "contextOverlap" });
+  }
   return {
     prompt,
     negativePrompt,
@@ -385,6 +406,7 @@ export function validateAnimationRequest(
     clipSkip,
     fps,
     format,
+    ...window,
   };
 }
 

@@ -187,6 +187,42 @@ cliGpuTest(
 );
 
 cliGpuTest(
+  "cli: --context-length animates more frames than the motion module holds",
+  async (dir) => {
+    // The demo module has 32 positions; 40 frames in windows of 16 (overlap 4: starts 0, 12, 24).
+    const r = await runCli([
+      "--prompt",
+      "a long drive",
+      "--frames",
+      "40",
+      "--context-length",
+      "16",
+      "--context-overlap",
+      "4",
+      "--steps",
+      "1",
+      "--width",
+      "32",
+      "--height",
+      "32",
+      "--seed",
+      "3",
+      "--out",
+      "long.gif",
+    ], dir);
+    assertOk(r);
+    const gif = decodeGif(await Deno.readFile(join(dir, "long.gif")));
+    assertAnimation(gif.frames, { count: 40, width: 32, height: 32, what: "windowed gif" });
+    const bad = await runCli(["--prompt", "x", "--frames", "40", "--context-length", "33"], dir);
+    assertEquals(bad.code, 2, describe(bad));
+    assert(
+      /^error: contextLength must be an integer from 1 to 32, got 33/.test(bad.stderr),
+      bad.stderr,
+    );
+  },
+);
+
+cliGpuTest(
   "cli: APNG from the single-file checkpoint + --lora PATH:0.8, non-square",
   async (dir) => {
     const r = await runCli([
@@ -374,6 +410,8 @@ Deno.test("cli: --help lists every contract flag and exits 0", async () => {
     "--guidance",
     "--scheduler",
     "--clip-skip",
+    "--context-length",
+    "--context-overlap",
     "--seed",
     "--fps",
     "--precision",
@@ -524,7 +562,7 @@ cliGpuTest(
         "frames > fixture adapter's 32",
         [...TINY_MODEL, "--frames", "33"],
         2,
-        /frames must be an integer from 1 to 32, got 33 \(the v2 motion module's position encoding has 32 positions\)/,
+        /frames must be an integer from 1 to 32, got 33 \(the v2 motion module's position encoding has 32 positions; for longer animations set contextLength \(CLI: --context-length\) to at most 32\)/,
       ],
       [
         "frames > demo v2's 32",

@@ -113,7 +113,7 @@ Deno.test("GET /v1/models lists names, defaults, schedulers and limits, never pa
       25,
     ]);
     assertEquals(m.formats, ["gif", "apng", "png-zip"]);
-    assertEquals(m.limits.maxFrames, 32);
+    assertEquals(m.limits.maxFrames, 128);
   } finally {
     await t.done();
   }
@@ -596,10 +596,22 @@ Deno.test("frames above the chosen motion module's limit get 400 naming frames (
     const err = await r.json();
     assertEquals(err.field, "frames");
     assert(/mm_v1.*24/.test(err.error), err.error);
+    assert(/set contextLength/.test(err.error), err.error);
     // The v2 module of the same request allows it.
     const ok = await post(t.app, { ...body, motionModule: "mm_v2" });
     assertEquals(ok.status, 202, await ok.clone().text());
     await waitFor(t.app, (await ok.json()).id);
+    // Longer with context windows; a window longer than the module is refused.
+    const long = await post(t.app, { ...body, frames: 40, contextLength: 16, contextOverlap: 4 });
+    assertEquals(long.status, 202, await long.clone().text());
+    const job = await waitFor(t.app, (await long.json()).id);
+    assertEquals(job.status, "succeeded", job.error ?? "");
+    assertEquals([job.request.contextLength, job.request.contextOverlap], [16, 4]);
+    const wide = await post(t.app, { ...body, frames: 40, contextLength: 25 });
+    assertEquals(wide.status, 400);
+    const wideErr = await wide.json();
+    assertEquals(wideErr.field, "contextLength");
+    assert(/mm_v1.*\(24\)/.test(wideErr.error), wideErr.error);
   } finally {
     await t.done();
   }

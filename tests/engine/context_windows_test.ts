@@ -1,0 +1,196 @@
+/**
+ * Context windows for animations longer than the motion module allows: the window schedule,
+ * the windowed noise prediction against windows run one by one and averaged on the host, and
+ * the request limits.
+ */
+
+import { assert, assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
+import { gpuTest, testGpu } from "../gpu.ts";
+import { AnimationPipeline } from "../../engine/pipeline.ts";
+import { contextWindowStarts, frameSpans } from "../../engine/context_windows.ts";
+import { ClipTokenizer } from "../../engine/tokenizer.ts";
+import { randomModel } from "../../weights/sd15.ts";
+import { tinyTokenizer } from "../../weights/tiny.ts";
+
+Deno.test("context windows: starts step by length - overlap, the last aligned to the end", () => {
+  assertEquals(contextWindowStarts(24, 16, 4), [0, 8]);
+  assertEquals(contextWindowStarts(40, 16, 4), [0, 12, 24]);
+  assertEquals(contextWindowStarts(16, 16, 4), [0]);
+  assertEquals(contextWindowStarts(10, 4, 0), [0, 4, 6]);
+  for (const [frames, length, overlap] of [[33, 16, 4], [100, 16, 15], [17, 8, 0], [64, 24, 6]]) {
+    const starts = contextWindowStarts(frames, length, overlap);
+    const spans = frameSpans(frames, starts, length);
+    // Every frame is in some window; windows lie inside the animation; spans tile it in order.
+    assert(spans.every((s) => s.windows.length > 0), `${frames}/${length}/${overlap}`);
+    assert(starts.every((s) => s >= 0 && s + length <= frames), `${starts}`);
+    assertEquals(spans[0].start, 0);
+    assertEquals(spans[spans.length - 1].end, frames);
+    spans.slice(1).forEach((s, i) => assertEquals(s.start, spans[i].end));
+  }
+  assertEquals(frameSpans(24, [0, 8], 16).map((s) => [s.start, s.end, s.windows]), [
+    [0, 8, [0]],
+    [8, 16, [0, 1]],
+    [16, 24, [1]],
+  ]);
+  let threw = false;
+  try {
+    contextWindowStarts(10, 4, 4);
+  } catch (e) {
+    threw = /0 <= overlap < length/.test((e as Error).message);
+  }
+  assert(threw, "overlap >= length is refused");
+});
+
+/** A small SD-like pipeline whose motion module has 8 positions. */
+async function build(): Promise<AnimationPipeline> {
+  const w = randomModel({
+    unet: {
+      inChannels: 4,
+      outChannels: 4,
+      blockOutChannels: [32, 32],
+      layersPerBlock: 1,
+      downBlockAttention: [true, false],
+      upBlockAttention: [false, true],
+      midBlockAttention: true,
+      crossAttentionDim: 32,
+      attentionHeads: [2, 2],
+      transformerLayersPerBlock: 1,
+      normGroups: 8,
+      normEps: 1e-5,
+      useLinearProjection: false,
+      flipSinToCos: true,
+      freqShift: 0,
+      timeEmbeddingDim: 64,
+    },
+    vae: {
+      inChannels: 3,
+      latentChannels: 4,
+      blockOutChannels: [16, 16],
+      layersPerBlock: 1,
+      normGroups: 8,
+      normEps: 1e-6,
+      scalingFactor: 0.18215,
+      hasQuantConv: true,
+    },
+    clip: {
+      vocabSize: 1000,
+      hiddenSize: 32,
+      intermediateSize: 48,
+      layers: 2,
+      heads: 2,
+      maxPositions: 77,
+      layerNormEps: 1e-5,
+      hiddenAct: "quick_gelu",
+      eosTokenId: 999,
+    },
+    motion: {
+      version: "v3",
+      blockOutChannels: [32, 32],
+      layersPerBlock: 1,
+      hasMidBlock: false,
+      heads: 2,
+      normGroups: 8,
+      maxSeqLength: 8,
+      transformerLayers: 1,
+    },
+    source: "context windows",
+  });
+  return await AnimationPipeline.fromWeights({
+    ...w,
+    tokenizer: ClipTokenizer.fromFiles(tinyTokenizer()),
+    device: await testGpu(),
+  });
+}
+
+gpuTest(
+  "context windows: the windowed prediction is the mean of the windows run alone",
+  async (gpu) => {
+    const pipe = await build();
+    try {
+      const f = 12, L = 8, overlap = 2, h = 4, w = 4, plane = 4 * h * w;
+      const starts = contextWindowStarts(f, L, overlap);
+      assertEquals(starts, [0, 4]);
+      const host = randomArray(f * plane, 3);
+      const latents = gpu.upload(host, [f, 4, h, w], pipe.dtype);
+      const context = pipe.encodePrompt(
+        { prompt: "a kite", negativePrompt: "", clipSkip: 1 },
+        true,
+      );
+      const r = { frames: f, guidance: 6, contextLength: L, contextOverlap: overlap, videos: 1 };
+      const windowed = await gpu.read(pipe.predictNoiseWindowed(latents, 500, 1, context, r));
+      // Each window on its own (positions 0..L-1), then the per-frame mean on the host.
+      const alone: Float32Array[] = [];
+      for (const s of starts) {
+        const x = gpu.upload(host.subarray(s * plane, (s + L) * plane), [L, 4, h, w], pipe.dtype);
+        alone.push(
+          await gpu.read(pipe.predictNoise(x, 500, 1, context, { frames: L, guidance: 6 })),
+        );
+        x.release();
+      }
+      const want = new Float32Array(f * plane);
+      for (let j = 0; j < f; j++) {
+        const inside = starts.flatMap((s, i) => (s <= j && j < s + L ? [i] : []));
+        for (const i of inside) {
+          for (let e = 0; e < plane; e++) {
+            want[j * plane + e] += alone[i][(j - starts[i]) * plane + e] / inside.length;
+          }
+        }
+      }
+      assertClose(windowed, want, { atol: 1e-5, rtol: 1e-5, msg: "windowed vs windows alone" });
+      // The overlap really mixes two different predictions (frames 4..7).
+      let differ = 0;
+      for (let e = 0; e < plane; e++) {
+        differ = Math.max(
+          differ,
+          Math.abs(alone[0][4 * plane + e] - alone[1][e]),
+        );
+      }
+      assert(differ > 1e-3, `windows disagree on shared frames (${differ})`);
+      latents.release();
+      context.release();
+    } finally {
+      pipe.dispose();
+    }
+  },
+);
+
+gpuTest("context windows: long animations run; limits are one-line InputErrors", async () => {
+  const pipe = await build();
+  try {
+    const req = { prompt: "a kite", width: 32, height: 32, steps: 2, seed: 5 };
+    // 20 frames with an 8-position module: 4 windows of 8 (overlap 2), two videos at once.
+    const [a, b] = await pipe.generateBatch(["a kite", "a boat"], {
+      ...req,
+      frames: 20,
+      contextLength: 8,
+    });
+    assertEquals([a.frames.length, b.frames.length], [20, 20]);
+    assert(a.frames.every((fr) => fr.width === 32 && fr.height === 32), "frame size");
+    // One window holding every frame is the plain run.
+    const plain = await pipe.generateLatents({ ...req, frames: 6 });
+    const single = await pipe.generateLatents({ ...req, frames: 6, contextLength: 8 });
+    assertClose(single, plain, { atol: 0, rtol: 0 });
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 9 }),
+      /frames must be an integer from 1 to 8, got 9 \(.*set contextLength \(CLI: --context-length\) to at most 8\)/,
+    );
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 20, contextLength: 9 }),
+      /contextLength must be an integer from 1 to 8, got 9/,
+    );
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 20, contextLength: 8, contextOverlap: 8 }),
+      /contextOverlap must be an integer from 0 to 7, got 8/,
+    );
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 6, contextOverlap: 2 }),
+      /contextOverlap needs contextLength/,
+    );
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 513, contextLength: 8 }),
+      /frames must be an integer from 1 to 512, got 513/,
+    );
+  } finally {
+    pipe.dispose();
+  }
+});
