@@ -57,6 +57,7 @@ Without --model it runs a tiny random-weights demo model (offline, seconds on a 
   --context-length N         frames per motion-module window for longer animations: overlapping windows,
                              predictions averaged where they overlap (default: all frames in one window)
   --context-overlap N        frames shared by neighbouring windows (default: context length / 4)
+  --context-loop             closed loop: windows wrap from the last frame to the first (seamless loops)
   --width N, --height N      size in pixels, multiples of 8 (default ${DEFAULTS.width}x${DEFAULTS.height})
   --steps N                  denoising steps (default ${DEFAULTS.steps})
   --guidance G               classifier-free guidance scale (default ${DEFAULTS.guidance})
@@ -95,6 +96,7 @@ const OPTIONS = {
   "clip-skip": { type: "string" },
   "context-length": { type: "string" },
   "context-overlap": { type: "string" },
+  "context-loop": { type: "boolean" },
   seed: { type: "string" },
   fps: { type: "string" },
   loop: { type: "string" },
@@ -360,6 +362,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         fps: common.fps ?? DEFAULTS.fps,
         contextLength: common.contextLength,
         contextOverlap: common.contextOverlap,
+        contextLoop: flags["context-loop"] ? true : undefined,
       };
       const anim = await pipeline.generate(request, { onProgress: bar.update });
       bar.done();

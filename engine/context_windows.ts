@@ -3,7 +3,10 @@
  * (AnimateDiff's "context batch" in A1111 / ComfyUI tools): the UNet denoises overlapping windows
  * of `length` frames, each with positions 0..length-1, and every frame's noise prediction is the
  * average over the windows that contain it. Windows step by `length - overlap`; the last one is
- * aligned to the end (no wrap-around), so every frame is covered.
+ * aligned to the end, so every frame is covered. With `loop` (A1111's "closed loop") windows
+ * keep stepping past the end and wrap around to frame 0, so the last frames are denoised
+ * together with the first and the animation loops seamlessly; window w then holds frames
+ * `(start + p) % frames` for p in 0..length-1.
  * @module
  */
 
@@ -20,13 +23,30 @@ export const MAX_WINDOWED_FRAMES = 512;
  * contextWindowStarts(12, 16, 4); // [0] (one window holds every frame)
  * ```
  */
-export function contextWindowStarts(frames: number, length: number, overlap: number): number[] {
+export function contextWindowStarts(
+  frames: number,
+  length: number,
+  overlap: number,
+  loop = false,
+): number[] {
   if (!(length >= 1 && overlap >= 0 && overlap < length)) {
     throw new Error(`context windows: expected 0 <= overlap < length, got ${overlap}, ${length}`);
   }
   if (frames <= length) return [0];
   const starts: number[] = [];
-  for (let s = 0; s + length < frames; s += length - overlap) starts.push(s);
+  const step = length - overlap;
+  if (loop) {
+    // Until a window wraps past the end and overlaps frame 0 again.
+    for (
+      let s = 0;
+      s < frames && (starts.length === 0 || s - step + length < frames + overlap);
+      s += step
+    ) {
+      starts.push(s);
+    }
+    return starts;
+  }
+  for (let s = 0; s + length < frames; s += step) starts.push(s);
   starts.push(frames - length);
   return starts;
 }
@@ -53,7 +73,8 @@ export interface FrameSpan {
 export function frameSpans(frames: number, starts: readonly number[], length: number): FrameSpan[] {
   const spans: FrameSpan[] = [];
   for (let j = 0; j < frames; j++) {
-    const windows = starts.flatMap((s, w) => (s <= j && j < s + length ? [w] : []));
+    // Position of frame j in the window starting at s (windows may wrap past the end).
+    const windows = starts.flatMap((s, w) => ((j - s + frames) % frames < length ? [w] : []));
     const last = spans[spans.length - 1];
     if (last && last.windows.join() === windows.join()) last.end = j + 1;
     else spans.push({ start: j, end: j + 1, windows });

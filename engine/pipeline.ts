@@ -177,6 +177,8 @@ export interface ResolvedRequest {
   contextLength: number;
   /** Frames shared by neighbouring windows. */
   contextOverlap: number;
+  /** Closed loop: windows wrap past the last frame to the first. */
+  contextLoop: boolean;
 }
 
 /**
@@ -501,6 +503,7 @@ export class AnimationPipeline {
       fps: req.fps ?? 8,
       contextLength: 0,
       contextOverlap: 0,
+      contextLoop: req.contextLoop ?? false,
     };
     if (typeof r.prompt !== "string") throw new InputError("prompt must be a string");
     if (typeof r.negativePrompt !== "string") {
@@ -522,8 +525,12 @@ export class AnimationPipeline {
           `positions; for longer animations set contextLength (CLI: --context-length) to at most ` +
           `${maxFrames})`,
       );
-      if (req.contextOverlap !== undefined) {
-        throw new InputError("contextOverlap needs contextLength");
+      if (req.contextOverlap !== undefined || req.contextLoop !== undefined) {
+        throw new InputError(
+          `${
+            req.contextOverlap !== undefined ? "contextOverlap" : "contextLoop"
+          } needs contextLength`,
+        );
       }
       r.contextLength = r.frames;
     } else {
@@ -538,6 +545,9 @@ export class AnimationPipeline {
       r.contextLength = Math.min(req.contextLength, r.frames);
       r.contextOverlap = req.contextOverlap ?? Math.floor(req.contextLength / 4);
       int("contextOverlap", r.contextOverlap, 0, req.contextLength - 1);
+      if (typeof r.contextLoop !== "boolean") {
+        throw new InputError(`contextLoop must be true or false, got ${r.contextLoop}`);
+      }
     }
     for (const [name, v] of [["width", r.width], ["height", r.height]] as const) {
       int(name, v, 8, MAX_SIDE);
@@ -665,14 +675,15 @@ export class AnimationPipeline {
       guidance: number;
       contextLength: number;
       contextOverlap: number;
+      contextLoop?: boolean;
       videos: number;
     },
   ): Tensor {
     const gpu = this.gpu;
     const f = r.frames, L = r.contextLength;
     if (L >= f) return this.predictNoise(latents, t, inputScale, context, r);
-    const starts = contextWindowStarts(f, L, r.contextOverlap);
-    // Frames s..s+L of every video: [videos * L, 4, h, w].
+    const starts = contextWindowStarts(f, L, r.contextOverlap, r.contextLoop);
+    // Frames s..s+L (mod f: closed-loop windows wrap) of every video: [videos * L, 4, h, w].
     const framesOf = (x: Tensor, perVideo: number, v: number, start: number, count: number) =>
       slice(gpu, x, 0, v * perVideo + start, v * perVideo + start + count);
     const joined = (parts: Tensor[]) => {
@@ -684,8 +695,13 @@ export class AnimationPipeline {
     const eps: Tensor[] = [];
     try {
       for (const s of starts) {
+        const runs: [number, number][] = s + L <= f ? [[s, L]] : [[s, f - s], [0, s + L - f]];
         const x = joined(
-          Array.from({ length: r.videos }, (_, v) => framesOf(latents, f, v, s, L)),
+          Array.from(
+            { length: r.videos },
+            (_, v) => runs.map(([a, n]) => framesOf(latents, f, v, a, n)),
+          )
+            .flat(),
         );
         try {
           eps.push(this.predictNoise(x, t, inputScale, context, { ...r, frames: L }));
@@ -697,7 +713,9 @@ export class AnimationPipeline {
       for (let v = 0; v < r.videos; v++) {
         for (const span of frameSpans(f, starts, L)) {
           const n = span.end - span.start;
-          const terms = span.windows.map((w) => framesOf(eps[w], L, v, span.start - starts[w], n));
+          const terms = span.windows.map((w) =>
+            framesOf(eps[w], L, v, (span.start - starts[w] + f) % f, n)
+          );
           if (terms.length === 1) {
             pieces.push(terms[0]);
             continue;

@@ -133,6 +133,11 @@ export interface GenerateRequest {
   contextLength?: number;
   /** Frames shared by neighbouring windows (default contextLength / 4, rounded down). */
   contextOverlap?: number;
+  /**
+   * Closed loop (with contextLength): windows wrap past the last frame to the first, so the
+   * animation loops seamlessly (default false).
+   */
+  contextLoop?: boolean;
   /** Width and height in pixels, multiples of 8 (default 512). */
   width?: number;
   /** Height in pixels, a multiple of 8 (default 512). */

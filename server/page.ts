@@ -137,6 +137,7 @@ function requestBody() {
     if ($("contextOverlap").value.trim() !== "") {
       body.contextOverlap = parseInt($("contextOverlap").value, 10);
     }
+    if ($("contextLoop").checked) body.contextLoop = true;
   }
   const loras = [...document.querySelectorAll("#loras .lora")].map((row) => ({
     name: row.querySelector(".lora-name").value,
@@ -311,6 +312,7 @@ export function renderPage(): string {
     <label>FPS <input id="fps" type="number" min="1" step="1"></label>
     <label title="Frames per motion-module window, for animations longer than the module allows">Context <input id="contextLength" type="number" min="1" step="1" placeholder="all"></label>
     <label title="Frames shared by neighbouring windows (default: context / 4)">Overlap <input id="contextOverlap" type="number" min="0" step="1" placeholder="auto"></label>
+    <label title="Closed loop: the windows wrap from the last frame to the first">Loop <input id="contextLoop" type="checkbox"></label>
   </div>
   <div><span>LoRAs</span> <button type="button" id="addLora">add LoRA</button><div id="loras"></div></div>
   <label>API token (when the server asks for one) <input id="token" type="password" autocomplete="off"></label>

@@ -459,6 +459,7 @@ export class JobQueue {
         fps: r.fps,
         contextLength: r.contextLength,
         contextOverlap: r.contextOverlap,
+        contextLoop: r.contextLoop,
       }, { onProgress, signal });
       signal.throwIfAborted();
       const t0 = this.#now();

@@ -46,6 +46,8 @@ export interface AnimationRequest {
   contextLength?: number;
   /** Frames shared by neighbouring windows (default contextLength / 4). */
   contextOverlap?: number;
+  /** Closed loop: windows wrap from the last frame to the first. */
+  contextLoop?: boolean;
 }
 
 /**
@@ -142,6 +144,7 @@ export const REQUEST_FIELDS: readonly (keyof AnimationRequest)[] = [
   "format",
   "contextLength",
   "contextOverlap",
+  "contextLoop",
 ];
 
 /** A client error: the HTTP status and the request field at fault (when one is). */
@@ -376,7 +379,7 @@ export function validateAnimationRequest(
     : d.clipSkip;
   const fps = has("fps") ? num(body.fps, "fps", 1, limits.maxFps) : d.fps;
   const format = has("format") ? oneOf(body.format, "format", ANIMATION_FORMATS) : d.format;
-  const window: Pick<AnimationRequest, "contextLength" | "contextOverlap"> = {};
+  const window: Pick<AnimationRequest, "contextLength" | "contextOverlap" | "contextLoop"> = {};
   if (has("contextLength")) {
     window.contextLength = int(body.contextLength, "contextLength", 1, limits.maxFrames);
     if (has("contextOverlap")) {
@@ -387,8 +390,16 @@ export function validateAnimationRequest(
         window.contextLength - 1,
       );
     }
-  } else if (has("contextOverlap")) {
-    throw new RequestError("contextOverlap: needs contextLength", { field: "contextOverlap" });
+    if (has("contextLoop")) {
+      if (typeof body.contextLoop !== "boolean") {
+        fail("contextLoop", "true or false", body.contextLoop);
+      }
+      window.contextLoop = body.contextLoop as boolean;
+    }
+  } else {
+    for (const k of ["contextOverlap", "contextLoop"]) {
+      if (has(k)) throw new RequestError(`${k}: needs contextLength`, { field: k });
+    }
   }
   return {
     prompt,

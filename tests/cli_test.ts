@@ -189,7 +189,8 @@ cliGpuTest(
 cliGpuTest(
   "cli: --context-length animates more frames than the motion module holds",
   async (dir) => {
-    // The demo module has 32 positions; 40 frames in windows of 16 (overlap 4: starts 0, 12, 24).
+    // The demo module has 32 positions; 40 frames in closed-loop windows of 16 (overlap 4: starts
+    // 0, 12, 24, 36, the last wrapping to frames 0..11).
     const r = await runCli([
       "--prompt",
       "a long drive",
@@ -199,6 +200,7 @@ cliGpuTest(
       "16",
       "--context-overlap",
       "4",
+      "--context-loop",
       "--steps",
       "1",
       "--width",
@@ -412,6 +414,7 @@ Deno.test("cli: --help lists every contract flag and exits 0", async () => {
     "--clip-skip",
     "--context-length",
     "--context-overlap",
+    "--context-loop",
     "--seed",
     "--fps",
     "--precision",

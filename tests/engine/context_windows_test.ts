@@ -27,6 +27,23 @@ Deno.test("context windows: starts step by length - overlap, the last aligned to
     assertEquals(spans[spans.length - 1].end, frames);
     spans.slice(1).forEach((s, i) => assertEquals(s.start, spans[i].end));
   }
+  // Closed loop: windows keep stepping and wrap to frame 0.
+  assertEquals(contextWindowStarts(24, 16, 4, true), [0, 12]);
+  assertEquals(contextWindowStarts(40, 16, 4, true), [0, 12, 24, 36]);
+  assertEquals(contextWindowStarts(16, 16, 4, true), [0]);
+  for (const [frames, length, overlap] of [[33, 16, 4], [20, 8, 2], [17, 16, 0]]) {
+    const starts = contextWindowStarts(frames, length, overlap, true);
+    const spans = frameSpans(frames, starts, length);
+    assert(spans.every((s) => s.windows.length > 0), `loop ${frames}/${length}/${overlap}`);
+    // The last window wraps into the first frames.
+    assert(starts[starts.length - 1] + length > frames, `loop ${starts}`);
+  }
+  assertEquals(frameSpans(24, [0, 12], 16).map((s) => [s.start, s.end, s.windows]), [
+    [0, 4, [0, 1]],
+    [4, 12, [0]],
+    [12, 16, [0, 1]],
+    [16, 24, [1]],
+  ]);
   assertEquals(frameSpans(24, [0, 8], 16).map((s) => [s.start, s.end, s.windows]), [
     [0, 8, [0]],
     [8, 16, [0, 1]],
@@ -102,57 +119,74 @@ async function build(): Promise<AnimationPipeline> {
   });
 }
 
-gpuTest(
-  "context windows: the windowed prediction is the mean of the windows run alone",
-  async (gpu) => {
-    const pipe = await build();
-    try {
-      const f = 12, L = 8, overlap = 2, h = 4, w = 4, plane = 4 * h * w;
-      const starts = contextWindowStarts(f, L, overlap);
-      assertEquals(starts, [0, 4]);
-      const host = randomArray(f * plane, 3);
-      const latents = gpu.upload(host, [f, 4, h, w], pipe.dtype);
-      const context = pipe.encodePrompt(
-        { prompt: "a kite", negativePrompt: "", clipSkip: 1 },
-        true,
-      );
-      const r = { frames: f, guidance: 6, contextLength: L, contextOverlap: overlap, videos: 1 };
-      const windowed = await gpu.read(pipe.predictNoiseWindowed(latents, 500, 1, context, r));
-      // Each window on its own (positions 0..L-1), then the per-frame mean on the host.
-      const alone: Float32Array[] = [];
-      for (const s of starts) {
-        const x = gpu.upload(host.subarray(s * plane, (s + L) * plane), [L, 4, h, w], pipe.dtype);
-        alone.push(
-          await gpu.read(pipe.predictNoise(x, 500, 1, context, { frames: L, guidance: 6 })),
+for (const loop of [false, true]) {
+  const what = loop ? " (closed loop)" : "";
+  gpuTest(
+    `context windows${what}: the windowed prediction is the mean of the windows run alone`,
+    async (gpu) => {
+      const pipe = await build();
+      try {
+        const f = 12, L = 8, overlap = 2, h = 4, w = 4, plane = 4 * h * w;
+        const starts = contextWindowStarts(f, L, overlap, loop);
+        assertEquals(starts, loop ? [0, 6] : [0, 4]);
+        const host = randomArray(f * plane, 3);
+        const latents = gpu.upload(host, [f, 4, h, w], pipe.dtype);
+        const context = pipe.encodePrompt(
+          { prompt: "a kite", negativePrompt: "", clipSkip: 1 },
+          true,
         );
-        x.release();
-      }
-      const want = new Float32Array(f * plane);
-      for (let j = 0; j < f; j++) {
-        const inside = starts.flatMap((s, i) => (s <= j && j < s + L ? [i] : []));
-        for (const i of inside) {
-          for (let e = 0; e < plane; e++) {
-            want[j * plane + e] += alone[i][(j - starts[i]) * plane + e] / inside.length;
+        const r = {
+          frames: f,
+          guidance: 6,
+          contextLength: L,
+          contextOverlap: overlap,
+          contextLoop: loop,
+          videos: 1,
+        };
+        const windowed = await gpu.read(pipe.predictNoiseWindowed(latents, 500, 1, context, r));
+        // Each window on its own (frame (s + p) % f at position p), then the per-frame mean.
+        const frameAt = (s: number, p: number) => (s + p) % f;
+        const alone: Float32Array[] = [];
+        for (const s of starts) {
+          const data = new Float32Array(L * plane);
+          for (let p = 0; p < L; p++) {
+            const j = frameAt(s, p);
+            data.set(host.subarray(j * plane, (j + 1) * plane), p * plane);
           }
+          const x = gpu.upload(data, [L, 4, h, w], pipe.dtype);
+          alone.push(
+            await gpu.read(pipe.predictNoise(x, 500, 1, context, { frames: L, guidance: 6 })),
+          );
+          x.release();
         }
+        const count = new Array(f).fill(0);
+        for (const s of starts) for (let p = 0; p < L; p++) count[frameAt(s, p)]++;
+        const want = new Float32Array(f * plane);
+        starts.forEach((s, i) => {
+          for (let p = 0; p < L; p++) {
+            const j = frameAt(s, p);
+            for (let e = 0; e < plane; e++) {
+              want[j * plane + e] += alone[i][p * plane + e] / count[j];
+            }
+          }
+        });
+        assertClose(windowed, want, { atol: 1e-5, rtol: 1e-5, msg: "windowed vs windows alone" });
+        // A shared frame really mixes two different predictions: frame 4 (window 1 position 0),
+        // or with the loop frame 0 (window 1 position 6).
+        const [j, p1] = loop ? [0, 6] : [4, 0];
+        let differ = 0;
+        for (let e = 0; e < plane; e++) {
+          differ = Math.max(differ, Math.abs(alone[0][j * plane + e] - alone[1][p1 * plane + e]));
+        }
+        assert(differ > 1e-3, `windows disagree on shared frames (${differ})`);
+        latents.release();
+        context.release();
+      } finally {
+        pipe.dispose();
       }
-      assertClose(windowed, want, { atol: 1e-5, rtol: 1e-5, msg: "windowed vs windows alone" });
-      // The overlap really mixes two different predictions (frames 4..7).
-      let differ = 0;
-      for (let e = 0; e < plane; e++) {
-        differ = Math.max(
-          differ,
-          Math.abs(alone[0][4 * plane + e] - alone[1][e]),
-        );
-      }
-      assert(differ > 1e-3, `windows disagree on shared frames (${differ})`);
-      latents.release();
-      context.release();
-    } finally {
-      pipe.dispose();
-    }
-  },
-);
+    },
+  );
+}
 
 gpuTest("context windows: long animations run; limits are one-line InputErrors", async () => {
   const pipe = await build();
@@ -185,6 +219,10 @@ gpuTest("context windows: long animations run; limits are one-line InputErrors",
     await assertRejects(
       () => pipe.generate({ ...req, frames: 6, contextOverlap: 2 }),
       /contextOverlap needs contextLength/,
+    );
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 6, contextLoop: true }),
+      /contextLoop needs contextLength/,
     );
     await assertRejects(
       () => pipe.generate({ ...req, frames: 513, contextLength: 8 }),

@@ -46,6 +46,7 @@ Deno.test("validateAnimationRequest fills AnimateDiff defaults and picks the fir
     format: "png-zip" as const,
     contextLength: 16,
     contextOverlap: 4,
+    contextLoop: true,
   };
   const v = validateAnimationRequest(full, { ...opts, defaultModel: "dreamshaper" });
   assertEquals(v, { ...full, loras: [{ name: "ink", scale: -0.5 }, { name: "pixel", scale: 1 }] });
@@ -66,6 +67,8 @@ Deno.test("validateAnimationRequest rejects each bad field with a 400 naming it"
     [{ prompt: "a", contextLength: 0 }, "contextLength", /integer in 1\.\.128/],
     [{ prompt: "a", contextLength: 8, contextOverlap: 8 }, "contextOverlap", /integer in 0\.\.7/],
     [{ prompt: "a", contextOverlap: 2 }, "contextOverlap", /needs contextLength/],
+    [{ prompt: "a", contextLoop: true }, "contextLoop", /needs contextLength/],
+    [{ prompt: "a", contextLength: 8, contextLoop: "yes" }, "contextLoop", /true or false/],
     [{ prompt: "a", frames: 8.5 }, "frames", /got 8\.5/],
     [{ prompt: "a", frames: "8" }, "frames", /got a string/],
     [{ prompt: "a", width: 100 }, "width", /multiple of 8/],
