@@ -3,20 +3,12 @@
  * @module
  */
 
-import { convOutSize } from "./im2col.ts";
+import { convOutSize, type Im2colOptions } from "./im2col.ts";
 
-/** Options of {@link im2colCpu}. */
-export interface Im2colCpuOptions {
+/** Options of {@link im2colCpu}: the launcher's options plus the host tensor's shape. */
+export interface Im2colCpuOptions extends Im2colOptions {
   /** x shape [N, C, H, W]. */
   xShape: readonly number[];
-  kh: number;
-  kw: number;
-  stride?: number;
-  padding?: number;
-  /** First output pixel of the chunk (default 0). */
-  j0?: number;
-  /** Columns of the chunk (default: every pixel from j0 on, rounded up to 4). */
-  cols?: number;
 }
 
 /**

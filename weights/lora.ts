@@ -18,6 +18,7 @@ import type {
   TensorMap,
 } from "./types.ts";
 import { type LycorisFactors, lycorisFactors } from "./lycoris.ts";
+import { addProduct } from "./lowrank.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import {
@@ -346,23 +347,11 @@ function mergedTensor(base: HostTensor, updates: Update[]): HostTensor {
   };
 }
 
-/** `base + sum(factor * up @ down)` on the CPU (row by row, contiguous inner loop). */
+/** `base + sum(factor * up @ down)` on the CPU. */
 export async function mergeOnCpu({ base, updates }: LowRankMerge): Promise<Float32Array> {
   const w = await base.read();
-  const rows = base.shape[0], cols = w.length / rows;
-  const row = new Float64Array(cols);
   for (const { up, down, factor } of updates) {
-    const d = await down.read(), u = await up.read();
-    const rank = down.shape[0];
-    for (let o = 0; o < rows; o++) {
-      row.fill(0);
-      for (let r = 0; r < rank; r++) {
-        const a = u[o * rank + r], d0 = r * cols;
-        if (a !== 0) { for (let i = 0; i < cols; i++) row[i] += a * d[d0 + i]; }
-      }
-      const w0 = o * cols;
-      for (let i = 0; i < cols; i++) w[w0 + i] += factor * row[i];
-    }
+    addProduct(w, await up.read(), await down.read(), { rank: down.shape[0], factor });
   }
   return w;
 }

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { addProduct } from "./lowrank.ts";
 import type { LycorisRole } from "./names.ts";
 import type { HostTensor } from "./types.ts";
 
@@ -28,20 +29,10 @@ export interface LycorisFactors {
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-/** `a [m, r] @ b [r, n]` with float64 accumulation, row by row. */
+/** `a [m, r] @ b [r, n]` as a new tensor. */
 async function product(a: HostTensor, b: HostTensor): Promise<Float32Array> {
-  const m = a.shape[0], r = b.shape[0], n = numel(b.shape) / r;
-  const av = await a.read(), bv = await b.read();
-  const out = new Float32Array(m * n), row = new Float64Array(n);
-  for (let i = 0; i < m; i++) {
-    row.fill(0);
-    for (let k = 0; k < r; k++) {
-      const x = av[i * r + k], b0 = k * n;
-      if (x !== 0) { for (let j = 0; j < n; j++) row[j] += x * bv[b0 + j]; }
-    }
-    out.set(row, i * n);
-  }
-  return out;
+  const rank = b.shape[0], out = new Float32Array(a.shape[0] * (numel(b.shape) / rank));
+  return addProduct(out, await a.read(), await b.read(), { rank });
 }
 
 /** A factor given whole or as `a @ b`: its [rows, cols] view and its reader. */

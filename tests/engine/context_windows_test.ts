@@ -10,7 +10,13 @@ import { AnimationPipeline } from "../../engine/pipeline.ts";
 import { contextWindowStarts, frameSpans } from "../../engine/context_windows.ts";
 import { ClipTokenizer } from "../../engine/tokenizer.ts";
 import { randomModel } from "../../weights/sd15.ts";
-import { tinyTokenizer } from "../../weights/tiny.ts";
+import {
+  TINY_CLIP_CONFIG,
+  TINY_UNET_CONFIG,
+  TINY_VAE_CONFIG,
+  tinyMotionConfig,
+  tinyTokenizer,
+} from "../../weights/tiny.ts";
 
 Deno.test("context windows: starts step by length - overlap, the last aligned to the end", () => {
   assertEquals(contextWindowStarts(24, 16, 4), [0, 8]);
@@ -58,58 +64,13 @@ Deno.test("context windows: starts step by length - overlap, the last aligned to
   assert(threw, "overlap >= length is refused");
 });
 
-/** A small SD-like pipeline whose motion module has 8 positions. */
+/** The tiny test model with a motion module of only 8 positions. */
 async function build(): Promise<AnimationPipeline> {
   const w = randomModel({
-    unet: {
-      inChannels: 4,
-      outChannels: 4,
-      blockOutChannels: [32, 32],
-      layersPerBlock: 1,
-      downBlockAttention: [true, false],
-      upBlockAttention: [false, true],
-      midBlockAttention: true,
-      crossAttentionDim: 32,
-      attentionHeads: [2, 2],
-      transformerLayersPerBlock: 1,
-      normGroups: 8,
-      normEps: 1e-5,
-      useLinearProjection: false,
-      flipSinToCos: true,
-      freqShift: 0,
-      timeEmbeddingDim: 64,
-    },
-    vae: {
-      inChannels: 3,
-      latentChannels: 4,
-      blockOutChannels: [16, 16],
-      layersPerBlock: 1,
-      normGroups: 8,
-      normEps: 1e-6,
-      scalingFactor: 0.18215,
-      hasQuantConv: true,
-    },
-    clip: {
-      vocabSize: 1000,
-      hiddenSize: 32,
-      intermediateSize: 48,
-      layers: 2,
-      heads: 2,
-      maxPositions: 77,
-      layerNormEps: 1e-5,
-      hiddenAct: "quick_gelu",
-      eosTokenId: 999,
-    },
-    motion: {
-      version: "v3",
-      blockOutChannels: [32, 32],
-      layersPerBlock: 1,
-      hasMidBlock: false,
-      heads: 2,
-      normGroups: 8,
-      maxSeqLength: 8,
-      transformerLayers: 1,
-    },
+    unet: TINY_UNET_CONFIG,
+    vae: TINY_VAE_CONFIG,
+    clip: TINY_CLIP_CONFIG,
+    motion: { ...tinyMotionConfig("v3"), maxSeqLength: 8 },
     source: "context windows",
   });
   return await AnimationPipeline.fromWeights({
