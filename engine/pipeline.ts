@@ -710,8 +710,9 @@ export class AnimationPipeline {
         }
       }
       const pieces: Tensor[] = [];
+      const spans = frameSpans(f, starts, L);
       for (let v = 0; v < r.videos; v++) {
-        for (const span of frameSpans(f, starts, L)) {
+        for (const span of spans) {
           const n = span.end - span.start;
           const terms = span.windows.map((w) =>
             framesOf(eps[w], L, v, (span.start - starts[w] + f) % f, n)
