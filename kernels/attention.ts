@@ -25,6 +25,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
 import { ceilDiv, defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 
@@ -529,11 +530,61 @@ export function attentionWithLayout(
   }
   const out = gpu.empty(q.shape, q.dtype, "attention");
   if (out.size === 0) return out;
+  const run = { heads, causal, tile, d, layout: options.layout, scale: options.scale, shapes };
+  if (fitsOneBinding(gpu, [q, k, v, out])) {
+    attentionInto(gpu, q, k, v, out, { ...run, kvBroadcast });
+    return out;
+  }
+  // Batch items are independent. Runs of whole kv groups (kvBroadcast q items share one kv
+  // item) when a group fits one binding, else runs of q items inside each group.
+  const groups = kvBatch;
+  const qg = (t: Tensor, s: number, n: number) => t.window(groups, s, n);
+  const perGroup = q.byteLength / groups <= gpu.limits.maxStorageBufferBindingSize;
+  if (perGroup) {
+    for (const [s, n] of bindingRuns(gpu, "attention", groups, [q, k, v, out], "batch item")) {
+      attentionInto(gpu, qg(q, s, n), qg(k, s, n), qg(v, s, n), qg(out, s, n), {
+        ...run,
+        kvBroadcast,
+      });
+    }
+    return out;
+  }
+  for (let g = 0; g < groups; g++) {
+    const [qi, oi, ki, vi] = [q, out, k, v].map((t) => qg(t, g, 1));
+    for (const [s, n] of bindingRuns(gpu, "attention", kvBroadcast, [qi, oi], "batch item")) {
+      const w = (t: Tensor) => t.window(kvBroadcast, s, n);
+      // Every q item of the run reads kv item 0 of its one-item window.
+      attentionInto(gpu, w(qi), ki, vi, w(oi), { ...run, kvBroadcast: n });
+    }
+  }
+  return out;
+}
 
+/** One attention launch into `out` (every operand fits one binding). */
+function attentionInto(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  o: {
+    heads: number;
+    causal: boolean;
+    kvBroadcast: number;
+    tile: AttentionTile;
+    d: number;
+    layout: DenseLayout | "general" | undefined;
+    scale: number | undefined;
+    shapes: string;
+  },
+): void {
+  const { heads, causal, kvBroadcast, tile, d, shapes } = o;
+  const [batch, lq] = q.shape;
+  const lk = k.shape[1];
   const bh = batch * heads;
   // Pack several (b, h) pairs into one workgroup when the sequence is short.
   const groupPairs = lq * 2 <= tile.bq ? Math.floor(tile.bq / lq) : 1;
-  const layout = options.layout ??
+  const layout = o.layout ??
     (tile.td === 1 && !causal && groupPairs === 1 ? denseLayout(gpu.info, tile.dp) : "general");
   if (layout !== "general" && (tile.td !== 1 || causal)) {
     throw new Error(`attention: the dense variant needs d <= 64 and no causal mask (${shapes})`);
@@ -556,7 +607,7 @@ export function attentionWithLayout(
     ? 1
     : ceilDiv(lq, tile.bq);
   const seg = groupPairs > 1 ? lq : tile.bq;
-  const scale = (options.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
+  const scale = (o.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const params = new Params().u32(bh).u32(heads).u32(lq).u32(lk).u32(d).u32(kvBroadcast)
     .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale);
   const kind = dense
@@ -572,5 +623,4 @@ export function attentionWithLayout(
     bindings: [q, k, v, out],
     groups: grid1d((dense ? bh : ceilDiv(bh, groupPairs)) * qBlocks),
   });
-  return out;
 }

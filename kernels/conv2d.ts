@@ -18,6 +18,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 import { checkDTypes, epilogueBindingsWgsl, gemmGrid } from "./gemm_common.ts";
@@ -297,22 +298,53 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
     );
   }
   const out = gpu.empty(outShape, dtype, "conv2d");
+  if (N * Ho * Wo === 0 || Cout === 0) return out;
+  if (C * kh * kw === 0) throw new Error(`conv2d: expected C > 0, got x ${fmtShape(x.shape)}`);
+  // Images are independent: operands larger than one binding split into runs of images.
+  for (const [s, n] of bindingRuns(gpu, "conv2d", N, [x, res, out], "image")) {
+    const w = (t: Tensor) => t.window(N, s, n);
+    convInto(gpu, {
+      x: w(x),
+      weight,
+      out: w(out),
+      bias: options.bias,
+      residual: res && w(res),
+      dtype,
+    }, {
+      kh,
+      kw,
+      stride,
+      padding,
+      Ho,
+      Wo,
+    });
+  }
+  return out;
+}
+
+/** One conv2d into `c.out` (every operand fits one binding). */
+function convInto(
+  gpu: Gpu,
+  c: DirectConv,
+  g: { kh: number; kw: number; stride: number; padding: number; Ho: number; Wo: number },
+): void {
+  const { x, weight, out } = c;
+  const [N, C, H, W] = x.shape;
+  const Cout = weight.shape[0];
+  const { kh, kw, stride, padding, Ho, Wo } = g;
   const HoWo = Ho * Wo, P = N * HoWo, K = C * kh * kw;
-  if (P === 0 || Cout === 0) return out;
-  if (K === 0) throw new Error(`conv2d: expected C > 0, got x ${fmtShape(x.shape)}`);
   if (usesDirectGemm(gpu) && K % 4 === 0) {
-    const direct = { x, weight, out, bias: options.bias, residual: res, dtype };
-    if (conv1x1Direct(gpu, direct, { stride, padding, HoWo })) return out;
-    convIm2colDirect(gpu, direct, { kh, kw, stride, padding, HoWo });
-    return out;
+    if (conv1x1Direct(gpu, c, { stride, padding, HoWo })) return;
+    convIm2colDirect(gpu, c, { kh, kw, stride, padding, HoWo });
+    return;
   }
   const tile = pickGemmTile(gpu, Cout, P);
   const variant: ConvVariant = {
     pointwise: kh === 1 && kw === 1 && stride === 1 && padding === 0 && HoWo % 4 === 0,
     vecA: K % 4 === 0,
     vecOut: HoWo % 4 === 0,
-    bias: options.bias !== undefined,
-    residual: res !== undefined,
+    bias: c.bias !== undefined,
+    residual: c.residual !== undefined,
     tile,
   };
   const groups = ceilDiv(Cout, 16 * tile.tm);
@@ -321,17 +353,16 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
     .u32(HoWo).i32(kh).i32(kw).i32(stride).i32(padding)
     .i32(Math.floor(bk / (kh * kw))).i32(Math.floor(bk / kw) % kh).i32(bk % kw);
   const bindings: Tensor[] = [x, weight];
-  if (options.bias) bindings.push(options.bias);
-  if (res) bindings.push(res);
+  if (c.bias) bindings.push(c.bias);
+  if (c.residual) bindings.push(c.residual);
   bindings.push(out);
   gpu.dispatch(conv2dKernel, {
-    dtype,
+    dtype: c.dtype,
     variant: variantKey(variant),
     params,
     bindings,
     groups: gemmGrid("conv2d", ceilDiv(P, 16 * tile.tn), groups),
   });
-  return out;
 }
 
 /** Most bytes of im2col patch matrix the software-adapter path builds at once. */
@@ -404,8 +435,7 @@ function convIm2colDirect(
   const K = C * g.kh * g.kw, P = N * g.HoWo;
   const bytesPerColumn = K * (c.dtype === "f16" ? 2 : 4);
   const budget = chunkBytesOverride ?? IM2COL_CHUNK_BYTES;
-  const maxCols = Math.min(budget, gpu.info.maxStorageBufferBindingSize) /
-    bytesPerColumn;
+  const maxCols = Math.min(budget, gpu.limits.maxStorageBufferBindingSize) / bytesPerColumn;
   const chunk = Math.max(4, Math.min(Math.ceil(P / 4) * 4, Math.floor(maxCols / 4) * 4));
   for (let j0 = 0; j0 < P; j0 += chunk) {
     const col = im2col(gpu, c.x, {

@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
+import { EngineLimitError, type Gpu } from "../engine/gpu/device.ts";
+import { alignedWindow, bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
 import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import { type DType, dtypeBytes, fmtShape, numel, type Tensor } from "../engine/gpu/tensor.ts";
 
 const WG = 256;
 const MAX_RANK = 6;
@@ -67,8 +68,8 @@ const binaryKernel = defineKernel("binary", ({ dtype, variant }) => {
   const load = (name: string, idx: string, splat: boolean) =>
     splat ? `VF(f32(${name}[${idx}]))` : `VF(${name}[${idx}])`;
   const index = mode === "same" ? "  let ia = i;\n  let ib = i;" : `  var r = i;
-  var ia = 0u;
-  var ib = 0u;
+  var ia = p.oa;
+  var ib = p.ob;
 ${
     DIMS.map((j) => {
       const k = MAX_RANK - 1 - j;
@@ -79,10 +80,12 @@ ${
   return /* wgsl */ `
 // binary (${op}, ${mode}): 1 a, 2 b, 3 y [d0..d5] (as V units; the last "rank" dims are used).
 // Broadcast inputs have stride 0 along broadcast dims; "same" = identical shapes. A splatted
-// input (innermost stride 0) is read as scalars with element strides.
+// input (innermost stride 0) is read as scalars with element strides. oa / ob / oy: where the
+// operands start in their bindings (windows of larger tensors), in units of their loads.
 ${prelude(dtype, v4)}
 struct Params { n: u32, rank: u32, ${DIMS.map((k) => `d${k}: u32`).join(", ")},
-  ${DIMS.map((k) => `sa${k}: u32`).join(", ")}, ${DIMS.map((k) => `sb${k}: u32`).join(", ")} }
+  ${DIMS.map((k) => `sa${k}: u32`).join(", ")}, ${DIMS.map((k) => `sb${k}: u32`).join(", ")},
+  oa: u32, ob: u32, oy: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<${splatA ? "T" : "V"}>;
 @group(0) @binding(2) var<storage, read> b: array<${splatB ? "T" : "V"}>;
@@ -93,7 +96,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = thread_id(gid, nwg);
   if (i >= p.n) { return; }
 ${index}
-  y[i] = V(${load("a", "ia", splatA)} ${sym} ${load("b", "ib", splatB)});
+  y[i + p.oy] = V(${load("a", "ia", splatA)} ${sym} ${load("b", "ib", splatB)});
 }`;
 });
 
@@ -162,29 +165,110 @@ function binary(gpu: Gpu, op: "add" | "mul", a: Tensor, b: Tensor): Tensor {
   }
   const y = gpu.empty(shape, a.dtype, op);
   if (y.size === 0) return y;
-  if (fmtShape(a.shape) === fmtShape(b.shape)) {
-    const v4 = y.size % 4 === 0;
-    const n = unitsOf(y.size, v4);
+  const whole = (t: Tensor) => ({ t, shape: t.shape, off: 0 });
+  if (fitsOneBinding(gpu, [a, b, y])) {
+    binaryOnce(gpu, op, whole(a), whole(b), whole(y));
+  } else if (fmtShape(a.shape) === fmtShape(b.shape)) {
+    for (const [s, n] of bindingRuns(gpu, op, y.size, [a, b, y], "element")) {
+      const w = (t: Tensor) => whole(t.window(y.size, s, n));
+      binaryOnce(gpu, op, w(a), w(b), w(y));
+    }
+  } else {
+    binaryChunked(gpu, op, a, b, y);
+  }
+  return y;
+}
+
+/** A binary operand: tensor `t` bound whole, holding the logical `shape` from element `off`. */
+interface Operand {
+  t: Tensor;
+  shape: readonly number[];
+  off: number;
+}
+
+/**
+ * A broadcast add / mul whose operands exceed one binding: split along the first output dim `d`
+ * whose items (with each operand's matching slab) fit, one launch per run of items within each
+ * index of the dims before `d`. Windows start on the binding alignment; the kernel's offsets
+ * say where the run starts in them. An operand broadcast along `d` binds its one slab.
+ */
+function binaryChunked(gpu: Gpu, op: string, a: Tensor, b: Tensor, y: Tensor): void {
+  const shape = y.shape, rank = shape.length;
+  const aligned = (t: Tensor) => [...Array(rank - t.rank).fill(1), ...t.shape];
+  const [as, bs] = [aligned(a), aligned(b)];
+  const limit = gpu.limits.maxStorageBufferBindingSize - gpu.limits.minStorageBufferOffsetAlignment;
+  const bytes = dtypeBytes(y.dtype);
+  let d = 0;
+  while (d < rank && [shape, as, bs].some((s) => numel(s.slice(d + 1)) * bytes > limit)) d++;
+  if (d === rank) {
+    throw new EngineLimitError(`${op}: one element row of ${fmtShape(shape)} exceeds a binding`);
+  }
+  const prefix = shape.slice(0, d), outer = numel(prefix);
+  const digits = new Array<number>(d);
+  for (let p = 0; p < outer; p++) {
+    for (let j = d - 1, r = p; j >= 0; j--) {
+      digits[j] = r % prefix[j];
+      r = Math.floor(r / prefix[j]);
+    }
+    // Element offset of this prefix's slab in a tensor of (aligned) shape s.
+    const base = (s: readonly number[]) => {
+      let idx = 0;
+      for (let j = 0; j < d; j++) idx = idx * s[j] + (s[j] === 1 ? 0 : digits[j]);
+      return idx * numel(s.slice(d));
+    };
+    const operands = [[y, shape], [a, as], [b, bs]] as const;
+    const sizing = operands
+      .filter(([, s]) => s[d] === shape[d])
+      .map(([t, s]) => t.window(t.size, base(s), numel(s.slice(d))));
+    for (const [s, n] of bindingRuns(gpu, op, shape[d], sizing, "item", { unaligned: true })) {
+      const [yo, ao, bo] = operands.map(([t, sh]): Operand => {
+        const inner = numel(sh.slice(d + 1));
+        const along = sh[d] === shape[d];
+        const start = base(sh) + (along ? s * inner : 0), count = along ? n * inner : inner;
+        const logical = [along ? n : 1, ...sh.slice(d + 1)];
+        if (fitsOneBinding(gpu, [t])) return { t, shape: logical, off: start };
+        const w = alignedWindow(gpu, t, start, count);
+        return { t: w.window, shape: logical, off: w.offset };
+      });
+      binaryOnce(gpu, op, ao, bo, yo);
+    }
+  }
+}
+
+/** One binary launch (every operand fits one binding). */
+function binaryOnce(gpu: Gpu, op: string, a: Operand, b: Operand, y: Operand): void {
+  const size = numel(y.shape);
+  if (size === 0) return;
+  const offsets = (
+    u: number,
+    sa: boolean,
+    sb: boolean,
+  ) => [a.off / (sa ? 1 : u), b.off / (sb ? 1 : u), y.off / u];
+  if (fmtShape(a.shape) === fmtShape(b.shape) && a.off === 0 && b.off === 0 && y.off === 0) {
+    const v4 = size % 4 === 0;
+    const n = unitsOf(size, v4);
     const params = new Params().u32(n).u32(0);
-    for (let k = 0; k < 3 * MAX_RANK; k++) params.u32(k < MAX_RANK ? 1 : 0); // unused
+    for (let k = 0; k < 3 * MAX_RANK + 3; k++) params.u32(k < MAX_RANK ? 1 : 0); // unused
     gpu.dispatch(binaryKernel, {
-      dtype: a.dtype,
+      dtype: y.t.dtype,
       variant: `${op}:same:${v4 ? "v4" : "s"}`,
       params,
-      bindings: [a, b, y],
+      bindings: [a.t, b.t, y.t],
       groups: launch1d(n),
     });
-    return y;
+    return;
   }
   const m = mergeBroadcastDims(
-    shape,
-    broadcastStrides(a.shape, shape),
-    broadcastStrides(b.shape, shape),
+    y.shape,
+    broadcastStrides(a.shape, y.shape),
+    broadcastStrides(b.shape, y.shape),
   );
   const rank = m.dims.length, last = rank - 1;
-  // vec4: 4 consecutive outputs read 4 consecutive elements of an input, or 1 splatted element.
-  const v4 = m.dims[last] % 4 === 0;
   const splat = (st: number[]) => st[last] === 0;
+  // vec4: 4 consecutive outputs read 4 consecutive elements of an input, or 1 splatted element;
+  // every offset counted in its operand's load units must be whole.
+  const v4 = m.dims[last] % 4 === 0 &&
+    offsets(4, splat(m.sa), splat(m.sb)).every(Number.isInteger);
   if (v4) {
     m.dims[last] /= 4;
     for (const st of [m.sa, m.sb]) {
@@ -192,19 +276,19 @@ function binary(gpu: Gpu, op: "add" | "mul", a: Tensor, b: Tensor): Tensor {
     }
   }
   const pad = MAX_RANK - rank;
-  const n = unitsOf(y.size, v4);
+  const n = unitsOf(size, v4);
   const params = new Params().u32(n).u32(rank);
   for (const v of [...Array(pad).fill(1), ...m.dims]) params.u32(v);
   for (const st of [m.sa, m.sb]) for (const v of [...Array(pad).fill(0), ...st]) params.u32(v);
+  for (const o of offsets(v4 ? 4 : 1, v4 && splat(m.sa), v4 && splat(m.sb))) params.u32(o);
   const splats = `${splat(m.sa) ? "s" : "v"}${splat(m.sb) ? "s" : "v"}`;
   gpu.dispatch(binaryKernel, {
-    dtype: a.dtype,
+    dtype: y.t.dtype,
     variant: v4 ? `${op}:bcast:v4:${splats}` : `${op}:bcast:s`,
     params,
-    bindings: [a, b, y],
+    bindings: [a.t, b.t, y.t],
     groups: launch1d(n),
   });
-  return y;
 }
 
 /**
@@ -265,16 +349,18 @@ export function unary(gpu: Gpu, x: Tensor, op: UnaryOp): Tensor {
     throw new Error(`unary: expected op ${UNARY_OPS.join(" | ")}, got ${JSON.stringify(op)}`);
   }
   const y = gpu.empty(x.shape, x.dtype, op);
-  if (x.size === 0) return y;
-  const v4 = x.size % 4 === 0;
-  const n = unitsOf(x.size, v4);
-  gpu.dispatch(unaryKernel, {
-    dtype: x.dtype,
-    variant: `${op}:${v4 ? "v4" : "s"}`,
-    params: new Params().u32(n),
-    bindings: [x, y],
-    groups: launch1d(n),
-  });
+  for (const [s, count] of bindingRuns(gpu, op, x.size, [x, y], "element")) {
+    if (count === 0) continue;
+    const v4 = count % 4 === 0;
+    const n = unitsOf(count, v4);
+    gpu.dispatch(unaryKernel, {
+      dtype: x.dtype,
+      variant: `${op}:${v4 ? "v4" : "s"}`,
+      params: new Params().u32(n),
+      bindings: [x.window(x.size, s, count), y.window(y.size, s, count)],
+      groups: launch1d(n),
+    });
+  }
   return y;
 }
 
@@ -314,14 +400,17 @@ export function geglu(gpu: Gpu, x: Tensor): Tensor {
   const y = gpu.empty(shape, x.dtype, "geglu");
   if (y.size === 0) return y;
   const v4 = half % 4 === 0;
-  const n = unitsOf(y.size, v4);
-  gpu.dispatch(gegluKernel, {
-    dtype: x.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(n).u32(unitsOf(half, v4)),
-    bindings: [x, y],
-    groups: launch1d(n),
-  });
+  const rows = y.size / half;
+  for (const [s, count] of bindingRuns(gpu, "geglu", rows, [x, y], "row")) {
+    const n = unitsOf(count * half, v4);
+    gpu.dispatch(gegluKernel, {
+      dtype: x.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n).u32(unitsOf(half, v4)),
+      bindings: [x.window(rows, s, count), y.window(rows, s, count)],
+      groups: launch1d(n),
+    });
+  }
   return y;
 }
 
@@ -383,17 +472,20 @@ export function linearCombination(gpu: Gpu, terms: readonly LinearTerm[]): Tenso
   }
   const y = gpu.empty(first.shape, first.dtype, "linear_combination");
   if (y.size === 0) return y;
-  const v4 = y.size % 4 === 0;
-  const n = unitsOf(y.size, v4);
-  const params = new Params().u32(n);
-  for (let i = 0; i < 4; i++) params.f32(terms[i]?.c ?? 0);
-  gpu.dispatch(combineKernel, {
-    dtype: first.dtype,
-    variant: `${terms.length}:${v4 ? "v4" : "s"}`,
-    params,
-    bindings: [...terms.map((t) => t.x), y],
-    groups: launch1d(n),
-  });
+  const all = [...terms.map((t) => t.x), y];
+  for (const [s, count] of bindingRuns(gpu, "linear_combination", y.size, all, "element")) {
+    const v4 = count % 4 === 0;
+    const n = unitsOf(count, v4);
+    const params = new Params().u32(n);
+    for (let i = 0; i < 4; i++) params.f32(terms[i]?.c ?? 0);
+    gpu.dispatch(combineKernel, {
+      dtype: first.dtype,
+      variant: `${terms.length}:${v4 ? "v4" : "s"}`,
+      params,
+      bindings: all.map((t) => t.window(y.size, s, count)),
+      groups: launch1d(n),
+    });
+  }
   return y;
 }
 
@@ -410,19 +502,21 @@ export function scale(gpu: Gpu, x: Tensor, s: number): Tensor {
 }
 
 const cfgKernel = defineKernel("cfg_combine", ({ dtype, variant }) => /* wgsl */ `
-// cfg_combine: 1 pred [2, n] (uncond then cond, as V units), 2 y [n]: y = u + g * (c - u).
+// cfg_combine: 1 uncond, 2 cond (the prediction [2, n] bound twice, or one window of each
+// half), 3 y [n] (as V units): y = u + g * (c - u) with u = uncond[i], c = cond[i + coff].
 ${prelude(dtype, variant === "v4")}
-struct Params { n: u32, g: f32 }
+struct Params { n: u32, g: f32, coff: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> pred: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+@group(0) @binding(1) var<storage, read> uncond: array<V>;
+@group(0) @binding(2) var<storage, read> cond: array<V>;
+@group(0) @binding(3) var<storage, read_write> y: array<V>;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = thread_id(gid, nwg);
   if (i >= p.n) { return; }
-  let u = VF(pred[i]);
-  y[i] = V(u + p.g * (VF(pred[i + p.n]) - u));
+  let u = VF(uncond[i]);
+  y[i] = V(u + p.g * (VF(cond[i + p.coff]) - u));
 }`);
 
 /**
@@ -441,14 +535,29 @@ export function cfgCombine(gpu: Gpu, pred: Tensor, guidance: number): Tensor {
   const shape = [pred.shape[0] / 2, ...pred.shape.slice(1)];
   const y = gpu.empty(shape, pred.dtype, "cfg_combine");
   if (y.size === 0) return y;
-  const v4 = y.size % 4 === 0;
-  const n = unitsOf(y.size, v4);
-  gpu.dispatch(cfgKernel, {
-    dtype: pred.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(n).f32(guidance),
-    bindings: [pred, y],
-    groups: launch1d(n),
-  });
+  if (pred.byteLength <= gpu.limits.maxStorageBufferBindingSize) {
+    const v4 = y.size % 4 === 0;
+    const n = unitsOf(y.size, v4);
+    gpu.dispatch(cfgKernel, {
+      dtype: pred.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n).f32(guidance).u32(n),
+      bindings: [pred, pred, y],
+      groups: launch1d(n),
+    });
+    return y;
+  }
+  const halves = [0, 1].map((h) => pred.window(2, h, 1));
+  for (const [s, count] of bindingRuns(gpu, "cfg_combine", y.size, [...halves, y], "element")) {
+    const v4 = count % 4 === 0;
+    const n = unitsOf(count, v4);
+    gpu.dispatch(cfgKernel, {
+      dtype: pred.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n).f32(guidance).u32(0),
+      bindings: [...halves, y].map((t) => t.window(y.size, s, count)),
+      groups: launch1d(n),
+    });
+  }
   return y;
 }

@@ -5,6 +5,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 
@@ -130,12 +131,13 @@ export function timestepEmbedding(
 // ---------------------------------------------------------------- token embedding
 
 const tokenKernel = defineKernel("token_embedding", ({ dtype, variant }) => /* wgsl */ `
-// token_embedding: 1 ids [B * L] u32, 2 token table [V, D], 3 position table [P, D],
-// 4 y [B, L, D] (D as du V-units): y[t, k] = token[ids[t], k] + position[t % L, k].
+// token_embedding: 1 ids [B * L] u32, 2 token table rows [r0, r1) of [V, D], 3 position table
+// [P, D], 4 y [B, L, D] (D as du V-units): y[t, k] = token[ids[t], k] + position[t % L, k] for
+// the tokens whose id is in [r0, r1) (a table larger than one binding is bound in windows).
 ${wgslDType(dtype)}
 alias V = ${variant === "v4" ? "T4" : "T"};
 alias VF = ${variant === "v4" ? "vec4<f32>" : "f32"};
-struct Params { n: u32, du: u32, len: u32 }
+struct Params { n: u32, du: u32, len: u32, r0: u32, r1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> token: array<V>;
@@ -148,7 +150,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
   let t = i / p.du;
   let k = i - t * p.du;
-  y[i] = V(VF(token[ids[t] * p.du + k]) + VF(position[(t % p.len) * p.du + k]));
+  let id = ids[t];
+  if (id < p.r0 || id >= p.r1) { return; }
+  y[i] = V(VF(token[(id - p.r0) * p.du + k]) + VF(position[(t % p.len) * p.du + k]));
 }`);
 
 /**
@@ -201,13 +205,18 @@ export function tokenEmbedding(
   const idTensor = uploadU32(gpu, ids);
   const v4 = d % 4 === 0;
   const du = v4 ? d / 4 : d;
-  gpu.dispatch(tokenKernel, {
-    dtype: tokenTable.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(batch * len * du).u32(du).u32(len),
-    bindings: [idTensor, tokenTable, positionTable, y],
-    groups: launch1d(batch * len * du),
-  });
+  // A table larger than one binding (CLIP ViT-L/14's in f32: 49408 x 768 = 152 MB) is bound in
+  // windows of rows; each launch writes the tokens whose ids fall in its window.
+  for (const [r0, rows] of bindingRuns(gpu, "token_embedding", v, [tokenTable], "row")) {
+    if (!ids.some((id) => id >= r0 && id < r0 + rows)) continue;
+    gpu.dispatch(tokenKernel, {
+      dtype: tokenTable.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(batch * len * du).u32(du).u32(len).u32(r0).u32(r0 + rows),
+      bindings: [idTensor, tokenTable.window(v, r0, rows), positionTable, y],
+      groups: launch1d(batch * len * du),
+    });
+  }
   idTensor.release();
   return y;
 }
@@ -273,12 +282,15 @@ export function addPositionEncoding(gpu: Gpu, x: Tensor, pe: Tensor): Tensor {
   if (x.size === 0) return y;
   const v4 = c % 4 === 0;
   const u = v4 ? 4 : 1;
-  gpu.dispatch(positionKernel, {
-    dtype: x.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(x.size / u).u32(f * c / u),
-    bindings: [x, pe, y],
-    groups: launch1d(x.size / u),
-  });
+  const b = x.shape[0];
+  for (const [s, n] of bindingRuns(gpu, "add_position_encoding", b, [x, y], "item")) {
+    gpu.dispatch(positionKernel, {
+      dtype: x.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n * f * c / u).u32(f * c / u),
+      bindings: [x.window(b, s, n), pe, y.window(b, s, n)],
+      groups: launch1d(n * f * c / u),
+    });
+  }
   return y;
 }

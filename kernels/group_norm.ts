@@ -11,6 +11,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 
@@ -210,7 +211,7 @@ export function groupNorm(
   bias: Tensor,
   options: GroupNormOptions,
 ): Tensor {
-  const { groups, eps, silu = false, frames = 1 } = options;
+  const { groups, frames = 1 } = options;
   const [n, c] = x.shape;
   if (x.rank < 2) throw new Error(`group_norm: expected x [N, C, ...], got ${fmtShape(x.shape)}`);
   if (!Number.isInteger(groups) || groups < 1 || c % groups !== 0) {
@@ -229,6 +230,28 @@ export function groupNorm(
   }
   const y = gpu.empty(x.shape, x.dtype, "group_norm");
   if (x.size === 0) return y;
+  // Statistics spans (a video's frames, or one image) are independent: operands larger than one
+  // binding split into runs of spans.
+  const spans = n / frames;
+  const item = frames > 1 ? "video" : "image";
+  for (const [s, count] of bindingRuns(gpu, "group_norm", spans, [x, y], item)) {
+    const w = (t: Tensor) => t.window(spans, s, count);
+    groupNormInto(gpu, w(x), weight, bias, w(y), options);
+  }
+  return y;
+}
+
+/** One group norm into `y` (every operand fits one binding). */
+function groupNormInto(
+  gpu: Gpu,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  y: Tensor,
+  options: GroupNormOptions,
+): void {
+  const { groups, eps, silu = false, frames = 1 } = options;
+  const n = x.shape[0], c = weight.shape[0];
   const s = x.size / (n * c);
   const vw = s % 4 === 0 ? 4 : 1;
   const variant = `${vw === 4 ? "v4" : "s"}${silu ? "_silu" : ""}`;
@@ -250,7 +273,7 @@ export function groupNorm(
       bindings: [x, weight, bias, y],
       groups: [gx, Math.ceil(nstat / gx), 1],
     });
-    return y;
+    return;
   }
   if (nch > 65535 || nstat > 65535) {
     throw new Error(`group_norm: ${nstat} groups x ${nch} chunks exceed the dispatch grid`);
@@ -266,5 +289,4 @@ export function groupNorm(
     groups: grid,
   });
   part.release();
-  return y;
 }

@@ -5,6 +5,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 
@@ -100,12 +101,14 @@ export function layerNorm(
   const rows = d === 0 ? 0 : x.size / d;
   if (rows === 0) return y;
   const v4 = d % 4 === 0;
-  gpu.dispatch(layerNormKernel, {
-    dtype: x.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(rows).u32(v4 ? d / 4 : d).f32(d).f32(options.eps),
-    bindings: [x, weight, bias, y],
-    groups: grid1d(rows),
-  });
+  for (const [s, n] of bindingRuns(gpu, "layer_norm", rows, [x, y], "row")) {
+    gpu.dispatch(layerNormKernel, {
+      dtype: x.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n).u32(v4 ? d / 4 : d).f32(d).f32(options.eps),
+      bindings: [x.window(rows, s, n), weight, bias, y.window(rows, s, n)],
+      groups: grid1d(n),
+    });
+  }
   return y;
 }

@@ -8,6 +8,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { alignedWindow, bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
 import {
   defineKernel,
   grid1d,
@@ -166,6 +167,20 @@ export function permute(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
   const shape = perm.map((d) => x.shape[d]);
   const y = gpu.empty(shape, x.dtype, "permute");
   if (y.size === 0) return y;
+  if (perm[0] !== 0 || fitsOneBinding(gpu, [x, y])) {
+    permuteInto(gpu, x, y, perm);
+    return y;
+  }
+  // The leading dim stays in place: permute each run of its items on its own.
+  const n0 = x.shape[0];
+  for (const [s, n] of bindingRuns(gpu, "permute", n0, [x, y], "item")) {
+    permuteInto(gpu, x.window(n0, s, n), y.window(n0, s, n), perm);
+  }
+  return y;
+}
+
+/** One permute launch: `y = x.permute(perm)` (every operand fits one binding). */
+function permuteInto(gpu: Gpu, x: Tensor, y: Tensor, perm: readonly number[]): void {
   const { sizes, inStrides } = planPermute(x.shape, perm);
   const rank = sizes.length;
   const innerStride = rank ? inStrides[rank - 1] : 1;
@@ -188,7 +203,7 @@ export function permute(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
       bindings: [x, y],
       groups: launch1d(n),
     });
-    return y;
+    return;
   }
   const pa = inStrides.indexOf(1);
   const outStrides: number[] = [];
@@ -215,7 +230,6 @@ export function permute(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
     bindings: [x, y],
     groups: [Math.ceil(b / TILE), gy, Math.ceil(lin / gy)],
   });
-  return y;
 }
 
 // ---------------------------------------------------------------- row copies (concat, slice)
@@ -299,21 +313,62 @@ export function concat(gpu: Gpu, tensors: readonly Tensor[], axis: number): Tens
   const total = tensors.reduce((a, t) => a + t.shape[ax], 0);
   const shape = first.shape.map((d, i) => i === ax ? total : d);
   const y = gpu.empty(shape, first.dtype, "concat");
-  const [outer, inner] = outerInner(shape, ax);
+  if (y.size === 0) return y;
+  const [, inner] = outerInner(shape, ax);
   let off = 0;
-  for (const t of tensors) {
-    const chunk = t.shape[ax] * inner;
-    copyRows(gpu, t, y, {
-      rows: outer,
-      chunk,
-      srcStride: chunk,
-      srcOff: 0,
-      dstStride: total * inner,
-      dstOff: off * inner,
-    });
-    off += t.shape[ax];
+  if (ax === 0) {
+    // Each input is one contiguous block of y.
+    for (const t of tensors) {
+      copyRange(gpu, "concat", t, 0, y, off * inner, t.size);
+      off += t.shape[0];
+    }
+    return y;
+  }
+  const n0 = shape[0];
+  for (const [s, n] of bindingRuns(gpu, "concat", n0, [...tensors, y], "item")) {
+    const yw = y.window(n0, s, n);
+    const [outer] = outerInner(yw.shape, ax);
+    off = 0;
+    for (const t of tensors) {
+      const chunk = t.shape[ax] * inner;
+      copyRows(gpu, t.window(n0, s, n), yw, {
+        rows: outer,
+        chunk,
+        srcStride: chunk,
+        srcOff: 0,
+        dstStride: total * inner,
+        dstOff: off * inner,
+      });
+      off += t.shape[ax];
+    }
   }
   return y;
+}
+
+/**
+ * Copies `count` elements of x from `src` to y from `dst`: one launch when both fit a binding,
+ * else runs of aligned windows.
+ */
+function copyRange(
+  gpu: Gpu,
+  op: string,
+  x: Tensor,
+  src: number,
+  y: Tensor,
+  dst: number,
+  count: number,
+): void {
+  if (count === 0) return;
+  const one = { rows: 1, chunk: count, srcStride: 0, dstStride: 0 };
+  if (fitsOneBinding(gpu, [x, y])) {
+    copyRows(gpu, x, y, { ...one, srcOff: src, dstOff: dst });
+    return;
+  }
+  const span = x.window(x.size, src, count);
+  for (const [s, n] of bindingRuns(gpu, op, count, [span], "element", { unaligned: true })) {
+    const a = alignedWindow(gpu, x, src + s, n), b = alignedWindow(gpu, y, dst + s, n);
+    copyRows(gpu, a.window, b.window, { ...one, chunk: n, srcOff: a.offset, dstOff: b.offset });
+  }
 }
 
 /**
@@ -337,16 +392,25 @@ export function slice(gpu: Gpu, x: Tensor, axis: number, start: number, end: num
   }
   const shape = x.shape.map((d, i) => i === ax ? end - start : d);
   const y = gpu.empty(shape, x.dtype, "slice");
-  const [outer, inner] = outerInner(x.shape, ax);
+  if (y.size === 0) return y;
+  const [, inner] = outerInner(x.shape, ax);
+  if (ax === 0) {
+    copyRange(gpu, "slice", x, start * inner, y, 0, y.size); // one contiguous block of x
+    return y;
+  }
   const chunk = (end - start) * inner;
-  copyRows(gpu, x, y, {
-    rows: outer,
-    chunk,
-    srcStride: size * inner,
-    srcOff: start * inner,
-    dstStride: chunk,
-    dstOff: 0,
-  });
+  const n0 = x.shape[0];
+  for (const [s, n] of bindingRuns(gpu, "slice", n0, [x, y], "item")) {
+    const xw = x.window(n0, s, n);
+    copyRows(gpu, xw, y.window(n0, s, n), {
+      rows: outerInner(xw.shape, ax)[0],
+      chunk,
+      srcStride: size * inner,
+      srcOff: start * inner,
+      dstStride: chunk,
+      dstOff: 0,
+    });
+  }
   return y;
 }
 
@@ -391,13 +455,18 @@ export function repeatInterleave(gpu: Gpu, x: Tensor, repeats: number, axis = 0)
   if (y.size === 0) return y;
   const [, inner] = outerInner(x.shape, ax);
   const v4 = inner % 4 === 0;
-  const n = v4 ? y.size / 4 : y.size;
-  gpu.dispatch(repeatKernel, {
-    dtype: x.dtype,
-    variant: v4 ? "v4" : "s",
-    params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(x.shape[ax]).u32(repeats),
-    bindings: [x, y],
-    groups: launch1d(n),
-  });
+  // Items of the leading dim are independent (axis 0: item k of x makes `repeats` items of y).
+  const n0 = x.shape[0];
+  for (const [s, count] of bindingRuns(gpu, "repeat_interleave", n0, [x, y], "item")) {
+    const xw = x.window(n0, s, count), yw = y.window(n0, s, count);
+    const n = v4 ? yw.size / 4 : yw.size;
+    gpu.dispatch(repeatKernel, {
+      dtype: x.dtype,
+      variant: v4 ? "v4" : "s",
+      params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(xw.shape[ax]).u32(repeats),
+      bindings: [xw, yw],
+      groups: launch1d(n),
+    });
+  }
   return y;
 }

@@ -13,6 +13,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 import {
@@ -397,7 +398,31 @@ function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
   }
   const out = gpu.empty(c.outShape, dtype, c.op);
   if (c.M === 0 || c.N === 0 || c.batch === 0) return out;
-  // A shared B lets the batch fold into M (fuller tiles for short sequences such as M = 77).
+  // A shared B lets the batch fold into M (fuller tiles for short sequences such as M = 77);
+  // operands larger than one binding split into runs of rows (shared B) or of batches.
+  const units = c.batchedB ? c.batch : c.M * c.batch;
+  const split = [c.a, c.residual, out, c.batchedB ? c.b : undefined];
+  for (const [s, n] of bindingRuns(gpu, c.op, units, split, c.batchedB ? "batch" : "row")) {
+    const w = (t: Tensor) => t.window(units, s, n);
+    gemmInto(
+      gpu,
+      {
+        ...c,
+        a: w(c.a),
+        b: c.batchedB ? w(c.b) : c.b,
+        residual: c.residual && w(c.residual),
+        M: c.batchedB ? c.M : n,
+        batch: c.batchedB ? n : 1,
+      },
+      w(out),
+      dtype,
+    );
+  }
+  return out;
+}
+
+/** One GEMM launch into `out` (every operand fits one binding). */
+function gemmInto(gpu: Gpu, c: GemmCall, out: Tensor, dtype: DType): void {
   const M = c.batchedB ? c.M : c.M * c.batch;
   const batch = c.batchedB ? c.batch : 1;
   if (usesDirectGemm(gpu) && c.K % 4 === 0 && c.N % 4 === 0) {
@@ -419,7 +444,7 @@ function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
       activation: c.activation,
       alpha: c.alpha,
     });
-    return out;
+    return;
   }
   const tile = pickGemmTile(gpu, M * batch, c.N);
   const variant: MatmulVariant = {
@@ -445,7 +470,6 @@ function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
     bindings,
     groups: gemmGrid(c.op, ceilDiv(c.N, 16 * tile.tn), groups),
   });
-  return out;
 }
 
 /** Options of {@link matmul}. */

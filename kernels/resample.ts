@@ -6,6 +6,7 @@
  */
 
 import type { Gpu } from "../engine/gpu/device.ts";
+import { bindingRuns } from "../engine/gpu/chunks.ts";
 import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
 import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
 
@@ -47,13 +48,21 @@ export function upsampleNearest2x(gpu: Gpu, x: Tensor): Tensor {
   const [n, c, h, w] = x.shape;
   const y = gpu.empty([n, c, 2 * h, 2 * w], x.dtype, "upsample_nearest2x");
   if (x.size === 0) return y;
-  gpu.dispatch(upsampleKernel, {
-    dtype: x.dtype,
-    params: new Params().u32(x.size).u32(w),
-    bindings: [x, y],
-    groups: grid1d(Math.ceil(x.size / WG)),
-  });
+  for (const [s, count] of planeRuns(gpu, "upsample_nearest2x", x, y)) {
+    const size = count * h * w;
+    gpu.dispatch(upsampleKernel, {
+      dtype: x.dtype,
+      params: new Params().u32(size).u32(w),
+      bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
+      groups: grid1d(Math.ceil(size / WG)),
+    });
+  }
   return y;
+}
+
+/** Runs of (image, channel) planes whose windows of x and y fit one binding each. */
+function planeRuns(gpu: Gpu, op: string, x: Tensor, y: Tensor): [number, number][] {
+  return bindingRuns(gpu, op, x.shape[0] * x.shape[1], [x, y], "plane");
 }
 
 const padKernel = defineKernel("pad2d", ({ dtype }) => /* wgsl */ `
@@ -107,12 +116,15 @@ export function pad2d(gpu: Gpu, x: Tensor, pad: Pad2dOptions): Tensor {
   const ho = h + pad.top + pad.bottom, wo = w + pad.left + pad.right;
   const y = gpu.empty([n, c, ho, wo], x.dtype, "pad2d");
   if (y.size === 0) return y;
-  gpu.dispatch(padKernel, {
-    dtype: x.dtype,
-    params: new Params().u32(y.size).u32(h).u32(w).u32(ho).u32(wo).u32(pad.top).u32(pad.left),
-    bindings: [x, y],
-    groups: grid1d(Math.ceil(y.size / WG)),
-  });
+  for (const [s, count] of planeRuns(gpu, "pad2d", x, y)) {
+    const size = count * ho * wo;
+    gpu.dispatch(padKernel, {
+      dtype: x.dtype,
+      params: new Params().u32(size).u32(h).u32(w).u32(ho).u32(wo).u32(pad.top).u32(pad.left),
+      bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
+      groups: grid1d(Math.ceil(size / WG)),
+    });
+  }
   return y;
 }
 
@@ -157,12 +169,15 @@ export function resizeNearest(gpu: Gpu, x: Tensor, height: number, width: number
   if (height === 2 * h && width === 2 * w) return upsampleNearest2x(gpu, x);
   const y = gpu.empty([n, c, height, width], x.dtype, "resize_nearest");
   if (y.size === 0) return y;
-  gpu.dispatch(resizeKernel, {
-    dtype: x.dtype,
-    params: new Params().u32(y.size).u32(h).u32(w).u32(height).u32(width)
-      .f32(Math.fround(h / height)).f32(Math.fround(w / width)),
-    bindings: [x, y],
-    groups: grid1d(Math.ceil(y.size / WG)),
-  });
+  for (const [s, count] of planeRuns(gpu, "resize_nearest", x, y)) {
+    const size = count * height * width;
+    gpu.dispatch(resizeKernel, {
+      dtype: x.dtype,
+      params: new Params().u32(size).u32(h).u32(w).u32(height).u32(width)
+        .f32(Math.fround(h / height)).f32(Math.fround(w / width)),
+      bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
+      groups: grid1d(Math.ceil(size / WG)),
+    });
+  }
   return y;
 }

@@ -8,7 +8,7 @@
 import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import type { KernelDef, Params } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
-import { Recorder } from "./recorder.ts";
+import { Recorder, type StorageBinding } from "./recorder.ts";
 import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
@@ -44,6 +44,28 @@ export class GpuError extends Error {
 }
 
 /**
+ * The request is valid but more than this adapter (or the memory budget) can hold, even with the
+ * work split into binding-sized chunks; the message says what would fit. The CLI exits with 1.
+ *
+ * @example
+ * ```ts
+ * import { EngineLimitError, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * try {
+ *   await pipe.generate({ prompt: "x", frames: 8, width: 2048, height: 2048 });
+ * } catch (e) {
+ *   if (e instanceof EngineLimitError) console.error(e.message); // what would fit instead
+ * }
+ * pipe.dispose();
+ * ```
+ */
+export class EngineLimitError extends Error {
+  /** Always "EngineLimitError". */
+  override name = "EngineLimitError";
+}
+
+/**
  * What the adapter is and what it allows.
  *
  * @example
@@ -69,8 +91,10 @@ export interface GpuInfo {
   features: string[];
   /** Largest storage-buffer binding in bytes. */
   maxStorageBufferBindingSize: number;
-  /** Largest buffer in bytes. */
+  /** Largest buffer in bytes (a tensor may be larger than one binding, up to this). */
   maxBufferSize: number;
+  /** Alignment of a storage binding's offset in bytes (windows of larger tensors). */
+  minStorageBufferOffsetAlignment: number;
   /** Workgroup shared memory in bytes. */
   maxComputeWorkgroupStorageSize: number;
   /** Most invocations per workgroup. */
@@ -97,6 +121,19 @@ export interface GpuOptions {
   f16?: boolean;
   /** Request timestamp-query when present (default true). */
   timestamps?: boolean;
+}
+
+/**
+ * Limits the runtime works within, at most the adapter's: tests and the memory planner lower
+ * them to prove that work splits into chunks exactly as it would on a smaller adapter.
+ */
+export interface RuntimeLimits {
+  /** Largest storage binding in bytes. */
+  maxStorageBufferBindingSize: number;
+  /** Largest buffer in bytes. */
+  maxBufferSize: number;
+  /** Binding offset alignment in bytes. */
+  minStorageBufferOffsetAlignment: number;
 }
 
 /** Message shown when no adapter exists, saying what to install. */
@@ -151,12 +188,13 @@ export class Gpu {
   #errors: string[] = [];
   #destroyed = false;
 
-  private constructor(adapter: GPUAdapter, device: GPUDevice) {
+  private constructor(adapter: GPUAdapter, device: GPUDevice, virtualInfo?: GpuInfo) {
     this.adapter = adapter;
     this.device = device;
+    this.virtual = virtualInfo !== undefined;
     const ai = adapter.info;
     const limits = device.limits;
-    this.info = {
+    this.info = virtualInfo ? { ...virtualInfo, features: [...virtualInfo.features] } : {
       name: ai.description || `${ai.vendor} ${ai.device}`.trim() || "unknown adapter",
       vendor: ai.vendor,
       architecture: ai.architecture,
@@ -167,16 +205,19 @@ export class Gpu {
       features: [...device.features],
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
+      minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment,
       maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
       maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
     };
-    this.hasF16 = device.features.has("shader-f16");
-    this.hasTimestamps = device.features.has("timestamp-query");
-    this.pool = new BufferPool(
-      device,
-      Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize),
-    );
+    this.hasF16 = this.info.features.includes("shader-f16");
+    this.hasTimestamps = !this.virtual && device.features.has("timestamp-query");
+    this.#limits = {
+      maxStorageBufferBindingSize: this.info.maxStorageBufferBindingSize,
+      maxBufferSize: this.info.maxBufferSize,
+      minStorageBufferOffsetAlignment: this.info.minStorageBufferOffsetAlignment,
+    };
+    this.pool = new BufferPool(device, this.info.maxBufferSize);
     this.pipelines = new PipelineCache(device);
     this.recorder = new Recorder(device);
     device.lost.then((info) => {
@@ -206,6 +247,7 @@ export class Gpu {
       requiredLimits: {
         maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
         maxBufferSize: l.maxBufferSize,
+        minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
         maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
         maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
         maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
@@ -215,6 +257,51 @@ export class Gpu {
       },
     });
     return new Gpu(adapter, device);
+  }
+
+  /**
+   * A device-less Gpu for planning: tensors have sizes but no memory, dispatches only check
+   * their inputs, reads return zeros. Running a model on it replays exactly the allocations
+   * (and binding chunking) of a real run on an adapter with `info`'s limits, so the buffer
+   * pool's counters are the memory the real run needs.
+   * @ignore
+   */
+  static virtual(info: GpuInfo): Gpu {
+    const device = virtualDevice(info);
+    const adapter = { info: { description: info.name } } as unknown as GPUAdapter;
+    return new Gpu(adapter, device, info);
+  }
+
+  /** True for a planning Gpu from {@link Gpu.virtual}. */
+  readonly virtual: boolean;
+  #limits: RuntimeLimits;
+
+  /**
+   * The limits work is split by: the adapter's, or lower ones set by {@link setLimits}.
+   * @ignore
+   */
+  get limits(): Readonly<RuntimeLimits> {
+    return this.#limits;
+  }
+
+  /**
+   * Lowers the limits the runtime splits work by (tests prove chunked == unchunked on small
+   * limits); values above the adapter's are clamped to it. Omitted fields restore the adapter's.
+   * @ignore
+   */
+  setLimits(limits: Partial<RuntimeLimits> = {}): void {
+    const i = this.info;
+    this.#limits = {
+      maxStorageBufferBindingSize: Math.min(
+        limits.maxStorageBufferBindingSize ?? Infinity,
+        i.maxStorageBufferBindingSize,
+      ),
+      maxBufferSize: Math.min(limits.maxBufferSize ?? Infinity, i.maxBufferSize),
+      minStorageBufferOffsetAlignment: Math.max(
+        limits.minStorageBufferOffsetAlignment ?? 0,
+        i.minStorageBufferOffsetAlignment,
+      ),
+    };
   }
 
   /** Throws if the device is lost or recorded work raised validation errors. */
@@ -257,20 +344,30 @@ export class Gpu {
     const size = tensorByteSize(shape, dtype);
     const buffer = this.pool.acquire(size, label);
     const t = new Tensor(buffer, shape, dtype, { owner: this.pool, label });
-    if (poison) {
-      const { params, groups } = fillLaunch(buffer.size / 4, NAN_PATTERN);
-      this.dispatch(fillKernel, { dtype: "f32", params, bindings: [buffer], groups });
-    }
+    if (poison) this.#fill(buffer, NAN_PATTERN);
     return t;
+  }
+
+  /** Writes a 32-bit pattern over a whole buffer, one binding-sized window at a time. */
+  #fill(buffer: GPUBuffer, value: number): void {
+    const align = this.#limits.minStorageBufferOffsetAlignment;
+    const step = Math.floor(this.#limits.maxStorageBufferBindingSize / align) * align;
+    for (let offset = 0; offset < buffer.size; offset += step) {
+      const size = Math.min(step, buffer.size - offset);
+      const { params, groups } = fillLaunch(size / 4, value);
+      const binding = offset === 0 && size === buffer.size ? buffer : { buffer, offset, size };
+      this.dispatch(fillKernel, { dtype: "f32", params, bindings: [binding], groups });
+    }
   }
 
   #checkFits(shape: readonly number[], dtype: DType, label: string): void {
     const bytes = tensorByteSize(shape, dtype);
-    if (bytes > this.info.maxStorageBufferBindingSize) {
-      throw new GpuError(
-        `tensor ${label} ${fmtShape(shape)} ${dtype} needs ${bytes} bytes, more than this ` +
-          `adapter's maxStorageBufferBindingSize (${this.info.maxStorageBufferBindingSize}); ` +
-          `use fewer frames or a smaller size`,
+    const max = this.#limits.maxBufferSize;
+    if (bytes > max) {
+      throw new EngineLimitError(
+        `tensor ${label} ${fmtShape(shape)} ${dtype} needs ${fmtBytes(bytes)}, more than the ` +
+          `largest buffer this adapter allows (${fmtBytes(max)}); use fewer frames, a smaller ` +
+          `size${dtype === "f32" ? " or --precision f16" : ""}`,
       );
     }
   }
@@ -291,7 +388,7 @@ export class Gpu {
     // Pending work may still read a recycled buffer: submit it before queue.writeBuffer.
     this.recorder.submit();
     const t = this.#alloc(shape, dtype, label, false);
-    this.#write(t.buffer, data, dtype);
+    if (!this.virtual) this.#write(t.buffer, data, dtype);
     return t;
   }
 
@@ -309,18 +406,39 @@ export class Gpu {
     if (data.length !== numel(shape)) {
       throw new Error(`weight ${label}: ${data.length} values for shape ${fmtShape(shape)}`);
     }
+    return this.#persistent(shape, dtype, label, data);
+  }
+
+  /**
+   * A dedicated tensor for long-lived data whose contents come later (zeros on a real device,
+   * nothing on a virtual one): what a weight costs without reading it.
+   * @ignore
+   */
+  reserve(shape: readonly number[], dtype: DType = "f32", label = "weight"): Tensor {
+    return this.#persistent(shape, dtype, label, null);
+  }
+
+  #persistent(
+    shape: readonly number[],
+    dtype: DType,
+    label: string,
+    data: ArrayLike<number> | null,
+  ): Tensor {
     this.#checkFits(shape, dtype, label);
     const size = tensorByteSize(shape, dtype);
+    const write = data !== null && !this.virtual;
     const buffer = this.device.createBuffer({
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      mappedAtCreation: true,
+      mappedAtCreation: write,
       label,
     });
-    const mapped = buffer.getMappedRange();
-    if (dtype === "f16") new Uint16Array(mapped).set(toF16(data));
-    else new Float32Array(mapped).set(data);
-    buffer.unmap();
+    if (write) {
+      const mapped = buffer.getMappedRange();
+      if (dtype === "f16") new Uint16Array(mapped).set(toF16(data));
+      else new Float32Array(mapped).set(data);
+      buffer.unmap();
+    }
     this.persistentBytes += size;
     return new Tensor(buffer, shape, dtype, {
       label,
@@ -359,23 +477,47 @@ export class Gpu {
       dtype: DType;
       variant?: string;
       params: Params;
-      bindings: readonly (Tensor | GPUBuffer)[];
+      bindings: readonly (Tensor | StorageBinding)[];
       groups: readonly [number, number, number];
     },
   ): void {
     if (this.#lost) throw new DeviceLostError(`GPU device lost (${this.#lost})`);
     const variant = options.variant ?? "";
-    const pipeline = this.pipelines.get(kernel, { dtype: options.dtype, variant });
-    const buffers = options.bindings.map((b) => {
-      if (b instanceof Tensor) {
-        b.assertLive(kernel.name);
-        return b.buffer;
-      }
-      return b;
-    });
-    this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
+    const buffers = options.bindings.map((b) => b instanceof Tensor ? this.#binding(kernel, b) : b);
     const key = `${kernel.name}:${variant}`;
     this.#dispatches.set(key, (this.#dispatches.get(key) ?? 0) + 1);
+    if (this.virtual) return;
+    const pipeline = this.pipelines.get(kernel, { dtype: options.dtype, variant });
+    this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
+  }
+
+  /**
+   * The storage binding of a tensor: its whole buffer when that fits one binding, else exactly
+   * its elements (a window of a larger buffer). Launchers split work so that this never exceeds
+   * the binding limit; if one did, the error names the kernel and the tensor.
+   */
+  #binding(kernel: KernelDef, t: Tensor): StorageBinding {
+    t.assertLive(kernel.name);
+    const limit = this.#limits.maxStorageBufferBindingSize;
+    if (t.byteOffset === 0 && t.buffer.size <= limit) return t.buffer;
+    const size = Math.min(
+      Math.max(4, Math.ceil(t.byteLength / 4) * 4),
+      t.buffer.size - t.byteOffset,
+    );
+    if (size > limit) {
+      throw new EngineLimitError(
+        `${kernel.name}: tensor ${t.label} ${fmtShape(t.shape)} ${t.dtype} needs ${
+          fmtBytes(size)
+        } in one binding, more than this adapter allows (${fmtBytes(limit)})`,
+      );
+    }
+    if (t.byteOffset % this.#limits.minStorageBufferOffsetAlignment !== 0) {
+      throw new Error(
+        `${kernel.name}: tensor ${t.label} window at byte ${t.byteOffset} is not aligned to ` +
+          `${this.#limits.minStorageBufferOffsetAlignment}`,
+      );
+    }
+    return { buffer: t.buffer, offset: t.byteOffset, size };
   }
 
   /**
@@ -410,13 +552,17 @@ export class Gpu {
    */
   async read(t: Tensor): Promise<Float32Array> {
     t.assertLive("read");
-    const bytes = Math.ceil(t.byteLength / 4) * 4;
+    if (this.virtual) return new Float32Array(t.size);
+    // Copies start and end on 4-byte boundaries (a window may start mid-word in f16).
+    const head = t.byteOffset % 4;
+    const start = t.byteOffset - head;
+    const span = Math.max(4, Math.ceil((head + t.byteLength) / 4) * 4);
     const staging = this.device.createBuffer({
-      size: Math.max(4, bytes),
+      size: span,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       label: `readback ${t.label}`,
     });
-    this.recorder.copy(t.buffer, 0, staging, 0, Math.max(4, bytes));
+    this.recorder.copy(t.buffer, start, staging, 0, Math.min(span, t.buffer.size - start));
     this.recorder.submit();
     try {
       await staging.mapAsync(GPUMapMode.READ);
@@ -424,7 +570,7 @@ export class Gpu {
       await this.#checkErrors();
       throw e;
     }
-    const copy = staging.getMappedRange().slice(0);
+    const copy = staging.getMappedRange().slice(head);
     staging.unmap();
     staging.destroy();
     await this.#checkErrors();
@@ -447,6 +593,36 @@ export class Gpu {
     this.pool.trim();
     this.device.destroy();
   }
+}
+
+/** Bytes as a short human figure: `151.8 MB` (decimal units, as GPU vendors count). */
+export function fmtBytes(bytes: number): string {
+  if (bytes < 1e3) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = bytes, i = -1;
+  while (v >= 1e3 && i < units.length - 1) {
+    v /= 1e3;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/** A stand-in GPUDevice for {@link Gpu.virtual}: buffers with a size and nothing else. */
+function virtualDevice(info: GpuInfo): GPUDevice {
+  const buffer = (d: GPUBufferDescriptor) => ({ size: d.size, label: d.label ?? "", destroy() {} });
+  return {
+    limits: {
+      maxStorageBufferBindingSize: info.maxStorageBufferBindingSize,
+      maxBufferSize: info.maxBufferSize,
+      minStorageBufferOffsetAlignment: info.minStorageBufferOffsetAlignment,
+    },
+    features: new Set(info.features),
+    lost: new Promise(() => {}),
+    addEventListener() {},
+    createBuffer: buffer,
+    queue: { writeBuffer() {}, submit() {}, onSubmittedWorkDone: () => Promise.resolve() },
+    destroy() {},
+  } as unknown as GPUDevice;
 }
 
 function toF16(data: ArrayLike<number>): Uint16Array {

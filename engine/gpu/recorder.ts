@@ -9,8 +9,8 @@ const UNIFORM_ALIGN = 256;
 const RING_BYTES = 1 << 20; // 4096 dispatches per submit at most
 const MAX_DISPATCHES_PER_SUBMIT = 4000;
 
-/** A recorded dispatch's storage binding. */
-export type StorageBinding = GPUBuffer;
+/** A recorded dispatch's storage binding: a whole buffer, or a range of one. */
+export type StorageBinding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
 
 /** Command recorder of one device. */
 export class Recorder {
@@ -76,7 +76,9 @@ export class Recorder {
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: this.#ring, offset, size: params.byteLength } },
     ];
-    storage.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+    storage.forEach((b, i) =>
+      entries.push({ binding: i + 1, resource: "offset" in b ? b : { buffer: b } })
+    );
     const bindGroup = this.#device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries,

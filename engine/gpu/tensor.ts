@@ -30,16 +30,35 @@ export function tensorByteSize(shape: readonly number[], dtype: DType): number {
   return Math.max(4, Math.ceil(bytes / 4) * 4);
 }
 
+/**
+ * The shape of `count` of a shape's `units` equal items: the leading dims up to the first whose
+ * product is a multiple of `units` become one dim, the trailing dims stay.
+ */
+function windowShape(shape: readonly number[], units: number, count: number): number[] {
+  let p = 1;
+  for (let i = 0; i < shape.length; i++) {
+    p *= shape[i];
+    if (p % units === 0) return [count * (p / units), ...shape.slice(i + 1)];
+  }
+  return [count * (p / units)];
+}
+
 /** Who gives a tensor's buffer back when it is released. */
 export interface BufferOwner {
   releaseBuffer(buffer: GPUBuffer, size: number): void;
 }
 
-/** A tensor on the GPU. Release it when done so its buffer returns to the pool. */
+/**
+ * A tensor on the GPU. Release it when done so its buffer returns to the pool. A tensor may be a
+ * window (`byteOffset`) of another tensor's buffer: kernels bind just that range, which is how
+ * launchers split work on tensors larger than one storage binding.
+ */
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
   readonly buffer: GPUBuffer;
+  /** Where the elements start in `buffer` (0 unless this is a window of a larger tensor). */
+  readonly byteOffset: number;
   /** A debugging label (kernel or weight name). */
   readonly label: string;
   #owner: BufferOwner | null;
@@ -50,9 +69,11 @@ export class Tensor {
     buffer: GPUBuffer,
     shape: readonly number[],
     dtype: DType,
-    options: { owner?: BufferOwner | null; label?: string; base?: Tensor } = {},
+    options: { owner?: BufferOwner | null; label?: string; base?: Tensor; byteOffset?: number } =
+      {},
   ) {
     this.buffer = buffer;
+    this.byteOffset = options.byteOffset ?? 0;
     this.shape = [...shape];
     this.dtype = dtype;
     this.label = options.label ?? "tensor";
@@ -64,11 +85,10 @@ export class Tensor {
       }
     }
     const need = numel(shape) * dtypeBytes(dtype);
-    if (need > buffer.size) {
+    if (this.byteOffset + need > buffer.size) {
       throw new Error(
-        `tensor ${this.label}: shape ${
-          fmtShape(shape)
-        } ${dtype} needs ${need} bytes, buffer has ${buffer.size}`,
+        `tensor ${this.label}: shape ${fmtShape(shape)} ${dtype} at byte ${this.byteOffset} ` +
+          `needs ${need} bytes, buffer has ${buffer.size}`,
       );
     }
   }
@@ -110,6 +130,35 @@ export class Tensor {
     return new Tensor(this.buffer, s, this.dtype, {
       label: this.label,
       base: this.#base ?? this,
+      byteOffset: this.byteOffset,
+    });
+  }
+
+  /**
+   * A window of `count` items starting at item `start`, where the tensor is seen as `units`
+   * equal items along its leading dims (e.g. the rows of a [B, L, C] tensor with units = B * L).
+   * The window keeps the trailing dims: `[B, L, C]` with units B gives `[count, L, C]`, with
+   * units B * L `[count, C]`, with units B / 2 `[2 * count, L, C]`. Shares the buffer (no copy); `byteOffset` must suit the binding alignment,
+   * which {@link https://www.w3.org/TR/webgpu/ | minStorageBufferOffsetAlignment} callers check.
+   */
+  window(units: number, start: number, count: number): Tensor {
+    if (start === 0 && count === units) return this;
+    const per = this.size / units;
+    if (
+      !Number.isInteger(per) || !Number.isInteger(start) || !Number.isInteger(count) ||
+      start < 0 || count < 0 || start + count > units
+    ) {
+      throw new Error(
+        `window ${this.label}: items ${start}..${start + count} of ${units} in ${
+          fmtShape(this.shape)
+        }`,
+      );
+    }
+    const shape = windowShape(this.shape, units, count);
+    return new Tensor(this.buffer, shape, this.dtype, {
+      label: this.label,
+      base: this.#base ?? this,
+      byteOffset: this.byteOffset + start * per * dtypeBytes(this.dtype),
     });
   }
 

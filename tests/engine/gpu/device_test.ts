@@ -1,3 +1,4 @@
+import { EngineLimitError } from "../../../engine/gpu/device.ts";
 import { defineKernel, grid1d, Params, wgslDType } from "../../../engine/gpu/kernel.ts";
 import { bucketSize } from "../../../engine/gpu/buffer_pool.ts";
 import { Tensor } from "../../../engine/gpu/tensor.ts";
@@ -98,14 +99,16 @@ gpuTest("runtime: WGSL errors name the kernel", async (gpu) => {
   t.release();
 });
 
-gpuTest("runtime: oversized tensors get a clear error", (gpu) => {
-  let msg = "";
+gpuTest("runtime: tensors larger than a buffer get an engine-limit error", (gpu) => {
+  let err: unknown = null;
   try {
-    gpu.empty([gpu.info.maxStorageBufferBindingSize], "f32", "huge");
+    gpu.empty([gpu.info.maxBufferSize], "f32", "huge");
   } catch (e) {
-    msg = (e as Error).message;
+    err = e;
   }
-  assert(/huge.*maxStorageBufferBindingSize/.test(msg), msg);
+  assert(err instanceof EngineLimitError, String(err));
+  assert(/^tensor huge .* more than the largest buffer this adapter allows/.test(err.message));
+  assert(!err.message.includes("\n"), err.message);
 });
 
 gpuTest("runtime: timestamp timing returns positive times", async (gpu) => {
