@@ -66,9 +66,11 @@ export {
   loadPipeline,
   MAX_SIDE,
   MAX_STEPS,
+  planGeneration,
   type ResolvedRequest,
   SCHEDULERS,
 } from "./engine/pipeline.ts";
+export { defaultMemoryBudget, type MemoryPlan } from "./engine/memory_plan.ts";
 export type {
   Frame,
   GenerateOptions,
@@ -84,7 +86,13 @@ export type {
 export type { MotionNormMode } from "./engine/models/motion.ts";
 export type { Fidelity } from "./engine/models/unet.ts";
 export { AbortError, InputError } from "./engine/errors.ts";
-export { Gpu, type GpuInfo, type GpuOptions, NoAdapterError } from "./engine/gpu/device.ts";
+export {
+  EngineLimitError,
+  Gpu,
+  type GpuInfo,
+  type GpuOptions,
+  NoAdapterError,
+} from "./engine/gpu/device.ts";
 export {
   ANIMATION_FORMATS,
   type AnimationFormat,

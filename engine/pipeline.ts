@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Gpu } from "./gpu/device.ts";
+import { DeviceLostError, EngineLimitError, Gpu, GpuError } from "./gpu/device.ts";
 import type { DType, Tensor } from "./gpu/tensor.ts";
 import { WeightStore } from "./models/weights.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
@@ -36,6 +36,13 @@ import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, applyMotionLoras, loadLora } from "../weights/lora.ts";
 import { loadTinyDemoModel } from "../weights/tiny.ts";
 import { resolveHubFile } from "../weights/hub.ts";
+import {
+  defaultMemoryBudget,
+  largestFitting,
+  type MemoryPlan,
+  planFailure,
+} from "./memory_plan.ts";
+import { decodeTiled, pickDecodeTile } from "./vae_tiling.ts";
 
 export type * from "./pipeline_types.ts";
 
@@ -246,7 +253,9 @@ async function loadTokenizer(
 
 function inputErrors<T>(what: string, p: Promise<T>): Promise<T> {
   return p.catch((e) => {
-    if (e instanceof InputError) throw e;
+    // Limits of the adapter and GPU failures are not the input's fault.
+    const engine = [InputError, EngineLimitError, GpuError, DeviceLostError];
+    if (engine.some((k) => e instanceof k)) throw e;
     const err = e as Error;
     if (err instanceof Deno.errors.NotFound) throw new InputError(`${what}: ${err.message}`);
     throw new InputError(err.message.startsWith(what) ? err.message : `${what}: ${err.message}`);
@@ -299,6 +308,10 @@ export class AnimationPipeline {
   readonly #stores: WeightStore[];
   readonly #ownsGpu: boolean;
   #disposed = false;
+  /** GPU memory requests are planned against (null: unknown). */
+  readonly #budget: number | null;
+  /** Planning copies on a virtual Gpu, per precision. */
+  readonly #planners = new Map<Precision, Promise<AnimationPipeline>>();
 
   private constructor(init: {
     info: PipelineInfo;
@@ -310,7 +323,9 @@ export class AnimationPipeline {
     vae: VaeDecoder;
     stores: WeightStore[];
     dtype: DType;
+    budget: number | null;
   }) {
+    this.#budget = init.budget;
     this.info = init.info;
     this.gpu = init.gpu;
     this.#ownsGpu = init.ownsGpu;
@@ -378,6 +393,7 @@ export class AnimationPipeline {
       demo: demo !== null,
       onProgress: options.onProgress,
       startedAt: t0,
+      maxMemory: options.maxMemory,
     });
   }
 
@@ -396,6 +412,7 @@ export class AnimationPipeline {
     demo?: boolean;
     onProgress?: (e: ProgressEvent) => void;
     startedAt?: number;
+    maxMemory?: number;
   }): Promise<AnimationPipeline> {
     const { model, motion, tokenizer } = init;
     const t0 = init.startedAt ?? performance.now();
@@ -456,6 +473,7 @@ export class AnimationPipeline {
         vae,
         stores,
         dtype,
+        budget: init.maxMemory ?? defaultMemoryBudget(gpu.info),
       });
     } catch (e) {
       for (const s of stores) s.dispose();
@@ -734,6 +752,7 @@ export class AnimationPipeline {
   /** Runs text encoding and the denoising loop; returns final latents [1, 4, f, h, w]. */
   async generateLatents(req: GenerateRequest, options: LatentOptions = {}): Promise<Float32Array> {
     const r = this.resolve(req);
+    await this.#ensureFits(r, 1);
     const latents = await this.#denoise(r, options, {});
     const out = await this.#readLatents(latents, r);
     latents.release();
@@ -783,6 +802,7 @@ export class AnimationPipeline {
     options: GenerateOptions,
   ): Promise<Animation[]> {
     this.#checkAlive();
+    await this.#ensureFits(r, prompts?.length ?? 1);
     const timings: Record<string, number> = {};
     const t0 = performance.now();
     const latents = await this.#denoise(r, { ...options, prompts, negativePrompts }, timings);
@@ -860,6 +880,7 @@ export class AnimationPipeline {
     };
     const total = scheduler.timesteps.length;
     const tLoop = performance.now();
+    onProgress?.({ stage: "denoise", step: 0, total, elapsedMs: 0 });
     try {
       for (let i = 0; i < total; i++) {
         throwIfAborted();
@@ -896,6 +917,8 @@ export class AnimationPipeline {
       context.release();
     }
     timings.denoise = performance.now() - tLoop;
+    // The UNet's free buffers go back to the driver before the VAE allocates its own.
+    gpu.pool.trim();
     return latents;
   }
 
@@ -917,15 +940,23 @@ export class AnimationPipeline {
     const frames: Frame[] = [];
     const t0 = performance.now();
     const inv = 1 / this.vae.config.scalingFactor;
+    options.onProgress?.({ stage: "decode", step: 0, total: r.frames, elapsedMs: 0 });
+    // Frames too large to decode at once (for this adapter's bindings) decode in tiles.
+    const tile = pickDecodeTile(this, r.height / 8, r.width / 8);
     for (let i = 0; i < r.frames; i++) {
       if (options.signal?.aborted) throw new AbortError();
       const z = slice(gpu, latents, 0, i, i + 1);
       const zs = scale(gpu, z, inv);
       z.release();
-      const img = this.vae.forward(gpu, zs);
+      let data: Float32Array;
+      if (tile === null) {
+        const img = this.vae.forward(gpu, zs);
+        data = await gpu.read(img);
+        img.release();
+      } else {
+        data = await decodeTiled(gpu, this.vae, zs, tile);
+      }
       zs.release();
-      const data = await gpu.read(img);
-      img.release();
       frames.push(toRgba(data, r.width, r.height));
       const elapsed = performance.now() - t0;
       options.onProgress?.({
@@ -939,6 +970,176 @@ export class AnimationPipeline {
     return frames;
   }
 
+  /**
+   * The memory plan of a request (see engine/memory_plan.ts): its peak GPU memory on this
+   * adapter, per stage, and whether it fits, found by replaying it on a virtual Gpu (a few
+   * steps suffice: every step allocates alike). Nothing runs on the GPU.
+   *
+   * @example
+   * ```ts
+   * const plan = await pipe.plan({ prompt: "waves", frames: 16, width: 512, height: 512 });
+   * if (!plan.fits) console.error(plan.reason);
+   * ```
+   */
+  async plan(
+    req: GenerateRequest,
+    options: { precision?: Precision; prompts?: number } = {},
+  ): Promise<MemoryPlan> {
+    this.#checkAlive();
+    return await this.#plan(this.resolve(req), options.precision ?? this.info.precision, {
+      videos: options.prompts ?? 1,
+      suggest: true,
+    });
+  }
+
+  async #plan(
+    r: ResolvedRequest,
+    precision: Precision,
+    o: { videos: number; suggest: boolean },
+  ): Promise<MemoryPlan> {
+    const planner = await this.#planner(precision);
+    const gpu = planner.gpu;
+    gpu.pool.trim();
+    gpu.pool.resetPeak();
+    const weights = gpu.persistentBytes;
+    const stages = { encode: 0, denoise: 0, decode: 0 };
+    let stage: keyof typeof stages | null = null;
+    const mark = (next: keyof typeof stages | null) => {
+      if (stage) {
+        stages[stage] = Math.max(stages[stage], weights + gpu.pool.stats().peakAllocatedBytes);
+      }
+      gpu.pool.resetPeak();
+      stage = next;
+    };
+    let limit: EngineLimitError | null = null;
+    const prompts = o.videos > 1 ? new Array(o.videos).fill(r.prompt) : undefined;
+    try {
+      await planner.#generate({ ...r, steps: Math.min(r.steps, 3) }, prompts, undefined, {
+        onProgress: (e) => {
+          if (e.stage !== stage && e.stage in stages) mark(e.stage as keyof typeof stages);
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof EngineLimitError)) throw e;
+      limit = e;
+    }
+    mark(null);
+    const peak = Math.max(stages.encode, stages.denoise, stages.decode, weights);
+    const plan: MemoryPlan = {
+      adapter: this.gpu.info.name,
+      precision,
+      frames: r.frames,
+      width: r.width,
+      height: r.height,
+      weightsBytes: weights,
+      activationsBytes: peak - weights,
+      peakBytes: peak,
+      stages,
+      maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,
+      maxBufferSize: gpu.limits.maxBufferSize,
+      decodeTiles: decodeTileCount(planner, r),
+      budgetBytes: this.#budget,
+      fits: limit === null && (this.#budget === null || peak <= this.#budget),
+    };
+    if (!plan.fits && o.suggest) {
+      plan.reason = planFailure(plan, limit, await this.#fitting(r, precision, o.videos));
+    } else if (!plan.fits) {
+      plan.reason = limit?.message ?? "over budget";
+    }
+    return plan;
+  }
+
+  /** What would fit instead of `r`: f16, fewer frames (or a shorter context), a smaller size. */
+  async #fitting(r: ResolvedRequest, precision: Precision, videos: number): Promise<string[]> {
+    const fits = async (q: ResolvedRequest, p = precision) =>
+      (await this.#plan({ ...q, steps: 1 }, p, { videos, suggest: false })).fits;
+    const out: string[] = [];
+    if (precision === "f32" && this.gpu.hasF16 && await fits(r, "f16")) out.push("f16 precision");
+    const windowed = r.contextLength < r.frames;
+    const most = windowed ? r.contextLength : r.frames;
+    if (most > 1) {
+      const n = await largestFitting(
+        1,
+        most - 1,
+        (k) =>
+          fits(
+            windowed
+              ? { ...r, contextLength: k, contextOverlap: 0 }
+              : { ...r, frames: k, contextLength: k },
+          ),
+      );
+      if (n !== null) out.push(windowed ? `a context length of ${n}` : `${n} frames`);
+    }
+    // Sizes keep the aspect ratio, in steps of 8 pixels on the longer side.
+    const long = Math.max(r.width, r.height);
+    const sized = (k: number) => {
+      const w = Math.max(8, Math.floor((r.width * k) / long / 8) * 8);
+      const h = Math.max(8, Math.floor((r.height * k) / long / 8) * 8);
+      return { ...r, width: w, height: h };
+    };
+    if (long > 8) {
+      const k = await largestFitting(8, long - 8, (v) => fits(sized(Math.floor(v / 8) * 8)));
+      if (k !== null) {
+        const q = sized(Math.floor(k / 8) * 8);
+        out.push(`${q.width}x${q.height}`);
+      }
+    }
+    return out;
+  }
+
+  /** Throws an EngineLimitError with what would fit when a request's plan does not fit. */
+  async #ensureFits(r: ResolvedRequest, videos: number): Promise<void> {
+    if (this.gpu.virtual) return;
+    const plan = await this.#plan(r, this.info.precision, { videos, suggest: false });
+    if (plan.fits) return;
+    const full = await this.#plan(r, this.info.precision, { videos, suggest: true });
+    throw new EngineLimitError(full.reason ?? "request does not fit");
+  }
+
+  /**
+   * This pipeline's architecture on a virtual Gpu with this adapter's limits, in `precision`
+   * (weights reserved, never read): replays requests for planning.
+   */
+  #planner(precision: Precision): Promise<AnimationPipeline> {
+    if (this.gpu.virtual && precision === this.info.precision) return Promise.resolve(this);
+    let p = this.#planners.get(precision);
+    if (!p) {
+      p = (async () => {
+        const info = { ...this.gpu.info };
+        if (precision === "f16" && !info.features.includes("shader-f16")) {
+          info.features = [...info.features, "shader-f16"];
+        }
+        const gpu = Gpu.virtual(info);
+        gpu.setLimits(this.gpu.limits);
+        const [te, un, mo, va] = this.#stores.map((s, i) =>
+          new WeightStore(gpu, s.shapeMap(), {
+            dtype: precision,
+            part: ["text encoder", "unet", "motion module", "vae"][i],
+          })
+        );
+        const textEncoder = new ClipTextEncoder(te, this.textEncoder.config);
+        const unet = new UNet3D(un, mo, this.unet.config, this.unet.motionConfig);
+        unet.fidelity = this.unet.fidelity;
+        const vae = new VaeDecoder(va, this.vae.config);
+        for (const s of [te, un, mo, va]) await s.loadAll();
+        return new AnimationPipeline({
+          info: { ...this.info, precision },
+          gpu,
+          ownsGpu: true,
+          tokenizer: this.tokenizer,
+          textEncoder,
+          unet,
+          vae,
+          stores: [te, un, mo, va],
+          dtype: precision,
+          budget: this.#budget,
+        });
+      })();
+      this.#planners.set(precision, p);
+    }
+    return p;
+  }
+
   #checkAlive(): void {
     if (this.#disposed) throw new Error("pipeline was disposed");
   }
@@ -947,6 +1148,7 @@ export class AnimationPipeline {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    for (const p of this.#planners.values()) p.then((v) => v.dispose(), () => {});
     for (const s of this.#stores) s.dispose();
     this.gpu.pool.trim();
     if (this.#ownsGpu) this.gpu.destroy();
@@ -970,6 +1172,42 @@ export class AnimationPipeline {
  */
 export function loadPipeline(options: PipelineOptions = {}): Promise<AnimationPipeline> {
   return AnimationPipeline.load(options);
+}
+
+/**
+ * The memory plan of a request without loading any weights onto the GPU: the model's
+ * architecture comes from its files' headers and is replayed on a virtual Gpu with the limits
+ * of `options.device` (default: this machine's adapter). What `--dry-run` prints.
+ *
+ * @example
+ * ```ts
+ * import { planGeneration } from "@zoetrope/animatediff";
+ *
+ * const plan = await planGeneration({ precision: "f32" }, { prompt: "x", frames: 8, width: 64, height: 64 });
+ * console.log(`${(plan.peakBytes / 1e6).toFixed(0)} MB`, plan.fits ? "fits" : plan.reason);
+ * ```
+ */
+export async function planGeneration(
+  options: PipelineOptions,
+  request: GenerateRequest,
+): Promise<MemoryPlan> {
+  const real = options.device ?? await Gpu.create();
+  try {
+    const device = Gpu.virtual(real.info);
+    device.setLimits(real.limits);
+    const pipe = await AnimationPipeline.load({
+      ...options,
+      device,
+      maxMemory: options.maxMemory ?? defaultMemoryBudget(real.info) ?? undefined,
+    });
+    try {
+      return await pipe.plan(request);
+    } finally {
+      pipe.dispose();
+    }
+  } finally {
+    if (!options.device) real.destroy();
+  }
 }
 
 /**
@@ -1029,6 +1267,21 @@ export function toRgba(img: Float32Array, width: number, height: number): Frame 
     data[i * 4 + 3] = 255;
   }
   return { data, width, height };
+}
+
+/** VAE tiles per frame of a request (1 when frames decode whole). */
+function decodeTileCount(planner: AnimationPipeline, r: ResolvedRequest): number {
+  const h = r.height / 8, w = r.width / 8;
+  let t: number | null;
+  try {
+    t = pickDecodeTile(planner, h, w);
+  } catch (e) {
+    if (e instanceof EngineLimitError) return 0;
+    throw e;
+  }
+  if (t === null) return 1;
+  const stride = Math.floor(t * 0.75);
+  return Math.ceil(h / stride) * Math.ceil(w / stride);
 }
 
 /** Mean of same-shape tensors, 4 terms per linear combination. */

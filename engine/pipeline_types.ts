@@ -90,6 +90,12 @@ export interface PipelineOptions {
   fidelity?: "diffusers" | "original";
   /** An existing GPU context to use (default: a new one). */
   device?: Gpu;
+  /**
+   * GPU memory in bytes that a request may use (weights included). Requests whose memory plan
+   * needs more fail before running, with what would fit. Default: unknown for GPUs (WebGPU does
+   * not say; only the adapter's buffer limits are checked), host memory for software adapters.
+   */
+  maxMemory?: number;
   /** Progress while loading (stage "load"). */
   onProgress?: (e: ProgressEvent) => void;
 }

@@ -377,6 +377,8 @@ interface GemmCall {
   residual?: Tensor;
   activation: Activation;
   alpha: number;
+  /** Write here (a tensor or window of the output shape) instead of a new tensor. */
+  out?: Tensor;
 }
 
 function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
@@ -396,7 +398,14 @@ function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
       `${c.op}: expected activation one of ${ACTIVATIONS.join(", ")}, got "${c.activation}"`,
     );
   }
-  const out = gpu.empty(c.outShape, dtype, c.op);
+  if (c.out && (c.out.size !== c.outShape.reduce((a, b) => a * b, 1) || c.out.dtype !== dtype)) {
+    throw new Error(
+      `${c.op}: expected out ${fmtShape(c.outShape)} ${dtype}, got ${
+        fmtShape(c.out.shape)
+      } ${c.out.dtype}`,
+    );
+  }
+  const out = c.out ?? gpu.empty(c.outShape, dtype, c.op);
   if (c.M === 0 || c.N === 0 || c.batch === 0) return out;
   // A shared B lets the batch fold into M (fuller tiles for short sequences such as M = 77);
   // operands larger than one binding split into runs of rows (shared B) or of batches.
@@ -544,6 +553,11 @@ export interface LinearOptions {
   activation?: Activation;
   /** [..., N], added after the activation. */
   residual?: Tensor;
+  /**
+   * Write the result here (a tensor, or a window of a larger one, of the output's size; not
+   * aliasing x or the residual) and return it, instead of a new tensor.
+   */
+  out?: Tensor;
 }
 
 /**
@@ -581,5 +595,6 @@ export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptio
     residual: options.residual,
     activation: options.activation ?? "none",
     alpha: 1,
+    out: options.out,
   });
 }

@@ -36,6 +36,7 @@ const VALUE_EXPORTS = [
   "Animation",
   "AnimationPipeline",
   "DEFAULT_LIMITS",
+  "EngineLimitError",
   "Gpu",
   "InputError",
   "MAX_SIDE",
@@ -44,6 +45,7 @@ const VALUE_EXPORTS = [
   "SCHEDULERS",
   "convertToSafetensors",
   "createApp",
+  "defaultMemoryBudget",
   "encodeAnimation",
   "encodeApng",
   "encodeFramesZip",
@@ -52,6 +54,7 @@ const VALUE_EXPORTS = [
   "inspectWeights",
   "loadPipeline",
   "parsePromptConfig",
+  "planGeneration",
   "schedulerConfigFromDiffusers",
 ];
 
@@ -69,6 +72,7 @@ Deno.test("mod.ts exports exactly the public API values and no internals", () =>
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaEnd, 0.012, "AnimateDiff beta_end");
   assertEquals(new mod.InputError("x").name, "InputError");
   assertEquals(new mod.AbortError().name, "AbortError");
+  assertEquals(new mod.EngineLimitError("x").name, "EngineLimitError");
 });
 
 Deno.test("mod.ts encoders write GIF, APNG and zip signatures", () => {

@@ -98,6 +98,31 @@ export function alignedWindow(
   return { window: t.window(t.size, from, offset + count), offset };
 }
 
+/**
+ * Runs of `units` items such that an item costing `perItemBytes` (each operand's bytes per
+ * item, largest counts) stays within `maxBytes` per run, starting on the binding alignment for
+ * every operand: for splitting work to bound memory (e.g. a feed-forward's hidden layer) rather
+ * than bindings. At least one alignment quantum per run.
+ */
+export function memoryRuns(
+  gpu: Gpu,
+  units: number,
+  perItemBytes: readonly number[],
+  maxBytes: number,
+): [number, number][] {
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  let quantum = 1;
+  for (const per of perItemBytes) {
+    const q = align / gcd(align, per);
+    quantum = (quantum * q) / gcd(quantum, q);
+  }
+  const largest = Math.max(...perItemBytes);
+  const count = Math.max(quantum, Math.floor(maxBytes / largest / quantum) * quantum);
+  const runs: [number, number][] = [];
+  for (let s = 0; s < units; s += count) runs.push([s, Math.min(count, units - s)]);
+  return runs;
+}
+
 /** True when every tensor fits one binding (launchers take their one-launch path). */
 export function fitsOneBinding(gpu: Gpu, tensors: readonly (Tensor | undefined | null)[]): boolean {
   const limit = gpu.limits.maxStorageBufferBindingSize;

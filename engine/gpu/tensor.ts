@@ -64,6 +64,10 @@ export class Tensor {
   #owner: BufferOwner | null;
   #base: Tensor | null;
   #released = false;
+  /** A reshape of a whole tensor: releasing it releases the base. */
+  #alias = false;
+  /** A window (part) of another tensor: releasing it does nothing. */
+  #window = false;
 
   constructor(
     buffer: GPUBuffer,
@@ -113,7 +117,10 @@ export class Tensor {
     return this.#released || (this.#base?.released ?? false);
   }
 
-  /** A view of the same buffer with another shape of the same element count. */
+  /**
+   * A view of the same buffer with another shape of the same element count: the same tensor,
+   * so releasing either releases both.
+   */
   reshape(shape: readonly number[]): Tensor {
     let inferred = -1, known = 1;
     const s = [...shape];
@@ -127,11 +134,14 @@ export class Tensor {
         `reshape ${this.label}: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`,
       );
     }
-    return new Tensor(this.buffer, s, this.dtype, {
+    const view = new Tensor(this.buffer, s, this.dtype, {
       label: this.label,
       base: this.#base ?? this,
       byteOffset: this.byteOffset,
     });
+    view.#alias = this.#alias || !this.#window;
+    view.#window = this.#window;
+    return view;
   }
 
   /**
@@ -155,20 +165,27 @@ export class Tensor {
       );
     }
     const shape = windowShape(this.shape, units, count);
-    return new Tensor(this.buffer, shape, this.dtype, {
+    const view = new Tensor(this.buffer, shape, this.dtype, {
       label: this.label,
       base: this.#base ?? this,
       byteOffset: this.byteOffset + start * per * dtypeBytes(this.dtype),
     });
+    view.#window = true;
+    return view;
   }
 
-  /** Gives the buffer back to its pool (no-op for views and for unowned tensors). */
+  /**
+   * Gives the buffer back to its pool. A reshape releases the tensor it views (it is that
+   * tensor); a window of a larger tensor and an unowned tensor release nothing.
+   */
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    if (this.#base === null && this.#owner) {
-      this.#owner.releaseBuffer(this.buffer, this.buffer.size);
+    if (this.#base) {
+      if (this.#alias && !this.#window) this.#base.release();
+      return;
     }
+    if (this.#owner) this.#owner.releaseBuffer(this.buffer, this.buffer.size);
   }
 
   /** Throws if this tensor (or its base) was released. */

@@ -10,6 +10,7 @@ import type { WeightStore } from "./weights.ts";
 import { GroupNorm, LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { add, geglu } from "../../kernels/elementwise.ts";
+import { memoryRuns } from "../gpu/chunks.ts";
 import { permute } from "../../kernels/layout.ts";
 
 /** diffusers Attention: q from x, k/v from `context` (or x), multi-head, output projection. */
@@ -62,20 +63,56 @@ export class Attention {
   }
 }
 
+/**
+ * Smallest hidden-layer run of the feed-forward chunking; below it the feed-forward runs whole.
+ */
+const FF_CHUNK_MIN_BYTES = 32 * 2 ** 20;
+
 /** GEGLU feed-forward: net.0.proj (dim -> 2*inner), GEGLU, net.2 (inner -> dim). */
 export class FeedForward {
   readonly proj: Linear;
   readonly out: Linear;
+  readonly dim: number;
+  readonly inner: number;
   constructor(w: WeightStore, prefix: string, dim: number, inner = 4 * dim) {
     this.proj = new Linear(w, `${prefix}.net.0.proj`, dim, 2 * inner);
     this.out = new Linear(w, `${prefix}.net.2`, inner, dim);
+    this.dim = dim;
+    this.inner = inner;
   }
+
+  /**
+   * x [..., dim] -> [..., dim] (+ residual). The hidden layer is 8x wider than x (GEGLU's two
+   * halves), so it runs over row chunks whose hidden state is at most the size of x (diffusers'
+   * feed-forward chunking): rows are independent, the result is the same.
+   */
   forward(gpu: Gpu, x: Tensor, residual?: Tensor): Tensor {
-    const h = this.proj.forward(gpu, x);
-    const g = geglu(gpu, h);
-    h.release();
-    const out = this.out.forward(gpu, g, { residual });
-    g.release();
+    const rows = x.size / this.dim, bytes = x.byteLength / x.size;
+    const runs = memoryRuns(
+      gpu,
+      rows,
+      [this.dim * bytes, 2 * this.inner * bytes],
+      Math.max(x.byteLength, FF_CHUNK_MIN_BYTES),
+    );
+    if (runs.length === 1) {
+      const h = this.proj.forward(gpu, x);
+      const g = geglu(gpu, h);
+      h.release();
+      const out = this.out.forward(gpu, g, { residual });
+      g.release();
+      return out;
+    }
+    const out = gpu.empty(x.shape, x.dtype, "feed_forward");
+    for (const [s, n] of runs) {
+      const h = this.proj.forward(gpu, x.window(rows, s, n));
+      const g = geglu(gpu, h);
+      h.release();
+      this.out.forward(gpu, g, {
+        residual: residual?.window(rows, s, n),
+        out: out.window(rows, s, n),
+      });
+      g.release();
+    }
     return out;
   }
 }

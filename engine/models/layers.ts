@@ -29,7 +29,7 @@ export class Linear {
   forward(
     gpu: Gpu,
     x: Tensor,
-    options: { activation?: Activation; residual?: Tensor } = {},
+    options: { activation?: Activation; residual?: Tensor; out?: Tensor } = {},
   ): Tensor {
     return linear(gpu, x, this.weight.t, { bias: this.bias?.t, ...options });
   }

@@ -114,7 +114,10 @@ export class WeightStore {
     for (const p of this.#params.values()) {
       const h = this.#tensors.get(p.name)!;
       const label = `${this.#part}.${p.name}`;
-      if (h.lowRank) {
+      if (this.#gpu.virtual) {
+        // Planning: what the weight costs, without reading it.
+        p.set(this.#gpu.reserve(p.gpuShape, this.#dtype, label));
+      } else if (h.lowRank) {
         p.set(await this.#mergeOnGpu(h.lowRank, p.gpuShape, label));
         merged++;
       } else {
@@ -146,6 +149,22 @@ export class WeightStore {
       for (const t of [up, down, sum]) t.release();
     }
     return w;
+  }
+
+  /**
+   * The declared parameters as a tensor map of shapes only (reading one is an error): builds the
+   * same model again on a virtual Gpu for planning, without the weights.
+   */
+  shapeMap(): TensorMap {
+    const map: TensorMap = new Map();
+    for (const p of this.#params.values()) {
+      map.set(p.name, {
+        shape: [...p.shape],
+        dtype: "F32",
+        read: () => Promise.reject(new Error(`${p.name}: a planning copy has no weights`)),
+      });
+    }
+    return map;
   }
 
   /** Number of declared parameters' elements. */
