@@ -8,7 +8,7 @@
  * @module
  */
 
-import { EngineLimitError, fmtBytes, type GpuInfo } from "./gpu/device.ts";
+import { type EngineLimitError, fmtBytes, type GpuInfo } from "./gpu/device.ts";
 import type { Precision } from "./pipeline_types.ts";
 
 /**

@@ -28,7 +28,7 @@ import type {
   ProgressEvent,
   SchedulerName,
 } from "./pipeline_types.ts";
-import { cfgCombine, linearCombination, scale } from "../kernels/elementwise.ts";
+import { cfgCombine, cfgGuide, linearCombination, scale } from "../kernels/elementwise.ts";
 import { concat, slice } from "../kernels/layout.ts";
 import { contextWindowStarts, frameSpans, MAX_WINDOWED_FRAMES } from "./context_windows.ts";
 import type { ModelWeights, MotionWeights } from "../weights/types.ts";
@@ -63,6 +63,22 @@ export const SCHEDULERS: readonly SchedulerName[] = [
   "dpmpp-2m",
   "dpmpp-2m-karras",
 ];
+
+/**
+ * The batched classifier-free guidance passes split into two when the UNet's widest activation
+ * (2 x frames x 320 channels x latent pixels) would be larger than this.
+ */
+const CFG_SPLIT_BYTES = 64 * 2 ** 20;
+let cfgSplitOverride: boolean | null = null;
+
+/**
+ * Forces the classifier-free guidance passes to run batched (false) or one after the other
+ * (true) for every pipeline; null restores the size rule. Tests prove both give equal results.
+ * @ignore
+ */
+export function setCfgSplitOverride(split: boolean | null): void {
+  cfgSplitOverride = split;
+}
 
 /**
  * Largest accepted width/height in pixels.
@@ -665,6 +681,20 @@ export class AnimationPipeline {
     const gpu = this.gpu;
     const cfg = context.shape[0] * r.frames === 2 * latents.shape[0];
     const x = inputScale === 1 ? latents : scale(gpu, latents, inputScale);
+    if (cfg && this.#splitCfg(latents)) {
+      // The unconditional and conditional passes one after the other: half the activations.
+      const b = context.shape[0] / 2;
+      const eps = [0, 1].map((half) => {
+        const ctx = slice(gpu, context, 0, half * b, (half + 1) * b);
+        const e = this.unet.forward(gpu, x, t, ctx, r.frames);
+        ctx.release();
+        return e;
+      });
+      if (x !== latents) x.release();
+      const guided = cfgGuide(gpu, eps[0], eps[1], r.guidance);
+      for (const e of eps) e.release();
+      return guided;
+    }
     // [b*f, 4, h, w] -> [2*b*f, 4, h, w] = (uncond videos, cond videos)
     const input = cfg ? concat(gpu, [x, x], 0) : x;
     const eps = this.unet.forward(gpu, input, t, context, r.frames);
@@ -674,6 +704,17 @@ export class AnimationPipeline {
     const guided = cfgCombine(gpu, eps, r.guidance);
     eps.release();
     return guided;
+  }
+
+  /**
+   * Runs the two classifier-free guidance passes one after the other (instead of as one batch)
+   * when the batched UNet's widest activation would exceed {@link CFG_SPLIT_BYTES}: the same
+   * results with half the activation memory, at a small cost in speed only for small inputs.
+   */
+  #splitCfg(latents: Tensor): boolean {
+    if (cfgSplitOverride !== null) return cfgSplitOverride;
+    const widest = 2 * latents.size / latents.shape[1] * this.unet.config.blockOutChannels[0];
+    return widest * (this.dtype === "f16" ? 2 : 4) > CFG_SPLIT_BYTES;
   }
 
   /**
@@ -752,7 +793,7 @@ export class AnimationPipeline {
   /** Runs text encoding and the denoising loop; returns final latents [1, 4, f, h, w]. */
   async generateLatents(req: GenerateRequest, options: LatentOptions = {}): Promise<Float32Array> {
     const r = this.resolve(req);
-    await this.#ensureFits(r, 1);
+    await this.#ensureFits(r, { videos: 1, decode: false });
     const latents = await this.#denoise(r, options, {});
     const out = await this.#readLatents(latents, r);
     latents.release();
@@ -802,7 +843,7 @@ export class AnimationPipeline {
     options: GenerateOptions,
   ): Promise<Animation[]> {
     this.#checkAlive();
-    await this.#ensureFits(r, prompts?.length ?? 1);
+    await this.#ensureFits(r, { videos: prompts?.length ?? 1, decode: true });
     const timings: Record<string, number> = {};
     const t0 = performance.now();
     const latents = await this.#denoise(r, { ...options, prompts, negativePrompts }, timings);
@@ -989,13 +1030,14 @@ export class AnimationPipeline {
     return await this.#plan(this.resolve(req), options.precision ?? this.info.precision, {
       videos: options.prompts ?? 1,
       suggest: true,
+      decode: true,
     });
   }
 
   async #plan(
     r: ResolvedRequest,
     precision: Precision,
-    o: { videos: number; suggest: boolean },
+    o: { videos: number; suggest: boolean; decode: boolean },
   ): Promise<MemoryPlan> {
     const planner = await this.#planner(precision);
     const gpu = planner.gpu;
@@ -1013,12 +1055,13 @@ export class AnimationPipeline {
     };
     let limit: EngineLimitError | null = null;
     const prompts = o.videos > 1 ? new Array(o.videos).fill(r.prompt) : undefined;
+    const onProgress = (e: ProgressEvent) => {
+      if (e.stage !== stage && e.stage in stages) mark(e.stage as keyof typeof stages);
+    };
+    const few = { ...r, steps: Math.min(r.steps, 3) };
     try {
-      await planner.#generate({ ...r, steps: Math.min(r.steps, 3) }, prompts, undefined, {
-        onProgress: (e) => {
-          if (e.stage !== stage && e.stage in stages) mark(e.stage as keyof typeof stages);
-        },
-      });
+      if (o.decode) await planner.#generate(few, prompts, undefined, { onProgress });
+      else (await planner.#denoise(few, { onProgress, prompts }, {})).release();
     } catch (e) {
       if (!(e instanceof EngineLimitError)) throw e;
       limit = e;
@@ -1037,12 +1080,12 @@ export class AnimationPipeline {
       stages,
       maxStorageBufferBindingSize: gpu.limits.maxStorageBufferBindingSize,
       maxBufferSize: gpu.limits.maxBufferSize,
-      decodeTiles: decodeTileCount(planner, r),
+      decodeTiles: o.decode ? decodeTileCount(planner, r) : 0,
       budgetBytes: this.#budget,
       fits: limit === null && (this.#budget === null || peak <= this.#budget),
     };
     if (!plan.fits && o.suggest) {
-      plan.reason = planFailure(plan, limit, await this.#fitting(r, precision, o.videos));
+      plan.reason = planFailure(plan, limit, await this.#fitting(r, precision, o));
     } else if (!plan.fits) {
       plan.reason = limit?.message ?? "over budget";
     }
@@ -1050,9 +1093,13 @@ export class AnimationPipeline {
   }
 
   /** What would fit instead of `r`: f16, fewer frames (or a shorter context), a smaller size. */
-  async #fitting(r: ResolvedRequest, precision: Precision, videos: number): Promise<string[]> {
+  async #fitting(
+    r: ResolvedRequest,
+    precision: Precision,
+    o: { videos: number; decode: boolean },
+  ): Promise<string[]> {
     const fits = async (q: ResolvedRequest, p = precision) =>
-      (await this.#plan({ ...q, steps: 1 }, p, { videos, suggest: false })).fits;
+      (await this.#plan({ ...q, steps: 1 }, p, { ...o, suggest: false })).fits;
     const out: string[] = [];
     if (precision === "f32" && this.gpu.hasF16 && await fits(r, "f16")) out.push("f16 precision");
     const windowed = r.contextLength < r.frames;
@@ -1088,11 +1135,11 @@ export class AnimationPipeline {
   }
 
   /** Throws an EngineLimitError with what would fit when a request's plan does not fit. */
-  async #ensureFits(r: ResolvedRequest, videos: number): Promise<void> {
+  async #ensureFits(r: ResolvedRequest, o: { videos: number; decode: boolean }): Promise<void> {
     if (this.gpu.virtual) return;
-    const plan = await this.#plan(r, this.info.precision, { videos, suggest: false });
+    const plan = await this.#plan(r, this.info.precision, { ...o, suggest: false });
     if (plan.fits) return;
-    const full = await this.#plan(r, this.info.precision, { videos, suggest: true });
+    const full = await this.#plan(r, this.info.precision, { ...o, suggest: true });
     throw new EngineLimitError(full.reason ?? "request does not fit");
   }
 

@@ -4,7 +4,8 @@
  * channels in one binding). The latent is cut into overlapping tiles, each decoded alone, and
  * neighbouring tiles are blended linearly across their overlap, as diffusers'
  * `AutoencoderKL.tiled_decode` (overlap factor 0.25): tile T latent pixels, stride 3T/4, blend
- * 2T output pixels, each tile keeping its first 6T pixels. Frames that fit decode whole
+ * 2T output pixels, each tile keeping its first 6T pixels. diffusers tiles by the VAE's
+ * sample_size (T = 64, 512 pixels); here T is the largest multiple of 4 whose decode fits. Frames that fit decode whole
  * (exactly); tiles are only used when they do not.
  * @module
  */
@@ -20,7 +21,7 @@ const OVERLAP = 0.25;
 const SCALE = 8;
 
 /**
- * The latent tile size (a multiple of 8) for decoding an `h x w` latent, or null when a whole
+ * The latent tile size (a multiple of 4) for decoding an `h x w` latent, or null when a whole
  * frame decodes at once: tried on a fresh virtual Gpu with the pipeline's limits (nothing runs,
  * nothing is allocated). Throws an EngineLimitError when not even an 8 x 8 tile fits.
  */
@@ -45,11 +46,12 @@ export function pickDecodeTile(
     }
   };
   if (fits(h, w)) return null;
-  for (let t = Math.floor(Math.max(h, w) / 8) * 8; t >= 8; t -= 8) {
-    if (t < Math.max(h, w) && fits(Math.min(t, h), Math.min(t, w))) return t;
+  // Tiles are multiples of 4 latent pixels (whole strides and blends).
+  for (let t = Math.floor((Math.max(h, w) - 1) / 4) * 4; t >= 4; t -= 4) {
+    if (fits(Math.min(t, h), Math.min(t, w))) return t;
   }
   throw new EngineLimitError(
-    `vae decode: not even an 8x8 latent tile fits this adapter's storage bindings`,
+    `vae decode: not even a 4x4 latent tile fits this adapter's storage bindings`,
   );
 }
 

@@ -149,7 +149,7 @@ function attentionSource(dtype: DType, variant: string): string {
   return /* wgsl */ `${wgslDType(dtype)}
 // attention (flash, online softmax), variant ${variant}.
 // Bindings: 0 params; 1 q [B, Lq, H*d]; 2 k [Bk, Lk, H*d]; 3 v [Bk, Lk, H*d]; 4 out [B, Lq, H*d]
-// (${E} elements). A "pair" is (b, h), pair = b*H + h; k/v batch of b is b / kvb.
+// (${E} elements). A "pair" is (b, h), pair = b*H + h; k/v batch of b is b / kvb + kv0.
 // Workgroup: BQ query rows x TD threads per row (each holds DP/TD channels of q and of the output
 // accumulator in q<c>/acc<c>, vec4 c4 = tdi + TD*c); key slots (pair*Lk + j) tiled BK at a time through ks/vs.
 const DP4: u32 = ${dp / 4}u;
@@ -162,7 +162,7 @@ const CAUSAL: bool = ${causal};
 
 struct Params {
   bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
-  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32,
+  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32, kv0: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<${E}>;
@@ -229,7 +229,7 @@ ${
         let pr = slot / p.lk;
         let j = slot - pr * p.lk;
         let b = pr / p.heads;
-        let base = (((b / p.kvb) * p.lk + j) * p.heads + (pr - b * p.heads)) * p.d;
+        let base = (((b / p.kvb + p.kv0) * p.lk + j) * p.heads + (pr - b * p.heads)) * p.d;
         kx = load_k(base, c4);
         vx = load_v(base, c4);
       }
@@ -353,7 +353,7 @@ const NEG: f32 = -3.0e38;
 
 struct Params {
   bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
-  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32,
+  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32, kv0: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<${E}>;
@@ -375,7 +375,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = pair / p.heads;
   let h = pair - b * p.heads;
   let row = p.heads * p.d;
-  let kv_base = (b / p.kvb) * p.lk * row + h * p.d;
+  let kv_base = (b / p.kvb + p.kv0) * p.lk * row + h * p.d;
 ${
     each(R, (r) =>
       `
@@ -532,29 +532,36 @@ export function attentionWithLayout(
   if (out.size === 0) return out;
   const run = { heads, causal, tile, d, layout: options.layout, scale: options.scale, shapes };
   if (fitsOneBinding(gpu, [q, k, v, out])) {
-    attentionInto(gpu, q, k, v, out, { ...run, kvBroadcast });
+    attentionInto(gpu, q, k, v, out, { ...run, kvBroadcast, kv0: 0 });
     return out;
   }
   // Batch items are independent. Runs of whole kv groups (kvBroadcast q items share one kv
-  // item) when a group fits one binding, else runs of q items inside each group.
+  // item) when a group fits one binding, else runs of q items inside each group. k and v are
+  // bound whole when they fit (the kernel's kv0 says which kv item a run starts at), else in
+  // windows of whole kv items.
   const groups = kvBatch;
+  const kvWhole = fitsOneBinding(gpu, [k, v]);
   const qg = (t: Tensor, s: number, n: number) => t.window(groups, s, n);
   const perGroup = q.byteLength / groups <= gpu.limits.maxStorageBufferBindingSize;
   if (perGroup) {
-    for (const [s, n] of bindingRuns(gpu, "attention", groups, [q, k, v, out], "batch item")) {
-      attentionInto(gpu, qg(q, s, n), qg(k, s, n), qg(v, s, n), qg(out, s, n), {
+    const split = kvWhole ? [q, out] : [q, k, v, out];
+    for (const [s, n] of bindingRuns(gpu, "attention", groups, split, "batch item")) {
+      const [kw, vw] = kvWhole ? [k, v] : [qg(k, s, n), qg(v, s, n)];
+      attentionInto(gpu, qg(q, s, n), kw, vw, qg(out, s, n), {
         ...run,
         kvBroadcast,
+        kv0: kvWhole ? s : 0,
       });
     }
     return out;
   }
   for (let g = 0; g < groups; g++) {
-    const [qi, oi, ki, vi] = [q, out, k, v].map((t) => qg(t, g, 1));
+    const [qi, oi] = [q, out].map((t) => qg(t, g, 1));
+    const [ki, vi] = kvWhole ? [k, v] : [qg(k, g, 1), qg(v, g, 1)];
     for (const [s, n] of bindingRuns(gpu, "attention", kvBroadcast, [qi, oi], "batch item")) {
       const w = (t: Tensor) => t.window(kvBroadcast, s, n);
-      // Every q item of the run reads kv item 0 of its one-item window.
-      attentionInto(gpu, w(qi), ki, vi, w(oi), { ...run, kvBroadcast: n });
+      // Every q item of the run reads kv item g.
+      attentionInto(gpu, w(qi), ki, vi, w(oi), { ...run, kvBroadcast: n, kv0: kvWhole ? g : 0 });
     }
   }
   return out;
@@ -571,6 +578,8 @@ function attentionInto(
     heads: number;
     causal: boolean;
     kvBroadcast: number;
+    /** The kv item of q item 0 (a run's first item when k and v are bound whole). */
+    kv0: number;
     tile: AttentionTile;
     d: number;
     layout: DenseLayout | "general" | undefined;
@@ -609,7 +618,7 @@ function attentionInto(
   const seg = groupPairs > 1 ? lq : tile.bq;
   const scale = (o.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const params = new Params().u32(bh).u32(heads).u32(lq).u32(lk).u32(d).u32(kvBroadcast)
-    .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale);
+    .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale).u32(o.kv0);
   const kind = dense
     ? `_dense_t${layout.threads}_r${layout.rows}_k${layout.keys}`
     : causal

@@ -536,28 +536,59 @@ export function cfgCombine(gpu: Gpu, pred: Tensor, guidance: number): Tensor {
   const y = gpu.empty(shape, pred.dtype, "cfg_combine");
   if (y.size === 0) return y;
   if (pred.byteLength <= gpu.limits.maxStorageBufferBindingSize) {
-    const v4 = y.size % 4 === 0;
-    const n = unitsOf(y.size, v4);
-    gpu.dispatch(cfgKernel, {
-      dtype: pred.dtype,
-      variant: v4 ? "v4" : "s",
-      params: new Params().u32(n).f32(guidance).u32(n),
-      bindings: [pred, pred, y],
-      groups: launch1d(n),
-    });
+    // One binding of the prediction read twice: the cond half starts n units in.
+    cfgLaunch(gpu, pred, pred, y, guidance, y.size);
     return y;
   }
-  const halves = [0, 1].map((h) => pred.window(2, h, 1));
-  for (const [s, count] of bindingRuns(gpu, "cfg_combine", y.size, [...halves, y], "element")) {
-    const v4 = count % 4 === 0;
-    const n = unitsOf(count, v4);
-    gpu.dispatch(cfgKernel, {
-      dtype: pred.dtype,
-      variant: v4 ? "v4" : "s",
-      params: new Params().u32(n).f32(guidance).u32(0),
-      bindings: [...halves, y].map((t) => t.window(y.size, s, count)),
-      groups: launch1d(n),
-    });
-  }
+  guideInto(gpu, pred.window(2, 0, 1), pred.window(2, 1, 1), y, guidance);
   return y;
+}
+
+/**
+ * Classifier-free guidance of two separate predictions (the unconditional and conditional UNet
+ * passes run one after the other): `u + guidance * (c - u)`, same shape as either.
+ *
+ * @example
+ * ```ts
+ * const eps = cfgGuide(gpu, uncond, cond, 7.5); // [16, 4, 64, 64] each
+ * ```
+ */
+export function cfgGuide(gpu: Gpu, uncond: Tensor, cond: Tensor, guidance: number): Tensor {
+  if (fmtShape(uncond.shape) !== fmtShape(cond.shape) || uncond.dtype !== cond.dtype) {
+    throw new Error(
+      `cfg_combine: expected uncond and cond of one shape and dtype, got ${
+        fmtShape(uncond.shape)
+      } ${uncond.dtype} and ${fmtShape(cond.shape)} ${cond.dtype}`,
+    );
+  }
+  const y = gpu.empty(uncond.shape, uncond.dtype, "cfg_combine");
+  if (y.size > 0) guideInto(gpu, uncond, cond, y, guidance);
+  return y;
+}
+
+function guideInto(gpu: Gpu, u: Tensor, c: Tensor, y: Tensor, guidance: number): void {
+  for (const [s, count] of bindingRuns(gpu, "cfg_combine", y.size, [u, c, y], "element")) {
+    const w = (t: Tensor) => t.window(y.size, s, count);
+    cfgLaunch(gpu, w(u), w(c), w(y), guidance, 0);
+  }
+}
+
+/** One guidance launch over y's elements; cond is read from element `condOffset` on. */
+function cfgLaunch(
+  gpu: Gpu,
+  u: Tensor,
+  c: Tensor,
+  y: Tensor,
+  guidance: number,
+  condOffset: number,
+): void {
+  const v4 = y.size % 4 === 0;
+  const n = unitsOf(y.size, v4);
+  gpu.dispatch(cfgKernel, {
+    dtype: y.dtype,
+    variant: v4 ? "v4" : "s",
+    params: new Params().u32(n).f32(guidance).u32(unitsOf(condOffset, v4)),
+    bindings: [u, c, y],
+    groups: launch1d(n),
+  });
 }

@@ -217,7 +217,10 @@ export class Gpu {
       maxBufferSize: this.info.maxBufferSize,
       minStorageBufferOffsetAlignment: this.info.minStorageBufferOffsetAlignment,
     };
-    this.pool = new BufferPool(device, this.info.maxBufferSize);
+    // Free buffers the pool destroys may still be bound by recorded work: submit it first.
+    this.pool = new BufferPool(device, this.info.maxBufferSize, {
+      beforeEvict: () => this.recorder.submit(),
+    });
     this.pipelines = new PipelineCache(device);
     this.recorder = new Recorder(device);
     device.lost.then((info) => {
