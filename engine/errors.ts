@@ -23,6 +23,32 @@
 export class InputError extends Error {
   /** Always "InputError". */
   override name = "InputError";
+  /**
+   * Creates the error. Its message is one line whatever it quotes: line breaks and other control
+   * characters (a tensor or zip entry name from a hostile file, say) are shown as escapes.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(oneLine(message), options);
+  }
+}
+
+/** Line breaks and the other control characters (tab excepted). */
+// deno-lint-ignore no-control-regex -- control characters are what it finds
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]/g;
+
+/** `text` with line breaks and control characters written as escapes (`\n`, `\x1b`, ...). */
+function oneLine(text: string): string {
+  return String(text).replace(
+    CONTROL,
+    (c) =>
+      c === "\n"
+        ? "\\n"
+        : c === "\r"
+        ? "\\r"
+        : c.charCodeAt(0) < 0x100
+        ? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+        : `\\u${c.charCodeAt(0).toString(16)}`,
+  );
 }
 
 /**

@@ -149,9 +149,12 @@ export function parsePromptConfig(
   const resolve = options.resolvePath ?? ((p: string) => p);
   let doc: unknown;
   try {
-    doc = parse(text, { intAsBigInt: true });
+    // logLevel "error": the YAML library would print warnings (unknown tags) to the console.
+    doc = parse(text, { intAsBigInt: true, logLevel: "error" });
   } catch (e) {
-    throw new InputError(`${source}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
+    const msg = String((e as Error)?.message).split("\n")[0];
+    const why = /Maximum call stack/.test(msg) ? "nested too deeply" : msg;
+    throw new InputError(`${source}: not valid YAML (${why})`);
   }
   let entries: [string, Record<string, unknown>][];
   if (Array.isArray(doc)) {
@@ -219,7 +222,12 @@ export function parsePromptConfig(
       if (!path) throw new InputError(`${source}: entry ${name}: ${field} has no path`);
       loras.push({ path: resolve(path), scale: num(r.alpha, `${field}.alpha`, name) ?? 1 });
     });
-    const motions = asList(e.motion_module as string | string[]);
+    const motions = asList(e.motion_module as unknown);
+    motions.forEach((m, i) => {
+      if (typeof m !== "string") {
+        throw new InputError(`${source}: entry ${name}: motion_module ${i} must be a path`);
+      }
+    });
     const steps = num(e.steps, "steps", name);
     const guidance = num(e.guidance_scale, "guidance_scale", name);
     for (const mm of motions.length ? motions : [undefined]) {

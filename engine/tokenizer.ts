@@ -11,6 +11,8 @@
  * @module
  */
 
+import { InputError } from "./errors.ts";
+
 /** Result of encoding one prompt. */
 export interface TokenizedPrompt {
   /** Token ids, length `maxLength`: BOS, text tokens, EOS, then padding. */
@@ -25,6 +27,25 @@ export interface TokenizedPrompt {
 
 /** Text cleanup before splitting: transformers' no-ftfy fallback, or ftfy's fixes. */
 export type TextCleanup = "basic" | "ftfy";
+
+/**
+ * The contents of a tokenizer's two files, and optionally their paths (named in errors).
+ *
+ * @example
+ * ```ts
+ * const files: TokenizerFiles = { vocabJson: "{...}", mergesTxt: "#version: 0.2\n..." };
+ * ```
+ */
+export interface TokenizerFiles {
+  /** vocab.json: an object mapping each token to its integer id. */
+  vocabJson: string;
+  /** merges.txt: a `#version` header line, then one merge "a b" per line. */
+  mergesTxt: string;
+  /** Where vocab.json came from (default "vocab.json"). */
+  vocabPath?: string;
+  /** Where merges.txt came from (default "merges.txt"). */
+  mergesPath?: string;
+}
 
 /** Options of {@link ClipTokenizer.fromFiles}. */
 export interface ClipTokenizerOptions {
@@ -41,6 +62,10 @@ const EOS_TOKEN = "<|endoftext|>";
 /** transformers reads merges.txt lines [1, 49152 - 256 - 2 + 1): header skipped, 48894 at most. */
 const MAX_MERGES = 49152 - 256 - 2;
 const BPE_CACHE_LIMIT = 20000;
+/** Largest vocab.json / merges.txt accepted: CLIP's are 0.9 MB and 0.5 MB. */
+const MAX_TOKENIZER_FILE_CHARS = 64 * 1024 * 1024;
+/** Token ids index an Int32Array and the text encoder's embedding table. */
+const MAX_TOKEN_ID = 2 ** 31 - 1;
 
 /** Unicode White_Space (what Python's `regex` \s matches in CLIP's word pattern). */
 const WS = "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
@@ -63,6 +88,19 @@ function bytesToUnicode(): string[] {
   return table;
 }
 const BYTE_ENCODER = bytesToUnicode();
+
+/** A string quoted for an error message, cut to a readable length. */
+function shortQuote(s: string): string {
+  return JSON.stringify(s.length > 40 ? s.slice(0, 40) + "..." : s);
+}
+
+/** A parsed JSON value as an error message shows it. */
+function describeJson(v: unknown): string {
+  if (typeof v === "string") return shortQuote(v);
+  if (Array.isArray(v)) return "a list";
+  if (v !== null && typeof v === "object") return "an object";
+  return String(v);
+}
 const UTF8 = new TextEncoder();
 
 /**
@@ -94,7 +132,7 @@ export class ClipTokenizer {
   private constructor(
     vocab: Map<string, number>,
     ranks: Map<string, number>,
-    options: ClipTokenizerOptions,
+    options: ClipTokenizerOptions & { vocabPath?: string },
   ) {
     this.#vocab = vocab;
     this.#ranks = ranks;
@@ -102,11 +140,15 @@ export class ClipTokenizer {
     this.maxLength = options.maxLength ?? 77;
     this.cleanup = options.cleanup ?? "basic";
     if (!Number.isInteger(this.maxLength) || this.maxLength < 2) {
-      throw new Error(`ClipTokenizer: maxLength must be an integer >= 2, got ${this.maxLength}`);
+      throw new InputError(
+        `ClipTokenizer: maxLength must be an integer >= 2, got ${this.maxLength}`,
+      );
     }
     const id = (token: string) => {
       const v = vocab.get(token);
-      if (v === undefined) throw new Error(`ClipTokenizer: vocab.json has no "${token}" token`);
+      if (v === undefined) {
+        throw new InputError(`${options.vocabPath ?? "vocab.json"}: has no "${token}" token`);
+      }
       return v;
     };
     this.bosId = id(BOS_TOKEN);
@@ -123,37 +165,53 @@ export class ClipTokenizer {
    * const tok = ClipTokenizer.fromFiles({ vocabJson, mergesTxt }, { cleanup: "ftfy" });
    * ```
    */
-  static fromFiles(
-    { vocabJson, mergesTxt }: { vocabJson: string; mergesTxt: string },
-    options: ClipTokenizerOptions = {},
-  ): ClipTokenizer {
+  static fromFiles(files: TokenizerFiles, options: ClipTokenizerOptions = {}): ClipTokenizer {
+    const vocabPath = files.vocabPath ?? "vocab.json";
+    const mergesPath = files.mergesPath ?? "merges.txt";
+    const { vocabJson, mergesTxt } = files;
+    for (const [path, text] of [[vocabPath, vocabJson], [mergesPath, mergesTxt]] as const) {
+      if (typeof text !== "string") throw new InputError(`${path}: no text given`);
+      if (text.length > MAX_TOKENIZER_FILE_CHARS) {
+        throw new InputError(
+          `${path}: ${text.length} characters is too large for a tokenizer file ` +
+            `(at most ${MAX_TOKENIZER_FILE_CHARS})`,
+        );
+      }
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(vocabJson);
     } catch (e) {
-      throw new Error(`ClipTokenizer: vocab.json is not valid JSON (${(e as Error).message})`);
+      throw new InputError(
+        `${vocabPath}: not valid JSON (${(e as Error).message.split("\n")[0]})`,
+      );
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new Error("ClipTokenizer: vocab.json must be an object mapping token -> id");
+      throw new InputError(`${vocabPath}: expected a JSON object mapping each token to its id`);
     }
     const vocab = new Map<string, number>();
     for (const [token, id] of Object.entries(parsed)) {
-      if (!Number.isInteger(id)) {
-        throw new Error(`ClipTokenizer: vocab.json id of "${token}" is ${id}, expected an integer`);
+      if (!Number.isInteger(id) || (id as number) < 0 || (id as number) > MAX_TOKEN_ID) {
+        throw new InputError(
+          `${vocabPath}: id of ${shortQuote(token)} is ${describeJson(id)}, ` +
+            `expected an integer from 0 to ${MAX_TOKEN_ID}`,
+        );
       }
       vocab.set(token, id as number);
     }
     const lines = mergesTxt.trim().split("\n").slice(1, 1 + MAX_MERGES);
     const ranks = new Map<string, number>();
-    lines.forEach((line, rank) => {
+    for (const [rank, line] of lines.entries()) {
       const parts = line.trim().split(/\s+/);
-      if (parts.length !== 2) {
-        throw new Error(`ClipTokenizer: merges.txt line ${rank + 2} is "${line}", expected "a b"`);
+      if (parts.length !== 2 || parts[0] === "") {
+        throw new InputError(
+          `${mergesPath}: line ${rank + 2} is ${shortQuote(line)}, expected two symbols "a b"`,
+        );
       }
       const key = parts[0] + " " + parts[1];
       if (!ranks.has(key)) ranks.set(key, rank);
-    });
-    return new ClipTokenizer(vocab, ranks, options);
+    }
+    return new ClipTokenizer(vocab, ranks, { ...options, vocabPath });
   }
 
   /**
@@ -177,10 +235,11 @@ export class ClipTokenizer {
       try {
         return await Deno.readTextFile(file(name));
       } catch (e) {
-        throw new Error(`ClipTokenizer: cannot read ${file(name)} (${(e as Error).message})`);
+        throw new InputError(`cannot read ${file(name)} (${(e as Error).name})`);
       }
     };
     const [vocabJson, mergesTxt] = await Promise.all([read("vocab.json"), read("merges.txt")]);
+    const vocabPath = String(file("vocab.json")), mergesPath = String(file("merges.txt"));
     const resolved = { ...options };
     try {
       const config = JSON.parse(await Deno.readTextFile(file("tokenizer_config.json")));
@@ -195,7 +254,7 @@ export class ClipTokenizer {
     } catch {
       // tokenizer_config.json is optional; CLIP defaults apply.
     }
-    return ClipTokenizer.fromFiles({ vocabJson, mergesTxt }, resolved);
+    return ClipTokenizer.fromFiles({ vocabJson, mergesTxt, vocabPath, mergesPath }, resolved);
   }
 
   /**
@@ -223,7 +282,7 @@ export class ClipTokenizer {
         }
         let mapped = "";
         for (const b of UTF8.encode(word)) mapped += BYTE_ENCODER[b];
-        out.push(...this.#bpe(mapped));
+        for (const token of this.#bpe(mapped)) out.push(token); // no push(...): words can be long
       }
     }
     return out;

@@ -10,6 +10,7 @@
 
 import { formatSummary, inspectWeights } from "./inspect.ts";
 import { convertToSafetensors } from "./convert.ts";
+import { InputError } from "../engine/errors.ts";
 
 const USAGE = `usage:
   deno task weights inspect FILE|DIR [--json] [--config DIR]
@@ -23,7 +24,15 @@ export interface CliIo {
   err: (line: string) => void;
 }
 
-class UsageError extends Error {}
+class UsageError extends InputError {}
+
+/** Files the user named that cannot be opened are bad input too. */
+const FILE_ERRORS = [
+  Deno.errors.NotFound,
+  Deno.errors.PermissionDenied,
+  Deno.errors.IsADirectory,
+  Deno.errors.NotADirectory,
+];
 
 function parse(
   args: string[],
@@ -70,7 +79,7 @@ export async function main(
         config: typeof config === "string" ? config : undefined,
       });
       if (summary.kind === "unknown") {
-        throw new Error(`${p.positional[0]}: not a recognised weights file or folder`);
+        throw new InputError(`${p.positional[0]}: not a recognised weights file or folder`);
       }
       io.out(p.flags.has("json") ? JSON.stringify(summary) : formatSummary(summary));
       return 0;
@@ -96,11 +105,11 @@ export async function main(
       io.err(`error: ${e.message}\n${USAGE}`.split("\n")[0]);
       return 2;
     }
-    if (e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError)) {
-      io.err(`error: ${e.message.split("\n")[0]}`);
+    if (e instanceof InputError || FILE_ERRORS.some((c) => e instanceof c)) {
+      io.err(`error: ${(e as Error).message.split("\n")[0]}`);
       return 2;
     }
-    io.err(`error: internal: ${(e as Error)?.message ?? e}`);
+    io.err(`error: internal: ${String((e as Error)?.message ?? e).split("\n")[0]}`);
     return 1;
   }
 }

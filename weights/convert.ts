@@ -4,6 +4,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { isFloatDType } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import { hasReadRaw, writeSafetensors } from "./safetensors.ts";
@@ -74,11 +75,16 @@ export async function convertToSafetensors(
   const inReal = await realPathOrNull(input);
   const outReal = await realPathOrNull(output);
   if (inReal !== null && inReal === outReal) {
-    throw new Error(`${output}: refusing to overwrite the input file ${input}`);
+    throw new InputError(`${output}: refusing to overwrite the input file ${input}`);
   }
   const file = await openTensorFile(input);
   try {
     let bytes = 0;
+    for (const name of file.tensors.keys()) {
+      if (name === "" || name === "__metadata__") {
+        throw new InputError(`${input}: tensor name "${name}" cannot be written to safetensors`);
+      }
+    }
     const entries = [...file.tensors].map(([name, t]) => {
       const dtype: StorageDType = options.fp16 && isFloatDType(t.dtype) ? "F16" : t.dtype;
       const data = dtype === t.dtype && hasReadRaw(t) ? () => t.readRaw() : () => t.read();

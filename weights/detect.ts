@@ -17,6 +17,8 @@ import {
 } from "../engine/models/config.ts";
 import type { TensorMap } from "./types.ts";
 import { parseLoraKey, stripWrapperPrefix } from "./names.ts";
+import { checkpointFamily, diffusersFamily, type ShapeSource } from "./family.ts";
+import { InputError } from "../engine/errors.ts";
 
 /**
  * What a weights file or folder holds.
@@ -26,12 +28,20 @@ import { parseLoraKey, stripWrapperPrefix } from "./names.ts";
  * import { inspectWeights, type WeightsKind } from "@zoetrope/animatediff";
  *
  * const kind: WeightsKind = (await inspectWeights("models/loras/toy.safetensors")).kind;
- * if (kind !== "lora-kohya" && kind !== "lora-diffusers") throw new Error("not a LoRA");
+ * if (kind !== "lora-kohya" && kind !== "lora-diffusers") throw new InputError("not a LoRA");
  * ```
  */
 export type WeightsKind =
   | "sd15-checkpoint"
+  | "sd15-inpainting-checkpoint"
+  | "instruct-pix2pix-checkpoint"
+  | "sd2-checkpoint"
+  | "sdxl-checkpoint"
   | "diffusers-model"
+  | "sd15-inpainting-diffusers-model"
+  | "instruct-pix2pix-diffusers-model"
+  | "sd2-diffusers-model"
+  | "sdxl-diffusers-model"
   | "motion-module"
   | "motion-adapter"
   | "lora-kohya"
@@ -41,7 +51,15 @@ export type WeightsKind =
 /** Human wording of each kind, for one-line errors. */
 export const KIND_DESCRIPTIONS: Record<WeightsKind, string> = {
   "sd15-checkpoint": "an SD1.5 single-file checkpoint",
+  "sd15-inpainting-checkpoint": "an SD1.5 inpainting checkpoint",
+  "instruct-pix2pix-checkpoint": "an InstructPix2Pix checkpoint",
+  "sd2-checkpoint": "an SD 2.x checkpoint",
+  "sdxl-checkpoint": "an SDXL checkpoint",
   "diffusers-model": "a diffusers model (folder or component file)",
+  "sd15-inpainting-diffusers-model": "an SD1.5 inpainting diffusers model",
+  "instruct-pix2pix-diffusers-model": "an InstructPix2Pix diffusers model",
+  "sd2-diffusers-model": "an SD 2.x diffusers model",
+  "sdxl-diffusers-model": "an SDXL diffusers model",
   "motion-module": "an AnimateDiff motion module",
   "motion-adapter": "a diffusers MotionAdapter",
   "lora-kohya": "a kohya LoRA",
@@ -61,14 +79,44 @@ const LEGACY_CLIP_EOS = 2;
 const V1_MAX_SEQ = 24;
 const V2_MAX_SEQ = 32;
 
+/** Base-model kinds: a model of one of them loads (SD1.5) or is refused naming its family. */
+export const BASE_MODEL_KINDS: readonly WeightsKind[] = [
+  "sd15-checkpoint",
+  "sd15-inpainting-checkpoint",
+  "instruct-pix2pix-checkpoint",
+  "sd2-checkpoint",
+  "sdxl-checkpoint",
+  "diffusers-model",
+  "sd15-inpainting-diffusers-model",
+  "instruct-pix2pix-diffusers-model",
+  "sd2-diffusers-model",
+  "sdxl-diffusers-model",
+];
+
 /**
- * Classifies a file by its tensor names.
+ * Classifies a file by its tensor names; given the tensors (a map name -> tensor or shape), an
+ * SD checkpoint's shapes also tell its family (inpainting, InstructPix2Pix, SD 2.x, SDXL).
  * @example
  * ```ts
  * detectKind(["lora_unet_mid_block_attentions_0_proj_in.alpha"]); // "lora-kohya"
+ * detectKind(file.tensors); // e.g. "sd15-inpainting-checkpoint"
  * ```
  */
-export function detectKind(tensorNames: Iterable<string>): WeightsKind {
+export function detectKind(tensors: Iterable<string> | ShapeSource): WeightsKind {
+  const shapes = tensors instanceof Map ? tensors as ShapeSource : new Map<string, number[]>();
+  const kind = detectLayout(tensors instanceof Map ? shapes.keys() : tensors as Iterable<string>);
+  if (kind === "sd15-checkpoint") {
+    const other = checkpointFamily(shapes);
+    return other ? `${other.family}-checkpoint` : kind;
+  }
+  if (kind === "diffusers-model") {
+    const other = diffusersFamily(shapes);
+    return other ? `${other.family}-diffusers-model` : kind;
+  }
+  return kind;
+}
+
+function detectLayout(tensorNames: Iterable<string>): WeightsKind {
   const names = [...tensorNames].map(stripWrapperPrefix);
   if (names.length === 0) return "unknown";
   if (names.some((n) => /^lora_(unet|te\d?)_/.test(n))) return "lora-kohya";
@@ -78,7 +126,11 @@ export function detectKind(tensorNames: Iterable<string>): WeightsKind {
       return k !== null && k.role !== "alpha";
     })
   ) return "lora-diffusers";
-  if (names.some((n) => /^(model\.diffusion_model|first_stage_model|cond_stage_model)\./.test(n))) {
+  if (
+    names.some((n) =>
+      /^(model\.diffusion_model|first_stage_model|cond_stage_model|conditioner)\./.test(n)
+    )
+  ) {
     return "sd15-checkpoint";
   }
   const motion = names.filter((n) => MOTION_NAME.test(n));
@@ -107,15 +159,59 @@ export type MotionOverrides = Partial<MotionConfig>;
 
 type Json = Record<string, unknown>;
 
-function num(json: Json, key: string): number | undefined {
-  const v = json[key];
-  return typeof v === "number" ? v : undefined;
+/** Largest head / group count a config may give (SD uses 8 to 32). */
+const MAX_CONFIG_COUNT = 4096;
+/** Longest motion-module position table a config may ask us to build (AnimateDiff: 24, 32). */
+const MAX_MOTION_SEQ_LENGTH = 1024;
+
+function badValue(key: string, expected: string, v: unknown): InputError {
+  const shown = typeof v === "string"
+    ? JSON.stringify(v.slice(0, 40))
+    : Array.isArray(v)
+    ? "a list"
+    : typeof v === "object"
+    ? "an object"
+    : String(v);
+  return new InputError(`${key} must be ${expected}, got ${shown}`);
 }
 
-function perLevel(v: unknown, levels: number | undefined): number[] | undefined {
-  if (typeof v === "number") return levels ? new Array(levels).fill(v) : [v];
-  if (Array.isArray(v) && v.every((x) => typeof x === "number")) return v as number[];
-  return undefined;
+/** A number the config may give (null or absent: undefined); `check` says what is allowed. */
+function num(
+  json: Json,
+  key: string,
+  check: "count" | "positive" | "finite" | "index" = "finite",
+  max = MAX_CONFIG_COUNT,
+): number | undefined {
+  const v = json[key];
+  if (v === undefined || v === null) return undefined;
+  const ok = typeof v === "number" && Number.isFinite(v) && (
+    check === "finite" ||
+    (check === "positive" && v > 0) ||
+    (check === "count" && Number.isInteger(v) && v >= 1 && v <= max) ||
+    (check === "index" && Number.isInteger(v) && v >= 0)
+  );
+  if (!ok) {
+    const expected = check === "count"
+      ? `an integer from 1 to ${max}`
+      : check === "positive"
+      ? "a positive number"
+      : check === "index"
+      ? "an integer >= 0"
+      : "a number";
+    throw badValue(key, expected, v);
+  }
+  return v as number;
+}
+
+function perLevel(key: string, v: unknown, levels: number | undefined): number[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  const list = Array.isArray(v) ? v : [v];
+  const isCount = (x: unknown) =>
+    typeof x === "number" && Number.isInteger(x) && x >= 1 && x <= MAX_CONFIG_COUNT;
+  if (list.length === 0 || !list.every(isCount)) {
+    throw badValue(key, `an integer from 1 to ${MAX_CONFIG_COUNT} or a list of them`, v);
+  }
+  return !Array.isArray(v) && levels ? new Array(levels).fill(v) : list as number[];
 }
 
 function defined<T extends object>(o: T): T {
@@ -134,11 +230,12 @@ export function diffusersUNetOverrides(json: Json): UNetOverrides {
   const levels = Array.isArray(json.block_out_channels)
     ? json.block_out_channels.length
     : undefined;
-  const heads = perLevel(json.num_attention_heads ?? json.attention_head_dim, levels);
+  const headsKey = json.num_attention_heads != null ? "num_attention_heads" : "attention_head_dim";
+  const heads = perLevel(headsKey, json[headsKey], levels);
   return defined({
     attentionHeads: heads,
-    normGroups: num(json, "norm_num_groups"),
-    normEps: num(json, "norm_eps"),
+    normGroups: num(json, "norm_num_groups", "count"),
+    normEps: num(json, "norm_eps", "positive"),
     flipSinToCos: typeof json.flip_sin_to_cos === "boolean" ? json.flip_sin_to_cos : undefined,
     freqShift: num(json, "freq_shift"),
   });
@@ -147,18 +244,18 @@ export function diffusersUNetOverrides(json: Json): UNetOverrides {
 /** Reads a diffusers AutoencoderKL config.json. */
 export function diffusersVaeOverrides(json: Json): VaeOverrides {
   return defined({
-    normGroups: num(json, "norm_num_groups"),
-    scalingFactor: num(json, "scaling_factor"),
+    normGroups: num(json, "norm_num_groups", "count"),
+    scalingFactor: num(json, "scaling_factor", "positive"),
   });
 }
 
 /** Reads a transformers CLIPTextModel config.json. */
 export function diffusersClipOverrides(json: Json): ClipOverrides {
   const act = json.hidden_act;
-  const eos = num(json, "eos_token_id");
+  const eos = num(json, "eos_token_id", "index");
   return defined({
-    heads: num(json, "num_attention_heads"),
-    layerNormEps: num(json, "layer_norm_eps"),
+    heads: num(json, "num_attention_heads", "count"),
+    layerNormEps: num(json, "layer_norm_eps", "positive"),
     hiddenAct: act === "quick_gelu" || act === "gelu" ? act : undefined,
     eosTokenId: eos === LEGACY_CLIP_EOS ? undefined : eos,
   });
@@ -167,9 +264,9 @@ export function diffusersClipOverrides(json: Json): ClipOverrides {
 /** Reads a diffusers MotionAdapter config.json (or a UNetMotionModel config). */
 export function diffusersMotionOverrides(json: Json): MotionOverrides {
   return defined({
-    heads: num(json, "motion_num_attention_heads"),
-    normGroups: num(json, "motion_norm_num_groups"),
-    maxSeqLength: num(json, "motion_max_seq_length"),
+    heads: num(json, "motion_num_attention_heads", "count"),
+    normGroups: num(json, "motion_norm_num_groups", "count"),
+    maxSeqLength: num(json, "motion_max_seq_length", "count", MAX_MOTION_SEQ_LENGTH),
   });
 }
 
@@ -178,7 +275,7 @@ export function diffusersMotionOverrides(json: Json): MotionOverrides {
 
 function shapeOf(t: TensorMap, name: string, what: string): readonly number[] {
   const x = t.get(name);
-  if (!x) throw new Error(`${what}: expected tensor ${name} (not found)`);
+  if (!x) throw new InputError(`${what}: expected tensor ${name} (not found)`);
   return x.shape;
 }
 
@@ -200,7 +297,7 @@ function hasPrefix(t: TensorMap, prefix: string): boolean {
 function checkGroups(what: string, groups: number, channels: number[]): void {
   for (const c of channels) {
     if (c % groups !== 0) {
-      throw new Error(
+      throw new InputError(
         `${what}: GroupNorm with ${groups} groups does not divide ${c} channels; give the diffusers ` +
           `config folder with norm_num_groups (--model-config; --config for deno task weights)`,
       );
@@ -218,7 +315,7 @@ function checkGroups(what: string, groups: number, channels: number[]): void {
 export function inferUNetConfig(unet: TensorMap, overrides: UNetOverrides = {}): UNetConfig {
   const what = "UNet config";
   const levels = countIndices(unet, "down_blocks.");
-  if (levels === 0) throw new Error(`${what}: expected down_blocks.N.* tensors (none found)`);
+  if (levels === 0) throw new InputError(`${what}: expected down_blocks.N.* tensors (none found)`);
   const blockOutChannels: number[] = [];
   for (let i = 0; i < levels; i++) {
     blockOutChannels.push(shapeOf(unet, `down_blocks.${i}.resnets.0.conv1.weight`, what)[0]);
@@ -258,7 +355,7 @@ export function inferUNetConfig(unet: TensorMap, overrides: UNetOverrides = {}):
   checkGroups(what, config.normGroups, blockOutChannels);
   blockOutChannels.forEach((c, i) => {
     if ((downBlockAttention[i] || upBlockAttention[i]) && c % attentionHeads[i] !== 0) {
-      throw new Error(
+      throw new InputError(
         `${what}: ${attentionHeads[i]} attention heads do not divide ${c} channels (level ${i})`,
       );
     }
@@ -271,7 +368,7 @@ export function inferVaeConfig(vae: TensorMap, overrides: VaeOverrides = {}): Va
   const what = "VAE config";
   const levels = countIndices(vae, "encoder.down_blocks.");
   if (levels === 0) {
-    throw new Error(`${what}: expected encoder.down_blocks.N.* tensors (none found)`);
+    throw new InputError(`${what}: expected encoder.down_blocks.N.* tensors (none found)`);
   }
   const blockOutChannels: number[] = [];
   for (let i = 0; i < levels; i++) {
@@ -305,7 +402,7 @@ export function inferClipConfig(textEncoder: TensorMap, overrides: ClipOverrides
       ? CLIP_L_HEADS
       : Math.max(1, Math.floor(hiddenSize / CLIP_HEAD_DIM)));
   if (hiddenSize % heads !== 0) {
-    throw new Error(`${what}: ${heads} heads do not divide hidden size ${hiddenSize}`);
+    throw new InputError(`${what}: ${heads} heads do not divide hidden size ${hiddenSize}`);
   }
   return {
     vocabSize,
@@ -331,7 +428,7 @@ export function inferMotionConfig(
   const what = "motion module config";
   const levels = countIndices(motion, "down_blocks.");
   if (levels === 0) {
-    throw new Error(`${what}: expected down_blocks.N.motion_modules.* tensors (none found)`);
+    throw new InputError(`${what}: expected down_blocks.N.motion_modules.* tensors (none found)`);
   }
   const blockOutChannels: number[] = [];
   for (let i = 0; i < levels; i++) {
@@ -357,7 +454,7 @@ export function inferMotionConfig(
   checkGroups(what, config.normGroups, blockOutChannels);
   for (const c of blockOutChannels) {
     if (c % config.heads !== 0) {
-      throw new Error(`${what}: ${config.heads} heads do not divide ${c} channels`);
+      throw new InputError(`${what}: ${config.heads} heads do not divide ${c} channels`);
     }
   }
   return config;

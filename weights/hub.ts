@@ -7,6 +7,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { createHash } from "node:crypto";
 
 /** A parsed `hf:owner/repo[/path/in/repo][@rev]` reference. */
@@ -43,7 +44,7 @@ function safeRelPath(p: string, what: string): string {
     p.startsWith("/") || p.includes("\\") || p.includes("\0") ||
     p.split("/").some((s) => s === ".." || s === ".")
   ) {
-    throw new Error(`${what}: unsafe path '${p}'`);
+    throw new InputError(`${what}: unsafe path '${p}'`);
   }
   return p.replace(/\/+$/, "");
 }
@@ -57,7 +58,7 @@ function safeRelPath(p: string, what: string): string {
  * ```
  */
 export function parseHubReference(ref: string): HubReference {
-  if (!ref.startsWith("hf:")) throw new Error(`'${ref}': a hub reference starts with 'hf:'`);
+  if (!ref.startsWith("hf:")) throw new InputError(`'${ref}': a hub reference starts with 'hf:'`);
   let rest = ref.slice(3);
   let revision = "main";
   const at = rest.lastIndexOf("@");
@@ -65,13 +66,13 @@ export function parseHubReference(ref: string): HubReference {
     revision = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!/^[\w.\-/]+$/.test(revision) || revision.includes("..")) {
-      throw new Error(`'${ref}': bad revision '${revision}'`);
+      throw new InputError(`'${ref}': bad revision '${revision}'`);
     }
   }
   const parts = rest.split("/");
   const repo = parts.slice(0, 2).join("/");
   if (!REPO_RE.test(repo) || repo.includes("..")) {
-    throw new Error(`'${ref}': expected hf:owner/repo[/path][@revision]`);
+    throw new InputError(`'${ref}': expected hf:owner/repo[/path][@revision]`);
   }
   return { repo, path: safeRelPath(parts.slice(2).join("/"), ref), revision };
 }
@@ -173,7 +174,8 @@ async function fetchMeta(url: string, r: Resolved, signal?: AbortSignal): Promis
       continue;
     }
     if (!isRedirect && !res.ok) {
-      throw new Error(
+      // 4xx: the reference names nothing (or needs a token); 5xx: the hub's trouble.
+      throw new (res.status < 500 ? InputError : Error)(
         `${url}: HTTP ${res.status}${
           res.status === 401 || res.status === 403 ? " (set HF_TOKEN?)" : ""
         }`,
@@ -344,7 +346,9 @@ export async function resolveHubFile(
   options: HubOptions = {},
 ): Promise<string> {
   const h = typeof ref === "string" ? parseHubReference(ref) : ref;
-  if (!h.path) throw new Error(`hf:${h.repo}: name a file inside the repo (hf:owner/repo/file)`);
+  if (!h.path) {
+    throw new InputError(`hf:${h.repo}: name a file inside the repo (hf:owner/repo/file)`);
+  }
   return await fetchFile(
     h.repo,
     safeRelPath(h.path, h.repo),
@@ -425,7 +429,7 @@ export async function resolveHubFolder(
     .filter((n) => n.startsWith(prefix));
   const needed = names.filter((n) => isNeededDiffusersFile(n, names));
   if (needed.length === 0) {
-    throw new Error(`hf:${h.repo}${sub}@${h.revision}: no diffusers files found`);
+    throw new InputError(`hf:${h.repo}${sub}@${h.revision}: no diffusers files found`);
   }
   for (const name of needed) await fetchFile(h.repo, name, listing.sha, r, options);
   await writeRef(dir, h.revision, listing.sha);

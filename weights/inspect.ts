@@ -7,9 +7,10 @@
 import type { TensorFile } from "./types.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
-import type { WeightsKind } from "./detect.ts";
+import { BASE_MODEL_KINDS, type WeightsKind } from "./detect.ts";
 import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
 import { loadLora, loraRank } from "./lora.ts";
+import { InputError } from "../engine/errors.ts";
 
 /**
  * What {@link inspectWeights} reports.
@@ -82,7 +83,8 @@ export async function inspectWeights(
     config: null,
   };
   try {
-    if (kind === "sd15-checkpoint" || kind === "diffusers-model") {
+    if (BASE_MODEL_KINDS.includes(kind)) {
+      // Other families than SD1.5 are refused by loadModel: its reason becomes `problem`.
       const model = await loadModel(path, { config: options.config });
       summary.config = {
         unet: model.unetConfig,
@@ -117,7 +119,8 @@ export async function inspectWeights(
       lora.close();
     }
   } catch (e) {
-    summary.problem = (e as Error).message;
+    if (!(e instanceof InputError)) throw e; // a bug, not a property of the file
+    summary.problem = e.message;
   }
   return summary;
 }

@@ -6,6 +6,7 @@
  */
 
 import type { HostTensor, ModelWeights, MotionWeights, TensorFile, TensorMap } from "./types.ts";
+import { InputError } from "../engine/errors.ts";
 import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
 import { openTensorFile } from "./open.ts";
 import { type HubOptions, parseHubReference, resolveHubFile, resolveHubFolder } from "./hub.ts";
@@ -23,6 +24,7 @@ import {
   KIND_DESCRIPTIONS,
   type WeightsKind,
 } from "./detect.ts";
+import { checkpointFamily, diffusersFamily, FAMILY_NAMES, type FamilyVerdict } from "./family.ts";
 import { clipShapes, motionShapes, type ShapeMap, unetShapes, vaeShapes } from "./shapes.ts";
 import { memoryTensor, sinusoidalTable } from "./tiny.ts";
 
@@ -53,6 +55,8 @@ const COMPONENT_FILES = {
 };
 const VARIANTS = [".safetensors", ".fp16.safetensors", ".bin", ".fp16.bin"];
 const LIST_LIMIT = 8;
+/** Largest config.json / index.json / tokenizer file we read (real ones are a few MB at most). */
+const MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024;
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -63,13 +67,37 @@ async function exists(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
+/** Reads a small text file of a model folder (config, index, tokenizer), refusing huge ones. */
+async function readSmallText(path: string): Promise<string> {
+  const info = await Deno.stat(path);
+  if (!info.isFile) throw new InputError(`${path}: not a file`);
+  if (info.size > MAX_TEXT_FILE_BYTES) {
+    throw new InputError(
+      `${path}: ${info.size} bytes is too large for this file (at most ${MAX_TEXT_FILE_BYTES})`,
+    );
+  }
+  return await Deno.readTextFile(path);
+}
+
+/** A JSON object file, or null when it does not exist. */
 async function readJson(path: string): Promise<Record<string, unknown> | null> {
   if (!(await exists(path))) return null;
+  const text = await readSmallText(path);
+  let json: unknown;
   try {
-    return JSON.parse(await Deno.readTextFile(path));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+    throw new InputError(`${path}: not valid JSON (${(e as Error).message.split("\n")[0]})`);
   }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new InputError(`${path}: expected a JSON object`);
+  }
+  return json as Record<string, unknown>;
+}
+
+/** readJson for family detection: a missing or unreadable file tells nothing (loading reports it). */
+function readJsonQuietly(path: string): Promise<Record<string, unknown> | null> {
+  return readJson(path).catch(() => null);
 }
 
 function list(names: string[]): string {
@@ -88,10 +116,11 @@ function list(names: string[]): string {
  */
 export async function detectPathKind(path: string): Promise<WeightsKind> {
   const info = await exists(path);
-  if (!info) throw new Error(`${path}: no such file or folder`);
+  if (!info) throw new InputError(`${path}: no such file or folder`);
   if (info.isDirectory) {
     if ((await exists(`${path}/model_index.json`)) || (await exists(`${path}/unet`))) {
-      return "diffusers-model";
+      const other = await folderFamily(path);
+      return other ? `${other.family}-diffusers-model` : "diffusers-model";
     }
     const file = await findWeightsFile(path, ["diffusion_pytorch_model", "pytorch_lora_weights"]);
     if (!file) return "unknown";
@@ -107,7 +136,7 @@ export async function detectPathKind(path: string): Promise<WeightsKind> {
  */
 export async function weightsFilesOf(path: string): Promise<string[]> {
   const info = await exists(path);
-  if (!info) throw new Error(`${path}: no such file or folder`);
+  if (!info) throw new InputError(`${path}: no such file or folder`);
   if (!info.isDirectory) return [path];
   const out: string[] = [];
   for (const [c, stems] of Object.entries(COMPONENT_FILES)) {
@@ -122,17 +151,40 @@ export async function weightsFilesOf(path: string): Promise<string[]> {
   }
   const own = await findWeightsFile(path, ["diffusion_pytorch_model", "pytorch_lora_weights"]);
   if (own) out.push(own);
-  if (out.length === 0) throw new Error(`${path}: no weights files found in the folder`);
+  if (out.length === 0) throw new InputError(`${path}: no weights files found in the folder`);
   return out.sort();
 }
 
 async function fileKind(path: string): Promise<WeightsKind> {
   const f = await openTensorFile(path);
   try {
-    return detectKind(f.tensors.keys());
+    return detectKind(f.tensors);
   } finally {
     f.close();
   }
+}
+
+/**
+ * The family of a diffusers folder that is not text-to-image SD1.5 (from unet/config.json,
+ * model_index.json and the UNet's tensor shapes), or null.
+ */
+async function folderFamily(dir: string): Promise<FamilyVerdict | null> {
+  const unetConfig = await readJsonQuietly(`${dir}/unet/config.json`);
+  const modelIndex = await readJsonQuietly(`${dir}/model_index.json`);
+  let unet: TensorMap | null = null;
+  try {
+    const file = await findWeightsFile(`${dir}/unet`, COMPONENT_FILES.unet);
+    if (file) {
+      const f = await openTensorFile(file);
+      f.close(); // names and shapes only
+      unet = f.tensors;
+    }
+  } catch {
+    // An unreadable UNet file tells nothing here; loading it reports the problem.
+  }
+  const verdict = diffusersFamily(unet, { unetConfig, modelIndex });
+  if (verdict || !(await exists(`${dir}/text_encoder_2`))) return verdict;
+  return { family: "sdxl", evidence: "a second text encoder in text_encoder_2/" };
 }
 
 async function findWeightsFile(dir: string, stems: string[]): Promise<string | null> {
@@ -156,10 +208,21 @@ async function openComponent(
     for (const v of [".safetensors", ".fp16.safetensors", ".bin"]) {
       const index = await readJson(`${dir}/${stem}${v}.index.json`);
       if (!index) continue;
-      const weightMap = index.weight_map as Record<string, string>;
+      const weightMap = index.weight_map;
+      const shards =
+        weightMap !== null && typeof weightMap === "object" && !Array.isArray(weightMap)
+          ? Object.values(weightMap)
+          : [];
+      const badShard = shards.find((f) => typeof f !== "string" || !/^[\w.-]+$/.test(f));
+      if (shards.length === 0 || badShard !== undefined) {
+        throw new InputError(
+          `${dir}/${stem}${v}.index.json: expected "weight_map": {tensor: shard file name}` +
+            (badShard !== undefined ? `, got a shard named ${JSON.stringify(badShard)}` : ""),
+        );
+      }
       const files: TensorFile[] = [];
       const tensors: TensorMap = new Map();
-      for (const shard of new Set(Object.values(weightMap))) {
+      for (const shard of new Set(shards as string[])) {
         const f = await openTensorFile(`${dir}/${shard}`);
         files.push(f);
         for (const [k, t] of f.tensors) tensors.set(k, t);
@@ -167,7 +230,7 @@ async function openComponent(
       return { tensors, files };
     }
   }
-  throw new Error(
+  throw new InputError(
     `${dir}: expected ${stems[0]}.safetensors (or .bin, .fp16 variants, sharded index)`,
   );
 }
@@ -187,15 +250,24 @@ export function checkTensors(what: string, actual: TensorMap, expected: ShapeMap
   if (unexpected.length) parts.push(`unexpected tensors: ${list(unexpected)}`);
   if (missing.length) parts.push(`missing tensors: ${list(missing)}`);
   if (wrong.length) parts.push(`wrong shapes: ${list(wrong)}`);
-  if (parts.length) throw new Error(`${what}: ${parts.join("; ")}`);
+  if (parts.length) throw new InputError(`${what}: ${parts.join("; ")}`);
 }
 
 function reshaped(t: HostTensor, shape: number[]): HostTensor {
   return { shape, dtype: t.dtype, read: () => t.read() };
 }
 
-function wrongKind(path: string, kind: WeightsKind, expected: string): Error {
-  return new Error(`${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected ${expected}`);
+function wrongKind(path: string, kind: WeightsKind, expected: string): InputError {
+  return new InputError(`${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected ${expected}`);
+}
+
+/** What AnimateDiff animates, for the errors that refuse other base models. */
+const NEEDED_BASE = "AnimateDiff needs a text-to-image SD1.5 checkpoint";
+
+function otherFamilyError(path: string, verdict: FamilyVerdict, layout: string): InputError {
+  return new InputError(
+    `${path} is ${FAMILY_NAMES[verdict.family]} ${layout} (${verdict.evidence}); ${NEEDED_BASE}`,
+  );
 }
 
 interface Overrides {
@@ -204,22 +276,46 @@ interface Overrides {
   clip: Partial<ClipConfig>;
 }
 
+/** Reads one config.json with `read`; a bad value is an error naming the file. */
+async function configOverrides<T>(file: string, read: (json: Record<string, unknown>) => T) {
+  const json = await readJson(file);
+  if (!json) return null;
+  try {
+    return read(json);
+  } catch (e) {
+    throw new InputError(`${file}: ${(e as Error).message}`);
+  }
+}
+
 async function folderOverrides(dir: string): Promise<Overrides> {
-  const unet = await readJson(`${dir}/unet/config.json`);
-  const vae = await readJson(`${dir}/vae/config.json`);
-  const clip = await readJson(`${dir}/text_encoder/config.json`);
   return {
-    unet: unet ? diffusersUNetOverrides(unet) : {},
-    vae: vae ? diffusersVaeOverrides(vae) : {},
-    clip: clip ? diffusersClipOverrides(clip) : {},
+    unet: await configOverrides(`${dir}/unet/config.json`, diffusersUNetOverrides) ?? {},
+    vae: await configOverrides(`${dir}/vae/config.json`, diffusersVaeOverrides) ?? {},
+    clip: await configOverrides(`${dir}/text_encoder/config.json`, diffusersClipOverrides) ?? {},
   };
+}
+
+/** A text-to-image model's parts must fit together (what other families break). */
+function checkComposition(unet: UNetConfig, vae: VaeConfig, clip: ClipConfig): void {
+  if (unet.inChannels !== vae.latentChannels || unet.outChannels !== vae.latentChannels) {
+    throw new InputError(
+      `the UNet takes ${unet.inChannels} and gives ${unet.outChannels} channels but the VAE's ` +
+        `latents have ${vae.latentChannels}; ${NEEDED_BASE}`,
+    );
+  }
+  if (unet.crossAttentionDim !== clip.hiddenSize) {
+    throw new InputError(
+      `the UNet attends to ${unet.crossAttentionDim}-wide text features but the text encoder ` +
+        `gives ${clip.hiddenSize}; ${NEEDED_BASE}`,
+    );
+  }
 }
 
 function finishModel(
   source: string,
   parts: { unet: TensorMap; vae: TensorMap; textEncoder: TensorMap },
   o: Overrides,
-  extra: { files: TensorFile[]; tokenizer?: { vocabJson: string; mergesTxt: string } },
+  extra: { files: TensorFile[]; tokenizer?: ModelWeights["tokenizer"] },
 ): ModelWeights {
   try {
     const unetConfig = inferUNetConfig(parts.unet, o.unet);
@@ -228,6 +324,7 @@ function finishModel(
     checkTensors(`${source}: UNet`, parts.unet, unetShapes(unetConfig));
     checkTensors(`${source}: VAE`, parts.vae, vaeShapes(vaeConfig));
     checkTensors(`${source}: text encoder`, parts.textEncoder, clipShapes(clipConfig));
+    checkComposition(unetConfig, vaeConfig, clipConfig);
     return {
       source,
       ...parts,
@@ -239,9 +336,15 @@ function finishModel(
     };
   } catch (e) {
     extra.files.forEach((f) => f.close());
-    const msg = (e as Error).message;
-    throw new Error(msg.startsWith(source) ? msg : `${source}: ${msg}`);
+    throw prefixed(e, source);
   }
+}
+
+/** The error again, its message starting with `source`; an InputError stays one. */
+function prefixed(e: unknown, source: string): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  if (msg.startsWith(source)) return e as Error;
+  return new (e instanceof InputError ? InputError : Error)(`${source}: ${msg}`);
 }
 
 /**
@@ -262,7 +365,7 @@ export async function loadModel(
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
-    throw new Error(
+    throw new InputError(
       `${path}: no such file or folder (expected a diffusers folder or a .safetensors/.ckpt file)`,
     );
   }
@@ -270,6 +373,8 @@ export async function loadModel(
   const overrides = options.config ? await folderOverrides(options.config) : null;
   if (info.isDirectory) {
     const kind = await detectPathKind(path);
+    const other = kind.endsWith("-diffusers-model") ? await folderFamily(path) : null;
+    if (other) throw otherFamilyError(path, other, "diffusers model");
     if (kind !== "diffusers-model") {
       throw wrongKind(path, kind, "an SD1.5 checkpoint or a diffusers model folder");
     }
@@ -280,7 +385,7 @@ export async function loadModel(
       for (const [i, c] of components.entries()) {
         progress({ stage: c, done: i, total: components.length });
         const opened = await openComponent(`${path}/${c}`, COMPONENT_FILES[c]);
-        files.push(...opened.files);
+        for (const f of opened.files) files.push(f);
         parts[c] = opened.tensors;
       }
     } catch (e) {
@@ -291,13 +396,13 @@ export async function loadModel(
     const textEncoder: TensorMap = new Map(
       [...parts.text_encoder].filter(([k]) => !k.endsWith("position_ids")),
     );
-    const vocab = await exists(`${path}/tokenizer/vocab.json`);
-    const tokenizer = vocab
-      ? {
-        vocabJson: await Deno.readTextFile(`${path}/tokenizer/vocab.json`),
-        mergesTxt: await Deno.readTextFile(`${path}/tokenizer/merges.txt`),
-      }
-      : undefined;
+    let tokenizer: ModelWeights["tokenizer"];
+    try {
+      tokenizer = await readTokenizerFiles(`${path}/tokenizer`);
+    } catch (e) {
+      files.forEach((f) => f.close());
+      throw e;
+    }
     return finishModel(
       path,
       { unet: parts.unet, vae: parts.vae, textEncoder },
@@ -307,15 +412,24 @@ export async function loadModel(
   }
   progress({ stage: "checkpoint", done: 0, total: 1 });
   const file = await openTensorFile(path);
-  const kind = detectKind(file.tensors.keys());
+  const kind = detectKind(file.tensors);
   if (kind !== "sd15-checkpoint") {
     file.close();
+    const other = checkpointFamily(file.tensors);
+    if (other) throw otherFamilyError(path, other, "checkpoint");
     throw wrongKind(path, kind, "an SD1.5 checkpoint or a diffusers model folder");
   }
-  const { mapped, unknown } = mapCheckpointNames(file.tensors.keys());
+  let names;
+  try {
+    names = mapCheckpointNames(file.tensors.keys());
+  } catch (e) {
+    file.close();
+    throw prefixed(e, path);
+  }
+  const { mapped, unknown } = names;
   if (unknown.length) {
     file.close();
-    throw new Error(`${path}: unexpected tensors in the SD1.5 checkpoint: ${list(unknown)}`);
+    throw new InputError(`${path}: unexpected tensors in the SD1.5 checkpoint: ${list(unknown)}`);
   }
   const parts = { unet: new Map(), vae: new Map(), textEncoder: new Map() } as Record<
     string,
@@ -335,6 +449,26 @@ export async function loadModel(
   );
 }
 
+/**
+ * A diffusers folder's tokenizer files (vocab.json + merges.txt), or undefined when it has no
+ * vocab.json. Paths come along so that the tokenizer names the file in its errors.
+ */
+async function readTokenizerFiles(dir: string): Promise<ModelWeights["tokenizer"]> {
+  const vocabPath = `${dir}/vocab.json`, mergesPath = `${dir}/merges.txt`;
+  if (!(await exists(vocabPath))) return undefined;
+  if (!(await exists(mergesPath))) {
+    throw new InputError(
+      `${mergesPath}: missing (a tokenizer folder needs vocab.json and merges.txt)`,
+    );
+  }
+  return {
+    vocabJson: await readSmallText(vocabPath),
+    mergesTxt: await readSmallText(mergesPath),
+    vocabPath,
+    mergesPath,
+  };
+}
+
 /** Options of {@link loadMotionModule}. */
 export interface LoadMotionOptions {
   /** A MotionAdapter config.json, or a folder holding one (heads, groups: what shapes cannot tell). */
@@ -346,12 +480,14 @@ export interface LoadMotionOptions {
 async function motionOverrides(config: string): Promise<Partial<MotionConfig>> {
   const info = await exists(config);
   if (!info) {
-    throw new Error(`${config}: no such motion-module config (expected config.json or its folder)`);
+    throw new InputError(
+      `${config}: no such motion-module config (expected config.json or its folder)`,
+    );
   }
   const file = info.isDirectory ? `${config}/config.json` : config;
-  const json = await readJson(file);
-  if (!json) throw new Error(`${config}: expected a config.json in the folder`);
-  return diffusersMotionOverrides(json);
+  const overrides = await configOverrides(file, diffusersMotionOverrides);
+  if (!overrides) throw new InputError(`${config}: expected a config.json in the folder`);
+  return overrides;
 }
 
 /**
@@ -370,7 +506,7 @@ export async function loadMotionModule(
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
-    throw new Error(
+    throw new InputError(
       `${path}: no such file or folder (expected a motion module .ckpt/.safetensors or MotionAdapter folder)`,
     );
   }
@@ -391,13 +527,13 @@ export async function loadMotionModule(
   }
   const f = await openTensorFile(file);
   try {
-    const kind = detectKind(f.tensors.keys());
+    const kind = detectKind(f.tensors);
     if (kind !== "motion-module" && kind !== "motion-adapter") {
       throw wrongKind(path, kind, "an AnimateDiff motion module or a MotionAdapter folder");
     }
     const { mapped, unknown } = mapMotionNames(f.tensors.keys());
     if (unknown.length) {
-      throw new Error(`${path}: unexpected tensors in the motion module: ${list(unknown)}`);
+      throw new InputError(`${path}: unexpected tensors in the motion module: ${list(unknown)}`);
     }
     const tensors: TensorMap = new Map();
     for (const m of mapped) tensors.set(m.target, f.tensors.get(m.source)!);
@@ -407,8 +543,7 @@ export async function loadMotionModule(
     return { source: path, tensors, config, close: () => f.close() };
   } catch (e) {
     f.close();
-    const msg = (e as Error).message;
-    throw new Error(msg.startsWith(path) ? msg : `${path}: ${msg}`);
+    throw prefixed(e, path);
   }
 }
 

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./sd15.ts";
 import type {
   HostTensor,
@@ -206,7 +207,7 @@ export function resolveLora(
     if (wrong.length) {
       parts.push(`shapes that do not fit: ${wrong.slice(0, LIST_LIMIT).join(", ")}`);
     }
-    throw new Error(
+    throw new InputError(
       `${source}: LoRA does not match the model (${
         missing.length + wrong.length
       } of ${raw.length} modules; ` +
@@ -242,9 +243,9 @@ export async function loadLora(
 ): Promise<LoraWeights> {
   const file = await openTensorFile(path);
   try {
-    const kind = detectKind(file.tensors.keys());
+    const kind = detectKind(file.tensors);
     if (kind !== "lora-kohya" && kind !== "lora-diffusers") {
-      throw new Error(
+      throw new InputError(
         `${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected a LoRA (kohya or diffusers/peft)`,
       );
     }
@@ -266,13 +267,18 @@ export async function loadLora(
       }
       const id = `${k.scheme}:${k.module}`;
       const g: Group = groups.get(id) ?? { module: k.module, scheme: k.scheme, lycoris: {} };
-      if (k.role === "alpha") g.alpha = (await t.read())[0];
-      else if (k.role === "down" || k.role === "up") g[k.role] = t;
+      if (k.role === "alpha") {
+        const alpha = (await t.read())[0];
+        if (!Number.isFinite(alpha)) {
+          throw new InputError(`${path}: ${name} is ${alpha}, expected a finite network alpha`);
+        }
+        g.alpha = alpha;
+      } else if (k.role === "down" || k.role === "up") g[k.role] = t;
       else g.lycoris[k.role] = t;
       groups.set(id, g);
     }
     if (unknown.length) {
-      throw new Error(
+      throw new InputError(
         `${path}: tensors this LoRA loader does not understand (DoRA, SDXL or other names?): ` +
           unknown.slice(0, LIST_LIMIT).join(", "),
       );
@@ -283,16 +289,16 @@ export async function loadLora(
       let factors: LoraFactors;
       if (lycoris) {
         if (g.down || g.up) {
-          throw new Error(`${path}: module ${g.module} mixes LoRA and LyCORIS factors`);
+          throw new InputError(`${path}: module ${g.module} mixes LoRA and LyCORIS factors`);
         }
         try {
           factors = lycorisFactors(g.module, g.lycoris, g.alpha);
         } catch (e) {
-          throw new Error(`${path}: ${(e as Error).message}`);
+          throw new InputError(`${path}: ${(e as Error).message}`);
         }
       } else {
         if (!g.down || !g.up) {
-          throw new Error(
+          throw new InputError(
             `${path}: LoRA module ${g.module} lacks its ${g.down ? "up" : "down"} weight`,
           );
         }

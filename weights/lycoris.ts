@@ -14,6 +14,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { addProduct } from "./lowrank.ts";
 import type { LycorisRole } from "./names.ts";
 import type { HostTensor } from "./types.ts";
@@ -65,7 +66,7 @@ export function lycorisFactors(
   parts: Partial<Record<LycorisRole, HostTensor>>,
   alpha: number | undefined,
 ): LycorisFactors {
-  const bad = (why: string) => new Error(`LyCORIS module ${module}: ${why}`);
+  const bad = (why: string) => new InputError(`LyCORIS module ${module}: ${why}`);
   const roles = Object.keys(parts) as LycorisRole[];
   const loha = roles.some((r) => r.startsWith("hada_"));
   if (loha && roles.some((r) => r.startsWith("lokr_"))) throw bad("mixes LoHa and LoKr factors");

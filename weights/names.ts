@@ -10,6 +10,8 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
+
 /** A part of a base model. */
 export type ModelPart = "unet" | "vae" | "textEncoder";
 
@@ -129,7 +131,7 @@ export function ldmUNetStructure(names: Iterable<string>): LdmUNetStructure {
   const levels = ops.size + 1;
   const perLevel = (maxInput + 1) / levels;
   if (!Number.isInteger(perLevel) || perLevel < 2) {
-    throw new Error(
+    throw new InputError(
       `LDM UNet: cannot derive the block structure: input_blocks 1..${maxInput} with ${ops.size} ` +
         `downsamplers is not levels * (layers_per_block + 1) - 1`,
     );

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { openSafetensors } from "./safetensors.ts";
 import { openTorchFile } from "./torch_file.ts";
 import type { TensorFile, TensorMap } from "./types.ts";
@@ -57,7 +58,7 @@ export function detectTensorFileKind(head: Uint8Array, path: string): TensorFile
     const n = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
     if (n >= 2n && n <= 100_000_000n && head[8] === 0x7b /* { */) return "safetensors";
   }
-  throw new Error(
+  throw new InputError(
     `${path}: not a safetensors or PyTorch checkpoint file (${describeStart(head)})`,
   );
 }
@@ -89,7 +90,7 @@ async function readHead(path: string, n: number): Promise<Uint8Array> {
  */
 export async function openTensorFile(path: string): Promise<TensorFile> {
   const stat = await Deno.stat(path);
-  if (!stat.isFile) throw new Error(`${path}: not a file`);
+  if (!stat.isFile) throw new InputError(`${path}: not a file`);
   const kind = detectTensorFileKind(await readHead(path, 16), path);
   return kind === "safetensors" ? openSafetensors(path) : openTorchFile(path);
 }

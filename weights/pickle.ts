@@ -7,6 +7,8 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
+
 /** A tensor described by a pickle: `_rebuild_tensor_v2(storage, offset, size, stride, ...)`. */
 export class TensorRef {
   constructor(
@@ -59,40 +61,55 @@ function tensorFrom(args: unknown[], where: string): TensorRef {
   const ints = (v: unknown) =>
     Array.isArray(v) && v.every((x) => Number.isSafeInteger(x) && x >= 0);
   if (!Number.isSafeInteger(offset) || !ints(size) || !ints(stride)) {
-    throw new Error(`${where}: malformed _rebuild_tensor arguments`);
+    throw new InputError(`${where}: malformed _rebuild_tensor arguments`);
   }
   if (storage instanceof InertObject || storage instanceof InertGlobal) {
-    throw new Error(`${where}: tensor storage is not a torch storage`);
+    throw new InputError(`${where}: tensor storage is not a torch storage`);
   }
   return new TensorRef(storage, offset as number, [...size as number[]], [...stride as number[]]);
 }
 
 function firstTensor(args: unknown[], where: string): unknown {
-  if (!(args[0] instanceof TensorRef)) throw new Error(`${where}: parameter data is not a tensor`);
+  if (!(args[0] instanceof TensorRef)) {
+    throw new InputError(`${where}: parameter data is not a tensor`);
+  }
   return args[0];
 }
 
 const ALLOWED = new Map<string, Builder>([
-  [
-    "collections.OrderedDict",
-    (args) => new Map(Array.isArray(args[0]) ? args[0] as [unknown, unknown][] : []),
-  ],
+  ["collections.OrderedDict", (args, where) => {
+    const map = new Map();
+    for (const item of Array.isArray(args[0]) ? args[0] : []) {
+      if (!Array.isArray(item) || item.length !== 2) {
+        throw new InputError(`${where}: OrderedDict item is not a (key, value) pair`);
+      }
+      map.set(item[0], item[1]);
+    }
+    return map;
+  }],
   ["torch._utils._rebuild_tensor_v2", tensorFrom],
   ["torch._utils._rebuild_tensor", tensorFrom],
   ["torch._utils._rebuild_parameter", firstTensor],
   ["torch._utils._rebuild_parameter_with_state", firstTensor],
   ["torch._tensor._rebuild_from_type_v2", (args, where) => {
     const [fn, , inner] = args;
-    if (!(fn instanceof AllowedGlobal) || !Array.isArray(inner)) {
-      throw new Error(`${where}: _rebuild_from_type_v2 wraps a function that is not allowed`);
+    if (
+      !(fn instanceof AllowedGlobal) || !Array.isArray(inner) ||
+      fn.qualified === "torch._tensor._rebuild_from_type_v2"
+    ) {
+      throw new InputError(`${where}: _rebuild_from_type_v2 wraps a function that is not allowed`);
     }
     return fn.build(inner, where);
   }],
   ["torch.Size", (args) => (Array.isArray(args[0]) ? [...args[0]] : [])],
-  ["torch.device", (args) => String(args[0]) + (args[1] !== undefined ? `:${args[1]}` : "")],
+  ["torch.device", (args) => {
+    const [type, index] = args;
+    const part = (v: unknown) => (typeof v === "string" ? v : describePickleValue(v));
+    return part(type) + (index !== undefined ? `:${part(index)}` : "");
+  }],
   ["_codecs.encode", (args, where) => {
     const [s, enc] = args;
-    if (typeof s !== "string") throw new Error(`${where}: _codecs.encode of a non-string`);
+    if (typeof s !== "string") throw new InputError(`${where}: _codecs.encode of a non-string`);
     if (enc === "latin1" || enc === "latin-1" || enc === undefined) {
       return Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff);
     }
@@ -103,7 +120,9 @@ const ALLOWED = new Map<string, Builder>([
   ["builtins.bytearray", (args) => (args[0] instanceof Uint8Array ? args[0] : new Uint8Array())],
   ["copyreg._reconstructor", (args, where) => {
     const cls = args[0];
-    if (!(cls instanceof InertGlobal)) throw new Error(`${where}: _reconstructor of a non-class`);
+    if (!(cls instanceof InertGlobal)) {
+      throw new InputError(`${where}: _reconstructor of a non-class`);
+    }
     return new InertObject(cls, []);
   }],
 ]);
@@ -154,7 +173,7 @@ function resolveGlobal(module: string, name: string, opts: UnpickleOptions): unk
   const mod = module === "__builtin__" ? "builtins" : module === "copy_reg" ? "copyreg" : module;
   const qualified = `${mod}.${name}`;
   const refuse = () =>
-    new Error(
+    new InputError(
       `${opts.path}: refusing to load pickle global '${module}.${name}' (only tensor-rebuilding globals are allowed)`,
     );
   const allowed = ALLOWED.get(qualified);
@@ -176,16 +195,57 @@ function resolveGlobal(module: string, name: string, opts: UnpickleOptions): unk
 function callGlobal(fn: unknown, args: unknown, where: string): unknown {
   const list = Array.isArray(args) ? args : [];
   if (fn instanceof AllowedGlobal) return fn.build(list, `${where} (${fn.qualified})`);
-  if (fn instanceof InertGlobal) return new InertObject(fn, list);
-  if (fn instanceof InertObject) return new InertObject(fn.type, list);
-  throw new Error(`${where}: REDUCE/NEWOBJ on something that is not a class or function`);
+  // A copy: the arguments may be a (frozen) tuple, and APPEND/SETITEM may add to them later.
+  if (fn instanceof InertGlobal) return new InertObject(fn, list.slice());
+  if (fn instanceof InertObject) return new InertObject(fn.type, list.slice());
+  throw new InputError(`${where}: REDUCE/NEWOBJ on something that is not a class or function`);
+}
+
+/**
+ * Appends `items` to `list` one by one: `list.push(...items)` passes every item as a call
+ * argument and overflows the stack for the long lists (APPENDS of a million items) that real
+ * checkpoints may hold.
+ */
+function pushAll(list: unknown[], items: readonly unknown[]): void {
+  for (let i = 0; i < items.length; i++) list.push(items[i]);
+}
+
+/**
+ * A short description of an unpickled value for error messages: never `String(v)` or
+ * `JSON.stringify(v)`, which recurse (a million nested tuples overflow the stack) or throw on
+ * cycles (a list that holds itself through the memo).
+ */
+export function describePickleValue(v: unknown): string {
+  if (v === null || v === undefined) return "None";
+  if (typeof v === "string") {
+    return JSON.stringify(v.length > 40 ? v.slice(0, 40) + "..." : v);
+  }
+  if (typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") {
+    const s = String(v);
+    return s.length > 40 ? `${s.slice(0, 40)}... (${s.length} digits)` : s;
+  }
+  if (Array.isArray(v)) return `${Object.isFrozen(v) ? "a tuple" : "a list"} of ${v.length}`;
+  if (v instanceof Map) return `a dict of ${v.size}`;
+  if (v instanceof Set) return `a set of ${v.size}`;
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes`;
+  if (v instanceof InertObject) return `a pickled ${v.type.module}.${v.type.name} object`;
+  if (v instanceof InertGlobal) return `the class ${v.module}.${v.name}`;
+  if (v instanceof TensorRef) return "a tensor";
+  if (v instanceof StorageType) return `the storage type torch.${v.name}`;
+  return `a ${typeof v}`;
 }
 
 const MAX_LONG_BYTES = 4096;
-const MAX_MEMO = 50_000_000;
+/** Longest string a pickle may hold (V8's strings end near 512 MiB). */
+const MAX_STRING_BYTES = 256 * 1024 * 1024;
+/**
+ * Most values a pickle may push (and memo entries it may make): below V8's 2^24-entry limit of
+ * a Map or Set, far above what checkpoints hold (a few hundred thousand).
+ */
+const MAX_VALUES = 16_000_000;
 
 /** Thrown when the pickle ends before STOP (callers that read a file prefix retry with more). */
-export class PickleTruncatedError extends Error {
+export class PickleTruncatedError extends InputError {
   override name = "PickleTruncatedError";
 }
 
@@ -223,7 +283,7 @@ export function unpickleFrom(
   const memo = new Map<number, unknown>();
   const where = () => `${path}: pickle at byte ${pos}`;
   const fail = (msg: string): never => {
-    throw new Error(`${where()}: ${msg}`);
+    throw new InputError(`${where()}: ${msg}`);
   };
   const need = (n: number) => {
     if (n < 0) fail(`negative length ${n}`);
@@ -247,21 +307,25 @@ export function unpickleFrom(
     if (v > 1n << 40n) fail(`implausible length ${v}`);
     return Number(v);
   };
-  const line = (): string => {
-    const end = bytes.indexOf(0x0a, pos);
-    if (end < 0) throw new PickleTruncatedError(`${where()}: unterminated text line`);
-    const s = latin1.decode(bytes.subarray(pos, end));
-    pos = end + 1;
-    return s;
-  };
-  const str = (n: number): string => {
+  const textOf = (b: Uint8Array, decoder: TextDecoder): string => {
+    if (b.byteLength > MAX_STRING_BYTES) fail(`a ${b.byteLength}-byte string is too long`);
     try {
-      return utf8.decode(take(n));
+      return decoder.decode(b);
     } catch {
       return fail("invalid UTF-8 in string");
     }
   };
+  const line = (): string => {
+    const end = bytes.indexOf(0x0a, pos);
+    if (end < 0) throw new PickleTruncatedError(`${where()}: unterminated text line`);
+    const s = textOf(bytes.subarray(pos, end), latin1);
+    pos = end + 1;
+    return s;
+  };
+  const str = (n: number): string => textOf(take(n), utf8);
+  let pushed = 0;
   const push = (v: unknown): void => {
+    if (++pushed > MAX_VALUES) fail(`holds more than ${MAX_VALUES} values`);
     stack.push(v); // `stack` is read after the argument is evaluated (popMark swaps it)
   };
   const pop = (): unknown => (stack.length === 0 ? fail("stack underflow") : stack.pop());
@@ -275,7 +339,7 @@ export function unpickleFrom(
     return items;
   };
   const setMemo = (i: number, v: unknown) => {
-    if (memo.size >= MAX_MEMO && !memo.has(i)) fail("memo is too large");
+    if (memo.size >= MAX_VALUES && !memo.has(i)) fail("memo is too large");
     memo.set(i, v);
   };
   const getMemo = (i: number) => (memo.has(i) ? memo.get(i) : fail(`memo key ${i} is missing`));
@@ -305,13 +369,13 @@ export function unpickleFrom(
       for (let i = 0; i < items.length; i += 2) {
         d.set(items[i], items[i + 1]);
       }
-    } else if (d instanceof InertObject) d.args.push(...items);
+    } else if (d instanceof InertObject) pushAll(d.args, items);
     else fail("SETITEM(S) on something that is not a dict");
   };
   const appendItems = (l: unknown, items: unknown[]) => {
-    if (Array.isArray(l) && !Object.isFrozen(l)) l.push(...items);
+    if (Array.isArray(l) && !Object.isFrozen(l)) pushAll(l, items);
     else if (l instanceof Set) items.forEach((x) => l.add(x));
-    else if (l instanceof InertObject) l.args.push(...items);
+    else if (l instanceof InertObject) pushAll(l.args, items);
     else fail("APPEND(S) on something that is not a list");
   };
   const tuple = (items: unknown[]) => Object.freeze(items);
@@ -409,7 +473,7 @@ export function unpickleFrom(
         need(4);
         const n = view.getInt32(pos, true);
         pos += 4;
-        push(latin1.decode(take(n)));
+        push(textOf(take(n), latin1));
         break;
       }
       case 0x55: // SHORT_BINSTRING

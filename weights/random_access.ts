@@ -4,6 +4,8 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
+
 /** An open file that serves byte ranges; reads are serialised (one seek + read loop at a time). */
 export interface RandomAccessFile {
   readonly path: string;
@@ -44,7 +46,7 @@ export async function openRandomAccess(path: string): Promise<RandomAccessFile> 
     while (done < length) {
       const n = await file.read(out.subarray(done));
       if (n === null || n === 0) {
-        throw new Error(
+        throw new InputError(
           `${path}: file is truncated (wanted ${length} bytes at offset ${offset}, got ${done})`,
         );
       }
@@ -62,7 +64,7 @@ export async function openRandomAccess(path: string): Promise<RandomAccessFile> 
         length < 0 || offset + length > size
       ) {
         return Promise.reject(
-          new Error(
+          new InputError(
             `${path}: byte range ${offset}..${offset + length} is outside the file (${size} bytes)`,
           ),
         );

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { decodeToFloat32, encodeFromFloat32, isStorageDType, ITEM_SIZE, numelOf } from "./dtype.ts";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
 import type { HostTensor, StorageDType, TensorFile } from "./types.ts";
@@ -73,22 +74,34 @@ export interface WriteSafetensorsOptions {
 
 function readHeaderLength(prefix: Uint8Array, fileSize: number, path: string): number {
   if (fileSize < 8 || prefix.byteLength < 8) {
-    throw new Error(`${path}: too small to be a safetensors file (${fileSize} bytes)`);
+    throw new InputError(`${path}: too small to be a safetensors file (${fileSize} bytes)`);
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) {
-    throw new Error(
+    throw new InputError(
       `${path}: safetensors header length ${n} is implausible (max ${MAX_HEADER_BYTES} bytes)`,
     );
   }
   const len = Number(n);
   if (8 + len > fileSize) {
-    throw new Error(
+    throw new InputError(
       `${path}: safetensors header length ${len} exceeds the file size ${fileSize} (truncated file?)`,
     );
   }
-  if (len < 2) throw new Error(`${path}: safetensors header length ${len} is too small`);
+  if (len < 2) throw new InputError(`${path}: safetensors header length ${len} is too small`);
   return len;
+}
+
+/** A header value as an error shows it: short, and never a deep JSON dump. */
+function headerValue(v: unknown): string {
+  if (v === undefined) return "(missing)";
+  if (Array.isArray(v)) {
+    const plain = v.length <= 8 && v.every((x) => typeof x === "number" || typeof x === "string");
+    return plain ? JSON.stringify(v) : `(a list of ${v.length})`;
+  }
+  if (v !== null && typeof v === "object") return "(an object)";
+  const s = JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 60)}...` : s;
 }
 
 function isIntegerList(v: unknown): v is number[] {
@@ -111,22 +124,24 @@ export function parseSafetensorsHeader(
 ): SafetensorsHeader {
   const len = readHeaderLength(bytes, fileSize, path);
   if (bytes.byteLength < 8 + len) {
-    throw new Error(`${path}: safetensors header is truncated (${bytes.byteLength - 8} of ${len})`);
+    throw new InputError(
+      `${path}: safetensors header is truncated (${bytes.byteLength - 8} of ${len})`,
+    );
   }
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + len));
   } catch {
-    throw new Error(`${path}: safetensors header is not valid UTF-8`);
+    throw new InputError(`${path}: safetensors header is not valid UTF-8`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: safetensors header is not valid JSON (${(e as Error).message})`);
+    throw new InputError(`${path}: safetensors header is not valid JSON (${(e as Error).message})`);
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new Error(`${path}: safetensors header is not a JSON object`);
+    throw new InputError(`${path}: safetensors header is not a JSON object`);
   }
   const dataStart = 8 + len;
   const dataSize = fileSize - dataStart;
@@ -135,11 +150,11 @@ export function parseSafetensorsHeader(
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === "__metadata__") {
       if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-        throw new Error(`${path}: safetensors __metadata__ is not an object of strings`);
+        throw new InputError(`${path}: safetensors __metadata__ is not an object of strings`);
       }
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== "string") {
-          throw new Error(`${path}: safetensors __metadata__ value of '${k}' is not a string`);
+          throw new InputError(`${path}: safetensors __metadata__ value of '${k}' is not a string`);
         }
         metadata[k] = v;
       }
@@ -147,31 +162,31 @@ export function parseSafetensorsHeader(
     }
     const where = `${path}: tensor '${name}'`;
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-      throw new Error(`${where}: header entry is not an object`);
+      throw new InputError(`${where}: header entry is not an object`);
     }
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
     if (!isStorageDType(dtype)) {
-      throw new Error(
-        `${where}: unknown dtype ${JSON.stringify(dtype)} (expected one of ${
+      throw new InputError(
+        `${where}: unknown dtype ${headerValue(dtype)} (expected one of ${
           Object.keys(ITEM_SIZE).join(" ")
         })`,
       );
     }
     if (!isIntegerList(shape)) {
-      throw new Error(`${where}: shape ${JSON.stringify(shape)} is not a list of integers >= 0`);
+      throw new InputError(`${where}: shape ${headerValue(shape)} is not a list of integers >= 0`);
     }
     if (!isIntegerList(offsets) || offsets.length !== 2 || offsets[0] > offsets[1]) {
-      throw new Error(`${where}: data_offsets ${JSON.stringify(offsets)} are not [begin, end]`);
+      throw new InputError(`${where}: data_offsets ${headerValue(offsets)} are not [begin, end]`);
     }
     const [begin, end] = offsets;
     if (end > dataSize) {
-      throw new Error(
+      throw new InputError(
         `${where}: data_offsets [${begin}, ${end}] lie beyond the data region (${dataSize} bytes; truncated file?)`,
       );
     }
     const expected = numelOf(shape) * ITEM_SIZE[dtype];
     if (end - begin !== expected) {
-      throw new Error(
+      throw new InputError(
         `${where}: data_offsets span ${
           end - begin
         } bytes but shape [${shape}] ${dtype} needs ${expected}`,
@@ -183,7 +198,7 @@ export function parseSafetensorsHeader(
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1], cur = sorted[i];
     if (cur.begin < prev.end) {
-      throw new Error(
+      throw new InputError(
         `${path}: tensor '${cur.name}' data [${cur.begin}, ${cur.end}] overlaps tensor '${prev.name}' [${prev.begin}, ${prev.end}]`,
       );
     }
@@ -201,7 +216,8 @@ function fileTensor(
 ): RawHostTensor {
   const readRaw = () =>
     file.read(offset, byteLength).catch((e: Error) => {
-      throw new Error(`${e.message} (tensor '${name}')`);
+      const Err = e instanceof InputError ? InputError : Error;
+      throw new Err(`${e.message} (tensor '${name}')`);
     });
   return {
     shape,
@@ -372,7 +388,7 @@ export async function writeSafetensors(
   } catch (e) {
     file.close();
     await Deno.remove(partial).catch(() => {});
-    throw new Error(`${path}: ${(e as Error).message}`);
+    throw new (e instanceof InputError ? InputError : Error)(`${path}: ${(e as Error).message}`);
   }
   file.close();
   await Deno.rename(partial, path);

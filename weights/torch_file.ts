@@ -9,8 +9,10 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { decodeToFloat32, ITEM_SIZE, numelOf } from "./dtype.ts";
 import {
+  describePickleValue,
   InertGlobal,
   InertObject,
   PickleTruncatedError,
@@ -51,25 +53,25 @@ const MAX_PICKLE_BYTES = 1 << 30;
 
 function parsePersistentId(pid: unknown, path: string, legacy: boolean): StorageRef {
   if (!Array.isArray(pid) || pid[0] !== "storage") {
-    throw new Error(
+    throw new InputError(
       `${path}: unsupported persistent id ${
-        JSON.stringify(Array.isArray(pid) ? pid[0] : typeof pid)
+        describePickleValue(Array.isArray(pid) ? pid[0] : pid)
       } (expected a 'storage' tuple; whole pickled modules are not supported)`,
     );
   }
   const [, type, key, , numel, view] = pid;
-  if (!(type instanceof StorageType)) throw new Error(`${path}: storage of an unknown type`);
+  if (!(type instanceof StorageType)) throw new InputError(`${path}: storage of an unknown type`);
   if (typeof key !== "string" || !/^[A-Za-z0-9_.]+$/.test(key) || key.includes("..")) {
-    throw new Error(`${path}: bad storage key ${JSON.stringify(key)}`);
+    throw new InputError(`${path}: bad storage key ${describePickleValue(key)}`);
   }
   if (!Number.isSafeInteger(numel) || (numel as number) < 0) {
-    throw new Error(`${path}: storage '${key}' has a bad size ${numel}`);
+    throw new InputError(`${path}: storage '${key}' has a bad size ${describePickleValue(numel)}`);
   }
   let offset = 0;
   if (legacy && Array.isArray(view)) {
     const [, viewOffset] = view;
     if (!Number.isSafeInteger(viewOffset) || viewOffset < 0) {
-      throw new Error(`${path}: storage view of '${key}' has a bad offset`);
+      throw new InputError(`${path}: storage view of '${key}' has a bad offset`);
     }
     offset = viewOffset;
   }
@@ -79,13 +81,13 @@ function parsePersistentId(pid: unknown, path: string, legacy: boolean): Storage
 /** Picks the dict that holds the tensors and flattens it to name -> TensorRef. */
 function collectTensors(root: unknown, path: string): Map<string, TensorRef> {
   if (root instanceof TensorRef) {
-    throw new Error(`${path}: holds a single tensor, not a dict of tensors`);
+    throw new InputError(`${path}: holds a single tensor, not a dict of tensors`);
   }
   if (!(root instanceof Map)) {
     const what = root instanceof InertObject
       ? `a pickled ${root.type.module}.${root.type.name} object`
       : typeof root;
-    throw new Error(`${path}: does not hold a dict of tensors (found ${what})`);
+    throw new InputError(`${path}: does not hold a dict of tensors (found ${what})`);
   }
   let dict: Map<unknown, unknown> = root;
   const hasDirectTensor = [...root.values()].some((v) => v instanceof TensorRef);
@@ -95,17 +97,17 @@ function collectTensors(root: unknown, path: string): Map<string, TensorRef> {
   const seen = new Set<unknown>();
   let nodes = 0;
   const walk = (d: Map<unknown, unknown>, prefix: string, depth: number) => {
-    if (depth > MAX_DEPTH) throw new Error(`${path}: dicts nested deeper than ${MAX_DEPTH}`);
+    if (depth > MAX_DEPTH) throw new InputError(`${path}: dicts nested deeper than ${MAX_DEPTH}`);
     if (seen.has(d)) return; // shared or cyclic references are walked once
     seen.add(d);
     for (const [k, v] of d) {
       if (++nodes > MAX_NODES) {
-        throw new Error(`${path}: pickle holds more than ${MAX_NODES} entries`);
+        throw new InputError(`${path}: pickle holds more than ${MAX_NODES} entries`);
       }
       if (typeof k !== "string" && typeof k !== "number") continue;
       const name = prefix + String(k);
       if (v instanceof TensorRef) {
-        if (out.has(name)) throw new Error(`${path}: tensor name '${name}' occurs twice`);
+        if (out.has(name)) throw new InputError(`${path}: tensor name '${name}' occurs twice`);
         out.set(name, v);
       } else if (v instanceof Map) walk(v, name + ".", depth + 1);
     }
@@ -140,9 +142,9 @@ function makeTensor(
 ): RawHostTensor {
   const where = `${options.path}: tensor '${name}'`;
   const storage = ref.storage;
-  if (!(storage instanceof StorageRef)) throw new Error(`${where} has no storage`);
+  if (!(storage instanceof StorageRef)) throw new InputError(`${where} has no storage`);
   const { size, stride } = ref;
-  if (size.length !== stride.length) throw new Error(`${where}: size and stride ranks differ`);
+  if (size.length !== stride.length) throw new InputError(`${where}: size and stride ranks differ`);
   const dtype = storage.dtype;
   const item = ITEM_SIZE[dtype];
   const numel = numelOf(size);
@@ -150,7 +152,7 @@ function makeTensor(
   let last = first; // largest element index touched
   for (let i = 0; i < size.length; i++) if (size[i] > 0) last += (size[i] - 1) * stride[i];
   if (numel > 0 && last >= storage.numel) {
-    throw new Error(
+    throw new InputError(
       `${where}: shape [${size}] at offset ${ref.storageOffset} reaches element ${last} of a ${storage.numel}-element storage`,
     );
   }
@@ -182,7 +184,8 @@ function makeTensor(
     byteLength: numel * item,
     readRaw: () =>
       readRaw().catch((e: Error) => {
-        throw new Error(`${e.message} (tensor '${name}')`);
+        const Err = e instanceof InputError ? InputError : Error;
+        throw new Err(`${e.message} (tensor '${name}')`);
       }),
     read: async () => decodeToFloat32(await readRaw(), dtype),
   };
@@ -208,7 +211,7 @@ async function openZipCheckpoint(path: string, options: OpenTorchOptions): Promi
   try {
     const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
     if (pkls.length !== 1) {
-      throw new Error(
+      throw new InputError(
         `${path}: zip is not a torch.save checkpoint (expected one '<root>/data.pkl', found ${pkls.length})`,
       );
     }
@@ -217,7 +220,7 @@ async function openZipCheckpoint(path: string, options: OpenTorchOptions): Promi
       ? new TextDecoder().decode(await zip.read(rootDir + "byteorder")).trim()
       : "little";
     if (order !== "little" && order !== "big") {
-      throw new Error(`${path}: unknown byteorder '${order}'`);
+      throw new InputError(`${path}: unknown byteorder '${order}'`);
     }
     const value = unpickleFrom(await zip.read(pkls[0]), 0, {
       path: `${path} (${pkls[0]})`,
@@ -225,9 +228,9 @@ async function openZipCheckpoint(path: string, options: OpenTorchOptions): Promi
       persistentLoad: (pid) => {
         const ref = parsePersistentId(pid, path, false);
         const entry = zip.entries.get(`${rootDir}data/${ref.key}`);
-        if (!entry) throw new Error(`${path}: storage '${ref.key}' is missing from the zip`);
+        if (!entry) throw new InputError(`${path}: storage '${ref.key}' is missing from the zip`);
         if (entry.size < ref.numel * ITEM_SIZE[ref.dtype]) {
-          throw new Error(
+          throw new InputError(
             `${path}: storage '${ref.key}' holds ${entry.size} bytes, needs ${
               ref.numel * ITEM_SIZE[ref.dtype]
             }`,
@@ -265,11 +268,13 @@ async function readLegacyPickles(
       const opts = { path, strict: options.strict };
       const magic = unpickleFrom(bytes, 0, opts);
       if (magic.value !== 0x1950a86a20f9469cfc6cn) {
-        throw new Error(`${path}: bad legacy torch magic number`);
+        throw new InputError(`${path}: bad legacy torch magic number`);
       }
       const proto = unpickleFrom(bytes, magic.end, opts);
       if (proto.value !== 1001) {
-        throw new Error(`${path}: unsupported legacy protocol ${proto.value}`);
+        throw new InputError(
+          `${path}: unsupported legacy protocol ${describePickleValue(proto.value)}`,
+        );
       }
       const info = unpickleFrom(bytes, proto.end, opts);
       const littleEndian =
@@ -281,7 +286,7 @@ async function readLegacyPickles(
           const ref = parsePersistentId(pid, path, true);
           const known = refs.get(ref.key);
           if (known && known.dtype !== ref.dtype) {
-            throw new Error(`${path}: storage '${ref.key}' is used with two dtypes`);
+            throw new InputError(`${path}: storage '${ref.key}' is used with two dtypes`);
           }
           if (!known || known.numel < ref.numel) refs.set(ref.key, ref);
           return ref;
@@ -292,9 +297,11 @@ async function readLegacyPickles(
     } catch (e) {
       if (!(e instanceof PickleTruncatedError)) throw e;
       if (size >= file.size) {
-        throw new Error(`${path}: legacy checkpoint is truncated (${e.message})`);
+        throw new InputError(`${path}: legacy checkpoint is truncated (${e.message})`);
       }
-      if (size >= MAX_PICKLE_BYTES) throw new Error(`${path}: legacy pickle is larger than 1 GiB`);
+      if (size >= MAX_PICKLE_BYTES) {
+        throw new InputError(`${path}: legacy pickle is larger than 1 GiB`);
+      }
     }
   }
 }
@@ -305,34 +312,36 @@ async function openLegacyCheckpoint(path: string, options: OpenTorchOptions): Pr
     const refs = new Map<string, StorageRef>();
     const { main, keys, end, littleEndian } = await readLegacyPickles(file, options, refs);
     if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
-      throw new Error(`${path}: legacy storage key list is malformed`);
+      throw new InputError(`${path}: legacy storage key list is malformed`);
     }
     // Storages follow back to back: 8-byte element count, then the raw elements.
     const starts = new Map<string, { start: number; bytes: number }>();
     let at = end;
     for (const key of keys as string[]) {
       const ref = refs.get(key);
-      if (!ref) throw new Error(`${path}: storage '${key}' is listed but never used`);
-      if (starts.has(key)) throw new Error(`${path}: storage '${key}' is listed twice`);
+      if (!ref) throw new InputError(`${path}: storage '${key}' is listed but never used`);
+      if (starts.has(key)) throw new InputError(`${path}: storage '${key}' is listed twice`);
       const head = await file.read(at, 8);
       const numel = new DataView(head.buffer, head.byteOffset, 8).getBigInt64(0, littleEndian);
       const bytes = Number(numel) * ITEM_SIZE[ref.dtype];
       if (numel < 0n || at + 8 + bytes > file.size) {
-        throw new Error(
+        throw new InputError(
           `${path}: storage '${key}' (${numel} elements) runs past the end of the file`,
         );
       }
       if (Number(numel) < ref.numel) {
-        throw new Error(`${path}: storage '${key}' holds ${numel} elements, needs ${ref.numel}`);
+        throw new InputError(
+          `${path}: storage '${key}' holds ${numel} elements, needs ${ref.numel}`,
+        );
       }
       starts.set(key, { start: at + 8, bytes });
       at += 8 + bytes;
     }
     const readStorage: StorageReader = (key, offset, length) => {
       const s = starts.get(key);
-      if (!s) return Promise.reject(new Error(`${path}: storage '${key}' is missing`));
+      if (!s) return Promise.reject(new InputError(`${path}: storage '${key}' is missing`));
       if (offset + length > s.bytes) {
-        return Promise.reject(new Error(`${path}: read past the end of storage '${key}'`));
+        return Promise.reject(new InputError(`${path}: read past the end of storage '${key}'`));
       }
       return file.read(s.start + offset, length);
     };
@@ -373,7 +382,7 @@ export async function openTorchFile(
   }
   if (n === 4 && head[0] === 0x50 && head[1] === 0x4b) return openZipCheckpoint(path, options);
   if (n !== null && n >= 2 && head[0] === 0x80) return openLegacyCheckpoint(path, options);
-  throw new Error(`${path}: not a PyTorch checkpoint (neither a zip nor a legacy pickle)`);
+  throw new InputError(`${path}: not a PyTorch checkpoint (neither a zip nor a legacy pickle)`);
 }
 
 export { InertGlobal, InertObject };

@@ -73,8 +73,16 @@ export interface ModelWeights {
   readonly unetConfig: UNetConfig;
   readonly vaeConfig: VaeConfig;
   readonly clipConfig: ClipConfig;
-  /** Tokenizer files if the model ships them (diffusers folder `tokenizer/`). */
-  readonly tokenizer?: { vocabJson: string; mergesTxt: string };
+  /**
+   * Tokenizer files if the model ships them (diffusers folder `tokenizer/`): their contents and,
+   * for errors that name them, their paths.
+   */
+  readonly tokenizer?: {
+    vocabJson: string;
+    mergesTxt: string;
+    vocabPath?: string;
+    mergesPath?: string;
+  };
   close(): void;
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { InputError } from "../engine/errors.ts";
 import { crc32 } from "../engine/output/png.ts";
 import { Inflate } from "npm:fflate@^0.8.3";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
@@ -61,7 +62,7 @@ export { crc32 };
 function u64(view: DataView, at: number, what: string, path: string): number {
   const v = view.getBigUint64(at, true);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw new Error(`${path}: zip ${what} ${v} is too large`);
+    throw new InputError(`${path}: zip ${what} ${v} is too large`);
   }
   return Number(v);
 }
@@ -85,7 +86,7 @@ interface Eocd {
 
 async function readEocd(file: RandomAccessFile): Promise<Eocd> {
   const path = file.path;
-  if (file.size < EOCD_SIZE) throw new Error(`${path}: zip is truncated (${file.size} bytes)`);
+  if (file.size < EOCD_SIZE) throw new InputError(`${path}: zip is truncated (${file.size} bytes)`);
   const tailLen = Math.min(file.size, EOCD_SIZE + MAX_COMMENT);
   const tailStart = file.size - tailLen;
   const tail = await file.read(tailStart, tailLen);
@@ -101,11 +102,13 @@ async function readEocd(file: RandomAccessFile): Promise<Eocd> {
     }
   }
   if (at < 0) {
-    throw new Error(`${path}: zip end-of-central-directory record not found (truncated file?)`);
+    throw new InputError(
+      `${path}: zip end-of-central-directory record not found (truncated file?)`,
+    );
   }
   const eocdPos = tailStart + at;
   if (view.getUint16(at + 4, true) !== 0 || view.getUint16(at + 6, true) !== 0) {
-    throw new Error(`${path}: multi-disk zip archives are not supported`);
+    throw new InputError(`${path}: multi-disk zip archives are not supported`);
   }
   let count = view.getUint16(at + 10, true);
   let cdSize = view.getUint32(at + 12, true);
@@ -118,12 +121,12 @@ async function readEocd(file: RandomAccessFile): Promise<Eocd> {
     if (lv.getUint32(0, true) === SIG_ZIP64_LOCATOR) {
       const z64 = u64(lv, 8, "zip64 end record offset", path);
       if (z64 + 56 > locAt) {
-        throw new Error(`${path}: zip64 end record offset ${z64} is outside the file`);
+        throw new InputError(`${path}: zip64 end record offset ${z64} is outside the file`);
       }
       const rec = await file.read(z64, 56);
       const rv = new DataView(rec.buffer, rec.byteOffset, 56);
       if (rv.getUint32(0, true) !== SIG_ZIP64_EOCD) {
-        throw new Error(`${path}: zip64 end record signature missing at offset ${z64}`);
+        throw new InputError(`${path}: zip64 end record signature missing at offset ${z64}`);
       }
       count = u64(rv, 32, "entry count", path);
       cdSize = u64(rv, 40, "central directory size", path);
@@ -132,17 +135,19 @@ async function readEocd(file: RandomAccessFile): Promise<Eocd> {
     }
   }
   if (cdOffset + cdSize > end) {
-    throw new Error(
+    throw new InputError(
       `${path}: zip central directory [${cdOffset}, ${
         cdOffset + cdSize
       }) lies outside the file (truncated?)`,
     );
   }
   if (cdSize > MAX_CENTRAL_DIRECTORY_BYTES) {
-    throw new Error(`${path}: zip central directory of ${cdSize} bytes is implausibly large`);
+    throw new InputError(`${path}: zip central directory of ${cdSize} bytes is implausibly large`);
   }
   if (count * CENTRAL_HEADER_SIZE > cdSize) {
-    throw new Error(`${path}: zip claims ${count} entries in a ${cdSize}-byte central directory`);
+    throw new InputError(
+      `${path}: zip claims ${count} entries in a ${cdSize}-byte central directory`,
+    );
   }
   return { count, cdSize, cdOffset, end };
 }
@@ -154,7 +159,7 @@ function parseCentralDirectory(cd: Uint8Array, eocd: Eocd, path: string): Map<st
   let at = 0;
   for (let i = 0; i < eocd.count; i++) {
     if (at + CENTRAL_HEADER_SIZE > cd.byteLength || view.getUint32(at, true) !== SIG_CENTRAL) {
-      throw new Error(`${path}: zip central directory entry ${i} is corrupt`);
+      throw new InputError(`${path}: zip central directory entry ${i} is corrupt`);
     }
     const flags = view.getUint16(at + 8, true);
     const method = view.getUint16(at + 10, true);
@@ -168,7 +173,7 @@ function parseCentralDirectory(cd: Uint8Array, eocd: Eocd, path: string): Map<st
     let localHeaderOffset = view.getUint32(at + 42, true);
     const next = at + CENTRAL_HEADER_SIZE + nameLen + extraLen + commentLen;
     if (next > cd.byteLength) {
-      throw new Error(`${path}: zip central directory entry ${i} is truncated`);
+      throw new InputError(`${path}: zip central directory entry ${i} is truncated`);
     }
     const name = decoder.decode(cd.subarray(at + 46, at + 46 + nameLen));
     // zip64 extra field: the 8-byte values present are exactly those saturated above.
@@ -181,7 +186,7 @@ function parseCentralDirectory(cd: Uint8Array, eocd: Eocd, path: string): Map<st
         let p = e + 4;
         const take = () => {
           if (p + 8 > e + 4 + len) {
-            throw new Error(`${path}: zip64 extra field of '${name}' is short`);
+            throw new InputError(`${path}: zip64 extra field of '${name}' is short`);
           }
           const v = u64(view, p, "size", path);
           p += 8;
@@ -196,18 +201,18 @@ function parseCentralDirectory(cd: Uint8Array, eocd: Eocd, path: string): Map<st
     at = next;
     const where = `${path}: zip entry '${name}'`;
     const bad = badName(name);
-    if (bad) throw new Error(`${where} ${bad}`);
-    if (entries.has(name)) throw new Error(`${where} appears twice`);
-    if (flags & 1) throw new Error(`${where} is encrypted`);
-    if (disk !== 0 && disk !== U16_MAX) throw new Error(`${where} is on another disk`);
+    if (bad) throw new InputError(`${where} ${bad}`);
+    if (entries.has(name)) throw new InputError(`${where} appears twice`);
+    if (flags & 1) throw new InputError(`${where} is encrypted`);
+    if (disk !== 0 && disk !== U16_MAX) throw new InputError(`${where} is on another disk`);
     if (method !== 0 && method !== 8) {
-      throw new Error(`${where} uses compression method ${method} (only stored and deflated)`);
+      throw new InputError(`${where} uses compression method ${method} (only stored and deflated)`);
     }
     if (method === 0 && compressedSize !== size) {
-      throw new Error(`${where} is stored but declares ${compressedSize} != ${size} bytes`);
+      throw new InputError(`${where} is stored but declares ${compressedSize} != ${size} bytes`);
     }
     if (localHeaderOffset + LOCAL_HEADER_SIZE + nameLen + compressedSize > eocd.cdOffset) {
-      throw new Error(
+      throw new InputError(
         `${where}: data [${localHeaderOffset}, +${compressedSize}) lies outside the file`,
       );
     }
@@ -228,7 +233,7 @@ function parseCentralDirectory(cd: Uint8Array, eocd: Eocd, path: string): Map<st
       p.localHeaderOffset + LOCAL_HEADER_SIZE + p.nameLen + p.compressedSize >
         sorted[i].localHeaderOffset
     ) {
-      throw new Error(`${path}: zip entries '${p.name}' and '${sorted[i].name}' overlap`);
+      throw new InputError(`${path}: zip entries '${p.name}' and '${sorted[i].name}' overlap`);
     }
   }
   const out = new Map<string, ZipEntry>();
@@ -255,13 +260,13 @@ function inflateBounded(compressed: Uint8Array, size: number, where: string): Ui
       inflater.push(compressed.subarray(i, end), end === compressed.byteLength);
     }
   } catch (e) {
-    throw new Error(`${where}: corrupt deflate data (${(e as Error).message})`);
+    throw new InputError(`${where}: corrupt deflate data (${(e as Error).message})`);
   }
   if (overflow) {
-    throw new Error(`${where} inflates beyond its declared ${size} bytes (zip bomb?)`);
+    throw new InputError(`${where} inflates beyond its declared ${size} bytes (zip bomb?)`);
   }
   if (!finished || done !== size) {
-    throw new Error(`${where} inflates to ${done} bytes, declared ${size}`);
+    throw new InputError(`${where} inflates to ${done} bytes, declared ${size}`);
   }
   return out;
 }
@@ -290,7 +295,7 @@ export async function openZip(path: string, limits: ZipLimits = {}): Promise<Zip
 
   const entryOf = (name: string): ZipEntry => {
     const entry = entries.get(name);
-    if (!entry) throw new Error(`${path}: zip has no entry '${name}'`);
+    if (!entry) throw new InputError(`${path}: zip has no entry '${name}'`);
     return entry;
   };
 
@@ -301,12 +306,12 @@ export async function openZip(path: string, limits: ZipLimits = {}): Promise<Zip
     const head = await file.read(entry.localHeaderOffset, LOCAL_HEADER_SIZE);
     const v = new DataView(head.buffer, head.byteOffset, LOCAL_HEADER_SIZE);
     if (v.getUint32(0, true) !== SIG_LOCAL) {
-      throw new Error(`${where}: local header signature missing`);
+      throw new InputError(`${where}: local header signature missing`);
     }
     const nameLen = v.getUint16(26, true), extraLen = v.getUint16(28, true);
     const start = entry.localHeaderOffset + LOCAL_HEADER_SIZE + nameLen + extraLen;
     if (start + entry.compressedSize > file.size) {
-      throw new Error(
+      throw new InputError(
         `${where}: data [${start}, +${entry.compressedSize}) lies beyond the file end`,
       );
     }
@@ -314,7 +319,7 @@ export async function openZip(path: string, limits: ZipLimits = {}): Promise<Zip
       await file.read(entry.localHeaderOffset + LOCAL_HEADER_SIZE, nameLen),
     );
     if (localName !== entry.name) {
-      throw new Error(`${where}: local header names '${localName}' instead`);
+      throw new InputError(`${where}: local header names '${localName}' instead`);
     }
     dataStarts.set(entry.name, start);
     return start;
@@ -323,10 +328,12 @@ export async function openZip(path: string, limits: ZipLimits = {}): Promise<Zip
   const inflateEntry = async (entry: ZipEntry): Promise<Uint8Array> => {
     const where = `${path}: zip entry '${entry.name}'`;
     if (entry.size > maxInflated) {
-      throw new Error(`${where} declares ${entry.size} uncompressed bytes (limit ${maxInflated})`);
+      throw new InputError(
+        `${where} declares ${entry.size} uncompressed bytes (limit ${maxInflated})`,
+      );
     }
     if (entry.size > 1 << 20 && entry.size > entry.compressedSize * MAX_DEFLATE_RATIO) {
-      throw new Error(
+      throw new InputError(
         `${where} declares a ${entry.size}/${entry.compressedSize} compression ratio (zip bomb?)`,
       );
     }
@@ -343,14 +350,14 @@ export async function openZip(path: string, limits: ZipLimits = {}): Promise<Zip
         ? await file.read(await dataStart(entry), entry.size)
         : await inflateEntry(entry);
       if (crc32(data) !== entry.crc32) {
-        throw new Error(`${path}: zip entry '${name}' fails its CRC-32 check (corrupt file)`);
+        throw new InputError(`${path}: zip entry '${name}' fails its CRC-32 check (corrupt file)`);
       }
       return data;
     },
     async readRange(name: string, offset: number, length: number): Promise<Uint8Array> {
       const entry = entryOf(name);
       if (offset < 0 || length < 0 || offset + length > entry.size) {
-        throw new Error(
+        throw new InputError(
           `${path}: range [${offset}, ${
             offset + length
           }) is outside zip entry '${name}' (${entry.size} bytes)`,

@@ -9,6 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { DEFAULT_NORM_GROUPS, type MotionConfig, type UNetConfig } from "./config.ts";
 import type { WeightStore } from "./weights.ts";
+import { InputError } from "../errors.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
 import { MotionModule, type MotionNormMode } from "./motion.ts";
@@ -77,14 +78,15 @@ export class UNet3D {
       if (
         motion.blockOutChannels.length !== n || motion.blockOutChannels.some((x, i) => x !== ch[i])
       ) {
-        throw new Error(
+        throw new InputError(
           `motion module channels [${motion.blockOutChannels}] do not match the UNet's [${ch}]: ` +
             `the motion module is for another base model`,
         );
       }
       if (motion.layersPerBlock !== c.layersPerBlock) {
-        throw new Error(
-          `motion module has ${motion.layersPerBlock} layers per block, the UNet ${c.layersPerBlock}`,
+        throw new InputError(
+          `motion module has ${motion.layersPerBlock} layers per block, the UNet ${c.layersPerBlock}: ` +
+            `the motion module is for another base model`,
         );
       }
     }

@@ -182,6 +182,11 @@ Deno.test("parsePromptConfig: rejects bad configs with one-line InputErrors nami
     ["[]\n", /cfg\.yaml: no entries/],
     ["A:\n  prompt: [x\n", /^cfg\.yaml: not valid YAML \(.+\)$/],
     ["A:\n  prompt: [x]\n  prompt: [y]\n", /cfg\.yaml: not valid YAML/],
+    ["- prompt: [x]\n  motion_module: [mm.ckpt, 7]\n", /entry0: motion_module 1 must be a path$/],
+    [
+      `x: ${"[".repeat(5000)}${"]".repeat(5000)}\n`,
+      /^cfg\.yaml: not valid YAML \(nested too deeply\)$/,
+    ],
   ];
   for (const [yaml, pattern] of cases) {
     const err = await assertRejects(() => parsePromptConfig(yaml, { source: "cfg.yaml" }), pattern);

@@ -1,6 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { goldensJson, loadGoldens } from "../goldens.ts";
 import { ClipTokenizer } from "../../engine/tokenizer.ts";
+import { InputError } from "../../engine/errors.ts";
 
 const TINY_DIR = new URL("../fixtures/tiny/model/tokenizer/", import.meta.url);
 // Third-party CLIP vocabulary, read from ../shared beside the repo (never committed).
@@ -169,22 +170,109 @@ Deno.test("tokenizer: ftfy cleanup fixes entities, quotes, widths, ligatures and
   same("  a \n\n b\t", "a b");
 });
 
-Deno.test("tokenizer: invalid vocab/merges are reported with the file name", async () => {
-  await assertRejects(
-    () => ClipTokenizer.fromFiles({ vocabJson: '{"a": 0}', mergesTxt: "#version: 0.2\n" }),
-    /vocab.json has no "<\|startoftext\|>"/,
-  );
-  await assertRejects(
-    () => ClipTokenizer.fromFiles({ vocabJson: "[1]", mergesTxt: "" }),
-    /vocab.json must be an object/,
-  );
+Deno.test("tokenizer: invalid vocab/merges are InputErrors naming the file, on one line", async () => {
+  const VOCAB = '{"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2, "b": 3}';
+  const MERGES = "#version: 0.2\na b\n";
+  const cases: [string, { vocabJson: string; mergesTxt: string }, RegExp][] = [
+    [
+      "no BOS",
+      { vocabJson: '{"a": 0}', mergesTxt: MERGES },
+      /^vocab\.json: has no "<\|startoftext\|>"/,
+    ],
+    ["not JSON", { vocabJson: "{oops", mergesTxt: MERGES }, /^vocab\.json: not valid JSON \(/],
+    [
+      "truncated",
+      { vocabJson: VOCAB.slice(0, 20), mergesTxt: MERGES },
+      /^vocab\.json: not valid JSON/,
+    ],
+    ["a list", { vocabJson: "[1]", mergesTxt: "" }, /^vocab\.json: expected a JSON object/],
+    ["null", { vocabJson: "null", mergesTxt: "" }, /^vocab\.json: expected a JSON object/],
+    [
+      "string id",
+      { vocabJson: '{"<|startoftext|>": "0", "<|endoftext|>": 1}', mergesTxt: MERGES },
+      /^vocab\.json: id of "<\|startoftext\|>" is "0", expected an integer/,
+    ],
+    [
+      "fractional id",
+      { vocabJson: '{"<|startoftext|>": 0.5, "<|endoftext|>": 1}', mergesTxt: MERGES },
+      /^vocab\.json: id of "<\|startoftext\|>" is 0\.5, expected an integer/,
+    ],
+    [
+      "negative id",
+      { vocabJson: '{"<|startoftext|>": -1, "<|endoftext|>": 1}', mergesTxt: MERGES },
+      /is -1, expected an integer from 0/,
+    ],
+    [
+      "huge id",
+      { vocabJson: '{"<|startoftext|>": 1e300, "<|endoftext|>": 1}', mergesTxt: MERGES },
+      /is 1e\+300, expected an integer from 0/,
+    ],
+    [
+      "nested id",
+      { vocabJson: '{"<|startoftext|>": {"x": 1}, "<|endoftext|>": 1}', mergesTxt: MERGES },
+      /is an object, expected an integer/,
+    ],
+    [
+      "three parts",
+      { vocabJson: VOCAB, mergesTxt: "#version: 0.2\na b c\n" },
+      /^merges\.txt: line 2 is "a b c", expected two symbols "a b"$/,
+    ],
+    [
+      "one part",
+      { vocabJson: VOCAB, mergesTxt: "#version: 0.2\na b\nab\n" },
+      /^merges\.txt: line 3 is "ab"/,
+    ],
+    [
+      "blank line inside",
+      { vocabJson: VOCAB, mergesTxt: "#version: 0.2\na b\n\na b\n" },
+      /^merges\.txt: line 3 is ""/,
+    ],
+    [
+      "huge vocab.json",
+      { vocabJson: " ".repeat(64 * 1024 * 1024 + 1), mergesTxt: MERGES },
+      /^vocab\.json: 67108865 characters is too large for a tokenizer file/,
+    ],
+  ];
+  for (const [what, files, pattern] of cases) {
+    const err = await assertRejects(() => ClipTokenizer.fromFiles(files), pattern);
+    assert(err instanceof InputError, `${what}: ${err.name} is not an InputError`);
+    assert(!err.message.includes("\n"), `${what}: message spans lines`);
+  }
+  // Paths given with the files are named instead of the bare file names.
   await assertRejects(
     () =>
       ClipTokenizer.fromFiles({
-        vocabJson: '{"<|startoftext|>": 0, "<|endoftext|>": 1}',
-        mergesTxt: "#version: 0.2\na b c\n",
+        vocabJson: "{",
+        mergesTxt: MERGES,
+        vocabPath: "m/tokenizer/vocab.json",
       }),
-    /merges.txt line 2/,
+    /^m\/tokenizer\/vocab\.json: not valid JSON/,
   );
-  await assertRejects(() => ClipTokenizer.fromDirectory("/nonexistent/dir"), /cannot read/);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/vocab.json`, VOCAB);
+    await Deno.writeTextFile(`${dir}/merges.txt`, "#version: 0.2\nonly-one\n");
+    const err = await assertRejects(
+      () => ClipTokenizer.fromDirectory(dir),
+      new RegExp(`^${dir}/merges\\.txt: line 2 is "only-one"`),
+    );
+    assert(err instanceof InputError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const missing = await assertRejects(
+    () => ClipTokenizer.fromDirectory("/nonexistent/dir"),
+    /^cannot read \/nonexistent\/dir\/vocab\.json \(NotFound\)$/,
+  );
+  assert(missing instanceof InputError);
+});
+
+Deno.test("tokenizer: a prompt of one very long word tokenizes (no spread of its tokens)", () => {
+  const tok = ClipTokenizer.fromFiles({
+    vocabJson: '{"<|startoftext|>": 0, "<|endoftext|>": 1, "a": 2, "a</w>": 3}',
+    mergesTxt: "#version: 0.2\n",
+  });
+  const tokens = tok.tokenize("a".repeat(200_000));
+  assertEquals(tokens.length, 200_000);
+  assertEquals([tokens[0], tokens.at(-1)], ["a", "a</w>"]);
 });

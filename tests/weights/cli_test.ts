@@ -2,6 +2,8 @@ import { assert, assertEquals } from "../assert.ts";
 import { main } from "../../weights/cli.ts";
 import { loadMotionModule } from "../../weights/load.ts";
 import { openSafetensors } from "../../weights/safetensors.ts";
+import { withBigList } from "./torch_fixtures.ts";
+import { FAMILIES, writeFamilyCheckpoint, writeFamilyDiffusersFolder } from "./family_fixtures.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 const CLI = new URL("../../weights/cli.ts", import.meta.url).pathname;
@@ -102,4 +104,55 @@ Deno.test("cli: the real process prints no stack trace and exits 2 on bad input"
   assertEquals(out.code, 2);
   assertEquals(err.split("\n").length, 1, err);
   assert(err.startsWith("error: ") && !err.includes("    at "), err);
+});
+
+Deno.test("cli: a .ckpt whose pickle holds a list of 1,000,000 items inspects and loads", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/big_list.ckpt`;
+    await withBigList(TINY + "single_file/motion_module.ckpt", path, { items: 1_000_000 });
+    const r = await run(["inspect", path, "--json"]);
+    assertEquals([r.code, r.err], [0, []]);
+    assertEquals([JSON.parse(r.out[0]).kind, JSON.parse(r.out[0]).version], [
+      "motion-module",
+      "v2",
+    ]);
+    const motion = await loadMotionModule(path); // what --motion-module loads
+    assertEquals(motion.config.version, "v2");
+    motion.close();
+    // The real process too: exit 0, no "Maximum call stack size exceeded".
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", CLI, "inspect", path],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals([out.code, new TextDecoder().decode(out.stderr)], [0, ""]);
+    assert(new TextDecoder().decode(out.stdout).includes("kind:       motion-module (v2)"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: inspect names base models of other families in kind, and why they cannot load", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const family of FAMILIES) {
+      await writeFamilyCheckpoint(`${dir}/${family}.safetensors`, family);
+      await writeFamilyDiffusersFolder(`${dir}/${family}`, family);
+      for (
+        const [path, kind] of [
+          [`${dir}/${family}.safetensors`, `${family}-checkpoint`],
+          [`${dir}/${family}`, `${family}-diffusers-model`],
+        ]
+      ) {
+        const r = await run(["inspect", path, "--json"]);
+        assertEquals([r.code, r.err], [0, []], path);
+        const s = JSON.parse(r.out[0]);
+        assertEquals([s.kind, s.config], [kind, null], path);
+        assert(/AnimateDiff needs a text-to-image SD1\.5 checkpoint$/.test(s.problem), s.problem);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

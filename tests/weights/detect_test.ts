@@ -159,3 +159,66 @@ Deno.test("detect: config.json writers are read back by the override readers", (
     [8, 8, 8, 8],
   );
 });
+
+Deno.test("detect: given shapes, detectKind tells SD checkpoint families apart", () => {
+  const ldm = (extra: [string, number[]][]) =>
+    new Map<string, number[]>([
+      ["model.diffusion_model.input_blocks.0.0.weight", [320, 4, 3, 3]],
+      ["model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", [320, 768]],
+      ["first_stage_model.decoder.conv_in.weight", [512, 4, 3, 3]],
+      ["cond_stage_model.transformer.text_model.final_layer_norm.weight", [768]],
+      ...extra,
+    ]);
+  assertEquals(detectKind(ldm([])), "sd15-checkpoint");
+  assertEquals(
+    detectKind(ldm([["model.diffusion_model.input_blocks.0.0.weight", [320, 9, 3, 3]]])),
+    "sd15-inpainting-checkpoint",
+  );
+  assertEquals(
+    detectKind(ldm([["model.diffusion_model.input_blocks.0.0.weight", [320, 8, 3, 3]]])),
+    "instruct-pix2pix-checkpoint",
+  );
+  assertEquals(
+    detectKind(ldm([["cond_stage_model.model.ln_final.weight", [1024]]])),
+    "sd2-checkpoint",
+  );
+  assertEquals(
+    detectKind(ldm([[
+      "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+      [320, 1024],
+    ]])),
+    "sd2-checkpoint",
+  );
+  assertEquals(
+    detectKind(ldm([["model.diffusion_model.label_emb.0.0.weight", [1280, 2816]]])),
+    "sdxl-checkpoint",
+  );
+  assertEquals(
+    detectKind(new Map([["conditioner.embedders.1.model.ln_final.weight", [1280]]])),
+    "sdxl-checkpoint",
+  );
+  // Wrapped names (state_dict.) and the diffusers layout too.
+  assertEquals(
+    detectKind(
+      new Map([["state_dict.model.diffusion_model.input_blocks.0.0.weight", [8, 9, 3, 3]]]),
+    ),
+    "sd15-inpainting-checkpoint",
+  );
+  assertEquals(
+    detectKind(new Map([["conv_in.weight", [320, 9, 3, 3]]])),
+    "sd15-inpainting-diffusers-model",
+  );
+  assertEquals(
+    detectKind(
+      new Map([["add_embedding.linear_1.weight", [1280, 2816]], ["conv_in.weight", [
+        320,
+        4,
+        3,
+        3,
+      ]]]),
+    ),
+    "sdxl-diffusers-model",
+  );
+  // Names alone (no shapes) keep the layout answer.
+  assertEquals(detectKind(["model.diffusion_model.input_blocks.0.0.weight"]), "sd15-checkpoint");
+});

@@ -17,6 +17,8 @@ import {
   writeTinySingleFile,
 } from "../../weights/tiny.ts";
 import { originalMotionNames } from "../../weights/names.ts";
+import { InputError } from "../../engine/errors.ts";
+import { FAMILIES, writeFamilyCheckpoint, writeFamilyDiffusersFolder } from "./family_fixtures.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -229,7 +231,11 @@ Deno.test("load: tiny generator files round-trip through every loader route to i
     assertEquals(folder.unetConfig, tiny.unetConfig);
     assertEquals(folder.vaeConfig, tiny.vaeConfig);
     assertEquals(folder.clipConfig, tiny.clipConfig);
-    assertEquals(folder.tokenizer, tiny.tokenizer);
+    assertEquals(folder.tokenizer, {
+      ...tiny.tokenizer,
+      vocabPath: `${dir}/model/tokenizer/vocab.json`,
+      mergesPath: `${dir}/model/tokenizer/merges.txt`,
+    });
     for (const path of ["model", "tiny.safetensors", "tiny.ckpt", "tiny.fp16.safetensors"]) {
       const m = path === "model"
         ? folder
@@ -298,5 +304,137 @@ Deno.test("load: hf: references resolve through the hub cache (offline, no netwo
     );
   } finally {
     await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("load: inpainting, InstructPix2Pix, SD 2.x and SDXL models are refused naming the family", async () => {
+  const dir = await Deno.makeTempDir();
+  const evidence: Record<string, RegExp> = {
+    "sd15-inpainting":
+      /is an SD1\.5 inpainting (checkpoint|diffusers model) \(conv_in takes 9 channels, not 4\)/,
+    "instruct-pix2pix":
+      /is an InstructPix2Pix (checkpoint|diffusers model) \(conv_in takes 8 channels, not 4\)/,
+    "sd2":
+      /is an SD 2\.x (checkpoint \(an OpenCLIP text encoder under cond_stage_model\.model\.\*\)|diffusers model \(cross-attention dim 1024)/,
+    "sdxl":
+      /is an SDXL (checkpoint \(two text encoders under conditioner\.embedders\.\*\)|diffusers model \(size conditioning)/,
+  };
+  try {
+    for (const family of FAMILIES) {
+      await writeFamilyCheckpoint(`${dir}/${family}.safetensors`, family);
+      await writeFamilyDiffusersFolder(`${dir}/${family}`, family);
+      for (const path of [`${dir}/${family}.safetensors`, `${dir}/${family}`]) {
+        const err = await assertRejects(() => loadModel(path), evidence[family]);
+        assert(err instanceof InputError, `${path}: ${err.name}`);
+        assert(err.message.startsWith(`${path} is `), err.message);
+        assert(
+          err.message.endsWith("; AnimateDiff needs a text-to-image SD1.5 checkpoint"),
+          err.message,
+        );
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("load: a UNet whose channels do not fit the VAE or text encoder is refused at load", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeTinyDiffusersFolder(`${dir}/m`);
+    // conv_in with 5 channels (no known family): the VAE's latents have 4.
+    const unetFile = `${dir}/m/unet/diffusion_pytorch_model.safetensors`;
+    const f = await openSafetensors(unetFile);
+    const out: TensorToWrite[] = [];
+    for (const [name, t] of f.tensors) {
+      const shape = name === "conv_in.weight" ? [t.shape[0], 5, 3, 3] : [...t.shape];
+      out.push({
+        name,
+        shape,
+        dtype: "F32",
+        data: new Float32Array(shape.reduce((a, b) => a * b)),
+      });
+    }
+    f.close();
+    await writeSafetensors(unetFile, out);
+    const err = await assertRejects(
+      () => loadModel(`${dir}/m`),
+      /: the UNet takes 5 and gives 4 channels but the VAE's latents have 4; AnimateDiff needs a text-to-image SD1\.5 checkpoint$/,
+    );
+    assert(err instanceof InputError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("load: malformed config.json, index.json and tokenizer files are InputErrors naming them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeTinyDiffusersFolder(`${dir}/m`);
+    const config = `${dir}/m/unet/config.json`;
+    const good = await Deno.readTextFile(config);
+    const cases: [string, string, RegExp][] = [
+      [config, "{not json", /unet\/config\.json: not valid JSON \(/],
+      [config, "[1, 2]", /unet\/config\.json: expected a JSON object$/],
+      [
+        config,
+        '{"norm_num_groups": -8}',
+        /unet\/config\.json: norm_num_groups must be an integer from 1 to 4096, got -8$/,
+      ],
+      [
+        config,
+        '{"norm_num_groups": "32"}',
+        /norm_num_groups must be an integer from 1 to 4096, got "32"$/,
+      ],
+      [
+        config,
+        '{"attention_head_dim": [8, 0]}',
+        /attention_head_dim must be an integer from 1 to 4096 or a list of them, got a list$/,
+      ],
+      [config, '{"norm_eps": 0}', /norm_eps must be a positive number, got 0$/],
+    ];
+    for (const [file, text, pattern] of cases) {
+      await Deno.writeTextFile(file, text);
+      const err = await assertRejects(() => loadModel(`${dir}/m`), pattern);
+      assert(err instanceof InputError && !err.message.includes("\n"), err.message);
+    }
+    await Deno.writeTextFile(config, good);
+    await Deno.writeTextFile(`${dir}/m/tokenizer/merges.txt`, "#version: 0.2\n");
+    await Deno.remove(`${dir}/m/tokenizer/merges.txt`);
+    const noMerges = await assertRejects(
+      () => loadModel(`${dir}/m`),
+      /tokenizer\/merges\.txt: missing \(a tokenizer folder needs vocab\.json and merges\.txt\)$/,
+    );
+    assert(noMerges instanceof InputError);
+    // A sharded UNet whose index names a shard outside the folder.
+    await writeTinyDiffusersFolder(`${dir}/s`);
+    await Deno.rename(
+      `${dir}/s/unet/diffusion_pytorch_model.safetensors`,
+      `${dir}/s/unet/diffusion_pytorch_model-00001-of-00001.safetensors`,
+    );
+    const index = `${dir}/s/unet/diffusion_pytorch_model.safetensors.index.json`;
+    for (
+      const [text, pattern] of [
+        [
+          '{"weight_map": {"conv_in.weight": "../../../etc/passwd"}}',
+          /got a shard named "\.\.\/\.\.\/\.\.\/etc\/passwd"$/,
+        ],
+        ['{"weight_map": null}', /expected "weight_map": \{tensor: shard file name\}$/],
+        ['{"weight_map": {"a": 7}}', /got a shard named 7$/],
+      ] as [string, RegExp][]
+    ) {
+      await Deno.writeTextFile(index, text);
+      const err = await assertRejects(() => loadModel(`${dir}/s`), pattern);
+      assert(err instanceof InputError, err.message);
+    }
+    // A motion-module config asking for an absurd position table is refused before allocating it.
+    await Deno.writeTextFile(`${dir}/mm.json`, '{"motion_max_seq_length": 1000000000}');
+    const huge = await assertRejects(
+      () => loadMotionModule(TINY + "single_file/motion_module.ckpt", { config: `${dir}/mm.json` }),
+      /mm\.json: motion_max_seq_length must be an integer from 1 to 1024, got 1000000000$/,
+    );
+    assert(huge instanceof InputError);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,8 +1,16 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { InertObject, TensorRef, unpickle, unpickleFrom } from "../../weights/pickle.ts";
+import {
+  describePickleValue,
+  InertObject,
+  TensorRef,
+  unpickle,
+  unpickleFrom,
+} from "../../weights/pickle.ts";
 import { PickleWriter } from "../../weights/pickle_writer.ts";
 import { openTorchFile } from "../../weights/torch_file.ts";
 import { pickleTensorDict, writeCustomTorchZip } from "./torch_fixtures.ts";
+import { OP } from "../../weights/pickle_writer.ts";
+import { InputError } from "../../engine/errors.ts";
 
 const P = { path: "evil.ckpt" };
 
@@ -16,6 +24,7 @@ function expectError(bytes: Uint8Array, pattern: RegExp, opts = P): void {
   assert(err !== null, `expected an error matching ${pattern}`);
   assert(pattern.test(err.message), `"${err.message}" does not match ${pattern}`);
   assert(!err.message.includes("\n"), "one-line error");
+  assert(err instanceof InputError, `${err.name} is not an InputError: ${err.message}`);
 }
 
 Deno.test("pickle: plain values (ints, longs, floats, strings, bytes, containers, memo)", () => {
@@ -166,6 +175,8 @@ Deno.test("pickle: tensors need a real storage; inert objects cannot stand in", 
 Deno.test("pickle: malformed input is a one-line error, never a crash", () => {
   const good = new PickleWriter().proto(2).str("hello").stop().bytes();
   expectError(good.subarray(0, 6), /^evil\.ckpt: pickle at byte \d+: truncated/);
+  // Cut inside the string's bytes: still "truncated" (legacy files retry with a longer prefix).
+  expectError(good.subarray(0, 9), /^evil\.ckpt: pickle at byte \d+: truncated/);
   expectError(new Uint8Array([0x80, 2, 0xff]), /unknown opcode 0xff/);
   expectError(new Uint8Array([0x80, 2, 0x30, 0x2e]), /stack underflow/);
   expectError(new Uint8Array([0x80, 2, 0x68, 9, 0x2e]), /memo key 9 is missing/);
@@ -182,4 +193,61 @@ Deno.test("pickle: malformed input is a one-line error, never a crash", () => {
   for (let i = 0; i < 100_000; i++) nest.raw(0x61);
   const deep = unpickle(nest.stop().bytes(), P);
   assert(Array.isArray(deep));
+});
+
+Deno.test("pickle: a million APPENDS / SETITEMS / ADDITEMS / REDUCE arguments parse (no spread)", () => {
+  const N = 1_000_000;
+  // [0, 1, ..., 255, 0, ...] in one APPENDS, as a checkpoint holding a long list has.
+  const list = new PickleWriter().proto(2).raw(OP.EMPTY_LIST, OP.MARK);
+  for (let i = 0; i < N; i++) list.raw(OP.BININT1, i & 0xff);
+  const l = unpickle(list.raw(OP.APPENDS).stop().bytes(), P) as number[];
+  assertEquals([l.length, l[0], l[257], l[N - 1]], [N, 0, 1, (N - 1) & 0xff]);
+  // A dict of N / 2 items in one SETITEMS.
+  const dict = new PickleWriter().proto(2).raw(OP.EMPTY_DICT, OP.MARK);
+  for (let i = 0; i < N / 2; i++) {
+    dict.raw(OP.BININT, Uint8Array.of(i & 0xff, i >> 8, i >> 16, 0), OP.NONE);
+  }
+  const d = unpickle(dict.raw(OP.SETITEMS).stop().bytes(), P) as Map<number, null>;
+  assertEquals([d.size, d.has(N / 2 - 1)], [N / 2, true]);
+  // A set by ADDITEMS, and an unknown class called with N arguments then given N items.
+  const set = new PickleWriter().proto(4).raw(0x8f, OP.MARK);
+  for (let i = 0; i < N; i++) set.raw(OP.BININT1, i & 0xff);
+  assertEquals((unpickle(set.raw(0x90).stop().bytes(), P) as Set<number>).size, 256);
+  const obj = new PickleWriter().proto(2).global("mypkg", "Config").raw(OP.MARK);
+  for (let i = 0; i < N; i++) obj.raw(OP.NONE);
+  obj.raw(OP.TUPLE, OP.REDUCE, OP.MARK);
+  for (let i = 0; i < N; i++) obj.raw(OP.NEWTRUE);
+  const o = unpickle(obj.raw(OP.APPENDS).stop().bytes(), P);
+  assert(o instanceof InertObject);
+  assertEquals(o.args.length, 2 * N);
+});
+
+Deno.test("pickle: deep and cyclic values are described in errors without recursing", () => {
+  // torch.device(((((...1e6 tuples...))))) and a persistent id whose tag holds itself.
+  const deep = new PickleWriter().proto(2).global("torch", "device").raw(OP.NONE);
+  for (let i = 0; i < 1_000_000; i++) deep.raw(OP.TUPLE1);
+  deep.raw(OP.TUPLE1, OP.REDUCE).stop();
+  assertEquals(unpickle(deep.bytes(), P), "a tuple of 1");
+  const cyclic = new PickleWriter().proto(2).raw(OP.EMPTY_LIST).put(0).get(0).raw(OP.APPEND);
+  cyclic.raw(OP.TUPLE1, 0x51 /* BINPERSID */).stop();
+  const err = (() => {
+    try {
+      unpickle(cyclic.bytes(), {
+        path: "x.ckpt",
+        persistentLoad: (pid) => {
+          throw new InputError(
+            `x.ckpt: unsupported persistent id ${describePickleValue((pid as unknown[])[0])}`,
+          );
+        },
+      });
+    } catch (e) {
+      return e as Error;
+    }
+  })();
+  assertEquals(err?.message, "x.ckpt: unsupported persistent id a list of 1");
+  // Too many values for a Map or Set is refused by count, before V8's own limit is hit.
+  const many = new Uint8Array(16_000_001 + 6).fill(OP.NONE); // PROTO 4, EMPTY_SET, MARK, None...
+  many.set([OP.PROTO, 4, 0x8f, OP.MARK]);
+  many.set([0x90, /* ADDITEMS */ OP.STOP], many.length - 2);
+  expectError(many, /holds more than 16000000 values/);
 });

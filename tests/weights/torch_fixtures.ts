@@ -3,8 +3,8 @@
  * orders, strides) and the legacy (pre-1.6) torch.save format. Used by tests only.
  */
 
-import { PickleWriter } from "../../weights/pickle_writer.ts";
-import { ZipWriter } from "../../weights/zip.ts";
+import { OP, PickleWriter } from "../../weights/pickle_writer.ts";
+import { openZip, ZipWriter } from "../../weights/zip.ts";
 
 /** A tensor as a pickle `_rebuild_tensor_v2` call, for hand-built pickles. */
 export interface PickledTensor {
@@ -94,4 +94,37 @@ export async function writeLegacyTorch(
 /** Float32 values as raw little-endian bytes. */
 export function f32Bytes(values: number[] | Float32Array): Uint8Array {
   return new Uint8Array(Float32Array.from(values).buffer);
+}
+
+/**
+ * Copies a torch zip checkpoint (e.g. the fixture motion_module.ckpt) adding one top-level
+ * entry `key`: a list of `items` small ints built with a single APPENDS (as a checkpoint that
+ * stores a long list of step counts or token ids does). The tensors are untouched.
+ */
+export async function withBigList(
+  source: string,
+  target: string,
+  { items, key = "big_list" }: { items: number; key?: string },
+): Promise<void> {
+  const zip = await openZip(source);
+  try {
+    const pkl = [...zip.entries.keys()].find((n) => n.endsWith("/data.pkl"))!;
+    const root = pkl.slice(0, -"/data.pkl".length);
+    const original = await zip.read(pkl);
+    // The pickle ends with SETITEMS STOP on the top-level dict: add `key: [...]` by SETITEM.
+    if (original.at(-1) !== OP.STOP) throw new Error(`${source}: data.pkl does not end in STOP`);
+    const w = new PickleWriter().raw(original.subarray(0, -1));
+    w.str(key).raw(OP.EMPTY_LIST, OP.MARK);
+    for (let i = 0; i < items; i++) w.raw(OP.BININT1, i & 0xff);
+    w.raw(OP.APPENDS, OP.SETITEM).stop();
+    const storages: Record<string, Uint8Array> = {};
+    for (const name of zip.entries.keys()) {
+      if (name.startsWith(`${root}/data/`)) {
+        storages[name.slice(root.length + 6)] = await zip.read(name);
+      }
+    }
+    await writeCustomTorchZip(target, w.bytes(), storages, { root });
+  } finally {
+    zip.close();
+  }
 }
