@@ -6,7 +6,8 @@
  *   --motion-module ./mm_sd_v15_v2.ckpt --out castle.gif
  * ```
  *
- * Exit codes: 0 success, 2 bad input (one line on stderr saying what to change), 1 other failures.
+ * Exit codes: 0 success, 2 bad input (one line on stderr saying what to change), 1 other failures
+ * (no adapter, a request larger than the adapter or the memory budget allows, GPU errors).
  * @module
  */
 
@@ -16,13 +17,20 @@ import {
   type Animation,
   type AnimationPipeline,
   loadPipeline,
+  planGeneration,
   SCHEDULERS,
 } from "./engine/pipeline.ts";
-import type { LoraSpec, ProgressEvent, SchedulerName } from "./engine/pipeline_types.ts";
+import type {
+  GenerateRequest,
+  LoraSpec,
+  ProgressEvent,
+  SchedulerName,
+} from "./engine/pipeline_types.ts";
+import { type MemoryPlan, parseByteSize } from "./engine/memory_plan.ts";
 import { AbortError, InputError } from "./engine/errors.ts";
 import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";
 import { encodePng } from "./engine/output/png.ts";
-import { NoAdapterError } from "./engine/gpu/device.ts";
+import { EngineLimitError, fmtBytes, NoAdapterError } from "./engine/gpu/device.ts";
 import { openTensorFile } from "./weights/open.ts";
 import { detectKind } from "./weights/detect.ts";
 
@@ -73,6 +81,10 @@ Without --model it runs a tiny random-weights demo model (offline, seconds on a 
   --config FILE.yaml         AnimateDiff prompt config: runs every entry and prompt
   --out PATH                 .gif, .png (animated PNG) or a directory of frame_0000.png... (default ${DEFAULTS.out};
                              with --config: a directory, default samples/)
+  --dry-run                  print the memory plan (GPU memory per stage, whether it fits) and exit
+                             without loading weights onto the GPU or generating
+  --max-memory SIZE          GPU memory a run may use, e.g. 8GB or 6.5GiB (default: unknown for GPUs,
+                             host memory for software adapters); runs that need more fail at once
   --json                     print a machine-readable summary on stdout
   --progress / --quiet       force the progress bar on / off (default: on when stderr is a terminal)
   --help                     this text
@@ -105,6 +117,8 @@ const OPTIONS = {
   config: { type: "string" },
   out: { type: "string" },
   json: { type: "boolean" },
+  "dry-run": { type: "boolean" },
+  "max-memory": { type: "string" },
   progress: { type: "boolean" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -180,14 +194,51 @@ function seedFlag(v: string | undefined): number | bigint | undefined {
   return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
 
-/** `path[:scale]`, where the scale is the part after the last colon when it is a number. */
+const SCALE = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+/** What a scale attempt starts like: a digit, a sign, a dot; or nan / inf spelt out. */
+const SCALE_ATTEMPT = /^$|^[+-]?\.?\d|^[+-]?(nan|inf(inity)?)\b/i;
+
+/**
+ * `path[:scale]`, where the scale is the part after the last colon when it is a number. A tail
+ * that starts like a number but is not a finite one ("nan", "inf", "1e999", "0.5x") is an error,
+ * unless the whole text names an existing file (paths with colons work as they are).
+ */
 export function parseLoraFlag(v: string): LoraSpec {
   const i = v.lastIndexOf(":");
   if (i > 0) {
     const tail = v.slice(i + 1);
-    if (/^-?\d*\.?\d+$/.test(tail)) return { path: v.slice(0, i), scale: Number(tail) };
+    const scale = Number(tail);
+    if (SCALE.test(tail) && Number.isFinite(scale)) return { path: v.slice(0, i), scale };
+    if (SCALE_ATTEMPT.test(tail) && !existsSync(v)) {
+      throw new InputError(
+        `--lora: scale "${tail}" is not a finite number (write PATH:SCALE, e.g. ` +
+          `${v.slice(0, i)}:0.8)`,
+      );
+    }
   }
   return { path: v, scale: 1 };
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The engine names files in its errors, the CLI its flags: an InputError that starts with the
+ * path of a flag's file gets that flag in front (`--model: x.safetensors: ...`).
+ */
+function withFlag(e: unknown, files: [flag: string, path: string | undefined][]): unknown {
+  if (!(e instanceof InputError) || e.message.startsWith("--")) return e;
+  const hit = files.filter(([, path]) => path).sort((a, b) => b[1]!.length - a[1]!.length)
+    .find(([, path]) =>
+      e.message.startsWith(path!) && /^($|[:/ (])/.test(e.message.slice(path!.length))
+    );
+  return hit ? new InputError(`${hit[0]}: ${e.message}`) : e;
 }
 
 async function exists(path: string): Promise<Deno.FileInfo | null> {
@@ -316,7 +367,27 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     fps: numFlag(flags.fps, "fps"),
     seed: seedFlag(flags.seed),
   };
+  const jobRequest = (job: PromptJob, c: typeof common, demo: boolean): GenerateRequest => ({
+    prompt: job.prompt,
+    negativePrompt: job.negativePrompt,
+    frames: c.frames ?? job.frames ?? (demo ? 8 : DEFAULTS.frames),
+    width: c.width ?? job.width ?? (demo ? 64 : DEFAULTS.width),
+    height: c.height ?? job.height ?? (demo ? 64 : DEFAULTS.height),
+    steps: c.steps ?? job.steps ?? (demo ? 4 : DEFAULTS.steps),
+    guidance: c.guidance ?? job.guidance ?? DEFAULTS.guidance,
+    scheduler,
+    seed: c.seed ?? job.seed,
+    clipSkip: c.clipSkip ?? DEFAULTS.clipSkip,
+    fps: c.fps ?? DEFAULTS.fps,
+    contextLength: c.contextLength,
+    contextOverlap: c.contextOverlap,
+    contextLoop: flags["context-loop"] ? true : undefined,
+  });
+  const maxMemory = flags["max-memory"] === undefined
+    ? undefined
+    : parseByteSizeFlag(flags["max-memory"], "--max-memory");
   const summaries: RunSummary[] = [];
+  const plans: MemoryPlan[] = [];
   let pipeline: AnimationPipeline | null = null;
   let pipelineKey = "";
   let adapter = "";
@@ -329,6 +400,36 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
       await checkPath(job.model, "model");
       await checkPath(job.motionModule, "motion-module");
       for (const l of loras) await checkPath(l.path, "lora");
+      const flagOf = (e: unknown) =>
+        withFlag(e, [
+          ["--model-config", flags["model-config"]],
+          ["--motion-module-config", flags["motion-module-config"]],
+          ["--tokenizer", flags.tokenizer],
+          // The engine reads --tokenizer's files without naming the folder.
+          ["--tokenizer", flags.tokenizer && "vocab.json"],
+          ["--tokenizer", flags.tokenizer && "merges.txt"],
+          ["--model", job.model],
+          ["--motion-module", job.motionModule],
+          ...loras.map((l): [string, string] => ["--lora", l.path]),
+        ]);
+      if (flags["dry-run"]) {
+        // The plan, without loading weights onto the GPU or generating anything.
+        const plan = await planGeneration({
+          model: job.model,
+          motionModule: job.motionModule,
+          loras,
+          tokenizer: flags.tokenizer,
+          modelConfig: flags["model-config"],
+          motionModuleConfig: flags["motion-module-config"],
+          precision,
+          maxMemory,
+        }, jobRequest(job, common, !job.model)).catch((e) => {
+          throw flagOf(e);
+        });
+        plans.push(plan);
+        if (!flags.json) console.log(formatPlan(plan, job));
+        continue;
+      }
       if (!pipeline || key !== pipelineKey) {
         pipeline?.dispose();
         pipeline = null;
@@ -340,7 +441,10 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
           modelConfig: flags["model-config"],
           motionModuleConfig: flags["motion-module-config"],
           precision,
+          maxMemory,
           onProgress: bar.update,
+        }).catch((e) => {
+          throw flagOf(e);
         });
         pipeline.fidelity = fidelity;
         pipelineKey = key;
@@ -348,22 +452,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         bar.done();
       }
       const demo = pipeline.info.demo;
-      const request = {
-        prompt: job.prompt,
-        negativePrompt: job.negativePrompt,
-        frames: common.frames ?? job.frames ?? (demo ? 8 : DEFAULTS.frames),
-        width: common.width ?? job.width ?? (demo ? 64 : DEFAULTS.width),
-        height: common.height ?? job.height ?? (demo ? 64 : DEFAULTS.height),
-        steps: common.steps ?? job.steps ?? (demo ? 4 : DEFAULTS.steps),
-        guidance: common.guidance ?? job.guidance ?? DEFAULTS.guidance,
-        scheduler,
-        seed: common.seed ?? job.seed,
-        clipSkip: common.clipSkip ?? DEFAULTS.clipSkip,
-        fps: common.fps ?? DEFAULTS.fps,
-        contextLength: common.contextLength,
-        contextOverlap: common.contextOverlap,
-        contextLoop: flags["context-loop"] ? true : undefined,
-      };
+      const request = jobRequest(job, common, demo);
       const anim = await pipeline.generate(request, { onProgress: bar.update });
       bar.done();
       const out = outDir === null
@@ -392,6 +481,12 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
   } finally {
     pipeline?.dispose();
   }
+  if (flags["dry-run"]) {
+    if (flags.json) console.log(JSON.stringify({ plans }));
+    const failed = plans.find((p) => !p.fits);
+    if (failed) throw new EngineLimitError(failed.reason ?? "the request does not fit");
+    return;
+  }
   if (flags.json) {
     console.log(JSON.stringify({
       outputs: summaries.map((s) => ({ ...s, files: s.files })),
@@ -401,6 +496,39 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
       adapter,
     }));
   }
+}
+
+/** `--max-memory`'s bytes. */
+function parseByteSizeFlag(v: string, flag: string): number {
+  const bytes = parseByteSize(v);
+  if (bytes === null) {
+    throw new InputError(`${flag} must be a positive size such as 8GB or 6.5GiB, got "${v}"`);
+  }
+  return bytes;
+}
+
+/** The memory plan as `--dry-run` prints it. */
+function formatPlan(p: MemoryPlan, job: PromptJob): string {
+  const gb = fmtBytes;
+  const what = job.model ? `${job.model} + ${job.motionModule}` : "the built-in demo model";
+  const budget = p.budgetBytes === null
+    ? "unknown (WebGPU does not report GPU memory; --max-memory sets one)"
+    : gb(p.budgetBytes);
+  return [
+    `memory plan: ${p.frames} frames ${p.width}x${p.height} in ${p.precision}, ${what}, on ${p.adapter}`,
+    `  weights      ${gb(p.weightsBytes)}`,
+    `  activations  ${gb(p.activationsBytes)} at most (buffers of the pool, free ones included)`,
+    `  peak         ${gb(p.peakBytes)} (encode ${gb(p.stages.encode)}, denoise ${
+      gb(p.stages.denoise)
+    }, decode ${gb(p.stages.decode)})`,
+    `  limits       ${(p.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB per binding, ${
+      (p.maxBufferSize / 2 ** 20).toFixed(0)
+    } MiB per buffer; VAE ${
+      p.decodeTiles <= 1 ? "decodes whole frames" : `decodes in ${p.decodeTiles} tiles per frame`
+    }`,
+    `  budget       ${budget}`,
+    `  fits         ${p.fits ? "yes" : `no: ${p.reason}`}`,
+  ].join("\n");
 }
 
 /** Runs the CLI with `args`; returns the exit code. */

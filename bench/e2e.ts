@@ -1,10 +1,12 @@
 /**
  * End-to-end stage bench: load, text encoding, time per denoising step, VAE decode per frame,
- * and peak GPU memory.
+ * and peak GPU memory per stage, planned (the memory plan, before running) beside measured (the
+ * buffer pool's counter during the run).
  *
  *   deno run -A bench/e2e.ts                 # tiny demo model (any adapter)
- *   deno run -A bench/e2e.ts --full          # real SD1.5 + AnimateDiff v2 sizes, random weights,
- *                                            # 16 frames 512x512 (needs a real GPU)
+ *   deno run -A bench/e2e.ts --full          # real SD1.5 + AnimateDiff v2 sizes, random weights:
+ *                                            # 16 frames 512x512 on a GPU, 4 frames 64x64 on a
+ *                                            # software adapter (lavapipe)
  *   2 denoising steps by default: the first includes compiling the shaders, the second does not.
  *   flags: --frames N --size N --steps N --precision f32|f16 --decode-frames N --json FILE
  */
@@ -29,14 +31,15 @@ const { values: a } = parseArgs({
     json: { type: "string" },
   },
 });
+const gpu = await Gpu.create();
 const full = a.full ?? false;
-const frames = Number(a.frames ?? (full ? 16 : 8));
-const size = Number(a.size ?? (full ? 512 : 64));
+const software = gpu.info.isFallback;
+const frames = Number(a.frames ?? (full ? (software ? 4 : 16) : 8));
+const size = Number(a.size ?? (full ? (software ? 64 : 512) : 64));
 const steps = Number(a.steps ?? 2);
 const precision = (a.precision ?? "f32") as "f32" | "f16";
-const decodeFrames = Number(a["decode-frames"] ?? (full ? 2 : frames));
+const decodeFrames = Number(a["decode-frames"] ?? (full && !software ? 2 : frames));
 
-const gpu = await Gpu.create();
 const mib = (b: number) => (b / 2 ** 20).toFixed(0) + " MiB";
 console.log(`adapter: ${gpu.info.name}${gpu.info.isFallback ? " (software)" : ""}`);
 console.log(
@@ -57,22 +60,39 @@ const pipe = await AnimationPipeline.fromWeights({
 });
 const loadMs = performance.now() - t0;
 const weightBytes = gpu.memoryStats().persistentBytes;
+const request = { prompt: "a bench prompt", frames, width: size, height: size, steps, seed: 1 };
+const tPlan = performance.now();
+const plan = await pipe.plan(request);
+const planMs = performance.now() - tPlan;
+if (!plan.fits) throw new Error(plan.reason);
+gpu.pool.trim();
 gpu.pool.resetPeak();
 
+// Measured peaks per stage: weights + the pool's buffers (free ones included), as planned.
+const measured = { encode: 0, denoise: 0, decode: 0 };
+let stage: keyof typeof measured | null = null;
+const mark = (next: keyof typeof measured | null) => {
+  if (stage) {
+    measured[stage] = Math.max(
+      measured[stage],
+      weightBytes + gpu.memoryStats().peakAllocatedBytes,
+    );
+  }
+  gpu.pool.resetPeak();
+  stage = next;
+};
 const stepTimes: number[] = [];
 let encodeMs = 0;
 let last = performance.now();
-const latents = await pipe.generateLatents(
-  { prompt: "a bench prompt", frames, width: size, height: size, steps, seed: 1 },
-  {
-    onProgress: (e) => {
-      const now = performance.now();
-      if (e.stage === "encode" && e.step === 1) encodeMs = e.elapsedMs;
-      if (e.stage === "denoise") stepTimes.push(now - last);
-      last = now;
-    },
+const latents = await pipe.generateLatents(request, {
+  onProgress: (e) => {
+    const now = performance.now();
+    if (e.stage !== stage && e.stage in measured) mark(e.stage as keyof typeof measured);
+    if (e.stage === "encode" && e.step === 1) encodeMs = e.elapsedMs;
+    if (e.stage === "denoise" && e.step > 0) stepTimes.push(now - last);
+    last = now;
   },
-);
+});
 const peakDenoise = gpu.memoryStats().peakInUseBytes;
 
 // Decode a subset of frames (each frame is an independent image).
@@ -87,12 +107,18 @@ const z = gpu.upload(
 const decodeRuns: number[] = [];
 for (let run = 0; run < 2; run++) {
   const td = performance.now();
-  await pipe.decode(z, { frames: decodeFrames, width: size, height: size });
+  await pipe.decode(z, { frames: decodeFrames, width: size, height: size }, {
+    onProgress: (e) => {
+      if (e.stage !== stage) mark("decode");
+    },
+  });
   decodeRuns.push((performance.now() - td) / decodeFrames);
 }
+mark(null);
 const [decodeFirstMs, decodeMs] = decodeRuns;
 z.release();
 const stats = gpu.memoryStats();
+const measuredPeak = Math.max(measured.encode, measured.denoise, measured.decode);
 
 const result = {
   adapter: gpu.info.name,
@@ -107,8 +133,10 @@ const result = {
   decodeFirstMsPerFrame: decodeFirstMs,
   weightBytes,
   peakActivationBytesDenoise: peakDenoise,
-  peakActivationBytes: stats.peakInUseBytes,
-  peakPoolAllocatedBytes: stats.peakAllocatedBytes,
+  planMs,
+  planned: { peak: plan.peakBytes, ...plan.stages },
+  measured: { peak: measuredPeak, ...measured },
+  evictions: stats.evictions,
 };
 console.log(`load            ${(loadMs / 1000).toFixed(2)} s   weights on GPU ${mib(weightBytes)}`);
 console.log(`text encoding   ${encodeMs.toFixed(1)} ms`);
@@ -118,9 +146,17 @@ console.log(
     `(first pass, with shader compilation: ${(decodeFirstMs / 1000).toFixed(3)} s/frame)`,
 );
 console.log(
-  `peak GPU memory ${mib(weightBytes + stats.peakAllocatedBytes)} ` +
-    `(weights ${mib(weightBytes)} + activations pool ${mib(stats.peakAllocatedBytes)}; ` +
-    `denoise peak in use ${mib(peakDenoise)})`,
+  `GPU memory      planned     measured   (weights ${mib(weightBytes)}; plan took ${
+    planMs.toFixed(0)
+  } ms)`,
+);
+for (const k of ["encode", "denoise", "decode"] as const) {
+  console.log(
+    `  ${k.padEnd(13)} ${mib(plan.stages[k]).padStart(9)}  ${mib(measured[k]).padStart(9)}`,
+  );
+}
+console.log(
+  `  ${"peak".padEnd(13)} ${mib(plan.peakBytes).padStart(9)}  ${mib(measuredPeak).padStart(9)}`,
 );
 if (a.json) await Deno.writeTextFile(a.json, JSON.stringify(result, null, 2));
 pipe.dispose();

@@ -63,7 +63,7 @@ export interface MemoryPlan {
  * adapter has, so a GPU's is unknown (null: only the adapter's buffer limits are checked); a
  * software adapter (lavapipe) uses host memory, so its budget is the host's.
  */
-export function defaultMemoryBudget(info: GpuInfo): number | null {
+export function defaultMemoryBudget(info: Pick<GpuInfo, "isFallback">): number | null {
   if (!info.isFallback) return null;
   try {
     return Deno.systemMemoryInfo().total;
@@ -106,4 +106,23 @@ export async function largestFitting(
     else hi = mid - 1;
   }
   return lo;
+}
+
+/**
+ * Bytes from a size as people write it: `8GB`, `6.5GiB`, `512MB`, `4096MiB` or a byte count
+ * (decimal units for GB/MB/kB, binary for GiB/MiB/KiB); null when it is not a positive size.
+ *
+ * @example
+ * ```ts
+ * parseByteSize("8GB"); // 8000000000
+ * parseByteSize("6GiB"); // 6442450944
+ * ```
+ */
+export function parseByteSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(|B|[KMGT]B|[KMGT]iB)\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = m[2].toUpperCase();
+  const k = "KMGT".indexOf(unit[0]) + 1;
+  const bytes = unit.endsWith("IB") ? Number(m[1]) * 1024 ** k : Number(m[1]) * 1000 ** k;
+  return Number.isFinite(bytes) && bytes >= 1 ? Math.floor(bytes) : null;
 }

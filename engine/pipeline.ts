@@ -328,6 +328,8 @@ export class AnimationPipeline {
   readonly #budget: number | null;
   /** Planning copies on a virtual Gpu, per precision. */
   readonly #planners = new Map<Precision, Promise<AnimationPipeline>>();
+  /** Request shapes already planned to fit. */
+  readonly #fits = new Set<string>();
 
   private constructor(init: {
     info: PipelineInfo;
@@ -1137,8 +1139,27 @@ export class AnimationPipeline {
   /** Throws an EngineLimitError with what would fit when a request's plan does not fit. */
   async #ensureFits(r: ResolvedRequest, o: { videos: number; decode: boolean }): Promise<void> {
     if (this.gpu.virtual) return;
+    // What a plan depends on (not the prompt, seed or step count beyond the first few).
+    const key = JSON.stringify([
+      r.frames,
+      r.width,
+      r.height,
+      r.contextLength,
+      r.contextOverlap,
+      r.contextLoop,
+      r.scheduler,
+      r.guidance > 1,
+      r.clipSkip === 1,
+      Math.min(r.steps, 3),
+      o,
+      this.gpu.limits,
+    ]);
+    if (this.#fits.has(key)) return;
     const plan = await this.#plan(r, this.info.precision, { ...o, suggest: false });
-    if (plan.fits) return;
+    if (plan.fits) {
+      this.#fits.add(key);
+      return;
+    }
     const full = await this.#plan(r, this.info.precision, { ...o, suggest: true });
     throw new EngineLimitError(full.reason ?? "request does not fit");
   }

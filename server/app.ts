@@ -7,11 +7,12 @@
 
 import { Hono } from "npm:hono@^4.13.19";
 import type { MiddlewareHandler } from "npm:hono@^4.13.19";
-import { loadPipeline } from "../engine/pipeline.ts";
-import type { Precision } from "../engine/pipeline_types.ts";
+import { loadPipeline, planGeneration } from "../engine/pipeline.ts";
+import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import type { Gpu } from "../engine/gpu/device.ts";
+import { defaultMemoryBudget, type MemoryPlan } from "../engine/memory_plan.ts";
 import { JobQueue, type PipelineLoader } from "./queue.ts";
-import { errorResponse, v1Routes } from "./routes.ts";
+import { errorResponse, type MemoryLimits, v1Routes } from "./routes.ts";
 import { DEFAULT_LIMITS, type RequestLimits } from "./validate.ts";
 import { renderPage } from "./page.ts";
 import { scanModelsDir } from "./models_dir.ts";
@@ -69,6 +70,17 @@ export interface AppOptions {
   device?: Gpu;
   /** Names the GPU adapter for /healthz before any model is loaded (default: WebGPU probe). */
   adapterName?: () => Promise<string | null>;
+  /**
+   * GPU memory a job may use, in bytes (weights included): jobs whose memory plan needs more
+   * fail before running, saying what would fit. Default: unknown for GPUs, host memory for
+   * software adapters.
+   */
+  maxMemory?: number;
+  /**
+   * Plans a request for `dryRun` (default: the engine's `planGeneration` on `device` or this
+   * machine's adapter). Tests inject fakes.
+   */
+  planGeneration?: (options: PipelineOptions, request: GenerateRequest) => Promise<MemoryPlan>;
   /** SSE keep-alive interval in ms (default 15 s). */
   keepAliveMs?: number;
 }
@@ -102,6 +114,25 @@ export const APP_DEFAULTS = {
   maxResults: 50,
   maxBodyBytes: 64 * 1024,
 } as const;
+
+async function probeMemoryLimits(maxMemory?: number): Promise<MemoryLimits | null> {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return null;
+    const i = adapter.info;
+    const fallback = Boolean(
+      (i as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter,
+    );
+    return {
+      adapter: i.description || `${i.vendor} ${i.architecture}`.trim() || "unknown adapter",
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter.limits.maxBufferSize,
+      budgetBytes: maxMemory ?? (fallback ? defaultMemoryBudget({ isFallback: true }) : null),
+    };
+  } catch {
+    return null;
+  }
+}
 
 async function probeAdapter(): Promise<string | null> {
   try {
@@ -216,6 +247,18 @@ export function createApp(options: AppOptions): ZoetropeApp {
   });
   const adapterName = options.adapterName ??
     (device ? () => Promise.resolve(device.info.name) : probeAdapter);
+  const plan = options.planGeneration ??
+    ((o: PipelineOptions, r: GenerateRequest) => planGeneration({ ...o, device }, r));
+  let memory: Promise<MemoryLimits | null> | null = null;
+  const memoryLimits = () =>
+    memory ??= device
+      ? Promise.resolve({
+        adapter: device.info.name,
+        maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+        maxBufferSize: device.limits.maxBufferSize,
+        budgetBytes: options.maxMemory ?? defaultMemoryBudget(device.info),
+      })
+      : probeMemoryLimits(options.maxMemory);
   let adapter: Promise<string | null> | null = null;
   const started = Date.now();
 
@@ -283,6 +326,9 @@ export function createApp(options: AppOptions): ZoetropeApp {
       precision: options.precision,
       tokenizer: options.tokenizer,
       keepAliveMs: options.keepAliveMs,
+      maxMemory: options.maxMemory,
+      plan,
+      memoryLimits,
     }),
   );
 

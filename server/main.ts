@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { type AppOptions, createApp, type ZoetropeApp } from "./app.ts";
 import type { Precision } from "../engine/pipeline_types.ts";
+import { parseByteSize } from "../engine/memory_plan.ts";
 
 /** Usage text of `deno task serve`. */
 export const USAGE = `usage: deno task serve --models DIR [options]
@@ -21,6 +22,8 @@ export const USAGE = `usage: deno task serve --models DIR [options]
   --cors ORIGIN             allow a browser origin ("*" = any); repeatable; env ZOETROPE_CORS
   --token-env NAME          environment variable holding the bearer token (default ZOETROPE_TOKEN)
   --precision f32|f16       engine storage precision
+  --max-memory SIZE         GPU memory a job may use, e.g. 8GB (default: unknown for GPUs, host
+                            memory for software adapters); larger jobs fail before running
   --tokenizer DIR           tokenizer for single-file checkpoints without one
   --default-model NAME      model used when a request names none
   --default-motion-module NAME`;
@@ -81,6 +84,7 @@ export function parseServeArgs(
         cors: { type: "string", multiple: true },
         "token-env": { type: "string" },
         precision: { type: "string" },
+        "max-memory": { type: "string" },
         tokenizer: { type: "string" },
         "default-model": { type: "string" },
         "default-motion-module": { type: "string" },
@@ -95,6 +99,14 @@ export function parseServeArgs(
   const precision = values.precision;
   if (precision !== undefined && precision !== "f32" && precision !== "f16") {
     throw new UsageError(`--precision: expected f32 or f16, got "${precision}"`);
+  }
+  const maxMemory = values["max-memory"] === undefined
+    ? undefined
+    : parseByteSize(values["max-memory"]);
+  if (maxMemory === null) {
+    throw new UsageError(
+      `--max-memory: expected a size such as 8GB, got "${values["max-memory"]}"`,
+    );
   }
   const tokenVar = values["token-env"] ?? "ZOETROPE_TOKEN";
   const token = env(tokenVar) || undefined;
@@ -111,6 +123,7 @@ export function parseServeArgs(
     token,
     cors,
     precision: precision as Precision | undefined,
+    maxMemory,
     tokenizer: values.tokenizer,
     defaultModel: values["default-model"],
     defaultMotionModule: values["default-motion-module"],

@@ -445,22 +445,7 @@ export class JobQueue {
       const pipeline = await this.#pipeline(job, onProgress);
       signal.throwIfAborted();
       const r = job.request;
-      const animation = await pipeline.generate({
-        prompt: r.prompt,
-        negativePrompt: r.negativePrompt,
-        frames: r.frames,
-        width: r.width,
-        height: r.height,
-        steps: r.steps,
-        guidance: r.guidance,
-        scheduler: r.scheduler,
-        seed: r.seed,
-        clipSkip: r.clipSkip,
-        fps: r.fps,
-        contextLength: r.contextLength,
-        contextOverlap: r.contextOverlap,
-        contextLoop: r.contextLoop,
-      }, { onProgress, signal });
+      const animation = await pipeline.generate(generateRequestOf(r), { onProgress, signal });
       signal.throwIfAborted();
       const t0 = this.#now();
       this.#progress(job, { stage: "output", step: 0, total: 1, elapsedMs: 0 });
@@ -594,4 +579,24 @@ export class JobQueue {
         : null,
     };
   }
+}
+
+/** The engine's request for a validated HTTP request. */
+export function generateRequestOf(r: AnimationRequest): GenerateRequest {
+  return {
+    prompt: r.prompt,
+    negativePrompt: r.negativePrompt,
+    frames: r.frames,
+    width: r.width,
+    height: r.height,
+    steps: r.steps,
+    guidance: r.guidance,
+    scheduler: r.scheduler,
+    seed: r.seed,
+    clipSkip: r.clipSkip,
+    fps: r.fps,
+    contextLength: r.contextLength,
+    contextOverlap: r.contextOverlap,
+    contextLoop: r.contextLoop,
+  };
 }

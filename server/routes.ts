@@ -6,10 +6,13 @@
 
 import { Hono } from "npm:hono@^4.13.19";
 import type { Context } from "npm:hono@^4.13.19";
-import type { PipelineOptions, Precision } from "../engine/pipeline_types.ts";
+import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
+import type { MemoryPlan } from "../engine/memory_plan.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
 import { inspectWeights } from "../weights/inspect.ts";
+import { InputError } from "../engine/errors.ts";
 import {
+  generateRequestOf,
   type JobEvent,
   type JobQueue,
   type JobStatus,
@@ -18,6 +21,7 @@ import {
 } from "./queue.ts";
 import {
   type AnimationRequest,
+  parseJsonBody,
   REQUEST_DEFAULTS,
   RequestError,
   type RequestLimits,
@@ -39,6 +43,24 @@ export interface RoutesContext {
   tokenizer?: string;
   /** Interval of SSE keep-alive comments in ms (default 15 s). */
   keepAliveMs?: number;
+  /** GPU memory a job may use (bytes), passed to every pipeline and plan. */
+  maxMemory?: number;
+  /** The memory plan of a request (`dryRun`), without loading weights onto the GPU. */
+  plan: (options: PipelineOptions, request: GenerateRequest) => Promise<MemoryPlan>;
+  /** The adapter's memory limits for GET /v1/models (null: no adapter). */
+  memoryLimits: () => Promise<MemoryLimits | null>;
+}
+
+/** What GET /v1/models reports of the GPU under `limits.memory`. */
+export interface MemoryLimits {
+  /** The adapter's name. */
+  adapter: string;
+  /** Largest storage binding; larger tensors are processed in windows. */
+  maxStorageBufferBindingSize: number;
+  /** Largest buffer: no tensor can be larger. */
+  maxBufferSize: number;
+  /** GPU memory a job may use (null: unknown to WebGPU and not set). */
+  budgetBytes: number | null;
 }
 
 /** JSON error body of every 4xx/5xx answer. */
@@ -93,20 +115,22 @@ async function pipelineOptionsFor(
   if (ctx.tokenizer) opts.tokenizer = ctx.tokenizer;
   if (motion.configPath) opts.motionModuleConfig = motion.configPath;
   if (ctx.precision) opts.precision = ctx.precision;
+  if (ctx.maxMemory !== undefined) opts.maxMemory = ctx.maxMemory;
   return opts;
 }
 
 /**
- * Reads a request body as UTF-8 text, giving up (null) as soon as it exceeds `max` bytes: a
+ * Reads a request body's bytes, giving up (null) as soon as it exceeds `max` bytes: a
  * Content-Length above the limit is refused before reading, a streamed body while reading.
+ * Decoding them is validation's job ({@link parseJsonBody}).
  */
-export async function readLimited(req: Request, max: number): Promise<string | null> {
+export async function readLimited(req: Request, max: number): Promise<Uint8Array | null> {
   const declared = Number(req.headers.get("content-length") ?? "NaN");
   if (declared > max) {
     await req.body?.cancel().catch(() => {});
     return null;
   }
-  if (!req.body) return "";
+  if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -126,7 +150,7 @@ export async function readLimited(req: Request, max: number): Promise<string | n
     all.set(c, at);
     at += c.length;
   }
-  return new TextDecoder("utf-8", { fatal: true }).decode(all);
+  return all;
 }
 
 /** The path the app is mounted under ("" at the root), from a /v1 request's path. */
@@ -172,7 +196,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
       },
       schedulers: SCHEDULER_NAMES,
       formats: ANIMATION_FORMATS,
-      limits: ctx.limits,
+      limits: { ...ctx.limits, memory: await ctx.memoryLimits() },
     });
   });
 
@@ -186,8 +210,8 @@ export function v1Routes(ctx: RoutesContext): Hono {
         "body",
       );
     }
-    const text = await readLimited(c.req.raw, ctx.maxBodyBytes);
-    if (text === null) {
+    const bytes = await readLimited(c.req.raw, ctx.maxBodyBytes);
+    if (bytes === null) {
       return errorResponse(
         c,
         413,
@@ -197,9 +221,12 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
     let body: unknown;
     try {
-      body = JSON.parse(text);
+      body = parseJsonBody(bytes, type);
     } catch (e) {
-      return errorResponse(c, 400, `body: invalid JSON (${(e as Error).message})`, "body");
+      if (e instanceof RequestError) {
+        return errorResponse(c, e.status === 415 ? 415 : 400, e.message, e.field);
+      }
+      throw e;
     }
     const listing = await scanModelsDir(ctx.modelsDir);
     let req: AnimationRequest;
@@ -233,6 +260,16 @@ export function v1Routes(ctx: RoutesContext): Hono {
           `(${maxFrames}); set contextLength (at most ${maxFrames}) for longer animations`,
         "frames",
       );
+    }
+    if (req.dryRun) {
+      // The memory plan instead of a job: what the request needs and whether it fits.
+      try {
+        const plan = await ctx.plan(options, generateRequestOf(req));
+        return c.json({ dryRun: true, plan });
+      } catch (e) {
+        if (!(e instanceof InputError)) throw e;
+        return errorResponse(c, 400, e.message.split(ctx.modelsDir).join("<models>"));
+      }
     }
     try {
       const job = ctx.queue.submit(req, options);

@@ -1,7 +1,8 @@
 /**
- * Validation of POST /v1/animations bodies: types, ranges, unknown fields, and model names that
- * must exist in the models directory. Produces a complete {@link AnimationRequest} (defaults
- * filled in, seed chosen) or throws a {@link RequestError} naming the offending field.
+ * Validation of POST /v1/animations bodies: decoding (UTF-8 JSON only), types, ranges, unknown
+ * fields, and model names that must exist in the models directory. Produces a complete
+ * {@link AnimationRequest} (defaults filled in, seed chosen) or throws a {@link RequestError}
+ * naming the offending field.
  * @module
  */
 
@@ -48,6 +49,8 @@ export interface AnimationRequest {
   contextOverlap?: number;
   /** Closed loop: windows wrap from the last frame to the first. */
   contextLoop?: boolean;
+  /** Answer with the request's memory plan instead of queueing it. */
+  dryRun?: boolean;
 }
 
 /**
@@ -145,6 +148,7 @@ export const REQUEST_FIELDS: readonly (keyof AnimationRequest)[] = [
   "contextLength",
   "contextOverlap",
   "contextLoop",
+  "dryRun",
 ];
 
 /** A client error: the HTTP status and the request field at fault (when one is). */
@@ -157,6 +161,78 @@ export class RequestError extends Error {
     super(message);
     this.field = options.field;
     this.status = options.status ?? 400;
+  }
+}
+
+/** What a body in another encoding than UTF-8 starts with (RFC 8259: JSON text is UTF-8). */
+function otherEncoding(b: Uint8Array): string | null {
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0) {
+    return "UTF-32LE";
+  }
+  if (b.length >= 2 && b[0] === 0xff && b[1] === 0xfe) return "UTF-16LE (with a BOM)";
+  if (b.length >= 2 && b[0] === 0xfe && b[1] === 0xff) return "UTF-16BE (with a BOM)";
+  // Without a BOM, JSON's first character is ASCII: its zero bytes give the encoding away.
+  if (b.length >= 4 && b[0] === 0 && b[1] === 0 && b[2] === 0 && b[3] !== 0) return "UTF-32BE";
+  if (b.length >= 4 && b[0] !== 0 && b[1] === 0 && b[2] === 0 && b[3] === 0) return "UTF-32LE";
+  if (b.length >= 2 && b[0] === 0 && b[1] !== 0) return "UTF-16BE";
+  if (b.length >= 2 && b[0] !== 0 && b[1] === 0) return "UTF-16LE";
+  return null;
+}
+
+/** Offset of the first byte that is not valid UTF-8 (the longest prefix that decodes). */
+function firstInvalidUtf8(b: Uint8Array): number {
+  let lo = 0, hi = b.length; // the prefix b[0, lo) decodes; b[0, hi] does not
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(b.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+/**
+ * Decodes and parses a JSON request body: UTF-8 only, checked with a fatal decoder (a UTF-8 BOM
+ * is skipped); a charset other than UTF-8 in `contentType` is a 415, UTF-16/32 bodies, invalid
+ * UTF-8 and invalid JSON are 400s naming the field "body".
+ *
+ * @example
+ * ```ts
+ * const body = parseJsonBody(new TextEncoder().encode('{"prompt":"a cat"}'), "application/json");
+ * validateAnimationRequest(body, { listing });
+ * ```
+ */
+export function parseJsonBody(bytes: Uint8Array, contentType = "application/json"): unknown {
+  const field = "body";
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(contentType)?.[1].toLowerCase();
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+    throw new RequestError(
+      `body: charset "${charset.slice(0, 40)}" is not supported; send JSON as UTF-8`,
+      { field, status: 415 },
+    );
+  }
+  const other = otherEncoding(bytes);
+  if (other) {
+    throw new RequestError(`body: looks like ${other} text; send JSON as UTF-8`, { field });
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new RequestError(
+      `body: not valid UTF-8 (first bad byte at offset ${firstInvalidUtf8(bytes)})`,
+      { field },
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new RequestError(`body: invalid JSON (${(e as Error).message.split("\n")[0]})`, {
+      field,
+    });
   }
 }
 
@@ -401,6 +477,9 @@ export function validateAnimationRequest(
       if (has(k)) throw new RequestError(`${k}: needs contextLength`, { field: k });
     }
   }
+  if (has("dryRun") && typeof body.dryRun !== "boolean") {
+    fail("dryRun", "true or false", body.dryRun);
+  }
   return {
     prompt,
     negativePrompt,
@@ -418,6 +497,7 @@ export function validateAnimationRequest(
     fps,
     format,
     ...window,
+    ...(body.dryRun === true ? { dryRun: true } : {}),
   };
 }
 

@@ -12,6 +12,10 @@ import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { decodeApng, decodeGif, decodePng } from "./decode.ts";
 import { hasAdapter, isCI } from "./gpu.ts";
+import { parseLoraFlag } from "../cli.ts";
+import { InputError } from "../engine/errors.ts";
+import { writeFamilyCheckpoint } from "./weights/family_fixtures.ts";
+import { withBigList } from "./weights/torch_fixtures.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = join(ROOT, "cli.ts");
@@ -438,6 +442,11 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
     await Deno.writeFile(join(dir, "cut.safetensors"), sd.subarray(0, 1000));
     await Deno.writeTextFile(join(dir, "bad.yaml"), "A:\n  prompt: [unclosed\n");
     await Deno.writeTextFile(join(dir, "ok.yaml"), "- prompt: [x]\n");
+    await writeFamilyCheckpoint(join(dir, "inpaint.safetensors"), "sd15-inpainting");
+    await withBigList(MM_CKPT, join(dir, "big_list.ckpt"), { items: 1_000_000 });
+    await Deno.mkdir(join(dir, "badtok"));
+    await Deno.writeTextFile(join(dir, "badtok/vocab.json"), '{"<|startoftext|>": "zero"}');
+    await Deno.writeTextFile(join(dir, "badtok/merges.txt"), "#version: 0.2\n");
     const p = ["--prompt", "x", "--out", "x.gif"];
     const cases: [string, string[], RegExp][] = [
       [
@@ -479,6 +488,22 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         "motion module as --lora",
         [...p, "--lora", MM_SAFETENSORS],
         /--lora: .*: this is an AnimateDiff motion module; expected a LoRA/,
+      ],
+      ...["nan", "inf", "1e999", "0.5x", "-Infinity"].map((scale): [string, string[], RegExp] => [
+        `--lora scale ${scale}`,
+        [...p, "--lora", `${LORA}:${scale}`],
+        new RegExp(`^error: --lora: scale "${scale}" is not a finite number \\(write PATH:SCALE`),
+      ]),
+      [
+        "SD1.5 inpainting checkpoint as --model",
+        [...p, "--model", "inpaint.safetensors", "--motion-module", MM_CKPT],
+        /^error: --model: inpaint\.safetensors is an SD1\.5 inpainting checkpoint \(conv_in takes 9 channels, not 4\); AnimateDiff needs a text-to-image SD1\.5 checkpoint$/,
+      ],
+      [
+        // The motion module with a million-item list loads; the run stops at the tokenizer.
+        "malformed --tokenizer (after a --motion-module holding a 1e6-item list)",
+        [...p, "--model", MODEL_DIR, "--motion-module", "big_list.ckpt", "--tokenizer", "badtok"],
+        /^error: --tokenizer: vocab\.json: id of "<\|startoftext\|>" is "zero", expected an integer/,
       ],
       [
         "missing --tokenizer",
@@ -532,7 +557,15 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
     // Nothing was written by any failing run.
     assertEquals(
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
-      ["bad.yaml", "cut.safetensors", "junk.safetensors", "ok.yaml"],
+      [
+        "bad.yaml",
+        "badtok",
+        "big_list.ckpt",
+        "cut.safetensors",
+        "inpaint.safetensors",
+        "junk.safetensors",
+        "ok.yaml",
+      ],
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -574,12 +607,18 @@ cliGpuTest(
         /frames must be an integer from 1 to 32, got 33/,
       ],
     ];
+    cases.push([
+      "a memory budget below the plan",
+      ["--max-memory", "1MB"],
+      1,
+      /^error: 8 frames at 64x64 in f32 need [\d.]+ MB of GPU memory, more than the 1\.00 MB budget; .+$/,
+    ]);
     if (bindingLimit < 512 * 1024 * 1024) {
       cases.push([
-        "GPU out of memory",
+        "larger than the adapter allows",
         ["--width", "2048", "--height", "2048", "--frames", "32"],
         1,
-        /^error: .*more than this adapter's maxStorageBufferBindingSize \(\d+\); use fewer frames or a smaller size$/,
+        /^error: 32 frames at 2048x2048 in f32 cannot run on this adapter \(.+\); would fit: .+$/,
       ]);
     } else {
       console.warn(`cli OOM case skipped: maxStorageBufferBindingSize ${bindingLimit} >= 512 MiB`);
@@ -594,3 +633,85 @@ cliGpuTest(
     assertEquals([...Deno.readDirSync(dir)].length, 0, "no output written");
   },
 );
+
+cliGpuTest("cli: --dry-run prints the memory plan and exits without generating", async (dir) => {
+  const [plain, json, over, badSize] = await pool([
+    () => runCli(["--prompt", "x", "--dry-run"], dir),
+    () => runCli(["--prompt", "x", "--dry-run", "--json", "--frames", "4"], dir),
+    () => runCli(["--prompt", "x", "--dry-run", "--max-memory", "9MB"], dir),
+    () => runCli(["--prompt", "x", "--dry-run", "--max-memory", "10XB"], dir),
+  ], 2);
+  assertOk(plain);
+  assert(
+    /^memory plan: 8 frames 64x64 in f32, the built-in demo model, on .+\n/.test(plain.stdout),
+    plain.stdout,
+  );
+  for (const row of ["weights", "activations", "peak", "limits", "budget"]) {
+    assert(new RegExp(`^  ${row} +\\S`, "m").test(plain.stdout), `${row} row: ${plain.stdout}`);
+  }
+  assert(/^ {2}fits +yes$/m.test(plain.stdout), plain.stdout);
+  assertOk(json);
+  const { plans } = JSON.parse(json.stdout);
+  assertEquals(plans.length, 1);
+  assertEquals([plans[0].frames, plans[0].fits], [4, true]);
+  assert(plans[0].peakBytes > plans[0].weightsBytes, json.stdout);
+  // Over budget: the plan on stdout, one error line on stderr, exit 1 (an engine limit).
+  assertEquals(over.code, 1, describe(over));
+  assert(/^ {2}fits +no: 8 frames at 64x64 in f32 need/m.test(over.stdout), over.stdout);
+  assertEquals(over.stderr.trimEnd().split("\n").length, 1, over.stderr);
+  assert(/^error: 8 frames .* budget; would fit: /.test(over.stderr), over.stderr);
+  assertOneLineError(
+    badSize,
+    2,
+    /--max-memory must be a positive size such as 8GB or 6\.5GiB, got "10XB"/,
+    "bad --max-memory",
+  );
+  assertEquals([...Deno.readDirSync(dir)].length, 0, "nothing written");
+});
+
+Deno.test("cli: parseLoraFlag splits PATH:SCALE, keeps paths with colons, refuses non-finite scales", async () => {
+  assertEquals(parseLoraFlag("a.safetensors"), { path: "a.safetensors", scale: 1 });
+  assertEquals(parseLoraFlag("a.safetensors:0.8"), { path: "a.safetensors", scale: 0.8 });
+  assertEquals(parseLoraFlag("a.safetensors:-.5"), { path: "a.safetensors", scale: -0.5 });
+  assertEquals(parseLoraFlag("a.safetensors:+2"), { path: "a.safetensors", scale: 2 });
+  assertEquals(parseLoraFlag("a.safetensors:1e-1"), { path: "a.safetensors", scale: 0.1 });
+  assertEquals(parseLoraFlag("C:\\loras\\a.safetensors"), {
+    path: "C:\\loras\\a.safetensors",
+    scale: 1,
+  });
+  assertEquals(parseLoraFlag("C:\\loras\\a.safetensors:0.5"), {
+    path: "C:\\loras\\a.safetensors",
+    scale: 0.5,
+  });
+  assertEquals(parseLoraFlag("D:/loras/1.safetensors"), {
+    path: "D:/loras/1.safetensors",
+    scale: 1,
+  });
+  assertEquals(parseLoraFlag("hf:owner/repo/lora.safetensors"), {
+    path: "hf:owner/repo/lora.safetensors",
+    scale: 1,
+  });
+  for (const scale of ["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "0.5x", "1..2", ""]) {
+    let err: unknown;
+    try {
+      parseLoraFlag(`a.safetensors:${scale}`);
+    } catch (e) {
+      err = e;
+    }
+    assert(err instanceof InputError, `scale "${scale}" was accepted`);
+    assertEquals(
+      err.message,
+      `--lora: scale "${scale}" is not a finite number (write PATH:SCALE, e.g. a.safetensors:0.8)`,
+    );
+  }
+  // An existing file whose name has a colon and a number-like tail is a path.
+  const dir = await Deno.makeTempDir();
+  try {
+    const odd = join(dir, "lora:2.5x");
+    await Deno.writeTextFile(odd, "");
+    assertEquals(parseLoraFlag(odd), { path: odd, scale: 1 });
+    assertEquals(parseLoraFlag(`${odd}:0.3`), { path: odd, scale: 0.3 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -227,6 +227,97 @@ Deno.test("POST answers 400 naming the field for every kind of bad body", async 
   }
 });
 
+Deno.test("POST: bodies that are not UTF-8 JSON get 4xx naming the body, never a 500", async () => {
+  const t = await setup();
+  const utf8 = new Uint8Array(new TextEncoder().encode(JSON.stringify(SMALL)));
+  const utf16 = (bigEndian: boolean, bom: boolean) => {
+    const text = JSON.stringify(SMALL);
+    const out = new Uint8Array((bom ? 2 : 0) + 2 * text.length);
+    const view = new DataView(out.buffer);
+    if (bom) view.setUint16(0, 0xfeff, !bigEndian);
+    for (let i = 0; i < text.length; i++) {
+      view.setUint16((bom ? 2 : 0) + 2 * i, text.charCodeAt(i), !bigEndian);
+    }
+    return out;
+  };
+  const withByte = (at: number, b: number) => {
+    const out = utf8.slice();
+    out[at] = b;
+    return out;
+  };
+  try {
+    const cases: [string, Uint8Array<ArrayBuffer>, string, number, RegExp][] = [
+      [
+        "lone 0xff",
+        withByte(12, 0xff),
+        "application/json",
+        400,
+        /^body: not valid UTF-8 \(first bad byte at offset 12\)$/,
+      ],
+      [
+        "cut sequence",
+        new Uint8Array([...utf8.subarray(0, 12), 0xe2, 0x82]),
+        "application/json",
+        400,
+        /not valid UTF-8/,
+      ],
+      ["overlong", withByte(12, 0xc0), "application/json", 400, /not valid UTF-8/],
+      [
+        "UTF-16LE BOM",
+        utf16(false, true),
+        "application/json",
+        400,
+        /^body: looks like UTF-16LE \(with a BOM\) text; send JSON as UTF-8$/,
+      ],
+      ["UTF-16BE BOM", utf16(true, true), "application/json", 400, /UTF-16BE \(with a BOM\)/],
+      ["UTF-16LE", utf16(false, false), "application/json", 400, /^body: looks like UTF-16LE text/],
+      ["UTF-16BE", utf16(true, false), "application/json", 400, /^body: looks like UTF-16BE text/],
+      [
+        "charset",
+        utf8,
+        "application/json; charset=utf-16",
+        415,
+        /^body: charset "utf-16" is not supported/,
+      ],
+      [
+        "latin1",
+        withByte(12, 0xe9),
+        "application/json; charset=ISO-8859-1",
+        415,
+        /charset "iso-8859-1"/,
+      ],
+    ];
+    for (const [what, body, type, status, pattern] of cases) {
+      const r = await t.app.request("/v1/animations", {
+        method: "POST",
+        headers: { "Content-Type": type },
+        body,
+      });
+      const j = await r.json();
+      assertEquals([r.status, j.field], [status, "body"], `${what}: ${j.error}`);
+      assert(pattern.test(j.error), `${what}: ${j.error}`);
+    }
+    // A UTF-8 BOM and an explicit utf-8 charset are fine.
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...utf8]);
+    for (
+      const [body, type] of [[bom, "application/json"], [
+        utf8,
+        "application/json; charset=UTF-8",
+      ]] as const
+    ) {
+      const ok = await t.app.request("/v1/animations", {
+        method: "POST",
+        headers: { "Content-Type": type },
+        body,
+      });
+      assertEquals(ok.status, 202, await ok.clone().text());
+      await waitFor(t.app, (await ok.json()).id);
+    }
+  } finally {
+    await t.done();
+  }
+});
+
 Deno.test("POST: 415 without JSON content type, 413 over the size limit (declared or streamed)", async () => {
   const t = await setup({ maxBodyBytes: 1000 });
   try {

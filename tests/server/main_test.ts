@@ -161,7 +161,8 @@ gpuServerTest(
     const steps = events.filter((e) => e.job.progress?.stage === "denoise").map((e) =>
       e.job.progress!.step
     );
-    assertEquals(steps, [1, 2, 3, 4]);
+    // A step-0 event when denoising starts, then one after each step.
+    assertEquals(steps, [0, 1, 2, 3, 4]);
     const res = await fetch(`${base}${last.result!.url}`);
     assertEquals([res.status, res.headers.get("content-type")], [200, "application/zip"]);
     const entries = unzipFrames(new Uint8Array(await res.arrayBuffer()));
