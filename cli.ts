@@ -412,20 +412,23 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
           ["--motion-module", job.motionModule],
           ...loras.map((l): [string, string] => ["--lora", l.path]),
         ]);
+      const loadOptions = {
+        model: job.model,
+        motionModule: job.motionModule,
+        loras,
+        tokenizer: flags.tokenizer,
+        modelConfig: flags["model-config"],
+        motionModuleConfig: flags["motion-module-config"],
+        precision,
+        maxMemory,
+      };
       if (flags["dry-run"]) {
         // The plan, without loading weights onto the GPU or generating anything.
-        const plan = await planGeneration({
-          model: job.model,
-          motionModule: job.motionModule,
-          loras,
-          tokenizer: flags.tokenizer,
-          modelConfig: flags["model-config"],
-          motionModuleConfig: flags["motion-module-config"],
-          precision,
-          maxMemory,
-        }, jobRequest(job, common, !job.model)).catch((e) => {
-          throw flagOf(e);
-        });
+        const plan = await planGeneration(loadOptions, jobRequest(job, common, !job.model)).catch(
+          (e) => {
+            throw flagOf(e);
+          },
+        );
         plans.push(plan);
         if (!flags.json) console.log(formatPlan(plan, job));
         continue;
@@ -433,17 +436,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
       if (!pipeline || key !== pipelineKey) {
         pipeline?.dispose();
         pipeline = null;
-        pipeline = await loadPipeline({
-          model: job.model,
-          motionModule: job.motionModule,
-          loras,
-          tokenizer: flags.tokenizer,
-          modelConfig: flags["model-config"],
-          motionModuleConfig: flags["motion-module-config"],
-          precision,
-          maxMemory,
-          onProgress: bar.update,
-        }).catch((e) => {
+        pipeline = await loadPipeline({ ...loadOptions, onProgress: bar.update }).catch((e) => {
           throw flagOf(e);
         });
         pipeline.fidelity = fidelity;

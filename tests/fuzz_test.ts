@@ -27,7 +27,7 @@ import type { HostTensor } from "../weights/types.ts";
 import { writeTinySingleFile } from "../weights/tiny.ts";
 import { writeCustomTorchZip, writeLegacyTorch } from "./weights/torch_fixtures.ts";
 import { createApp } from "../server/app.ts";
-import { fakeLoader, makeModelsDir } from "./server/fake_pipeline.ts";
+import { fakeLoader, makeModelsDir, SMALL_REQUEST } from "./server/fake_pipeline.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TINY = join(ROOT, "tests/fixtures/tiny");
@@ -743,16 +743,7 @@ Deno.test("fuzz: the weights CLI exits 0 or 2 with one line on mutated files", a
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-const SMALL = {
-  prompt: "a corgi on the beach",
-  model: "tiny",
-  motionModule: "tiny_motion",
-  frames: 4,
-  width: 64,
-  height: 64,
-  steps: 2,
-  seed: 7,
-};
+const SMALL = { ...SMALL_REQUEST, steps: 2 };
 
 function utf16(text: string, bigEndian: boolean, bom: boolean): Uint8Array {
   const out = new Uint8Array((bom ? 2 : 0) + 2 * text.length);

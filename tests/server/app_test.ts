@@ -7,21 +7,12 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type AppOptions, createApp, type ZoetropeApp } from "../../server/app.ts";
 import type { JobView } from "../../server/queue.ts";
-import { fakeLoader, type FakeOptions, makeModelsDir } from "./fake_pipeline.ts";
+import { fakeLoader, type FakeOptions, makeModelsDir, SMALL_REQUEST } from "./fake_pipeline.ts";
 import { join } from "node:path";
 import { Hono } from "npm:hono@^4.13.19";
 import { writeTinyMotionModule } from "../../weights/tiny.ts";
 
-const SMALL = {
-  prompt: "a corgi on the beach",
-  model: "tiny",
-  motionModule: "tiny_motion",
-  frames: 4,
-  width: 64,
-  height: 64,
-  steps: 3,
-  seed: 7,
-};
+const SMALL = SMALL_REQUEST;
 
 async function setup(options: Partial<AppOptions> & FakeOptions = {}) {
   const dir = await makeModelsDir();

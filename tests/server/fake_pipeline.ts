@@ -140,3 +140,15 @@ export async function makeModelsDir(): Promise<string> {
   );
   return root;
 }
+
+/** A small valid request for the models directory of {@link makeModelsDir}. */
+export const SMALL_REQUEST = {
+  prompt: "a corgi on the beach",
+  model: "tiny",
+  motionModule: "tiny_motion",
+  frames: 4,
+  width: 64,
+  height: 64,
+  steps: 3,
+  seed: 7,
+} as const;

@@ -8,18 +8,9 @@ import { assert, assertEquals } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
 import { createApp } from "../../server/app.ts";
 import type { MemoryPlan } from "../../engine/memory_plan.ts";
-import { fakeLoader, makeModelsDir } from "./fake_pipeline.ts";
+import { fakeLoader, makeModelsDir, SMALL_REQUEST } from "./fake_pipeline.ts";
 
-const SMALL = {
-  prompt: "a corgi on the beach",
-  model: "tiny",
-  motionModule: "tiny_motion",
-  frames: 4,
-  width: 64,
-  height: 64,
-  steps: 3,
-  seed: 7,
-};
+const SMALL = SMALL_REQUEST;
 
 async function withApp(
   maxMemory: number | undefined,
