@@ -238,7 +238,9 @@ export class ClipTokenizer {
         throw new InputError(`cannot read ${file(name)} (${(e as Error).name})`);
       }
     };
-    const [vocabJson, mergesTxt] = await Promise.all([read("vocab.json"), read("merges.txt")]);
+    // One after the other, so that a missing folder is reported by its first file.
+    const vocabJson = await read("vocab.json");
+    const mergesTxt = await read("merges.txt");
     const vocabPath = String(file("vocab.json")), mergesPath = String(file("merges.txt"));
     const resolved = { ...options };
     try {
