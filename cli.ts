@@ -27,10 +27,11 @@ import type {
   SchedulerName,
 } from "./engine/pipeline_types.ts";
 import { type MemoryPlan, parseByteSize } from "./engine/memory_plan.ts";
-import { AbortError, InputError } from "./engine/errors.ts";
+import { AbortError, InputError } from "./kernels/gpu/errors.ts";
 import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";
 import { encodePng } from "./engine/output/png.ts";
-import { EngineLimitError, fmtBytes, NoAdapterError } from "./engine/gpu/device.ts";
+import { fmtBytes } from "./kernels/gpu/device.ts";
+import { EngineLimitError, NoAdapterError } from "./kernels/gpu/errors.ts";
 import { openTensorFile } from "./weights/open.ts";
 import { detectKind } from "./weights/detect.ts";
 

@@ -85,14 +85,9 @@ export type {
 } from "./engine/pipeline_types.ts";
 export type { MotionNormMode } from "./engine/models/motion.ts";
 export type { Fidelity } from "./engine/models/unet.ts";
-export { AbortError, InputError } from "./engine/errors.ts";
-export {
-  EngineLimitError,
-  Gpu,
-  type GpuInfo,
-  type GpuOptions,
-  NoAdapterError,
-} from "./engine/gpu/device.ts";
+export { AbortError, InputError } from "./kernels/gpu/errors.ts";
+export { Gpu, type GpuInfo, type GpuOptions } from "./kernels/gpu/device.ts";
+export { EngineLimitError, NoAdapterError } from "./kernels/gpu/errors.ts";
 export {
   ANIMATION_FORMATS,
   type AnimationFormat,

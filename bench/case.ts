@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import type { DType } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "../kernels/gpu/device.ts";
+import type { DType } from "../kernels/gpu/tensor.ts";
 
 /** A kernel case. */
 export interface KernelCase {

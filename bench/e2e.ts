@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { Gpu } from "../engine/gpu/device.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
 import { AnimationPipeline } from "../engine/pipeline.ts";
 import { ClipTokenizer } from "../engine/tokenizer.ts";
 import { randomSd15 } from "../weights/sd15.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { Gpu } from "../engine/gpu/device.ts";
-import { timeGpu } from "../engine/gpu/timing.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
+import { timeGpu } from "../kernels/gpu/timing.ts";
 import type { KernelCase } from "./case.ts";
 import { gemmPath, setGemmPathOverride } from "../kernels/gemm_direct.ts";
 import { type BenchOptions, parseBenchArgs, pickScales, selectCases, USAGE } from "./options.ts";

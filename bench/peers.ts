@@ -8,13 +8,13 @@
  *
  * Every contender is timed the same way (./peers/measure.ts): warm-up, then samples of back-to-
  * back runs closed by a small readback, wall clock, median ms per run. Ours is also timed with
- * timestamp queries (engine/gpu/timing.ts). Each peer output is checked against ours before it
+ * timestamp queries (kernels/gpu/timing.ts). Each peer output is checked against ours before it
  * is timed. The speedup is the faster peer's time over ours (target: at least 1.5).
  * @module
  */
 
-import { Gpu } from "../engine/gpu/device.ts";
-import { timeGpu } from "../engine/gpu/timing.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
+import { timeGpu } from "../kernels/gpu/timing.ts";
 import {
   type Comparison,
   comparisons,

@@ -3,7 +3,7 @@
  * @module
  */
 
-import type { DType } from "../engine/gpu/tensor.ts";
+import type { DType } from "../kernels/gpu/tensor.ts";
 
 /** One timed case (the `--json` record). */
 export interface BenchResult {

@@ -1,14 +1,15 @@
 /**
  * The memory plan of a generation: how much GPU memory a request needs on an adapter, in a
  * precision, before any of it runs. The plan is not a formula: the pipeline replays the request
- * on a virtual Gpu (engine/gpu/device.ts, `Gpu.virtual`) with the adapter's limits, where
+ * on a virtual Gpu (kernels/gpu/device.ts, `Gpu.virtual`) with the adapter's limits, where
  * tensors have sizes but no memory and dispatches only check their operands. Every allocation,
  * every binding-sized split and every decision (VAE tiles) is the real run's, so the plan's peak
  * is what the buffer pool's counter reads after a real run.
  * @module
  */
 
-import { type EngineLimitError, fmtBytes, type GpuInfo } from "./gpu/device.ts";
+import { fmtBytes, type GpuInfo } from "../kernels/gpu/device.ts";
+import type { EngineLimitError } from "../kernels/gpu/errors.ts";
 import type { Precision } from "./pipeline_types.ts";
 
 /**

@@ -5,8 +5,9 @@
  * @module
  */
 
-import { DeviceLostError, EngineLimitError, Gpu, GpuError } from "./gpu/device.ts";
-import type { DType, Tensor } from "./gpu/tensor.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
+import { DeviceLostError, EngineLimitError, GpuError } from "../kernels/gpu/errors.ts";
+import type { DType, Tensor } from "../kernels/gpu/tensor.ts";
 import { WeightStore } from "./models/weights.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
 import { type Fidelity, UNet3D } from "./models/unet.ts";
@@ -16,7 +17,7 @@ import { ClipTokenizer } from "./tokenizer.ts";
 import { TorchGenerator } from "./rng.ts";
 import { createScheduler, type Scheduler, type VectorOps } from "./schedulers/mod.ts";
 import { ANIMATEDIFF_SCHEDULER_CONFIG, type SchedulerConfig } from "./schedulers/config.ts";
-import { AbortError, InputError } from "./errors.ts";
+import { AbortError, InputError } from "../kernels/gpu/errors.ts";
 import { encodeAnimation } from "./output/mod.ts";
 import type { Frame } from "./output/frame.ts";
 import type {

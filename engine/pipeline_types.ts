@@ -5,7 +5,7 @@
  */
 
 import type { Frame } from "./output/frame.ts";
-import type { Gpu } from "./gpu/device.ts";
+import type { Gpu } from "../kernels/gpu/device.ts";
 
 /**
  * Scheduler names accepted by requests and the CLI.

@@ -6,7 +6,7 @@
  */
 
 import { parse } from "npm:yaml@^2.9.1";
-import { InputError } from "./errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /**
  * One job derived from a config: a prompt with its model, motion module and settings.

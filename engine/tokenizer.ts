@@ -11,7 +11,7 @@
  * @module
  */
 
-import { InputError } from "./errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /** Result of encoding one prompt. */
 export interface TokenizedPrompt {

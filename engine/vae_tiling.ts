@@ -10,8 +10,9 @@
  * @module
  */
 
-import { EngineLimitError, Gpu } from "./gpu/device.ts";
-import type { DType, Tensor } from "./gpu/tensor.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
+import { EngineLimitError } from "../kernels/gpu/errors.ts";
+import type { DType, Tensor } from "../kernels/gpu/tensor.ts";
 import type { VaeDecoder } from "./models/vae.ts";
 import { slice } from "../kernels/layout.ts";
 

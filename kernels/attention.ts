@@ -24,10 +24,10 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
-import { ceilDiv, defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
+import { ceilDiv, defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {

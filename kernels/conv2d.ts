@@ -17,10 +17,10 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { bindingRuns } from "../engine/gpu/chunks.ts";
-import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { bindingRuns } from "./gpu/chunks.ts";
+import { ceilDiv, defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 import { checkDTypes, epilogueBindingsWgsl, gemmGrid } from "./gemm_common.ts";
 import { launchDirectGemm } from "./gemm_direct.ts";
 import { convOutSize, im2col } from "./im2col.ts";

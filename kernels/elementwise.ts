@@ -6,10 +6,11 @@
  * @module
  */
 
-import { EngineLimitError, type Gpu } from "../engine/gpu/device.ts";
-import { alignedWindow, bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import { type DType, dtypeBytes, fmtShape, numel, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { EngineLimitError } from "./gpu/errors.ts";
+import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { type DType, dtypeBytes, fmtShape, numel, type Tensor } from "./gpu/tensor.ts";
 
 const WG = 256;
 const MAX_RANK = 6;

@@ -4,9 +4,9 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { ceilDiv, MAX_GROUPS_PER_DIM } from "../engine/gpu/kernel.ts";
-import type { DType, Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { ceilDiv, MAX_GROUPS_PER_DIM } from "./gpu/kernel.ts";
+import type { DType, Tensor } from "./gpu/tensor.ts";
 
 /** Epilogue activation: gelu = erf GELU; quick_gelu = x * sigmoid(1.702 x) (CLIP). */
 export type Activation = "none" | "silu" | "gelu" | "quick_gelu";

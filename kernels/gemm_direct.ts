@@ -19,9 +19,9 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { ceilDiv, defineKernel, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import type { DType, Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { ceilDiv, defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
+import type { DType, Tensor } from "./gpu/tensor.ts";
 import {
   type Activation,
   ACTIVATIONS,

@@ -9,15 +9,9 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import {
-  ceilDiv,
-  defineKernel,
-  MAX_GROUPS_PER_DIM,
-  Params,
-  wgslDType,
-} from "../engine/gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { ceilDiv, defineKernel, MAX_GROUPS_PER_DIM, Params, wgslDType } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 import { checkDTypes } from "./gemm_common.ts";
 
 /** Output size of a convolution along one axis. */

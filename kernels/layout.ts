@@ -7,16 +7,10 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { alignedWindow, bindingRuns, fitsOneBinding } from "../engine/gpu/chunks.ts";
-import {
-  defineKernel,
-  grid1d,
-  MAX_GROUPS_PER_DIM,
-  Params,
-  wgslDType,
-} from "../engine/gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
+import { defineKernel, grid1d, MAX_GROUPS_PER_DIM, Params, wgslDType } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 
 const WG = 256;
 const MAX_RANK = 6;

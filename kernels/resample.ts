@@ -5,10 +5,10 @@
  * @module
  */
 
-import type { Gpu } from "../engine/gpu/device.ts";
-import { bindingRuns } from "../engine/gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "../engine/gpu/kernel.ts";
-import { fmtShape, type Tensor } from "../engine/gpu/tensor.ts";
+import type { Gpu } from "./gpu/device.ts";
+import { bindingRuns } from "./gpu/chunks.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { fmtShape, type Tensor } from "./gpu/tensor.ts";
 
 const WG = 256;
 

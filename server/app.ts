@@ -9,7 +9,7 @@ import { Hono } from "npm:hono@^4.13.19";
 import type { MiddlewareHandler } from "npm:hono@^4.13.19";
 import { loadPipeline, planGeneration } from "../engine/pipeline.ts";
 import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
-import type { Gpu } from "../engine/gpu/device.ts";
+import type { Gpu } from "../kernels/gpu/device.ts";
 import { defaultMemoryBudget, type MemoryPlan } from "../engine/memory_plan.ts";
 import { JobQueue, type PipelineLoader } from "./queue.ts";
 import { errorResponse, type MemoryLimits, v1Routes } from "./routes.ts";

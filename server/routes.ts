@@ -10,7 +10,7 @@ import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipe
 import type { MemoryPlan } from "../engine/memory_plan.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
 import { inspectWeights } from "../weights/inspect.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import {
   generateRequestOf,
   type JobEvent,

@@ -13,7 +13,7 @@ import { assert, assertEquals } from "./assert.ts";
 import { decodeApng, decodeGif, decodePng } from "./decode.ts";
 import { hasAdapter, isCI } from "./gpu.ts";
 import { parseLoraFlag } from "../cli.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { writeFamilyCheckpoint } from "./weights/family_fixtures.ts";
 import { withBigList } from "./weights/torch_fixtures.ts";
 

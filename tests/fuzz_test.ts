@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assert, AssertionError } from "./assert.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { ClipTokenizer } from "../engine/tokenizer.ts";
 import { inspectWeights } from "../weights/inspect.ts";
 import { loadModel, loadMotionModule } from "../weights/load.ts";

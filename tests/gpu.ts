@@ -3,7 +3,7 @@
  * elsewhere GPU tests are marked ignored so the skip is visible in Deno's report.
  */
 
-import { Gpu } from "../engine/gpu/device.ts";
+import { Gpu } from "../kernels/gpu/device.ts";
 
 export const isCI = Deno.env.get("CI") === "true";
 

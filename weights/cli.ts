@@ -10,7 +10,7 @@
 
 import { formatSummary, inspectWeights } from "./inspect.ts";
 import { convertToSafetensors } from "./convert.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 const USAGE = `usage:
   deno task weights inspect FILE|DIR [--json] [--config DIR]

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { isFloatDType } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import { hasReadRaw, writeSafetensors } from "./safetensors.ts";

@@ -14,11 +14,11 @@ import {
   SD15_VAE_SCALING_FACTOR,
   type UNetConfig,
   type VaeConfig,
-} from "../engine/models/config.ts";
+} from "./model_config.ts";
 import type { TensorMap } from "./types.ts";
 import { parseLoraKey, stripWrapperPrefix } from "./names.ts";
 import { checkpointFamily, diffusersFamily, type ShapeSource } from "./family.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /**
  * What a weights file or folder holds.

@@ -1,11 +1,11 @@
 /**
  * Storage dtypes of weight files: item sizes, raw bytes -> float32 decoding (by value for
  * integers) and float32 -> F32/F16/BF16 encoding. Half-precision bit twiddling lives in
- * engine/gpu/half.ts and is shared with the GPU uploads.
+ * kernels/gpu/half.ts and is shared with the GPU uploads.
  * @module
  */
 
-import { bf16ToF32, f16ToF32, toHalfBits } from "../engine/gpu/half.ts";
+import { bf16ToF32, f16ToF32, toHalfBits } from "../kernels/gpu/half.ts";
 import type { StorageDType } from "./types.ts";
 
 /** Bytes per element of each storage dtype. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { createHash } from "node:crypto";
 
 /** A parsed `hf:owner/repo[/path/in/repo][@rev]` reference. */

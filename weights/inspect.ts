@@ -10,7 +10,7 @@ import { openTensorFile } from "./open.ts";
 import { BASE_MODEL_KINDS, type WeightsKind } from "./detect.ts";
 import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
 import { loadLora, loraRank } from "./lora.ts";
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /**
  * What {@link inspectWeights} reports.

@@ -6,8 +6,8 @@
  */
 
 import type { HostTensor, ModelWeights, MotionWeights, TensorFile, TensorMap } from "./types.ts";
-import { InputError } from "../engine/errors.ts";
-import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
 import { openTensorFile } from "./open.ts";
 import { type HubOptions, parseHubReference, resolveHubFile, resolveHubFolder } from "./hub.ts";
 import { mapCheckpointNames, mapMotionNames } from "./names.ts";

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
-import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./sd15.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
+import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./model_config.ts";
 import type {
   HostTensor,
   LowRankMerge,

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { addProduct } from "./lowrank.ts";
 import type { LycorisRole } from "./names.ts";
 import type { HostTensor } from "./types.ts";

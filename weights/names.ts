@@ -10,7 +10,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A part of a base model. */
 export type ModelPart = "unet" | "vae" | "textEncoder";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { openSafetensors } from "./safetensors.ts";
 import { openTorchFile } from "./torch_file.ts";
 import type { TensorFile, TensorMap } from "./types.ts";

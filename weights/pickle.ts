@@ -7,7 +7,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A tensor described by a pickle: `_rebuild_tensor_v2(storage, offset, size, stride, ...)`. */
 export class TensorRef {

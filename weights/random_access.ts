@@ -4,7 +4,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /** An open file that serves byte ranges; reads are serialised (one seek + read loop at a time). */
 export interface RandomAccessFile {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { decodeToFloat32, encodeFromFloat32, isStorageDType, ITEM_SIZE, numelOf } from "./dtype.ts";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
 import type { HostTensor, StorageDType, TensorFile } from "./types.ts";

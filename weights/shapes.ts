@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
 
 /** Canonical tensor name -> shape. */
 export type ShapeMap = Map<string, number[]>;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
 import { clipShapes, motionShapes, type ShapeMap, unetShapes, vaeShapes } from "./shapes.ts";
 import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
 import { numelOf } from "./dtype.ts";

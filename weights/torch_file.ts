@@ -9,7 +9,7 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 import { decodeToFloat32, ITEM_SIZE, numelOf } from "./dtype.ts";
 import {
   describePickleValue,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "../engine/models/config.ts";
+import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
 
 /** Element types found in safetensors / torch files (safetensors spelling). */
 export type StorageDType =

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { InputError } from "../engine/errors.ts";
-import { crc32 } from "../engine/output/png.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
+import { crc32 } from "./crc32.ts";
 import { Inflate } from "npm:fflate@^0.8.3";
 import { openRandomAccess, type RandomAccessFile } from "./random_access.ts";
 
@@ -57,7 +57,6 @@ export interface ZipArchive {
 }
 
 /** CRC-32 (zip polynomial); the one implementation lives with the PNG writer. */
-export { crc32 };
 
 function u64(view: DataView, at: number, what: string, path: string): number {
   const v = view.getBigUint64(at, true);

@@ -7,7 +7,7 @@
  */
 
 import type { KernelCase } from "../case.ts";
-import type { Gpu } from "../../engine/gpu/device.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
 import { attention } from "../../kernels/attention.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";

@@ -4,13 +4,13 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { WeightStore } from "./weights.ts";
 import { GroupNorm, LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { add, geglu } from "../../kernels/elementwise.ts";
-import { memoryRuns } from "../gpu/chunks.ts";
+import { memoryRuns } from "../../kernels/gpu/chunks.ts";
 import { permute } from "../../kernels/layout.ts";
 
 /** diffusers Attention: q from x, k/v from `context` (or x), multi-head, output projection. */

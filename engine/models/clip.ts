@@ -7,9 +7,9 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import type { ClipConfig } from "./config.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import type { ClipConfig } from "../../weights/model_config.ts";
 import type { Param, WeightStore } from "./weights.ts";
 import { LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { Param, WeightStore } from "./weights.ts";
 import { type Activation, linear } from "../../kernels/matmul.ts";
 import { conv2d } from "../../kernels/conv2d.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { WeightStore } from "./weights.ts";
 import { Attention, FeedForward } from "./attention.ts";
 import { GroupNorm, LayerNorm, Linear } from "./layers.ts";

@@ -5,11 +5,15 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import { DEFAULT_NORM_GROUPS, type MotionConfig, type UNetConfig } from "./config.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import {
+  DEFAULT_NORM_GROUPS,
+  type MotionConfig,
+  type UNetConfig,
+} from "../../weights/model_config.ts";
 import type { WeightStore } from "./weights.ts";
-import { InputError } from "../errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
 import { MotionModule, type MotionNormMode } from "./motion.ts";

@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import type { VaeConfig } from "./config.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import type { VaeConfig } from "../../weights/model_config.ts";
 import type { WeightStore } from "./weights.ts";
 import { Conv2d, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";

@@ -7,8 +7,8 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import { type DType, fmtShape, numel, type Tensor } from "../gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import { type DType, fmtShape, numel, type Tensor } from "../../kernels/gpu/tensor.ts";
 import type { LowRankMerge, TensorMap } from "../../weights/types.ts";
 import { matmul } from "../../kernels/matmul.ts";
 

@@ -11,7 +11,7 @@ import { encodeGif } from "./gif.ts";
 
 export { type Frame, MAX_FRAME_SIDE, MAX_LOOP } from "./frame.ts";
 export { encodeGif, gifDelaysCs, type GifOptions } from "./gif.ts";
-export { crc32, encodePng } from "./png.ts";
+export { encodePng } from "./png.ts";
 export { apngDelay, type ApngOptions, encodeApng } from "./apng.ts";
 export { encodeFramesZip, frameNames, type FramesZipOptions } from "./frames_zip.ts";
 

@@ -10,6 +10,7 @@
 
 import { zlibSync } from "npm:fflate@^0.8.3";
 import { checkFrame, type Frame } from "./frame.ts";
+import { crc32 } from "../../weights/crc32.ts";
 
 /** The 8-byte signature every PNG (and APNG) file starts with. */
 export const PNG_SIGNATURE: Uint8Array = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
@@ -18,31 +19,6 @@ export const PNG_SIGNATURE: Uint8Array = new Uint8Array([137, 80, 78, 71, 13, 10
 const BPP = 4;
 /** zlib level used for image data: fflate's default, a good size/speed balance. */
 const ZLIB_LEVEL = 6;
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/**
- * CRC-32 (ISO 3309 / ITU-T V.42, polynomial 0xEDB88320 reflected), as PNG chunks use it.
- * Pass a previous result as `crc` to continue over several buffers.
- *
- * @example
- * ```ts
- * crc32(new TextEncoder().encode("123456789")); // 0xcbf43926
- * ```
- */
-export function crc32(bytes: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
 
 /**
  * Frames one PNG chunk: 4-byte big-endian length, 4-letter type, data, CRC-32 of type + data.

@@ -15,7 +15,8 @@ import {
   setCfgSplitOverride,
 } from "../../engine/pipeline.ts";
 import type { GenerateRequest, PipelineOptions } from "../../engine/pipeline_types.ts";
-import { EngineLimitError, type Gpu, type RuntimeLimits } from "../../engine/gpu/device.ts";
+import type { Gpu, RuntimeLimits } from "../../kernels/gpu/device.ts";
+import { EngineLimitError } from "../../kernels/gpu/errors.ts";
 import { decodeTiled } from "../../engine/vae_tiling.ts";
 import type { VaeDecoder } from "../../engine/models/vae.ts";
 import { resizeNearest } from "../../kernels/resample.ts";

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import { loadPipeline } from "../../engine/pipeline.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 import { FIXTURE } from "./models/parts.ts";
 
 const settings = { frames: 4, width: 32, height: 40, steps: 2, seed: 7 };

@@ -8,11 +8,11 @@
 import { assert, assertEquals } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import { AnimationPipeline, SCHEDULERS } from "../../engine/pipeline.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 import { ClipTokenizer } from "../../engine/tokenizer.ts";
 import { randomModel } from "../../weights/sd15.ts";
 import { tinyTokenizer } from "../../weights/tiny.ts";
-import type { MotionConfig } from "../../engine/models/config.ts";
+import type { MotionConfig } from "../../weights/model_config.ts";
 
 const unet = {
   inChannels: 4,

@@ -1,7 +1,7 @@
 /** Unit tests of the AnimateDiff prompt-config parser (engine/prompt_config.ts); no GPU. */
 
 import { parsePromptConfig, promptSlug } from "../../engine/prompt_config.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 
 /** A seed as "bigint:N" / "number:N" / "random" (assertEquals cannot serialise bigint). */

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { goldensJson, loadGoldens } from "../goldens.ts";
 import { ClipTokenizer } from "../../engine/tokenizer.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 
 const TINY_DIR = new URL("../fixtures/tiny/model/tokenizer/", import.meta.url);
 // Third-party CLIP vocabulary, read from ../shared beside the repo (never committed).

@@ -6,7 +6,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { attention } from "../../kernels/attention.ts";
 import { randomArray } from "../assert.ts";
 

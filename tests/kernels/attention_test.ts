@@ -6,9 +6,9 @@ import {
   denseLayout,
 } from "../../kernels/attention.ts";
 import { attentionCpu } from "../../kernels/attention_cpu.ts";
-import { roundToF16 } from "../../engine/gpu/half.ts";
-import type { Gpu } from "../../engine/gpu/device.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { assert, assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
 import { type AttentionCase, caseInputs, cases } from "./attention_cases.ts";

@@ -5,9 +5,9 @@
  * results to the one-launch path, and must have launched more than once.
  */
 
-import type { Gpu } from "../../engine/gpu/device.ts";
-import { EngineLimitError } from "../../engine/gpu/device.ts";
-import type { DType, Tensor } from "../../engine/gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import { EngineLimitError } from "../../kernels/gpu/errors.ts";
+import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { linear, matmul, setGemmTileOverride } from "../../kernels/matmul.ts";
 import { setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { conv2d } from "../../kernels/conv2d.ts";

@@ -5,7 +5,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { conv2d, convOutSize } from "../../kernels/conv2d.ts";
 import { randomArray } from "../assert.ts";
 

@@ -1,6 +1,6 @@
-import type { Gpu } from "../../engine/gpu/device.ts";
-import { roundToF16 } from "../../engine/gpu/half.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { conv2d, setIm2colChunkOverride } from "../../kernels/conv2d.ts";
 import { setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { conv2dCpu } from "../../kernels/conv2d_cpu.ts";

@@ -11,8 +11,8 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { Gpu } from "../../engine/gpu/device.ts";
-import type { DType, Tensor } from "../../engine/gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import {
   add,
   cfgCombine,

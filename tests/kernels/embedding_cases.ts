@@ -8,7 +8,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { addPositionEncoding, timestepEmbedding, tokenEmbedding } from "../../kernels/embedding.ts";
 import { randomArray } from "../assert.ts";
 

@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../engine/gpu/half.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { addPositionEncoding, timestepEmbedding, tokenEmbedding } from "../../kernels/embedding.ts";
 import {
   addPositionEncodingCpu,

@@ -4,7 +4,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { convOutSize, im2col, type Im2colOptions } from "../../kernels/im2col.ts";
 import { randomArray } from "../assert.ts";
 

@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../engine/gpu/half.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { im2col } from "../../kernels/im2col.ts";
 import { im2colCpu } from "../../kernels/im2col_cpu.ts";
 import { assert, assertClose, assertRejects, randomArray } from "../assert.ts";

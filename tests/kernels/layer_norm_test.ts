@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../engine/gpu/half.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { layerNorm } from "../../kernels/layer_norm.ts";
 import { layerNormCpu } from "../../kernels/layer_norm_cpu.ts";
 import { assertClose, assertRejects, randomArray } from "../assert.ts";

@@ -9,7 +9,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { concat, permute, repeatInterleave, slice } from "../../kernels/layout.ts";
 import { randomArray } from "../assert.ts";
 

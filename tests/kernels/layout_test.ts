@@ -1,5 +1,5 @@
-import type { Gpu } from "../../engine/gpu/device.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { concat, permute, planPermute, repeatInterleave, slice } from "../../kernels/layout.ts";
 import { concatCpu, permuteCpu, repeatInterleaveCpu, sliceCpu } from "../../kernels/layout_cpu.ts";
 import { assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";

@@ -4,12 +4,12 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { type Activation, matmul } from "../../kernels/matmul.ts";
 import { assert, assertClose, randomArray } from "../assert.ts";
 import { matmulCpu } from "../../kernels/matmul_cpu.ts";
-import { roundToF16 } from "../../engine/gpu/half.ts";
-import type { Gpu } from "../../engine/gpu/device.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
 
 /** One matmul configuration of the table. */
 export interface MatmulSpec {

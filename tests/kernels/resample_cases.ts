@@ -4,7 +4,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { pad2d, resizeNearest, upsampleNearest2x } from "../../kernels/resample.ts";
 import { randomArray } from "../assert.ts";
 

@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../engine/gpu/half.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { pad2d, resizeNearest, upsampleNearest2x } from "../../kernels/resample.ts";
 import { pad2dCpu, resizeNearestCpu, upsampleNearest2xCpu } from "../../kernels/resample_cpu.ts";
 import { assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";

@@ -4,7 +4,7 @@
  */
 
 import type { KernelCase } from "../../bench/case.ts";
-import type { DType } from "../../engine/gpu/tensor.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { softmax } from "../../kernels/softmax.ts";
 import { randomArray } from "../assert.ts";
 

@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../engine/gpu/half.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { softmax } from "../../kernels/softmax.ts";
 import { softmaxCpu } from "../../kernels/softmax_cpu.ts";
 import { assertClose, randomArray } from "../assert.ts";

@@ -12,7 +12,7 @@ import { hasAdapter, isCI } from "../gpu.ts";
 import { decodePng, unzipFrames } from "../decode.ts";
 import { golden, goldensJson } from "../goldens.ts";
 import { makeModelsDir } from "./fake_pipeline.ts";
-import { Gpu } from "../../engine/gpu/device.ts";
+import { Gpu } from "../../kernels/gpu/device.ts";
 
 // One GPU context for both servers: shaders compile once (the app never destroys it).
 let shared: Promise<Gpu> | null = null;

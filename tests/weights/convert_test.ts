@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { convertToSafetensors } from "../../weights/convert.ts";
 import { hasReadRaw, openSafetensors } from "../../weights/safetensors.ts";
-import { toHalfBits } from "../../engine/gpu/half.ts";
+import { toHalfBits } from "../../kernels/gpu/half.ts";
 
 const FIXTURE = new URL("../fixtures/tiny/single_file/", import.meta.url);
 

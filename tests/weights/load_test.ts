@@ -17,7 +17,7 @@ import {
   writeTinySingleFile,
 } from "../../weights/tiny.ts";
 import { originalMotionNames } from "../../weights/names.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 import { FAMILIES, writeFamilyCheckpoint, writeFamilyDiffusersFolder } from "./family_fixtures.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;

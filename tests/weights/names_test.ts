@@ -15,7 +15,7 @@ import {
 } from "../../weights/names.ts";
 import { TINY_UNET_CONFIG, tinyModelTensors } from "../../weights/tiny.ts";
 import { unetShapes } from "../../weights/shapes.ts";
-import type { UNetConfig } from "../../engine/models/config.ts";
+import type { UNetConfig } from "../../weights/model_config.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 

@@ -10,7 +10,7 @@ import { PickleWriter } from "../../weights/pickle_writer.ts";
 import { openTorchFile } from "../../weights/torch_file.ts";
 import { pickleTensorDict, writeCustomTorchZip } from "./torch_fixtures.ts";
 import { OP } from "../../weights/pickle_writer.ts";
-import { InputError } from "../../engine/errors.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
 
 const P = { path: "evil.ckpt" };
 

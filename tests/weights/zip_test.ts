@@ -1,6 +1,7 @@
 import { zipSync } from "fflate";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { crc32, openZip, ZipWriter } from "../../weights/zip.ts";
+import { openZip, ZipWriter } from "../../weights/zip.ts";
+import { crc32 } from "../../weights/crc32.ts";
 
 async function withTemp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "zoetrope-zip-" });

@@ -1,9 +1,9 @@
-import { EngineLimitError } from "../../../engine/gpu/device.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "../../../engine/gpu/kernel.ts";
-import { bucketSize } from "../../../engine/gpu/buffer_pool.ts";
-import { Tensor } from "../../../engine/gpu/tensor.ts";
-import { fromHalfBits, roundToF16, toHalfBits } from "../../../engine/gpu/half.ts";
-import { timeGpu } from "../../../engine/gpu/timing.ts";
+import { EngineLimitError } from "../../../kernels/gpu/errors.ts";
+import { defineKernel, grid1d, Params, wgslDType } from "../../../kernels/gpu/kernel.ts";
+import { bucketSize } from "../../../kernels/gpu/buffer_pool.ts";
+import { Tensor } from "../../../kernels/gpu/tensor.ts";
+import { fromHalfBits, roundToF16, toHalfBits } from "../../../kernels/gpu/half.ts";
+import { timeGpu } from "../../../kernels/gpu/timing.ts";
 import { assert, assertClose, assertEquals, assertRejects, randomArray } from "../../assert.ts";
 import { gpuTest } from "../../gpu.ts";
 
@@ -128,7 +128,8 @@ gpuTest("runtime: timestamp timing returns positive times", async (gpu) => {
 });
 
 gpuTest("runtime: a lost device gives a clear DeviceLostError on the next dispatch", async () => {
-  const { Gpu, DeviceLostError } = await import("../../../engine/gpu/device.ts");
+  const { Gpu } = await import("../../../kernels/gpu/device.ts");
+  const { DeviceLostError } = await import("../../../kernels/gpu/errors.ts");
   const gpu = await Gpu.create();
   const x = gpu.upload([1, 2, 3, 4], [4], "f32");
   const y = gpu.empty([4], "f32");

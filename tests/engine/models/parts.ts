@@ -1,7 +1,7 @@
 /** Test helper: builds model parts from the tiny reference fixture on a test GPU. */
 
-import type { Gpu } from "../../../engine/gpu/device.ts";
-import type { DType } from "../../../engine/gpu/tensor.ts";
+import type { Gpu } from "../../../kernels/gpu/device.ts";
+import type { DType } from "../../../kernels/gpu/tensor.ts";
 import { WeightStore } from "../../../engine/models/weights.ts";
 import { ClipTextEncoder } from "../../../engine/models/clip.ts";
 import { UNet3D } from "../../../engine/models/unet.ts";

@@ -1,4 +1,4 @@
-import { roundToF16 } from "../../../engine/gpu/half.ts";
+import { roundToF16 } from "../../../kernels/gpu/half.ts";
 import { WeightStore } from "../../../engine/models/weights.ts";
 import { mergeOnCpu } from "../../../weights/lora.ts";
 import type { HostTensor, LowRankMerge, TensorMap } from "../../../weights/types.ts";

@@ -1,5 +1,6 @@
 import { apngDelay, encodeApng } from "../../../engine/output/apng.ts";
-import { crc32, encodePng } from "../../../engine/output/png.ts";
+import { encodePng } from "../../../engine/output/png.ts";
+import { crc32 } from "../../../weights/crc32.ts";
 import { decodeApng, decodePng } from "../../decode.ts";
 import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import { movingGradient, sameBytes } from "./synthetic.ts";

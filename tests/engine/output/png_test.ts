@@ -1,4 +1,5 @@
-import { crc32, encodePng, filterRows } from "../../../engine/output/png.ts";
+import { encodePng, filterRows } from "../../../engine/output/png.ts";
+import { crc32 } from "../../../weights/crc32.ts";
 import { decodePng } from "../../decode.ts";
 import { assert, assertEquals, assertRejects, randomArray } from "../../assert.ts";
 import { movingGradient, sameBytes } from "./synthetic.ts";

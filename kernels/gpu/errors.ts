@@ -1,7 +1,8 @@
 /**
- * Errors that mean "the user asked for something wrong" (bad flag, bad file, bad size), as
- * opposed to failures of the program or the GPU. The CLI exits with code 2 on these and the
- * HTTP service answers 400.
+ * The errors every layer throws. `InputError` means "the user asked for something wrong" (bad
+ * flag, bad file, bad size): the CLI exits with code 2 and the HTTP service answers 400.
+ * `EngineLimitError` means a valid request is more than the adapter or the memory budget allows;
+ * `NoAdapterError`, `DeviceLostError` and `GpuError` are failures of the GPU (CLI exit code 1).
  * @module
  */
 
@@ -69,4 +70,56 @@ export class AbortError extends Error {
   constructor(message = "generation cancelled") {
     super(message);
   }
+}
+
+/**
+ * No WebGPU adapter could be found.
+ *
+ * @example
+ * ```ts
+ * import { Gpu, NoAdapterError } from "@zoetrope/animatediff";
+ *
+ * try {
+ *   const gpu = await Gpu.create();
+ *   gpu.destroy();
+ * } catch (e) {
+ *   if (e instanceof NoAdapterError) console.error(e.message); // says what driver to install
+ * }
+ * ```
+ */
+export class NoAdapterError extends Error {
+  /** Always "NoAdapterError". */
+  override name = "NoAdapterError";
+}
+
+/** The device was lost (driver reset, out of memory, destroyed). */
+export class DeviceLostError extends Error {
+  override name = "DeviceLostError";
+}
+
+/** A GPU validation or out-of-memory error raised by recorded work. */
+export class GpuError extends Error {
+  override name = "GpuError";
+}
+
+/**
+ * The request is valid but more than this adapter (or the memory budget) can hold, even with the
+ * work split into binding-sized chunks; the message says what would fit. The CLI exits with 1.
+ *
+ * @example
+ * ```ts
+ * import { EngineLimitError, loadPipeline } from "@zoetrope/animatediff";
+ *
+ * const pipe = await loadPipeline();
+ * try {
+ *   await pipe.generate({ prompt: "x", frames: 8, width: 2048, height: 2048 });
+ * } catch (e) {
+ *   if (e instanceof EngineLimitError) console.error(e.message); // what would fit instead
+ * }
+ * pipe.dispose();
+ * ```
+ */
+export class EngineLimitError extends Error {
+  /** Always "EngineLimitError". */
+  override name = "EngineLimitError";
 }

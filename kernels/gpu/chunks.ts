@@ -8,7 +8,8 @@
  * @module
  */
 
-import { EngineLimitError, fmtBytes, type Gpu } from "./device.ts";
+import { fmtBytes, type Gpu } from "./device.ts";
+import { EngineLimitError } from "./errors.ts";
 import { fmtShape, type Tensor } from "./tensor.ts";
 
 function gcd(a: number, b: number): number {

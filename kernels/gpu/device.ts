@@ -5,6 +5,7 @@
  * @module
  */
 
+import { DeviceLostError, EngineLimitError, GpuError, NoAdapterError } from "./errors.ts";
 import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import type { KernelDef, Params } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
@@ -12,58 +13,6 @@ import { Recorder, type StorageBinding } from "./recorder.ts";
 import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
-
-/**
- * No WebGPU adapter could be found.
- *
- * @example
- * ```ts
- * import { Gpu, NoAdapterError } from "@zoetrope/animatediff";
- *
- * try {
- *   const gpu = await Gpu.create();
- *   gpu.destroy();
- * } catch (e) {
- *   if (e instanceof NoAdapterError) console.error(e.message); // says what driver to install
- * }
- * ```
- */
-export class NoAdapterError extends Error {
-  /** Always "NoAdapterError". */
-  override name = "NoAdapterError";
-}
-
-/** The device was lost (driver reset, out of memory, destroyed). */
-export class DeviceLostError extends Error {
-  override name = "DeviceLostError";
-}
-
-/** A GPU validation or out-of-memory error raised by recorded work. */
-export class GpuError extends Error {
-  override name = "GpuError";
-}
-
-/**
- * The request is valid but more than this adapter (or the memory budget) can hold, even with the
- * work split into binding-sized chunks; the message says what would fit. The CLI exits with 1.
- *
- * @example
- * ```ts
- * import { EngineLimitError, loadPipeline } from "@zoetrope/animatediff";
- *
- * const pipe = await loadPipeline();
- * try {
- *   await pipe.generate({ prompt: "x", frames: 8, width: 2048, height: 2048 });
- * } catch (e) {
- *   if (e instanceof EngineLimitError) console.error(e.message); // what would fit instead
- * }
- * pipe.dispose();
- * ```
- */
-export class EngineLimitError extends Error {
-  /** Always "EngineLimitError". */
-  override name = "EngineLimitError";
-}
 
 /**
  * What the adapter is and what it allows.

@@ -76,3 +76,60 @@ export interface ClipConfig {
   hiddenAct: "quick_gelu" | "gelu";
   eosTokenId: number; // 49407
 }
+
+/** SD1.5 UNet. */
+export const SD15_UNET_CONFIG: UNetConfig = {
+  inChannels: 4,
+  outChannels: 4,
+  blockOutChannels: [320, 640, 1280, 1280],
+  layersPerBlock: 2,
+  downBlockAttention: [true, true, true, false],
+  upBlockAttention: [false, true, true, true],
+  midBlockAttention: true,
+  crossAttentionDim: 768,
+  attentionHeads: [8, 8, 8, 8],
+  transformerLayersPerBlock: 1,
+  normGroups: 32,
+  normEps: 1e-5,
+  useLinearProjection: false,
+  flipSinToCos: true,
+  freqShift: 0,
+  timeEmbeddingDim: 1280,
+};
+
+/** SD1.5 VAE. */
+export const SD15_VAE_CONFIG: VaeConfig = {
+  inChannels: 3,
+  latentChannels: 4,
+  blockOutChannels: [128, 256, 512, 512],
+  layersPerBlock: 2,
+  normGroups: 32,
+  normEps: 1e-6,
+  scalingFactor: SD15_VAE_SCALING_FACTOR,
+  hasQuantConv: true,
+};
+
+/** CLIP ViT-L/14 text encoder. */
+export const SD15_CLIP_CONFIG: ClipConfig = {
+  vocabSize: 49408,
+  hiddenSize: 768,
+  intermediateSize: 3072,
+  layers: 12,
+  heads: 12,
+  maxPositions: 77,
+  layerNormEps: 1e-5,
+  hiddenAct: "quick_gelu",
+  eosTokenId: 49407,
+};
+
+/** AnimateDiff v2 motion modules (mm_sd_v15_v2). */
+export const ANIMATEDIFF_V2_CONFIG: MotionConfig = {
+  version: "v2",
+  blockOutChannels: [320, 640, 1280, 1280],
+  layersPerBlock: 2,
+  hasMidBlock: true,
+  heads: 8,
+  normGroups: 32,
+  maxSeqLength: 32,
+  transformerLayers: 1,
+};
