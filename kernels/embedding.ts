@@ -223,13 +223,7 @@ export function tokenEmbedding(
 
 /** Uploads 32-bit integers bit-for-bit (the tensor's dtype says f32; shaders read u32). */
 function uploadU32(gpu: Gpu, values: Int32Array): Tensor {
-  const t = gpu.empty([values.length], "f32", "token_embedding.ids");
-  // Submit first: recorded work (a poison fill, earlier users of a recycled buffer) must run
-  // before the queue write lands.
-  gpu.submit();
-  const u = Uint32Array.from(values);
-  gpu.device.queue.writeBuffer(t.buffer, 0, u.buffer, 0, u.byteLength);
-  return t;
+  return gpu.uploadWords(Uint32Array.from(values), "token_embedding.ids");
 }
 
 // ---------------------------------------------------------------- position encoding

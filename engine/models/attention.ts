@@ -1,15 +1,17 @@
 /**
  * Transformer pieces in diffusers naming: Attention (to_q/to_k/to_v/to_out.0), GEGLU
- * FeedForward, BasicTransformerBlock and the spatial Transformer2DModel of the UNet.
+ * FeedForward, the transformer block (spatial: self + cross attention; temporal: two
+ * self-attentions over frames with a position encoding) and the spatial Transformer2DModel.
  * @module
  */
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
-import type { WeightStore } from "./weights.ts";
+import type { Param, WeightStore } from "./weights.ts";
 import { GroupNorm, LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { add, geglu } from "../../kernels/elementwise.ts";
+import { addPositionEncoding } from "../../kernels/embedding.ts";
 import { memoryRuns } from "../../kernels/gpu/chunks.ts";
 import { permute } from "../../kernels/layout.ts";
 
@@ -19,6 +21,7 @@ export class Attention {
   readonly toK: Linear;
   readonly toV: Linear;
   readonly toOut: Linear;
+  readonly heads: number;
   constructor(
     w: WeightStore,
     prefix: string,
@@ -35,7 +38,6 @@ export class Attention {
     this.toOut = new Linear(w, `${prefix}.to_out.0`, o.dim, o.dim);
     this.heads = o.heads;
   }
-  readonly heads: number;
 
   /**
    * x [B, L, C]; context [B / kvBroadcast, Lk, Cc] (default: x). Returns to_out(attn) + residual
@@ -47,19 +49,17 @@ export class Attention {
     options: { context?: Tensor; kvBroadcast?: number; residual?: Tensor } = {},
   ): Tensor {
     const ctx = options.context ?? x;
-    const q = this.toQ.forward(gpu, x);
-    const k = this.toK.forward(gpu, ctx);
-    const v = this.toV.forward(gpu, ctx);
-    const a = attention(gpu, q, k, v, {
-      heads: this.heads,
-      kvBroadcast: options.kvBroadcast ?? 1,
-    });
-    q.release();
-    k.release();
-    v.release();
-    const out = this.toOut.forward(gpu, a, { residual: options.residual });
-    a.release();
-    return out;
+    const a = attention(
+      gpu,
+      this.toQ.forward(gpu, x),
+      this.toK.forward(gpu, ctx),
+      this.toV.forward(gpu, ctx),
+      {
+        heads: this.heads,
+        kvBroadcast: options.kvBroadcast ?? 1,
+      },
+    );
+    return this.toOut.forward(gpu, a, { residual: options.residual });
   }
 }
 
@@ -94,41 +94,37 @@ export class FeedForward {
       [this.dim * bytes, 2 * this.inner * bytes],
       Math.max(x.byteLength, FF_CHUNK_MIN_BYTES),
     );
-    if (runs.length === 1) {
-      const h = this.proj.forward(gpu, x);
-      const g = geglu(gpu, h);
-      h.release();
-      const out = this.out.forward(gpu, g, { residual });
-      g.release();
-      return out;
-    }
+    const ff = (xs: Tensor, res?: Tensor, out?: Tensor) =>
+      this.out.forward(gpu, geglu(gpu, this.proj.forward(gpu, xs)), { residual: res, out });
+    if (runs.length === 1) return ff(x, residual);
     const out = gpu.empty(x.shape, x.dtype, "feed_forward");
     for (const [s, n] of runs) {
-      const h = this.proj.forward(gpu, x.window(rows, s, n));
-      const g = geglu(gpu, h);
-      h.release();
-      this.out.forward(gpu, g, {
-        residual: residual?.window(rows, s, n),
-        out: out.window(rows, s, n),
-      });
-      g.release();
+      ff(x.window(rows, s, n), residual?.window(rows, s, n), out.window(rows, s, n));
     }
     return out;
   }
 }
 
-/** Spatial BasicTransformerBlock: self-attention, cross-attention on text, GEGLU FF. */
-export class BasicTransformerBlock {
+/**
+ * The transformer block: norm1 -> self-attention -> norm2 -> attention -> norm3 -> GEGLU
+ * feed-forward, each with its residual. Spatial (SD's BasicTransformerBlock): attn2 attends to
+ * the text `context`. Temporal (AnimateDiff's motion module): attn2 is a second self-attention
+ * over frames, and a sinusoidal position encoding (`pos_embed.pe`) is added to the normed input
+ * of both attentions.
+ */
+export class TransformerBlock {
   readonly norm1: LayerNorm;
   readonly attn1: Attention;
   readonly norm2: LayerNorm;
   readonly attn2: Attention;
   readonly norm3: LayerNorm;
   readonly ff: FeedForward;
+  /** Temporal blocks: the position encoding [1, maxLen, dim]. */
+  readonly pe: Param | null;
   constructor(
     w: WeightStore,
     prefix: string,
-    o: { dim: number; heads: number; contextDim: number },
+    o: { dim: number; heads: number; contextDim?: number; positions?: number },
   ) {
     this.norm1 = new LayerNorm(w, `${prefix}.norm1`, o.dim);
     this.attn1 = new Attention(w, `${prefix}.attn1`, { dim: o.dim, heads: o.heads });
@@ -140,22 +136,18 @@ export class BasicTransformerBlock {
     });
     this.norm3 = new LayerNorm(w, `${prefix}.norm3`, o.dim);
     this.ff = new FeedForward(w, `${prefix}.ff`, o.dim);
+    this.pe = o.positions ? w.param(`${prefix}.pos_embed.pe`, [1, o.positions, o.dim]) : null;
   }
 
-  /** x [b*f, HW, C]; context [b, 77, D] shared by the `frames` frames of each video. */
-  forward(gpu: Gpu, x: Tensor, context: Tensor, frames: number): Tensor {
-    const n1 = this.norm1.forward(gpu, x);
-    const h1 = this.attn1.forward(gpu, n1, { residual: x });
-    n1.release();
-    const n2 = this.norm2.forward(gpu, h1);
-    const h2 = this.attn2.forward(gpu, n2, { context, kvBroadcast: frames, residual: h1 });
-    n2.release();
-    h1.release();
-    const n3 = this.norm3.forward(gpu, h2);
-    const out = this.ff.forward(gpu, n3, h2);
-    n3.release();
-    h2.release();
-    return out;
+  /**
+   * x [B, L, C] -> same. Spatial: x [b*f, HW, C] and `context` [b, 77, D] shared by the
+   * `kvBroadcast` frames of each video. Temporal: x [b*h*w, f, C], no context.
+   */
+  forward(gpu: Gpu, x: Tensor, o: { context?: Tensor; kvBroadcast?: number } = {}): Tensor {
+    const pe = (h: Tensor) => this.pe ? addPositionEncoding(gpu, h, this.pe.t) : h;
+    const h1 = this.attn1.forward(gpu, pe(this.norm1.forward(gpu, x)), { residual: x });
+    const h2 = this.attn2.forward(gpu, pe(this.norm2.forward(gpu, h1)), { ...o, residual: h1 });
+    return this.ff.forward(gpu, this.norm3.forward(gpu, h2), h2);
   }
 }
 
@@ -166,7 +158,7 @@ export class BasicTransformerBlock {
 export class Transformer2D {
   readonly norm: GroupNorm;
   readonly projIn: Linear;
-  readonly blocks: BasicTransformerBlock[];
+  readonly blocks: TransformerBlock[] = [];
   readonly projOut: Linear;
   constructor(
     w: WeightStore,
@@ -175,10 +167,9 @@ export class Transformer2D {
   ) {
     this.norm = new GroupNorm(w, `${prefix}.norm`, o.channels, o.groups, 1e-6);
     this.projIn = new Linear(w, `${prefix}.proj_in`, o.channels, o.channels);
-    this.blocks = [];
     for (let i = 0; i < o.layers; i++) {
       this.blocks.push(
-        new BasicTransformerBlock(w, `${prefix}.transformer_blocks.${i}`, {
+        new TransformerBlock(w, `${prefix}.transformer_blocks.${i}`, {
           dim: o.channels,
           heads: o.heads,
           contextDim: o.contextDim,
@@ -188,27 +179,15 @@ export class Transformer2D {
     this.projOut = new Linear(w, `${prefix}.proj_out`, o.channels, o.channels);
   }
 
-  /** x [b*f, C, H, W] -> same shape. */
+  /** x [b*f, C, H, W] -> same shape; `context` [b, 77, D] is shared by a video's frames. */
   forward(gpu: Gpu, x: Tensor, context: Tensor, frames: number): Tensor {
     const [n, c, h, w] = x.shape;
-    const normed = this.norm.forward(gpu, x);
     // [n, C, H*W] -> [n, H*W, C]
-    const tokens = permute(gpu, normed.reshape([n, c, h * w]), [0, 2, 1]);
-    normed.release();
+    const tokens = permute(gpu, this.norm.forward(gpu, x).reshape([n, c, h * w]), [0, 2, 1]);
     let hs = this.projIn.forward(gpu, tokens);
-    tokens.release();
-    for (const block of this.blocks) {
-      const next = block.forward(gpu, hs, context, frames);
-      hs.release();
-      hs = next;
-    }
-    const projected = this.projOut.forward(gpu, hs);
-    hs.release();
+    for (const block of this.blocks) hs = block.forward(gpu, hs, { context, kvBroadcast: frames });
     // [n, H*W, C] -> [n, C, H*W], then + residual
-    const back = permute(gpu, projected, [0, 2, 1]);
-    projected.release();
-    const out = add(gpu, back.reshape([n, c, h, w]), x);
-    back.release();
-    return out;
+    const back = permute(gpu, this.projOut.forward(gpu, hs), [0, 2, 1]);
+    return add(gpu, back.reshape([n, c, h, w]), x);
   }
 }

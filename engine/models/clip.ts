@@ -39,25 +39,17 @@ class ClipLayer {
   /** x [B, L, D] -> [B, L, D]. */
   forward(gpu: Gpu, x: Tensor): Tensor {
     const n1 = this.ln1.forward(gpu, x);
-    const q = this.q.forward(gpu, n1);
-    const k = this.k.forward(gpu, n1);
-    const v = this.v.forward(gpu, n1);
-    n1.release();
-    const a = attention(gpu, q, k, v, { heads: this.c.heads, causal: true });
-    q.release();
-    k.release();
-    v.release();
+    const a = attention(
+      gpu,
+      this.q.forward(gpu, n1),
+      this.k.forward(gpu, n1),
+      this.v.forward(gpu, n1),
+      { heads: this.c.heads, causal: true },
+    );
     const h = this.out.forward(gpu, a, { residual: x });
-    a.release();
-    const n2 = this.ln2.forward(gpu, h);
-    const f = this.fc1.forward(gpu, n2, {
-      activation: this.c.hiddenAct === "quick_gelu" ? "quick_gelu" : "gelu",
-    });
-    n2.release();
-    const out = this.fc2.forward(gpu, f, { residual: h });
-    f.release();
-    h.release();
-    return out;
+    const activation = this.c.hiddenAct === "quick_gelu" ? "quick_gelu" : "gelu";
+    const f = this.fc1.forward(gpu, this.ln2.forward(gpu, h), { activation });
+    return this.fc2.forward(gpu, f, { residual: h });
   }
 }
 
@@ -92,15 +84,10 @@ export class ClipTextEncoder {
     if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > L + 1) {
       throw new Error(`clipSkip must be an integer from 1 to ${L + 1}, got ${clipSkip}`);
     }
-    let h = tokenEmbedding(gpu, ids, batch, this.tokenTable.t, this.positionTable.t);
-    const run = L - (clipSkip - 1);
-    for (let i = 0; i < run; i++) {
-      const next = this.layers[i].forward(gpu, h);
-      h.release();
-      h = next;
-    }
-    const out = this.finalNorm.forward(gpu, h);
-    h.release();
-    return out;
+    return gpu.scope(() => {
+      let h = tokenEmbedding(gpu, ids, batch, this.tokenTable.t, this.positionTable.t);
+      for (const layer of this.layers.slice(0, L - (clipSkip - 1))) h = layer.forward(gpu, h);
+      return this.finalNorm.forward(gpu, h);
+    });
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Basic layers: Linear, Conv2d, GroupNorm, LayerNorm, ResnetBlock2D, down/upsampling. Each
  * registers its parameters under the canonical (diffusers) sub-keys and composes launchers.
- * Every forward returns a new tensor and never releases its input (callers own lifetimes).
+ * Forwards run inside the model's scope (`Gpu.scope`), which frees intermediates after their
+ * last use: they only compose ops.
  * @module
  */
 
@@ -135,26 +136,17 @@ export class ResnetBlock2D {
    */
   forward(gpu: Gpu, x: Tensor, tembAct: Tensor | null, frames = 1, spanFrames = false): Tensor {
     const normFrames = spanFrames ? frames : 1;
-    const h1 = this.norm1.forward(gpu, x, { silu: true, frames: normFrames });
-    let h = this.conv1.forward(gpu, h1);
-    h1.release();
+    let h = this.conv1.forward(gpu, this.norm1.forward(gpu, x, { silu: true, frames: normFrames }));
     if (this.timeEmbProj && tembAct) {
       const [bf, c, hh, ww] = h.shape;
-      const t = this.timeEmbProj.forward(gpu, tembAct); // [b, C]
       const b = bf / frames;
-      // [b*f, C, H, W] viewed [b, f, C, H*W] + [b, 1, C, 1]
-      const sum = add(gpu, h.reshape([b, frames, c, hh * ww]), t.reshape([b, 1, c, 1]));
-      t.release();
-      h.release();
-      h = sum.reshape([bf, c, hh, ww]);
+      // [b*f, C, H, W] viewed [b, f, C, H*W] + time embedding [b, 1, C, 1]
+      const t = this.timeEmbProj.forward(gpu, tembAct).reshape([b, 1, c, 1]);
+      h = add(gpu, h.reshape([b, frames, c, hh * ww]), t).reshape([bf, c, hh, ww]);
     }
     const h2 = this.norm2.forward(gpu, h, { silu: true, frames: normFrames });
-    h.release();
     const shortcut = this.convShortcut ? this.convShortcut.forward(gpu, x) : x;
-    const out = this.conv2.forward(gpu, h2, shortcut);
-    h2.release();
-    if (shortcut !== x) shortcut.release();
-    return out;
+    return this.conv2.forward(gpu, h2, shortcut);
   }
 }
 
@@ -183,9 +175,6 @@ export class Upsample2D {
   }
   forward(gpu: Gpu, x: Tensor, size?: readonly [number, number]): Tensor {
     const [h, w] = size ?? [2 * x.shape[2], 2 * x.shape[3]];
-    const up = resizeNearest(gpu, x, h, w);
-    const out = this.conv.forward(gpu, up);
-    up.release();
-    return out;
+    return this.conv.forward(gpu, resizeNearest(gpu, x, h, w));
   }
 }

@@ -62,8 +62,6 @@ export class UNet3D {
    * frame; with v1 motion modules the ResNet and output GroupNorms span all frames).
    */
   fidelity: Fidelity = "diffusers";
-  /** Debug hook: sees block outputs ("conv_in", "down_block0", "mid_block", "up_block1", ...). */
-  tap: ((name: string, t: Tensor) => void) | null = null;
 
   constructor(
     w: WeightStore,
@@ -209,99 +207,60 @@ export class UNet3D {
         `unet: sample batch ${sample.shape[0]} != ${b} videos x ${frames} frames`,
       );
     }
-    const dtype = sample.dtype;
+    return gpu.scope(() => this.#forward(gpu, sample, timestep, context, frames));
+  }
+
+  #forward(gpu: Gpu, sample: Tensor, timestep: number, context: Tensor, frames: number): Tensor {
+    const b = context.shape[0];
     const c = this.config;
     const original = this.fidelity === "original";
     const motionNorm: MotionNormMode = original ? "frame" : "clip";
+    // The original AnimateDiff v1 UNet normalises its ResNets over all frames of a video.
     const span = original && this.motionConfig?.version === "v1";
-    const stage = (level: Level, j: number, x: Tensor, consume: boolean) =>
-      this.#stage(gpu, level, j, x, tembAct, context, frames, consume, motionNorm, span);
     // Time embedding: [b, ch0] -> linear_1 + SiLU -> linear_2 -> SiLU (every resnet applies SiLU first).
     const tProj = timestepEmbedding(gpu, new Array(b).fill(timestep), c.blockOutChannels[0], {
       flipSinToCos: c.flipSinToCos,
       freqShift: c.freqShift,
-      dtype,
+      dtype: sample.dtype,
     });
-    const t1 = this.timeLinear1.forward(gpu, tProj, { activation: "silu" });
-    tProj.release();
-    const emb = this.timeLinear2.forward(gpu, t1);
-    t1.release();
+    const emb = this.timeLinear2.forward(
+      gpu,
+      this.timeLinear1.forward(gpu, tProj, { activation: "silu" }),
+    );
     const tembAct = unary(gpu, emb, "silu");
-    emb.release();
+    // resnet -> attention -> motion module of one layer of a level
+    const layer = (level: Level, j: number, x: Tensor) => {
+      let h = level.resnets[j].forward(gpu, x, tembAct, frames, span);
+      if (level.attentions) h = level.attentions[j].forward(gpu, h, context, frames);
+      if (level.motions?.length) h = level.motions[j].forward(gpu, h, frames, motionNorm);
+      return h;
+    };
 
     let h = this.convIn.forward(gpu, sample);
-    this.tap?.("conv_in", h);
     const skips: Tensor[] = [h];
-    for (const [li, level] of this.down.entries()) {
-      for (let j = 0; j < level.resnets.length; j++) {
-        h = stage(level, j, h, false);
-        skips.push(h);
-      }
-      if (level.resample) {
-        h = level.resample.forward(gpu, h);
-        skips.push(h);
-      }
-      this.tap?.(`down_block${li}`, h);
+    for (const level of this.down) {
+      for (let j = 0; j < level.resnets.length; j++) skips.push(h = layer(level, j, h));
+      if (level.resample) skips.push(h = level.resample.forward(gpu, h));
     }
 
-    let x = this.midResnets[0].forward(gpu, h, tembAct, frames, span);
-    if (this.midAttention) x = swap(x, this.midAttention.forward(gpu, x, context, frames));
-    if (this.midMotion) x = swap(x, this.midMotion.forward(gpu, x, frames, motionNorm));
-    x = swap(x, this.midResnets[1].forward(gpu, x, tembAct, frames, span));
-    h = x;
-    this.tap?.("mid_block", h);
+    h = this.midResnets[0].forward(gpu, h, tembAct, frames, span);
+    if (this.midAttention) h = this.midAttention.forward(gpu, h, context, frames);
+    if (this.midMotion) h = this.midMotion.forward(gpu, h, frames, motionNorm);
+    h = this.midResnets[1].forward(gpu, h, tembAct, frames, span);
 
-    for (const [li, level] of this.up.entries()) {
+    for (const level of this.up) {
       for (let j = 0; j < level.resnets.length; j++) {
-        const skip = skips.pop()!;
-        // channel concat: [n, C, H, W] ++ [n, Cs, H, W] -> [n, C + Cs, H, W]
-        const cat = concat(gpu, [h, skip], 1);
-        h.release();
-        skip.release();
-        h = stage(level, j, cat, true);
+        // channel concat with the skip: [n, C, H, W] ++ [n, Cs, H, W] -> [n, C + Cs, H, W]
+        h = layer(level, j, concat(gpu, [h, skips.pop()!], 1));
       }
       if (level.resample) {
         // Upsample to the next skip's size (differs from 2x when a latent side is not a
         // multiple of 2^levels, as diffusers' upsample_size).
         const next = skips[skips.length - 1];
-        const size = [next.shape[2], next.shape[3]] as const;
-        h = swap(h, (level.resample as Upsample2D).forward(gpu, h, size));
+        h = (level.resample as Upsample2D).forward(gpu, h, [next.shape[2], next.shape[3]]);
       }
-      this.tap?.(`up_block${li}`, h);
     }
-    tembAct.release();
     const normed = this.normOut.forward(gpu, h, { silu: true, frames: span ? frames : 1 });
-    h.release();
-    const out = this.convOut.forward(gpu, normed);
-    normed.release();
-    return out;
+    return this.convOut.forward(gpu, normed);
   }
-
-  /** resnet -> attention -> motion module of layer j. Releases `x` when `consume`. */
-  #stage(
-    gpu: Gpu,
-    level: Level,
-    j: number,
-    x: Tensor,
-    tembAct: Tensor,
-    context: Tensor,
-    frames: number,
-    consume: boolean,
-    motionNorm: MotionNormMode,
-    spanFrames: boolean,
-  ): Tensor {
-    let h = level.resnets[j].forward(gpu, x, tembAct, frames, spanFrames);
-    if (consume) x.release();
-    if (level.attentions) h = swap(h, level.attentions[j].forward(gpu, h, context, frames));
-    if (level.motions?.length) {
-      h = swap(h, level.motions[j].forward(gpu, h, frames, motionNorm));
-    }
-    return h;
-  }
-}
-
-/** Releases `old` and returns `next` (for `x = swap(x, f(x))`). */
-function swap(old: Tensor, next: Tensor): Tensor {
-  old.release();
-  return next;
 }

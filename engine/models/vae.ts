@@ -10,50 +10,29 @@ import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { VaeConfig } from "../../weights/model_config.ts";
 import type { WeightStore } from "./weights.ts";
-import { Conv2d, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
-import { attention } from "../../kernels/attention.ts";
+import { Conv2d, GroupNorm, ResnetBlock2D, Upsample2D } from "./layers.ts";
+import { Attention } from "./attention.ts";
 import { add } from "../../kernels/elementwise.ts";
 import { permute, slice } from "../../kernels/layout.ts";
 import { pad2d } from "../../kernels/resample.ts";
 
-/** VAE mid-block attention: GroupNorm, 1 head over H*W tokens, residual. */
+/** VAE mid-block attention: GroupNorm, one head over the H*W tokens, residual. */
 class VaeAttention {
   readonly norm: GroupNorm;
-  readonly q: Linear;
-  readonly k: Linear;
-  readonly v: Linear;
-  readonly out: Linear;
+  readonly attention: Attention;
   constructor(w: WeightStore, p: string, channels: number, groups: number, eps: number) {
     this.norm = new GroupNorm(w, `${p}.group_norm`, channels, groups, eps);
-    this.q = new Linear(w, `${p}.to_q`, channels, channels);
-    this.k = new Linear(w, `${p}.to_k`, channels, channels);
-    this.v = new Linear(w, `${p}.to_v`, channels, channels);
-    this.out = new Linear(w, `${p}.to_out.0`, channels, channels);
+    this.attention = new Attention(w, p, { dim: channels, heads: 1, qkvBias: true });
   }
 
   /** x [n, C, H, W] -> same. */
   forward(gpu: Gpu, x: Tensor): Tensor {
     const [n, c, h, w] = x.shape;
-    const normed = this.norm.forward(gpu, x);
     // [n, C, HW] -> [n, HW, C]
-    const tokens = permute(gpu, normed.reshape([n, c, h * w]), [0, 2, 1]);
-    normed.release();
-    const q = this.q.forward(gpu, tokens);
-    const k = this.k.forward(gpu, tokens);
-    const v = this.v.forward(gpu, tokens);
-    tokens.release();
-    const a = attention(gpu, q, k, v, { heads: 1 });
-    q.release();
-    k.release();
-    v.release();
-    const o = this.out.forward(gpu, a);
-    a.release();
+    const tokens = permute(gpu, this.norm.forward(gpu, x).reshape([n, c, h * w]), [0, 2, 1]);
     // [n, HW, C] -> [n, C, HW] + residual
-    const back = permute(gpu, o, [0, 2, 1]);
-    o.release();
-    const out = add(gpu, back.reshape([n, c, h, w]), x);
-    back.release();
-    return out;
+    const back = permute(gpu, this.attention.forward(gpu, tokens), [0, 2, 1]);
+    return add(gpu, back.reshape([n, c, h, w]), x);
   }
 }
 
@@ -106,22 +85,18 @@ export class VaeDecoder {
 
   /** z [n, latent, h, w] (already divided by the scaling factor) -> images [n, 3, 8h, 8w] in [-1, 1]-ish. */
   forward(gpu: Gpu, z: Tensor): Tensor {
-    let h = this.postQuantConv ? this.postQuantConv.forward(gpu, z) : z;
-    const next = (t: Tensor) => {
-      if (h !== z) h.release();
-      h = t;
-    };
-    next(this.convIn.forward(gpu, h));
-    next(this.midResnets[0].forward(gpu, h, null));
-    next(this.midAttention.forward(gpu, h));
-    next(this.midResnets[1].forward(gpu, h, null));
-    for (const level of this.up) {
-      for (const r of level.resnets) next(r.forward(gpu, h, null));
-      if (level.upsampler) next(level.upsampler.forward(gpu, h));
-    }
-    next(this.normOut.forward(gpu, h, { silu: true }));
-    next(this.convOut.forward(gpu, h));
-    return h;
+    return gpu.scope(() => {
+      let h = this.postQuantConv ? this.postQuantConv.forward(gpu, z) : z;
+      h = this.convIn.forward(gpu, h);
+      h = this.midResnets[0].forward(gpu, h, null);
+      h = this.midAttention.forward(gpu, h);
+      h = this.midResnets[1].forward(gpu, h, null);
+      for (const level of this.up) {
+        for (const r of level.resnets) h = r.forward(gpu, h, null);
+        if (level.upsampler) h = level.upsampler.forward(gpu, h);
+      }
+      return this.convOut.forward(gpu, this.normOut.forward(gpu, h, { silu: true }));
+    });
   }
 }
 
@@ -138,10 +113,7 @@ class EncoderDownsample {
     });
   }
   forward(gpu: Gpu, x: Tensor): Tensor {
-    const padded = pad2d(gpu, x, { top: 0, bottom: 1, left: 0, right: 1 });
-    const out = this.conv.forward(gpu, padded);
-    padded.release();
-    return out;
+    return this.conv.forward(gpu, pad2d(gpu, x, { top: 0, bottom: 1, left: 0, right: 1 }));
   }
 }
 
@@ -196,26 +168,20 @@ export class VaeEncoder {
    * [-30, 20] is the caller's job on the CPU side: std = exp(0.5 * clamp(logvar))).
    */
   forward(gpu: Gpu, x: Tensor): { mean: Tensor; logvar: Tensor } {
-    let h = this.convIn.forward(gpu, x);
-    const next = (t: Tensor) => {
-      h.release();
-      h = t;
-    };
-    for (const level of this.down) {
-      for (const r of level.resnets) next(r.forward(gpu, h, null));
-      if (level.downsampler) next(level.downsampler.forward(gpu, h));
-    }
-    next(this.midResnets[0].forward(gpu, h, null));
-    next(this.midAttention.forward(gpu, h));
-    next(this.midResnets[1].forward(gpu, h, null));
-    next(this.normOut.forward(gpu, h, { silu: true }));
-    next(this.convOut.forward(gpu, h));
-    if (this.quantConv) next(this.quantConv.forward(gpu, h));
-    const lat = this.config.latentChannels;
-    // [n, 2*latent, h, w] -> mean = channels [0, latent), logvar = [latent, 2*latent)
-    const mean = slice(gpu, h, 1, 0, lat);
-    const logvar = slice(gpu, h, 1, lat, 2 * lat);
-    h.release();
-    return { mean, logvar };
+    return gpu.scope(() => {
+      let h = this.convIn.forward(gpu, x);
+      for (const level of this.down) {
+        for (const r of level.resnets) h = r.forward(gpu, h, null);
+        if (level.downsampler) h = level.downsampler.forward(gpu, h);
+      }
+      h = this.midResnets[0].forward(gpu, h, null);
+      h = this.midAttention.forward(gpu, h);
+      h = this.midResnets[1].forward(gpu, h, null);
+      h = this.convOut.forward(gpu, this.normOut.forward(gpu, h, { silu: true }));
+      if (this.quantConv) h = this.quantConv.forward(gpu, h);
+      const lat = this.config.latentChannels;
+      // [n, 2*latent, h, w] -> mean = channels [0, latent), logvar = [latent, 2*latent)
+      return { mean: slice(gpu, h, 1, 0, lat), logvar: slice(gpu, h, 1, lat, 2 * lat) };
+    });
   }
 }

@@ -13,8 +13,6 @@
  * @module
  */
 
-import type { BufferOwner } from "./tensor.ts";
-
 const MIN_BUCKET = 256;
 /** A free buffer up to this many times larger than a request may serve it. */
 const REUSE_SLACK = 2;
@@ -54,7 +52,7 @@ export interface BufferPoolOptions {
 }
 
 /** A pool of STORAGE | COPY_SRC | COPY_DST buffers. */
-export class BufferPool implements BufferOwner {
+export class BufferPool {
   readonly #device: GPUDevice;
   /** Free buffers by size; Map order = least recently freed size first. */
   readonly #free = new Map<number, GPUBuffer[]>();

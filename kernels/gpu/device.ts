@@ -10,7 +10,7 @@ import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import type { KernelDef, Params } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { Recorder, type StorageBinding } from "./recorder.ts";
-import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
+import { type DType, fmtShape, numel, Tensor, tensorByteSize, type TensorOwner } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
 
@@ -106,7 +106,7 @@ export const NO_ADAPTER_HINT =
  * gpu.destroy();
  * ```
  */
-export class Gpu {
+export class Gpu implements TensorOwner {
   /** The WebGPU adapter. */
   readonly adapter: GPUAdapter;
   /** The WebGPU device, created with the adapter's real limits. */
@@ -293,11 +293,155 @@ export class Gpu {
 
   #alloc(shape: readonly number[], dtype: DType, label: string, poison: boolean): Tensor {
     this.#checkFits(shape, dtype, label);
-    const size = tensorByteSize(shape, dtype);
-    const buffer = this.pool.acquire(size, label);
-    const t = new Tensor(buffer, shape, dtype, { owner: this.pool, label });
-    if (poison) this.#fill(buffer, NAN_PATTERN);
+    const t = new Tensor(null, shape, dtype, { owner: this, label });
+    // In a scope a tensor gets its buffer when the first op using it runs; outside, now.
+    if (this.#frame) this.#frame.created.add(t);
+    else this.#materialize(t, poison);
     return t;
+  }
+
+  /** Gives a pending tensor a pool buffer (NaN-filled first when poisoning). */
+  #materialize(t: Tensor, poison = this.poison): void {
+    const buffer = this.pool.acquire(tensorByteSize(t.shape, t.dtype), t.label);
+    t.materialize(buffer);
+    if (poison) this.#fill(buffer, NAN_PATTERN);
+  }
+
+  /**
+   * Where a released pooled tensor's buffer goes: back to the pool at once, or, inside a scope,
+   * once the ops recorded before the release have run.
+   * @ignore
+   */
+  releaseTensor(t: Tensor): void {
+    if (this.#frame && !this.#flushing) this.#frame.ops.push({ release: t });
+    else if (!t.pending) this.pool.releaseBuffer(t.buffer, t.buffer.size);
+  }
+
+  // ---------------------------------------------------------------- scopes
+
+  #frame: ScopeFrame | null = null;
+  #depth = 0;
+  #flushing = false;
+
+  /**
+   * Runs `fn` as one scope (like `tf.tidy`): every tensor created inside is freed after the last
+   * op that uses it, except those `fn` returns (a tensor, or arrays and objects of them) or
+   * {@link keep}s. Ops inside are recorded and run at the end of the outermost scope (or at a
+   * readback), so buffers are taken when the first op using them runs and given back after the
+   * last: model code needs no frees and the memory held is what the ops in flight need. Nested
+   * scopes join the outermost one. `fn` must be synchronous.
+   *
+   * @example
+   * ```ts
+   * const y = gpu.scope(() => conv2(norm2(conv1(norm1(x))), { residual: x })); // no release()
+   * ```
+   */
+  scope<T>(fn: () => T): T {
+    const outer = this.#frame === null;
+    if (outer) this.#frame = { ops: [], created: new Set(), kept: new Set(), freed: new Set() };
+    this.#depth++;
+    let result: T;
+    try {
+      result = fn();
+      if (result instanceof Promise) {
+        throw new Error("Gpu.scope: the function must be synchronous (it returned a promise)");
+      }
+    } catch (e) {
+      this.#depth--;
+      if (outer) this.#abandon();
+      throw e;
+    }
+    this.#depth--;
+    if (outer) {
+      const frame = this.#frame!;
+      collectTensors(result, (t) => frame.kept.add(t.root));
+      this.#flush(true);
+    }
+    return result;
+  }
+
+  /**
+   * Keeps a tensor created in the current scope alive after it (e.g. activations an autograd
+   * tape saves for the backward pass); release it yourself later. No-op outside a scope.
+   * @ignore
+   */
+  keep<T extends Tensor>(t: T): T {
+    this.#frame?.kept.add(t.root);
+    return t;
+  }
+
+  /**
+   * Runs the ops recorded in the scope so far (in order), taking each new tensor's buffer at
+   * its first use and giving it back after its last. `final`: the scope ends, so every tensor it
+   * created that is not kept goes; otherwise only those released by their users go.
+   */
+  #flush(final: boolean): void {
+    const frame = this.#frame;
+    if (!frame || this.#flushing) return;
+    this.#flushing = true;
+    try {
+      const ops = frame.ops.splice(0);
+      const last = new Map<Tensor, number>();
+      ops.forEach((op, i) => {
+        if ("dispatch" in op) {
+          for (const b of op.dispatch.options.bindings) {
+            if (b instanceof Tensor) last.set(b.root, i);
+          }
+        }
+      });
+      const dropped = new Set<Tensor>();
+      const free = (root: Tensor) => {
+        frame.created.delete(root);
+        frame.freed.add(root);
+        if (root.released) this.releaseTensor(root);
+        else root.release();
+      };
+      ops.forEach((op, i) => {
+        if ("release" in op) {
+          const root = op.release;
+          if (frame.freed.has(root)) return; // its last use already gave its buffer back
+          if (!frame.created.has(root)) this.releaseTensor(root); // from before the scope
+          else if ((last.get(root) ?? -1) < i) free(root);
+          else dropped.add(root);
+          return;
+        }
+        const { kernel, options } = op.dispatch;
+        const roots = new Set<Tensor>();
+        for (const b of options.bindings) {
+          if (!(b instanceof Tensor)) continue;
+          roots.add(b.root);
+          if (b.pending) this.#materialize(b.root);
+        }
+        this.#run(kernel, options);
+        for (const root of roots) {
+          if (last.get(root) !== i || !frame.created.has(root)) continue;
+          if (dropped.has(root) || (final && !frame.kept.has(root))) free(root);
+        }
+      });
+      if (final) {
+        for (const root of [...frame.created]) {
+          if (!frame.kept.has(root)) free(root);
+          else if (root.pending) this.#materialize(root);
+        }
+        this.#frame = null;
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /** A scope that threw: nothing it recorded runs; what it created is freed. */
+  #abandon(): void {
+    const frame = this.#frame!;
+    this.#frame = null;
+    for (const op of frame.ops) {
+      const r = "release" in op ? op.release : null;
+      if (r && !frame.created.has(r) && !frame.freed.has(r)) this.releaseTensor(r);
+    }
+    for (const root of frame.created) {
+      if (!root.released) root.release();
+      else if (!root.pending) this.pool.releaseBuffer(root.buffer, root.buffer.size);
+    }
   }
 
   /** Writes a 32-bit pattern over a whole buffer, one binding-sized window at a time. */
@@ -337,10 +481,38 @@ export class Gpu {
     if (data.length !== numel(shape)) {
       throw new Error(`upload ${label}: ${data.length} values for shape ${fmtShape(shape)}`);
     }
+    const t = this.#allocNow(shape, dtype, label);
+    if (!this.virtual) this.#write(t.buffer, data, dtype);
+    return t;
+  }
+
+  /**
+   * Uploads 32-bit words bit for bit into a new pooled tensor [n] (its dtype says f32; shaders
+   * read u32 or i32).
+   * @ignore
+   */
+  uploadWords(words: Uint32Array, label = "words"): Tensor {
+    const t = this.#allocNow([words.length], "f32", label);
+    if (!this.virtual) {
+      this.device.queue.writeBuffer(
+        t.buffer,
+        0,
+        words.buffer as ArrayBuffer,
+        words.byteOffset,
+        words.byteLength,
+      );
+    }
+    return t;
+  }
+
+  /** A pooled tensor with its buffer now (for a queue write), inside a scope or not. */
+  #allocNow(shape: readonly number[], dtype: DType, label: string): Tensor {
     // Pending work may still read a recycled buffer: submit it before queue.writeBuffer.
     this.recorder.submit();
-    const t = this.#alloc(shape, dtype, label, false);
-    if (!this.virtual) this.#write(t.buffer, data, dtype);
+    this.#checkFits(shape, dtype, label);
+    const t = new Tensor(null, shape, dtype, { owner: this, label });
+    this.#frame?.created.add(t);
+    this.#materialize(t, false);
     return t;
   }
 
@@ -395,9 +567,9 @@ export class Gpu {
     return new Tensor(buffer, shape, dtype, {
       label,
       owner: {
-        releaseBuffer: (b) => {
-          this.persistentBytes -= b.size;
-          b.destroy();
+        releaseTensor: (t) => {
+          this.persistentBytes -= t.buffer.size;
+          t.buffer.destroy();
         },
       },
     });
@@ -423,17 +595,14 @@ export class Gpu {
    * Records a dispatch of `kernel` (pipeline from the cache).
    * @ignore
    */
-  dispatch(
-    kernel: KernelDef,
-    options: {
-      dtype: DType;
-      variant?: string;
-      params: Params;
-      bindings: readonly (Tensor | StorageBinding)[];
-      groups: readonly [number, number, number];
-    },
-  ): void {
+  dispatch(kernel: KernelDef, options: DispatchOptions): void {
     if (this.#lost) throw new DeviceLostError(`GPU device lost (${this.#lost})`);
+    for (const b of options.bindings) if (b instanceof Tensor) b.assertLive(kernel.name);
+    if (this.#frame && !this.#flushing) this.#frame.ops.push({ dispatch: { kernel, options } });
+    else this.#run(kernel, options);
+  }
+
+  #run(kernel: KernelDef, options: DispatchOptions): void {
     const variant = options.variant ?? "";
     const buffers = options.bindings.map((b) => b instanceof Tensor ? this.#binding(kernel, b) : b);
     const key = `${kernel.name}:${variant}`;
@@ -449,7 +618,6 @@ export class Gpu {
    * the binding limit; if one did, the error names the kernel and the tensor.
    */
   #binding(kernel: KernelDef, t: Tensor): StorageBinding {
-    t.assertLive(kernel.name);
     const limit = this.#limits.maxStorageBufferBindingSize;
     if (t.byteOffset === 0 && t.buffer.size <= limit) return t.buffer;
     const size = Math.min(
@@ -485,6 +653,7 @@ export class Gpu {
    * @ignore
    */
   submit(): void {
+    this.#flush(false);
     this.recorder.submit();
   }
 
@@ -493,6 +662,7 @@ export class Gpu {
    * @ignore
    */
   async sync(): Promise<void> {
+    this.#flush(false);
     this.recorder.submit();
     await this.device.queue.onSubmittedWorkDone();
     await this.#checkErrors();
@@ -504,6 +674,7 @@ export class Gpu {
    */
   async read(t: Tensor): Promise<Float32Array> {
     t.assertLive("read");
+    this.#flush(false);
     if (this.virtual) return new Float32Array(t.size);
     // Copies start and end on 4-byte boundaries (a window may start mid-word in f16).
     const head = t.byteOffset % 4;
@@ -594,4 +765,32 @@ export function sharedGpu(options?: GpuOptions): Promise<Gpu> {
     throw e;
   });
   return shared;
+}
+
+/** What a dispatch binds and runs. */
+interface DispatchOptions {
+  dtype: DType;
+  variant?: string;
+  params: Params;
+  bindings: readonly (Tensor | StorageBinding)[];
+  groups: readonly [number, number, number];
+}
+
+/** The ops a scope recorded, the tensors it created and those that outlive it. */
+interface ScopeFrame {
+  ops: ({ dispatch: { kernel: KernelDef; options: DispatchOptions } } | { release: Tensor })[];
+  created: Set<Tensor>;
+  kept: Set<Tensor>;
+  /** Tensors it created whose buffers went back already. */
+  freed: Set<Tensor>;
+}
+
+/** Calls `visit` on every tensor in a scope's result (a tensor, or arrays / objects of them). */
+function collectTensors(value: unknown, visit: (t: Tensor) => void, depth = 0): void {
+  if (value instanceof Tensor) visit(value);
+  else if (depth < 4 && Array.isArray(value)) {
+    for (const v of value) collectTensors(v, visit, depth + 1);
+  } else if (depth < 4 && value !== null && typeof value === "object") {
+    for (const v of Object.values(value)) collectTensors(v, visit, depth + 1);
+  }
 }

@@ -43,25 +43,31 @@ function windowShape(shape: readonly number[], units: number, count: number): nu
   return [count * (p / units)];
 }
 
-/** Who gives a tensor's buffer back when it is released. */
-export interface BufferOwner {
-  releaseBuffer(buffer: GPUBuffer, size: number): void;
+/**
+ * Who gives a tensor's memory back when it is released: the Gpu for pooled tensors (at once, or
+ * after the last use recorded in a scope), or the weight store for persistent ones.
+ */
+export interface TensorOwner {
+  /** Called once with the released tensor (never a view). */
+  releaseTensor(t: Tensor): void;
 }
 
 /**
- * A tensor on the GPU. Release it when done so its buffer returns to the pool. A tensor may be a
- * window (`byteOffset`) of another tensor's buffer: kernels bind just that range, which is how
- * launchers split work on tensors larger than one storage binding.
+ * A tensor on the GPU: a shape, an element type and (a range of) a storage buffer. A tensor may be
+ * a reshape or a window (`byteOffset`) of another one's buffer; kernels bind just that range,
+ * which is how launchers split work on tensors larger than one storage binding. Inside a
+ * {@link Gpu.scope} a new tensor gets its buffer when the first op that uses it runs, and gives
+ * it back after the last one.
  */
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
-  readonly buffer: GPUBuffer;
-  /** Where the elements start in `buffer` (0 unless this is a window of a larger tensor). */
+  /** Where the elements start in the buffer (0 unless this is a window of a larger tensor). */
   readonly byteOffset: number;
   /** A debugging label (kernel or weight name). */
   readonly label: string;
-  #owner: BufferOwner | null;
+  #buffer: GPUBuffer | null;
+  #owner: TensorOwner | null;
   #base: Tensor | null;
   #released = false;
   /** A reshape of a whole tensor: releasing it releases the base. */
@@ -69,14 +75,18 @@ export class Tensor {
   /** A window (part) of another tensor: releasing it does nothing. */
   #window = false;
 
+  /**
+   * A tensor over `buffer` (null: allocated later, by its owner) or, with `base`, a view of
+   * another tensor's buffer.
+   */
   constructor(
-    buffer: GPUBuffer,
+    buffer: GPUBuffer | null,
     shape: readonly number[],
     dtype: DType,
-    options: { owner?: BufferOwner | null; label?: string; base?: Tensor; byteOffset?: number } =
+    options: { owner?: TensorOwner | null; label?: string; base?: Tensor; byteOffset?: number } =
       {},
   ) {
-    this.buffer = buffer;
+    this.#buffer = options.base ? null : buffer;
     this.byteOffset = options.byteOffset ?? 0;
     this.shape = [...shape];
     this.dtype = dtype;
@@ -88,13 +98,44 @@ export class Tensor {
         throw new Error(`tensor ${this.label}: invalid shape ${fmtShape(shape)}`);
       }
     }
-    const need = numel(shape) * dtypeBytes(dtype);
+    if (buffer) this.#checkFits(buffer);
+  }
+
+  #checkFits(buffer: GPUBuffer): void {
+    const need = numel(this.shape) * dtypeBytes(this.dtype);
     if (this.byteOffset + need > buffer.size) {
       throw new Error(
-        `tensor ${this.label}: shape ${fmtShape(shape)} ${dtype} at byte ${this.byteOffset} ` +
-          `needs ${need} bytes, buffer has ${buffer.size}`,
+        `tensor ${this.label}: shape ${fmtShape(this.shape)} ${this.dtype} at byte ` +
+          `${this.byteOffset} needs ${need} bytes, buffer has ${buffer.size}`,
       );
     }
+  }
+
+  /** The tensor whose buffer this one views (itself when it is not a view). */
+  get root(): Tensor {
+    return this.#base ?? this;
+  }
+
+  /** The storage buffer (throws while a scope has not yet given the tensor one). */
+  get buffer(): GPUBuffer {
+    const b = this.root.#buffer;
+    if (!b) throw new Error(`tensor ${this.label} has no buffer yet (its scope has not run it)`);
+    return b;
+  }
+
+  /** True while the tensor waits for its buffer (created in a scope, not yet run). */
+  get pending(): boolean {
+    return this.root.#buffer === null;
+  }
+
+  /**
+   * Gives a pending tensor its buffer (the runtime does, when the first op using it runs).
+   * @ignore
+   */
+  materialize(buffer: GPUBuffer): void {
+    if (this.#base || this.#buffer) throw new Error(`tensor ${this.label} already has a buffer`);
+    this.#checkFits(buffer);
+    this.#buffer = buffer;
   }
 
   /** Number of elements. */
@@ -134,9 +175,9 @@ export class Tensor {
         `reshape ${this.label}: cannot view ${fmtShape(this.shape)} as ${fmtShape(shape)}`,
       );
     }
-    const view = new Tensor(this.buffer, s, this.dtype, {
+    const view = new Tensor(null, s, this.dtype, {
       label: this.label,
-      base: this.#base ?? this,
+      base: this.root,
       byteOffset: this.byteOffset,
     });
     view.#alias = this.#alias || !this.#window;
@@ -148,8 +189,9 @@ export class Tensor {
    * A window of `count` items starting at item `start`, where the tensor is seen as `units`
    * equal items along its leading dims (e.g. the rows of a [B, L, C] tensor with units = B * L).
    * The window keeps the trailing dims: `[B, L, C]` with units B gives `[count, L, C]`, with
-   * units B * L `[count, C]`, with units B / 2 `[2 * count, L, C]`. Shares the buffer (no copy); `byteOffset` must suit the binding alignment,
-   * which {@link https://www.w3.org/TR/webgpu/ | minStorageBufferOffsetAlignment} callers check.
+   * units B * L `[count, C]`, with units B / 2 `[2 * count, L, C]`. Shares the buffer (no copy);
+   * launchers pick `start` so that `byteOffset` suits the binding alignment
+   * (kernels/gpu/chunks.ts).
    */
   window(units: number, start: number, count: number): Tensor {
     if (start === 0 && count === units) return this;
@@ -165,9 +207,9 @@ export class Tensor {
       );
     }
     const shape = windowShape(this.shape, units, count);
-    const view = new Tensor(this.buffer, shape, this.dtype, {
+    const view = new Tensor(null, shape, this.dtype, {
       label: this.label,
-      base: this.#base ?? this,
+      base: this.root,
       byteOffset: this.byteOffset + start * per * dtypeBytes(this.dtype),
     });
     view.#window = true;
@@ -175,8 +217,9 @@ export class Tensor {
   }
 
   /**
-   * Gives the buffer back to its pool. A reshape releases the tensor it views (it is that
-   * tensor); a window of a larger tensor and an unowned tensor release nothing.
+   * Gives the memory back. A reshape releases the tensor it views (it is that tensor); a window
+   * of a larger tensor and an unowned tensor release nothing. Using a tensor after its release
+   * is an error.
    */
   release(): void {
     if (this.#released) return;
@@ -185,7 +228,7 @@ export class Tensor {
       if (this.#alias && !this.#window) this.#base.release();
       return;
     }
-    if (this.#owner) this.#owner.releaseBuffer(this.buffer, this.buffer.size);
+    this.#owner?.releaseTensor(this);
   }
 
   /** Throws if this tensor (or its base) was released. */
