@@ -34,6 +34,8 @@ import { fmtBytes } from "./kernels/gpu/device.ts";
 import { EngineLimitError, NoAdapterError } from "./kernels/gpu/errors.ts";
 import { openTensorFile } from "./weights/open.ts";
 import { detectKind } from "./weights/detect.ts";
+import { main as weightsMain } from "./weights/cli.ts";
+import { ARCHITECTURE } from "./engine/models/architecture.ts";
 
 const DEFAULTS = {
   frames: 16,
@@ -525,8 +527,14 @@ function formatPlan(p: MemoryPlan, job: PromptJob): string {
   ].join("\n");
 }
 
-/** Runs the CLI with `args`; returns the exit code. */
+/**
+ * Runs the CLI with `args`; returns the exit code. `weights ...` runs the weights tool
+ * (`deno task weights inspect|convert`, weights/cli.ts) with the architectures' description.
+ */
 export async function main(args: string[]): Promise<number> {
+  if (args[0] === "weights") {
+    return await weightsMain(args.slice(1), undefined, { architecture: ARCHITECTURE });
+  }
   let flags: Flags;
   try {
     flags = parse(args);

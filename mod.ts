@@ -103,7 +103,8 @@ export {
   type GifOptions,
 } from "./engine/output/mod.ts";
 export { parsePromptConfig, type PromptJob } from "./engine/prompt_config.ts";
-export { inspectWeights, type WeightsSummary } from "./weights/inspect.ts";
+export { inspectWeights } from "./engine/inspect.ts";
+export type { WeightsSummary } from "./weights/inspect.ts";
 export type { WeightsKind } from "./weights/detect.ts";
 export {
   type ConvertOptions,

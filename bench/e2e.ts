@@ -18,6 +18,7 @@ import { ClipTokenizer } from "../engine/tokenizer.ts";
 import { randomSd15 } from "../weights/sd15.ts";
 import { loadTinyDemoModel, tinyTokenizer } from "../weights/tiny.ts";
 import { toFrameMajor } from "../engine/pipeline.ts";
+import { ARCHITECTURE } from "../engine/models/architecture.ts";
 
 const { values: a } = parseArgs({
   args: Deno.args,
@@ -48,8 +49,8 @@ console.log(
 );
 
 const t0 = performance.now();
-const weights = full ? randomSd15() : (() => {
-  const d = loadTinyDemoModel();
+const weights = full ? randomSd15(ARCHITECTURE) : (() => {
+  const d = loadTinyDemoModel(ARCHITECTURE);
   return { model: d.model, motion: d.motion };
 })();
 const pipe = await AnimationPipeline.fromWeights({

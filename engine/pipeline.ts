@@ -8,7 +8,7 @@
 import { Gpu } from "../kernels/gpu/device.ts";
 import { DeviceLostError, EngineLimitError, GpuError } from "../kernels/gpu/errors.ts";
 import type { DType, Tensor } from "../kernels/gpu/tensor.ts";
-import { WeightStore } from "./models/weights.ts";
+import { WeightStore } from "./weight_store.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
 import { type Fidelity, UNet3D } from "./models/unet.ts";
 import { VaeDecoder } from "./models/vae.ts";
@@ -44,6 +44,7 @@ import {
   planFailure,
 } from "./memory_plan.ts";
 import { decodeTiled, pickDecodeTile } from "./vae_tiling.ts";
+import { ARCHITECTURE } from "./models/architecture.ts";
 
 export type * from "./pipeline_types.ts";
 
@@ -371,18 +372,21 @@ export class AnimationPipeline {
     if (precision !== "f32" && precision !== "f16") {
       throw new InputError(`precision must be f32 or f16, got ${precision}`);
     }
-    const demo = !options.model ? loadTinyDemoModel() : null;
+    const demo = !options.model ? loadTinyDemoModel(ARCHITECTURE) : null;
     if (demo && options.motionModule === undefined && options.loras?.length) {
       // LoRAs on the demo model are allowed (tests); nothing special to do.
     }
     let model: ModelWeights = demo ? demo.model : await inputErrors(
       "--model",
-      loadModel(options.model!, { config: options.modelConfig }),
+      loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE }),
     );
     let motion: MotionWeights = options.motionModule
       ? await inputErrors(
         "--motion-module",
-        loadMotionModule(options.motionModule, { config: options.motionModuleConfig }),
+        loadMotionModule(options.motionModule, {
+          config: options.motionModuleConfig,
+          architecture: ARCHITECTURE,
+        }),
       )
       : demo
       ? demo.motion

@@ -9,7 +9,7 @@ import type { Context } from "npm:hono@^4.13.19";
 import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import type { MemoryPlan } from "../engine/memory_plan.ts";
 import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
-import { inspectWeights } from "../weights/inspect.ts";
+import { inspectWeights } from "../engine/inspect.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import {
   generateRequestOf,

@@ -2,7 +2,7 @@
  * Seeded fuzzing of everything that reads user data: mutated copies of the tiny fixtures
  * (single-file checkpoints as .safetensors and .ckpt, a legacy torch file, the motion module,
  * the LoRAs, diffusers config.json files, the tokenizer's vocab.json / merges.txt) go through
- * the weights inspector (in process, and a few through `deno run weights/cli.ts inspect`), the
+ * the weights inspector (in process, and a few through `deno run cli.ts weights inspect`), the
  * loaders and the tokenizer; mutated request bodies and URLs go through the HTTP app (fake
  * pipeline, no GPU). Every failure must be an InputError with a one-line message (subprocess:
  * exit 0 or 2), every HTTP answer below 500 with a JSON error body on 4xx.
@@ -22,9 +22,9 @@ import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, loadLora } from "../weights/lora.ts";
 import type { ModelWeights } from "../weights/types.ts";
 import { openZip } from "../weights/zip.ts";
-import { OP } from "../weights/pickle_writer.ts";
+import { OP } from "./weights/pickle_writer.ts";
 import type { HostTensor } from "../weights/types.ts";
-import { writeTinySingleFile } from "../weights/tiny.ts";
+import { writeTinySingleFile } from "./weights/tiny_files.ts";
 import { writeCustomTorchZip, writeLegacyTorch } from "./weights/torch_fixtures.ts";
 import { createApp } from "../server/app.ts";
 import { fakeLoader, makeModelsDir, SMALL_REQUEST } from "./server/fake_pipeline.ts";
@@ -720,7 +720,7 @@ Deno.test("fuzz: the weights CLI exits 0 or 2 with one line on mutated files", a
     const run = async (c: typeof cases[number]) => {
       await Deno.writeFile(c.path, c.bytes);
       const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", join(ROOT, "weights/cli.ts"), "inspect", c.path],
+        args: ["run", "-A", "--quiet", join(ROOT, "cli.ts"), "weights", "inspect", c.path],
         stdout: "piped",
         stderr: "piped",
       }).output();

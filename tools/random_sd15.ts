@@ -1,5 +1,5 @@
 /**
- * Writes the full-size random SD1.5 + AnimateDiff v2 model of `weights/sd15.ts` (`randomSd15()`)
+ * Writes the full-size random SD1.5 + AnimateDiff v2 model of `weights/sd15.ts` (`randomSd15(ARCHITECTURE)`)
  * to disk in the layouts real users have, so that our engine can be compared at full size with a
  * reference implementation run outside the project:
  *
@@ -15,7 +15,7 @@
  *   sample of tensors across the layouts; --tokenizer DIR (default ../shared/fixtures/clip-tokenizer)
  *   is third-party data and is only ever copied into DIR.
  *
- * The values are exactly `randomSd15()`'s, except the motion modules' `pos_embed.pe` tables: released
+ * The values are exactly `randomSd15(ARCHITECTURE)`'s, except the motion modules' `pos_embed.pe` tables: released
  * modules carry the sinusoidal table (diffusers' SinusoidalPositionalEmbedding), so those are written
  * instead of random numbers. Both layouts hold the same values; tensors are generated and written one
  * at a time (nothing is held twice).
@@ -30,6 +30,7 @@ import { ldmClipName, ldmUNetName, ldmVaeName, originalMotionNames } from "../we
 import { motionAdapterConfigJson } from "../weights/detect.ts";
 import { loadModel, loadMotionModule } from "../weights/load.ts";
 import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "../weights/types.ts";
+import { ARCHITECTURE } from "../engine/models/architecture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -145,7 +146,7 @@ const TOKENIZER_FILES = [
 
 /** The random model with released-style sinusoidal position tables in the motion modules. */
 function randomModel(): { model: ModelWeights; motion: MotionWeights } {
-  const { model, motion } = randomSd15();
+  const { model, motion } = randomSd15(ARCHITECTURE);
   const tensors: TensorMap = new Map();
   for (const [name, t] of motion.tensors) {
     if (name.endsWith(".pos_embed.pe")) {

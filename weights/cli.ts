@@ -11,6 +11,7 @@
 import { formatSummary, inspectWeights } from "./inspect.ts";
 import { convertToSafetensors } from "./convert.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
+import type { Architecture } from "./types.ts";
 
 const USAGE = `usage:
   deno task weights inspect FILE|DIR [--json] [--config DIR]
@@ -68,6 +69,7 @@ function parse(
 export async function main(
   args: string[],
   io: CliIo = { out: console.log, err: console.error },
+  options: { architecture?: Architecture } = {},
 ): Promise<number> {
   try {
     const [command, ...rest] = args;
@@ -77,6 +79,7 @@ export async function main(
       const config = p.flags.get("config");
       const summary = await inspectWeights(p.positional[0], {
         config: typeof config === "string" ? config : undefined,
+        architecture: options.architecture,
       });
       if (summary.kind === "unknown") {
         throw new InputError(`${p.positional[0]}: not a recognised weights file or folder`);
@@ -113,5 +116,3 @@ export async function main(
     return 1;
   }
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { TensorFile } from "./types.ts";
+import type { Architecture, TensorFile } from "./types.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import { BASE_MODEL_KINDS, type WeightsKind } from "./detect.ts";
@@ -42,6 +42,17 @@ export interface WeightsSummary {
   problem?: string;
 }
 
+/** Options of {@link inspectWeights}. */
+export interface InspectOptions {
+  /** A diffusers folder / MotionAdapter config giving what shapes cannot tell. */
+  config?: string;
+  /**
+   * The architectures' description (the engine's `ARCHITECTURE`): tensors are checked against
+   * it and LoRA names resolved against standard SD1.5's.
+   */
+  architecture?: Architecture;
+}
+
 /**
  * Inspects a file or folder without reading tensor data (LoRA alphas excepted).
  * @example
@@ -53,7 +64,7 @@ export interface WeightsSummary {
  */
 export async function inspectWeights(
   path: string,
-  options: { config?: string } = {},
+  options: InspectOptions = {},
 ): Promise<WeightsSummary> {
   const kind = await detectPathKind(path);
   const files: TensorFile[] = [];
@@ -85,7 +96,7 @@ export async function inspectWeights(
   try {
     if (BASE_MODEL_KINDS.includes(kind)) {
       // Other families than SD1.5 are refused by loadModel: its reason becomes `problem`.
-      const model = await loadModel(path, { config: options.config });
+      const model = await loadModel(path, options);
       summary.config = {
         unet: model.unetConfig,
         vae: model.vaeConfig,
@@ -93,12 +104,12 @@ export async function inspectWeights(
       };
       model.close();
     } else if (kind === "motion-module" || kind === "motion-adapter") {
-      const motion = await loadMotionModule(path, { config: options.config });
+      const motion = await loadMotionModule(path, options);
       summary.version = motion.config.version;
       summary.config = motion.config;
       motion.close();
     } else if (kind === "lora-kohya" || kind === "lora-diffusers") {
-      const lora = await loadLora(await loraFile(path));
+      const lora = await loadLora(await loraFile(path), { architecture: options.architecture });
       const parts: Record<string, number> = {};
       const ranks = new Set<number>(), alphas = new Set<number>(), kinds = new Set<string>();
       for (const m of lora.modules.values()) {

@@ -5,7 +5,15 @@
  * @module
  */
 
-import type { HostTensor, ModelWeights, MotionWeights, TensorFile, TensorMap } from "./types.ts";
+import type {
+  Architecture,
+  HostTensor,
+  ModelWeights,
+  MotionWeights,
+  ShapeMap,
+  TensorFile,
+  TensorMap,
+} from "./types.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
 import { openTensorFile } from "./open.ts";
@@ -25,7 +33,6 @@ import {
   type WeightsKind,
 } from "./detect.ts";
 import { checkpointFamily, diffusersFamily, FAMILY_NAMES, type FamilyVerdict } from "./family.ts";
-import { clipShapes, motionShapes, type ShapeMap, unetShapes, vaeShapes } from "./shapes.ts";
 import { memoryTensor, sinusoidalTable } from "./tiny.ts";
 
 /** Progress of a load: which component, and how many of them are done. */
@@ -46,6 +53,11 @@ export interface LoadModelOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Options for `hf:` references (cache folder, token, offline, download progress). */
   hub?: HubOptions;
+  /**
+   * The architectures' description (the engine's `ARCHITECTURE`): every tensor is then checked
+   * against what the model declares for the inferred config (missing, unexpected, wrong shape).
+   */
+  architecture?: Architecture;
 }
 
 const COMPONENT_FILES = {
@@ -235,6 +247,18 @@ async function openComponent(
   );
 }
 
+/** Checks a loaded model's tensors against what the architecture declares for its configs. */
+function checkModel(model: ModelWeights, architecture: Architecture): void {
+  const expected = architecture.model({
+    unet: model.unetConfig,
+    vae: model.vaeConfig,
+    clip: model.clipConfig,
+  });
+  checkTensors(`${model.source}: UNet`, model.unet, expected.unet);
+  checkTensors(`${model.source}: VAE`, model.vae, expected.vae);
+  checkTensors(`${model.source}: text encoder`, model.textEncoder, expected.textEncoder);
+}
+
 /** Throws when `actual` differs from what `expected` (shapes for the inferred config) lists. */
 export function checkTensors(what: string, actual: TensorMap, expected: ShapeMap): void {
   const missing: string[] = [], unexpected: string[] = [], wrong: string[] = [];
@@ -321,9 +345,6 @@ function finishModel(
     const unetConfig = inferUNetConfig(parts.unet, o.unet);
     const vaeConfig = inferVaeConfig(parts.vae, o.vae);
     const clipConfig = inferClipConfig(parts.textEncoder, o.clip);
-    checkTensors(`${source}: UNet`, parts.unet, unetShapes(unetConfig));
-    checkTensors(`${source}: VAE`, parts.vae, vaeShapes(vaeConfig));
-    checkTensors(`${source}: text encoder`, parts.textEncoder, clipShapes(clipConfig));
     checkComposition(unetConfig, vaeConfig, clipConfig);
     return {
       source,
@@ -362,6 +383,18 @@ export async function loadModel(
   path: string,
   options: LoadModelOptions = {},
 ): Promise<ModelWeights> {
+  const model = await openModel(path, options);
+  if (!options.architecture) return model;
+  try {
+    checkModel(model, options.architecture);
+  } catch (e) {
+    model.close();
+    throw e;
+  }
+  return model;
+}
+
+async function openModel(path: string, options: LoadModelOptions): Promise<ModelWeights> {
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
@@ -475,6 +508,8 @@ export interface LoadMotionOptions {
   config?: string;
   /** Options for `hf:` references (cache folder, token, offline, download progress). */
   hub?: HubOptions;
+  /** The architectures' description: every tensor is checked against the motion modules'. */
+  architecture?: Architecture;
 }
 
 async function motionOverrides(config: string): Promise<Partial<MotionConfig>> {
@@ -503,6 +538,22 @@ export async function loadMotionModule(
   path: string,
   options: LoadMotionOptions = {},
 ): Promise<MotionWeights> {
+  const motion = await openMotionModule(path, options);
+  if (!options.architecture) return motion;
+  try {
+    checkTensors(
+      `${motion.source}: motion module`,
+      motion.tensors,
+      options.architecture.motion(motion.config),
+    );
+  } catch (e) {
+    motion.close();
+    throw e;
+  }
+  return motion;
+}
+
+async function openMotionModule(path: string, options: LoadMotionOptions): Promise<MotionWeights> {
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
@@ -539,7 +590,6 @@ export async function loadMotionModule(
     for (const m of mapped) tensors.set(m.target, f.tensors.get(m.source)!);
     addMissingPositionTables(tensors, overrides);
     const config = inferMotionConfig(tensors, overrides);
-    checkTensors(`${path}: motion module`, tensors, motionShapes(config));
     return { source: path, tensors, config, close: () => f.close() };
   } catch (e) {
     f.close();

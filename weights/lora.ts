@@ -9,8 +9,9 @@
  */
 
 import { InputError } from "../kernels/gpu/errors.ts";
-import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG } from "./model_config.ts";
+import { SD15_CLIP_CONFIG, SD15_UNET_CONFIG, SD15_VAE_CONFIG } from "./model_config.ts";
 import type {
+  Architecture,
   HostTensor,
   LowRankMerge,
   LowRankUpdate,
@@ -31,7 +32,6 @@ import {
   parseLoraKey,
 } from "./names.ts";
 import { detectKind, KIND_DESCRIPTIONS } from "./detect.ts";
-import { clipShapes, unetShapes } from "./shapes.ts";
 
 /** Which model part a LoRA module changes. */
 export type LoraPart = "unet" | "textEncoder" | "motion";
@@ -106,6 +106,21 @@ function shapeMapOf(t: TensorMap): Map<string, readonly number[]> {
 }
 
 /**
+ * Standard SD1.5's tensors, for LoRAs resolved without a model (none without the architectures'
+ * description: only motion-module names resolve then).
+ */
+function sd15Description(
+  architecture: Architecture | undefined,
+): { unet: Map<string, readonly number[]>; textEncoder: Map<string, readonly number[]> } {
+  if (!architecture) return { unet: new Map(), textEncoder: new Map() };
+  return architecture.model({
+    unet: SD15_UNET_CONFIG,
+    vae: SD15_VAE_CONFIG,
+    clip: SD15_CLIP_CONFIG,
+  });
+}
+
+/**
  * Builds the resolution tables of a model (and optionally its motion modules).
  * @example
  * ```ts
@@ -113,9 +128,14 @@ function shapeMapOf(t: TensorMap): Map<string, readonly number[]> {
  * targets.kohya.get("input_blocks_1_1_proj_in"); // "down_blocks.0.attentions.0.proj_in"
  * ```
  */
-export function loraTargets(model?: ModelWeights, motion?: MotionWeights): LoraTargets {
-  const unet = model ? shapeMapOf(model.unet) : unetShapes(SD15_UNET_CONFIG);
-  const te = model ? shapeMapOf(model.textEncoder) : clipShapes(SD15_CLIP_CONFIG);
+export function loraTargets(
+  model?: ModelWeights,
+  motion?: MotionWeights,
+  architecture?: Architecture,
+): LoraTargets {
+  const sd15 = model ? null : sd15Description(architecture);
+  const unet = model ? shapeMapOf(model.unet) : sd15!.unet;
+  const te = model ? shapeMapOf(model.textEncoder) : sd15!.textEncoder;
   const cfg = model?.unetConfig ?? SD15_UNET_CONFIG;
   const modules = new Map<string, { part: LoraPart; shape: readonly number[] | null }>();
   const kohya = new Map<string, string>();
@@ -239,7 +259,7 @@ function fits(w: readonly number[], down: readonly number[], up: readonly number
  */
 export async function loadLora(
   path: string,
-  options: { model?: ModelWeights; motion?: MotionWeights } = {},
+  options: { model?: ModelWeights; motion?: MotionWeights; architecture?: Architecture } = {},
 ): Promise<LoraWeights> {
   const file = await openTensorFile(path);
   try {
@@ -306,7 +326,11 @@ export async function loadLora(
       }
       raw.push({ module: g.module, scheme: g.scheme, factors, alpha: g.alpha });
     }
-    const modules = resolveLora(path, raw, loraTargets(options.model, options.motion));
+    const modules = resolveLora(
+      path,
+      raw,
+      loraTargets(options.model, options.motion, options.architecture),
+    );
     return { source: path, kind, modules, raw, close: () => file.close() };
   } catch (e) {
     file.close();
@@ -411,9 +435,13 @@ export function applyLoras(model: ModelWeights, loras: ScaledLora[]): ModelWeigh
 export function applyMotionLoras(
   motion: MotionWeights,
   loras: ScaledLora[],
-  options: { model?: ModelWeights } = {},
+  options: { model?: ModelWeights; architecture?: Architecture } = {},
 ): MotionWeights {
-  const byPart = collect(loraTargets(options.model, motion), loras, ["motion"]);
+  const byPart = collect(
+    loraTargets(options.model, motion, options.architecture),
+    loras,
+    ["motion"],
+  );
   return {
     ...motion,
     tensors: mergeInto(motion.tensors, byPart.get("motion")!),

@@ -12,8 +12,7 @@ import {
   SD15_UNET_CONFIG,
   SD15_VAE_CONFIG,
 } from "./model_config.ts";
-import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
-import { clipShapes, motionShapes, unetShapes, vaeShapes } from "./shapes.ts";
+import type { Architecture, HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
 
 function randomTensor(name: string, shape: readonly number[], seed: number): HostTensor {
   return {
@@ -47,21 +46,28 @@ function randomMap(shapes: Map<string, number[]>): TensorMap {
   return m;
 }
 
-/** Any architecture of the SD1.5 family with random weights (no files, no downloads). */
-export function randomModel(configs: {
-  unet: UNetConfig;
-  vae: VaeConfig;
-  clip: ClipConfig;
-  motion: MotionConfig;
-  source?: string;
-}): { model: ModelWeights; motion: MotionWeights } {
+/**
+ * Any architecture of the SD1.5 family with random weights (no files, no downloads): every tensor
+ * the architectures' description lists for the configs.
+ */
+export function randomModel(
+  architecture: Architecture,
+  configs: {
+    unet: UNetConfig;
+    vae: VaeConfig;
+    clip: ClipConfig;
+    motion: MotionConfig;
+    source?: string;
+  },
+): { model: ModelWeights; motion: MotionWeights } {
   const source = configs.source ?? "random";
+  const shapes = architecture.model(configs);
   return {
     model: {
       source,
-      unet: randomMap(unetShapes(configs.unet)),
-      vae: randomMap(vaeShapes(configs.vae)),
-      textEncoder: randomMap(clipShapes(configs.clip)),
+      unet: randomMap(shapes.unet),
+      vae: randomMap(shapes.vae),
+      textEncoder: randomMap(shapes.textEncoder),
       unetConfig: configs.unet,
       vaeConfig: configs.vae,
       clipConfig: configs.clip,
@@ -69,7 +75,7 @@ export function randomModel(configs: {
     },
     motion: {
       source: `${source}-motion-${configs.motion.version}`,
-      tensors: randomMap(motionShapes(configs.motion)),
+      tensors: randomMap(architecture.motion(configs.motion)),
       config: configs.motion,
       close() {},
     },
@@ -77,8 +83,10 @@ export function randomModel(configs: {
 }
 
 /** SD1.5 + AnimateDiff v2 architectures with random weights (no files, no downloads). */
-export function randomSd15(): { model: ModelWeights; motion: MotionWeights } {
-  return randomModel({
+export function randomSd15(
+  architecture: Architecture,
+): { model: ModelWeights; motion: MotionWeights } {
+  return randomModel(architecture, {
     unet: SD15_UNET_CONFIG,
     vae: SD15_VAE_CONFIG,
     clip: SD15_CLIP_CONFIG,

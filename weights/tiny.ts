@@ -1,23 +1,22 @@
 /**
- * Deterministic tiny models in every weights layout: seeded random values (weights ~ N(0, 1/fan_in), so a pipeline stays
- * numerically tame), a byte-level CLIP tokenizer made in code, writers for each file layout, and
- * the CLI's embedded demo model (no file access).
+ * Deterministic tiny models: seeded random values (weights ~ N(0, 1/fan_in), so a pipeline stays
+ * numerically tame) for every tensor the architectures' description lists, a byte-level CLIP
+ * tokenizer made in code, and the embedded demo model (no file access). The tests write them in
+ * every file layout (tests/weights/tiny_files.ts).
  * @module
  */
 
 import type { ClipConfig, MotionConfig, UNetConfig, VaeConfig } from "./model_config.ts";
-import { clipShapes, motionShapes, type ShapeMap, unetShapes, vaeShapes } from "./shapes.ts";
-import type { HostTensor, ModelWeights, MotionWeights, TensorMap } from "./types.ts";
+import type {
+  Architecture,
+  HostTensor,
+  ModelWeights,
+  MotionWeights,
+  ShapeMap,
+  TensorMap,
+} from "./types.ts";
 import { numelOf } from "./dtype.ts";
-import { type TensorToWrite, writeSafetensors } from "./safetensors.ts";
-import { writeTorchZip } from "./torch_file.ts";
-import { kohyaName, ldmClipName, ldmUNetName, ldmVaeName, originalMotionNames } from "./names.ts";
-import {
-  clipConfigJson,
-  motionAdapterConfigJson,
-  unetConfigJson,
-  vaeConfigJson,
-} from "./detect.ts";
+import { kohyaName } from "./names.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Values
@@ -171,6 +170,8 @@ export const TINY_CLIP_CONFIG: ClipConfig = {
   eosTokenId: TINY_VOCAB_SIZE - 1,
 };
 
+const TINY_CONFIGS = { unet: TINY_UNET_CONFIG, vae: TINY_VAE_CONFIG, clip: TINY_CLIP_CONFIG };
+
 /** Tiny motion-module config of an AnimateDiff version (v1: PE 24, no mid; v2: mid; v3: PE 32, no mid). */
 export function tinyMotionConfig(version: "v1" | "v2" | "v3" = "v2"): MotionConfig {
   return {
@@ -248,12 +249,16 @@ export interface TinyModelTensors {
  * tiny.unet.get("conv_in.weight")!.shape; // [32, 4, 3, 3]
  * ```
  */
-export function tinyModelTensors(options: { seed?: number } = {}): TinyModelTensors {
+export function tinyModelTensors(
+  architecture: Architecture,
+  options: { seed?: number } = {},
+): TinyModelTensors {
   const s = options.seed ?? 0;
+  const shapes = architecture.model(TINY_CONFIGS);
   return {
-    unet: fill(unetShapes(TINY_UNET_CONFIG), SEEDS.unet + s),
-    vae: fill(vaeShapes(TINY_VAE_CONFIG), SEEDS.vae + s),
-    textEncoder: fill(clipShapes(TINY_CLIP_CONFIG), SEEDS.textEncoder + s),
+    unet: fill(shapes.unet, SEEDS.unet + s),
+    vae: fill(shapes.vae, SEEDS.vae + s),
+    textEncoder: fill(shapes.textEncoder, SEEDS.textEncoder + s),
     unetConfig: TINY_UNET_CONFIG,
     vaeConfig: TINY_VAE_CONFIG,
     clipConfig: TINY_CLIP_CONFIG,
@@ -263,10 +268,11 @@ export function tinyModelTensors(options: { seed?: number } = {}): TinyModelTens
 
 /** Deterministic canonical (MotionAdapter-named) tiny motion tensors of a version. */
 export function tinyMotionTensors(
+  architecture: Architecture,
   version: "v1" | "v2" | "v3" = "v2",
 ): { tensors: TensorMap; config: MotionConfig } {
   const config = tinyMotionConfig(version);
-  return { tensors: fill(motionShapes(config), SEEDS.motion), config };
+  return { tensors: fill(architecture.motion(config), SEEDS.motion), config };
 }
 
 /**
@@ -276,11 +282,13 @@ export function tinyMotionTensors(
  * with B pre-multiplied by alpha/rank.
  */
 export function tinyLora(
+  architecture: Architecture,
   layout: "kohya" | "peft",
 ): { tensors: TensorMap; metadata: Record<string, string> } {
   const tensors: TensorMap = new Map();
   const targets: [string, "unet" | "te", number, number][] = [];
-  for (const [name, shape] of unetShapes(TINY_UNET_CONFIG)) {
+  const shapes = architecture.model(TINY_CONFIGS);
+  for (const [name, shape] of shapes.unet) {
     if (
       /attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)\.weight$/
         .test(name)
@@ -288,7 +296,7 @@ export function tinyLora(
       targets.push([name.slice(0, -7), "unet", shape[0], shape[1]]);
     }
   }
-  for (const [name, shape] of clipShapes(TINY_CLIP_CONFIG)) {
+  for (const [name, shape] of shapes.textEncoder) {
     if (/self_attn\.(q|k|v|out)_proj\.weight$/.test(name)) {
       targets.push([name.slice(0, -7), "te", shape[0], shape[1]]);
     }
@@ -322,13 +330,13 @@ export function tinyLora(
  * model.unetConfig.blockOutChannels; // [32, 64]
  * ```
  */
-export function loadTinyDemoModel(): {
+export function loadTinyDemoModel(architecture: Architecture): {
   model: ModelWeights;
   motion: MotionWeights;
   tokenizer: { vocabJson: string; mergesTxt: string };
 } {
-  const t = tinyModelTensors();
-  const m = tinyMotionTensors("v2");
+  const t = tinyModelTensors(architecture);
+  const m = tinyMotionTensors(architecture, "v2");
   const model: ModelWeights = { source: "tiny-demo", ...t, close() {} };
   const motion: MotionWeights = {
     source: "tiny-demo",
@@ -337,144 +345,4 @@ export function loadTinyDemoModel(): {
     close() {},
   };
   return { model, motion, tokenizer: t.tokenizer };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Writers
-
-async function toWrite(
-  entries: Iterable<[string, HostTensor]>,
-  rename: (name: string) => string[],
-  fp16 = false,
-): Promise<TensorToWrite[]> {
-  const out: TensorToWrite[] = [];
-  for (const [name, t] of entries) {
-    const data = await t.read();
-    for (const n of rename(name)) {
-      out.push({ name: n, shape: t.shape, dtype: fp16 ? "F16" : "F32", data });
-    }
-  }
-  return out;
-}
-
-async function writeJson(path: string, json: unknown): Promise<void> {
-  await Deno.writeTextFile(path, JSON.stringify(json, null, 2) + "\n");
-}
-
-async function writeTensors(
-  path: string,
-  format: "safetensors" | "ckpt",
-  tensors: TensorToWrite[],
-  metadata?: Record<string, string>,
-) {
-  if (format === "safetensors") await writeSafetensors(path, tensors, { metadata });
-  else await writeTorchZip(path, tensors);
-}
-
-/** Writes the tiny model as a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/). */
-export async function writeTinyDiffusersFolder(dir: string): Promise<void> {
-  const t = tinyModelTensors();
-  for (const sub of ["unet", "vae", "text_encoder", "tokenizer", "scheduler"]) {
-    await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
-  }
-  const same = (n: string) => [n];
-  await writeJson(`${dir}/model_index.json`, {
-    _class_name: "StableDiffusionPipeline",
-    unet: ["diffusers", "UNet2DConditionModel"],
-    vae: ["diffusers", "AutoencoderKL"],
-    text_encoder: ["transformers", "CLIPTextModel"],
-    tokenizer: ["transformers", "CLIPTokenizer"],
-    scheduler: ["diffusers", "DDIMScheduler"],
-  });
-  await writeJson(`${dir}/unet/config.json`, unetConfigJson(t.unetConfig));
-  await writeSafetensors(
-    `${dir}/unet/diffusion_pytorch_model.safetensors`,
-    await toWrite(t.unet, same),
-    { metadata: { format: "pt" } },
-  );
-  await writeJson(`${dir}/vae/config.json`, vaeConfigJson(t.vaeConfig));
-  await writeSafetensors(
-    `${dir}/vae/diffusion_pytorch_model.safetensors`,
-    await toWrite(t.vae, same),
-    { metadata: { format: "pt" } },
-  );
-  await writeJson(`${dir}/text_encoder/config.json`, clipConfigJson(t.clipConfig));
-  await writeSafetensors(
-    `${dir}/text_encoder/model.safetensors`,
-    await toWrite(t.textEncoder, same),
-    { metadata: { format: "pt" } },
-  );
-  await Deno.writeTextFile(`${dir}/tokenizer/vocab.json`, t.tokenizer.vocabJson);
-  await Deno.writeTextFile(`${dir}/tokenizer/merges.txt`, t.tokenizer.mergesTxt);
-  await writeJson(`${dir}/scheduler/scheduler_config.json`, {
-    _class_name: "DDIMScheduler",
-    num_train_timesteps: 1000,
-    beta_start: 0.00085,
-    beta_end: 0.012,
-    beta_schedule: "linear",
-    clip_sample: false,
-    set_alpha_to_one: false,
-    steps_offset: 1,
-    prediction_type: "epsilon",
-  });
-}
-
-/** Writes the tiny model as an LDM/CompVis single file (with the int64 position_ids buffer). */
-export async function writeTinySingleFile(
-  path: string,
-  options: { format?: "safetensors" | "ckpt"; fp16?: boolean } = {},
-): Promise<void> {
-  const t = tinyModelTensors();
-  const c = t.unetConfig, fp16 = options.fp16 ?? false;
-  const tensors = [
-    ...await toWrite(t.unet, (n) => [ldmUNetName(n, c)], fp16),
-    ...await toWrite(t.vae, (n) => [ldmVaeName(n, t.vaeConfig.blockOutChannels.length)], fp16),
-    ...await toWrite(t.textEncoder, (n) => [ldmClipName(n)], fp16),
-  ];
-  for (const x of tensors) {
-    if (/first_stage_model\..*attn_1\.(q|k|v|proj_out)\.weight$/.test(x.name)) {
-      x.shape = [...x.shape, 1, 1];
-    }
-  }
-  const positions = BigInt64Array.from({ length: t.clipConfig.maxPositions }, (_, i) => BigInt(i));
-  tensors.push({
-    name: ldmClipName("text_model.embeddings.position_ids"),
-    shape: [1, positions.length],
-    dtype: "I64",
-    data: positions,
-  });
-  await writeTensors(path, options.format ?? "safetensors", tensors, { format: "pt" });
-}
-
-/** Writes a tiny motion module in the original AnimateDiff layout (both pe copies included). */
-export async function writeTinyMotionModule(
-  path: string,
-  options: { version?: "v1" | "v2" | "v3"; format?: "safetensors" | "ckpt" } = {},
-): Promise<void> {
-  const m = tinyMotionTensors(options.version ?? "v2");
-  await writeTensors(path, options.format ?? "ckpt", await toWrite(m.tensors, originalMotionNames));
-}
-
-/** Writes a tiny diffusers MotionAdapter folder (config.json + diffusion_pytorch_model.safetensors). */
-export async function writeTinyMotionAdapter(
-  dir: string,
-  options: { version?: "v1" | "v2" | "v3" } = {},
-): Promise<void> {
-  const m = tinyMotionTensors(options.version ?? "v2");
-  await Deno.mkdir(dir, { recursive: true });
-  await writeJson(`${dir}/config.json`, motionAdapterConfigJson(m.config));
-  await writeSafetensors(
-    `${dir}/diffusion_pytorch_model.safetensors`,
-    await toWrite(m.tensors, (n) => [n]),
-    { metadata: { format: "pt" } },
-  );
-}
-
-/** Writes the tiny LoRA in kohya or diffusers/peft layout (.safetensors). */
-export async function writeTinyLora(
-  path: string,
-  options: { layout: "kohya" | "peft" },
-): Promise<void> {
-  const l = tinyLora(options.layout);
-  await writeSafetensors(path, await toWrite(l.tensors, (n) => [n]), { metadata: l.metadata });
 }

@@ -25,8 +25,6 @@ import type { RawHostTensor } from "./safetensors.ts";
 import type { HostTensor, StorageDType, TensorFile } from "./types.ts";
 import { openZip, type ZipArchive } from "./zip.ts";
 
-export { writeTorchZip } from "./torch_writer.ts";
-
 /** Options of openTorchFile. */
 export interface OpenTorchOptions {
   /** Refuse every pickle global outside the tensor allow-list (no inert placeholders). */

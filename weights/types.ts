@@ -20,6 +20,28 @@ export type StorageDType =
   | "U8"
   | "BOOL";
 
+/** Canonical (diffusers) tensor name -> stored shape. */
+export type ShapeMap = Map<string, number[]>;
+
+/** The configs of an SD1.5-family base model. */
+export interface ModelConfigs {
+  unet: UNetConfig;
+  vae: VaeConfig;
+  clip: ClipConfig;
+}
+
+/**
+ * What each architecture declares, tensor by tensor: the one description of the models, which
+ * the engine's blocks give (engine/models/architecture.ts) and weights/ receives as data for
+ * checking files, generating tiny models and resolving LoRA names.
+ */
+export interface Architecture {
+  /** The base model's parts: UNet, VAE (encoder and decoder), text encoder. */
+  model(configs: ModelConfigs): { unet: ShapeMap; vae: ShapeMap; textEncoder: ShapeMap };
+  /** The motion modules (diffusers MotionAdapter naming). */
+  motion(config: MotionConfig): ShapeMap;
+}
+
 /** A tensor stored somewhere (a file region, memory, a LoRA-merged view). */
 export interface HostTensor {
   readonly shape: readonly number[];

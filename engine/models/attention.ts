@@ -7,7 +7,7 @@
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
-import type { Param, WeightStore } from "./weights.ts";
+import type { Param, WeightStore } from "../weight_store.ts";
 import { GroupNorm, LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { add, geglu } from "../../kernels/elementwise.ts";
@@ -32,10 +32,10 @@ export class Attention {
     }
     const cd = o.contextDim ?? o.dim;
     const bias = o.qkvBias ?? false;
-    this.toQ = new Linear(w, `${prefix}.to_q`, o.dim, o.dim, bias);
-    this.toK = new Linear(w, `${prefix}.to_k`, cd, o.dim, bias);
-    this.toV = new Linear(w, `${prefix}.to_v`, cd, o.dim, bias);
-    this.toOut = new Linear(w, `${prefix}.to_out.0`, o.dim, o.dim);
+    this.toQ = new Linear(w, `${prefix}.to_q`, { in: o.dim, out: o.dim, bias });
+    this.toK = new Linear(w, `${prefix}.to_k`, { in: cd, out: o.dim, bias });
+    this.toV = new Linear(w, `${prefix}.to_v`, { in: cd, out: o.dim, bias });
+    this.toOut = new Linear(w, `${prefix}.to_out.0`, { in: o.dim, out: o.dim });
     this.heads = o.heads;
   }
 
@@ -75,8 +75,8 @@ export class FeedForward {
   readonly dim: number;
   readonly inner: number;
   constructor(w: WeightStore, prefix: string, dim: number, inner = 4 * dim) {
-    this.proj = new Linear(w, `${prefix}.net.0.proj`, dim, 2 * inner);
-    this.out = new Linear(w, `${prefix}.net.2`, inner, dim);
+    this.proj = new Linear(w, `${prefix}.net.0.proj`, { in: dim, out: 2 * inner });
+    this.out = new Linear(w, `${prefix}.net.2`, { in: inner, out: dim });
     this.dim = dim;
     this.inner = inner;
   }
@@ -163,10 +163,19 @@ export class Transformer2D {
   constructor(
     w: WeightStore,
     prefix: string,
-    o: { channels: number; heads: number; contextDim: number; groups: number; layers: number },
+    o: {
+      channels: number;
+      heads: number;
+      contextDim: number;
+      groups: number;
+      layers: number;
+      /** proj_in / proj_out stored as Linears (else as 1x1 convs, as SD1.5). */
+      linearProjection: boolean;
+    },
   ) {
+    const proj = { in: o.channels, out: o.channels, conv1x1: !o.linearProjection };
     this.norm = new GroupNorm(w, `${prefix}.norm`, o.channels, o.groups, 1e-6);
-    this.projIn = new Linear(w, `${prefix}.proj_in`, o.channels, o.channels);
+    this.projIn = new Linear(w, `${prefix}.proj_in`, proj);
     for (let i = 0; i < o.layers; i++) {
       this.blocks.push(
         new TransformerBlock(w, `${prefix}.transformer_blocks.${i}`, {
@@ -176,7 +185,7 @@ export class Transformer2D {
         }),
       );
     }
-    this.projOut = new Linear(w, `${prefix}.proj_out`, o.channels, o.channels);
+    this.projOut = new Linear(w, `${prefix}.proj_out`, proj);
   }
 
   /** x [b*f, C, H, W] -> same shape; `context` [b, 77, D] is shared by a video's frames. */

@@ -10,7 +10,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { ClipConfig } from "../../weights/model_config.ts";
-import type { Param, WeightStore } from "./weights.ts";
+import type { Param, WeightStore } from "../weight_store.ts";
 import { LayerNorm, Linear } from "./layers.ts";
 import { attention } from "../../kernels/attention.ts";
 import { tokenEmbedding } from "../../kernels/embedding.ts";
@@ -27,13 +27,13 @@ class ClipLayer {
   constructor(w: WeightStore, p: string, readonly c: ClipConfig) {
     const d = c.hiddenSize;
     this.ln1 = new LayerNorm(w, `${p}.layer_norm1`, d, c.layerNormEps);
-    this.q = new Linear(w, `${p}.self_attn.q_proj`, d, d);
-    this.k = new Linear(w, `${p}.self_attn.k_proj`, d, d);
-    this.v = new Linear(w, `${p}.self_attn.v_proj`, d, d);
-    this.out = new Linear(w, `${p}.self_attn.out_proj`, d, d);
+    this.q = new Linear(w, `${p}.self_attn.q_proj`, { in: d, out: d });
+    this.k = new Linear(w, `${p}.self_attn.k_proj`, { in: d, out: d });
+    this.v = new Linear(w, `${p}.self_attn.v_proj`, { in: d, out: d });
+    this.out = new Linear(w, `${p}.self_attn.out_proj`, { in: d, out: d });
     this.ln2 = new LayerNorm(w, `${p}.layer_norm2`, d, c.layerNormEps);
-    this.fc1 = new Linear(w, `${p}.mlp.fc1`, d, c.intermediateSize);
-    this.fc2 = new Linear(w, `${p}.mlp.fc2`, c.intermediateSize, d);
+    this.fc1 = new Linear(w, `${p}.mlp.fc1`, { in: d, out: c.intermediateSize });
+    this.fc2 = new Linear(w, `${p}.mlp.fc2`, { in: c.intermediateSize, out: d });
   }
 
   /** x [B, L, D] -> [B, L, D]. */

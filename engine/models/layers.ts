@@ -8,7 +8,7 @@
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
-import type { Param, WeightStore } from "./weights.ts";
+import type { Param, WeightStore } from "../weight_store.ts";
 import { type Activation, linear } from "../../kernels/matmul.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";
@@ -16,16 +16,21 @@ import { layerNorm } from "../../kernels/layer_norm.ts";
 import { add } from "../../kernels/elementwise.ts";
 import { resizeNearest } from "../../kernels/resample.ts";
 
-/** PyTorch Linear: weight [out, in], optional bias [out]. */
+/**
+ * PyTorch Linear: weight [out, in], optional bias [out]. `conv1x1`: the weight is stored as a
+ * 1x1 convolution's [out, in, 1, 1] (SD1.5's spatial proj_in / proj_out), the same data.
+ */
 export class Linear {
   readonly weight: Param;
   readonly bias: Param | null;
-  constructor(w: WeightStore, prefix: string, inF: number, outF: number, bias = true) {
-    // A 1x1 conv stored weight ([out, in, 1, 1]) is accepted as the same data.
-    const stored = w.shapeOf(`${prefix}.weight`);
-    const shape = stored && stored.length === 4 ? [outF, inF, 1, 1] : [outF, inF];
-    this.weight = w.param(`${prefix}.weight`, shape, [outF, inF]);
-    this.bias = bias ? w.param(`${prefix}.bias`, [outF]) : null;
+  constructor(
+    w: WeightStore,
+    prefix: string,
+    o: { in: number; out: number; bias?: boolean; conv1x1?: boolean },
+  ) {
+    const shape = o.conv1x1 ? [o.out, o.in, 1, 1] : [o.out, o.in];
+    this.weight = w.param(`${prefix}.weight`, shape, [o.out, o.in]);
+    this.bias = (o.bias ?? true) ? w.param(`${prefix}.bias`, [o.out]) : null;
   }
   forward(
     gpu: Gpu,
@@ -120,7 +125,7 @@ export class ResnetBlock2D {
     this.norm1 = new GroupNorm(w, `${prefix}.norm1`, o.cin, o.groups, o.eps);
     this.conv1 = new Conv2d(w, `${prefix}.conv1`, { cin: o.cin, cout: o.cout, k: 3 });
     this.timeEmbProj = o.tembChannels
-      ? new Linear(w, `${prefix}.time_emb_proj`, o.tembChannels, o.cout)
+      ? new Linear(w, `${prefix}.time_emb_proj`, { in: o.tembChannels, out: o.cout })
       : null;
     this.norm2 = new GroupNorm(w, `${prefix}.norm2`, o.cout, o.groups, o.eps);
     this.conv2 = new Conv2d(w, `${prefix}.conv2`, { cin: o.cout, cout: o.cout, k: 3 });

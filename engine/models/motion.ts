@@ -7,7 +7,7 @@
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
-import type { WeightStore } from "./weights.ts";
+import type { WeightStore } from "../weight_store.ts";
 import { TransformerBlock } from "./attention.ts";
 import { GroupNorm, Linear } from "./layers.ts";
 import { add } from "../../kernels/elementwise.ts";
@@ -39,7 +39,7 @@ export class MotionModule {
     o: { channels: number; heads: number; groups: number; maxLen: number; layers: number },
   ) {
     this.norm = new GroupNorm(w, `${prefix}.norm`, o.channels, o.groups, 1e-6);
-    this.projIn = new Linear(w, `${prefix}.proj_in`, o.channels, o.channels);
+    this.projIn = new Linear(w, `${prefix}.proj_in`, { in: o.channels, out: o.channels });
     for (let i = 0; i < o.layers; i++) {
       this.blocks.push(
         new TransformerBlock(w, `${prefix}.transformer_blocks.${i}`, {
@@ -49,7 +49,7 @@ export class MotionModule {
         }),
       );
     }
-    this.projOut = new Linear(w, `${prefix}.proj_out`, o.channels, o.channels);
+    this.projOut = new Linear(w, `${prefix}.proj_out`, { in: o.channels, out: o.channels });
   }
 
   /** x [b*f, C, H, W] -> same shape (x + temporal transformer(x)). */

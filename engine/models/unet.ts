@@ -12,7 +12,7 @@ import {
   type MotionConfig,
   type UNetConfig,
 } from "../../weights/model_config.ts";
-import type { WeightStore } from "./weights.ts";
+import type { WeightStore } from "../weight_store.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
@@ -109,11 +109,12 @@ export class UNet3D {
         contextDim: c.crossAttentionDim,
         groups,
         layers: c.transformerLayersPerBlock,
+        linearProjection: c.useLinearProjection,
       });
 
-    this.timeLinear1 = new Linear(w, "time_embedding.linear_1", ch[0], temb);
-    this.timeLinear2 = new Linear(w, "time_embedding.linear_2", temb, temb);
     this.convIn = new Conv2d(w, "conv_in", { cin: c.inChannels, cout: ch[0], k: 3 });
+    this.timeLinear1 = new Linear(w, "time_embedding.linear_1", { in: ch[0], out: temb });
+    this.timeLinear2 = new Linear(w, "time_embedding.linear_2", { in: temb, out: temb });
 
     let out = ch[0];
     for (let i = 0; i < n; i++) {
@@ -150,11 +151,13 @@ export class UNet3D {
         groups,
         eps,
       });
-    this.midResnets = [midRes(0), midRes(1)];
+    // Declared in the order of the file layout: resnet, attention, (motion), resnet.
+    const mid0 = midRes(0);
     this.midAttention = c.midBlockAttention
       ? tf("mid_block.attentions.0", top, c.attentionHeads[n - 1])
       : null;
     this.midMotion = motion?.hasMidBlock ? mm("mid_block.motion_modules.0", top) : null;
+    this.midResnets = [mid0, midRes(1)];
 
     const rev = [...ch].reverse();
     const revHeads = [...c.attentionHeads].reverse();

@@ -9,7 +9,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { VaeConfig } from "../../weights/model_config.ts";
-import type { WeightStore } from "./weights.ts";
+import type { WeightStore } from "../weight_store.ts";
 import { Conv2d, GroupNorm, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Attention } from "./attention.ts";
 import { add } from "../../kernels/elementwise.ts";
@@ -60,11 +60,10 @@ export class VaeDecoder {
     this.convIn = new Conv2d(w, "decoder.conv_in", { cin: lat, cout: top, k: 3 });
     const res = (p: string, cin: number, cout: number) =>
       new ResnetBlock2D(w, p, { cin, cout, tembChannels: null, groups: g, eps });
-    this.midResnets = [
-      res("decoder.mid_block.resnets.0", top, top),
-      res("decoder.mid_block.resnets.1", top, top),
-    ];
+    // Declared in the order of the file layout: resnet, attention, resnet.
+    const mid0 = res("decoder.mid_block.resnets.0", top, top);
     this.midAttention = new VaeAttention(w, "decoder.mid_block.attentions.0", top, g, eps);
+    this.midResnets = [mid0, res("decoder.mid_block.resnets.1", top, top)];
     const rev = [...ch].reverse();
     let out = rev[0];
     for (let i = 0; i < n; i++) {
@@ -151,11 +150,10 @@ export class VaeEncoder {
       this.down.push({ resnets, downsampler });
     }
     const top = ch[n - 1];
-    this.midResnets = [
-      res("encoder.mid_block.resnets.0", top, top),
-      res("encoder.mid_block.resnets.1", top, top),
-    ];
+    // Declared in the order of the file layout: resnet, attention, resnet.
+    const mid0 = res("encoder.mid_block.resnets.0", top, top);
     this.midAttention = new VaeAttention(w, "encoder.mid_block.attentions.0", top, g, eps);
+    this.midResnets = [mid0, res("encoder.mid_block.resnets.1", top, top)];
     this.normOut = new GroupNorm(w, "encoder.conv_norm_out", top, g, eps);
     this.convOut = new Conv2d(w, "encoder.conv_out", { cin: top, cout: 2 * lat, k: 3 });
     this.quantConv = config.hasQuantConv

@@ -106,7 +106,7 @@ export const NO_ADAPTER_HINT =
  * gpu.destroy();
  * ```
  */
-export class Gpu implements TensorOwner {
+export class Gpu {
   /** The WebGPU adapter. */
   readonly adapter: GPUAdapter;
   /** The WebGPU device, created with the adapter's real limits. */
@@ -382,12 +382,14 @@ export class Gpu implements TensorOwner {
     try {
       const ops = frame.ops.splice(0);
       const last = new Map<Tensor, number>();
+      const tensorsOf = (op: ScopeOp): Tensor[] =>
+        "dispatch" in op
+          ? op.dispatch.options.bindings.filter((b): b is Tensor => b instanceof Tensor)
+          : "copy" in op
+          ? [op.copy.src, op.copy.dst]
+          : [];
       ops.forEach((op, i) => {
-        if ("dispatch" in op) {
-          for (const b of op.dispatch.options.bindings) {
-            if (b instanceof Tensor) last.set(b.root, i);
-          }
-        }
+        for (const t of tensorsOf(op)) last.set(t.root, i);
       });
       const dropped = new Set<Tensor>();
       const free = (root: Tensor) => {
@@ -405,14 +407,13 @@ export class Gpu implements TensorOwner {
           else dropped.add(root);
           return;
         }
-        const { kernel, options } = op.dispatch;
         const roots = new Set<Tensor>();
-        for (const b of options.bindings) {
-          if (!(b instanceof Tensor)) continue;
-          roots.add(b.root);
-          if (b.pending) this.#materialize(b.root);
+        for (const t of tensorsOf(op)) {
+          roots.add(t.root);
+          if (t.pending) this.#materialize(t.root);
         }
-        this.#run(kernel, options);
+        if ("dispatch" in op) this.#run(op.dispatch.kernel, op.dispatch.options);
+        else this.#copyNow(op.copy.src, op.copy.dst);
         for (const root of roots) {
           if (last.get(root) !== i || !frame.created.has(root)) continue;
           if (dropped.has(root) || (final && !frame.kept.has(root))) free(root);
@@ -641,6 +642,33 @@ export class Gpu implements TensorOwner {
   }
 
   /**
+   * Copies all of `src` into `dst` (same byte length), in order with the ops around it.
+   * @ignore
+   */
+  copy(src: Tensor, dst: Tensor): void {
+    if (src.byteLength !== dst.byteLength) {
+      throw new Error(
+        `copy: ${src.label} has ${src.byteLength} bytes, ${dst.label} ${dst.byteLength}`,
+      );
+    }
+    src.assertLive("copy");
+    dst.assertLive("copy");
+    if (this.#frame && !this.#flushing) this.#frame.ops.push({ copy: { src, dst } });
+    else this.#copyNow(src, dst);
+  }
+
+  #copyNow(src: Tensor, dst: Tensor): void {
+    if (this.virtual) return;
+    this.recorder.copy(
+      src.buffer,
+      src.byteOffset,
+      dst.buffer,
+      dst.byteOffset,
+      Math.ceil(src.byteLength / 4) * 4,
+    );
+  }
+
+  /**
    * Dispatches recorded so far per `kernel:variant` (tests check which kernel path ran).
    * @ignore
    */
@@ -777,8 +805,13 @@ interface DispatchOptions {
 }
 
 /** The ops a scope recorded, the tensors it created and those that outlive it. */
+type ScopeOp =
+  | { dispatch: { kernel: KernelDef; options: DispatchOptions } }
+  | { copy: { src: Tensor; dst: Tensor } }
+  | { release: Tensor };
+
 interface ScopeFrame {
-  ops: ({ dispatch: { kernel: KernelDef; options: DispatchOptions } } | { release: Tensor })[];
+  ops: ScopeOp[];
   created: Set<Tensor>;
   kept: Set<Tensor>;
   /** Tensors it created whose buffers went back already. */

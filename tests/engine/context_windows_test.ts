@@ -17,6 +17,7 @@ import {
   tinyMotionConfig,
   tinyTokenizer,
 } from "../../weights/tiny.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 Deno.test("context windows: starts step by length - overlap, the last aligned to the end", () => {
   assertEquals(contextWindowStarts(24, 16, 4), [0, 8]);
@@ -66,7 +67,7 @@ Deno.test("context windows: starts step by length - overlap, the last aligned to
 
 /** The tiny test model with a motion module of only 8 positions. */
 async function build(): Promise<AnimationPipeline> {
-  const w = randomModel({
+  const w = randomModel(ARCHITECTURE, {
     unet: TINY_UNET_CONFIG,
     vae: TINY_VAE_CONFIG,
     clip: TINY_CLIP_CONFIG,

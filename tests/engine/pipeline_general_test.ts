@@ -13,6 +13,7 @@ import { ClipTokenizer } from "../../engine/tokenizer.ts";
 import { randomModel } from "../../weights/sd15.ts";
 import { tinyTokenizer } from "../../weights/tiny.ts";
 import type { MotionConfig } from "../../weights/model_config.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 const unet = {
   inChannels: 4,
@@ -65,7 +66,13 @@ const motion = (version: "v1" | "v3"): MotionConfig => ({
 });
 
 async function build(version: "v1" | "v3"): Promise<AnimationPipeline> {
-  const w = randomModel({ unet, vae, clip, motion: motion(version), source: "general" });
+  const w = randomModel(ARCHITECTURE, {
+    unet,
+    vae,
+    clip,
+    motion: motion(version),
+    source: "general",
+  });
   return await AnimationPipeline.fromWeights({
     ...w,
     tokenizer: ClipTokenizer.fromFiles(tinyTokenizer()),

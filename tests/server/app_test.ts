@@ -10,7 +10,7 @@ import type { JobView } from "../../server/queue.ts";
 import { fakeLoader, type FakeOptions, makeModelsDir, SMALL_REQUEST } from "./fake_pipeline.ts";
 import { join } from "node:path";
 import { Hono } from "npm:hono@^4.13.19";
-import { writeTinyMotionModule } from "../../weights/tiny.ts";
+import { writeTinyMotionModule } from "../weights/tiny_files.ts";
 
 const SMALL = SMALL_REQUEST;
 

@@ -6,7 +6,7 @@ import { withBigList } from "./torch_fixtures.ts";
 import { FAMILIES, writeFamilyCheckpoint, writeFamilyDiffusersFolder } from "./family_fixtures.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
-const CLI = new URL("../../weights/cli.ts", import.meta.url).pathname;
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 
 async function run(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [], err: string[] = [];
@@ -96,7 +96,7 @@ Deno.test("cli: convert .ckpt -> .safetensors (and --fp16) keeps the motion modu
 
 Deno.test("cli: the real process prints no stack trace and exits 2 on bad input", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", CLI, "inspect", TINY + "nope"],
+    args: ["run", "-A", "--quiet", CLI, "weights", "inspect", TINY + "nope"],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -122,7 +122,7 @@ Deno.test("cli: a .ckpt whose pickle holds a list of 1,000,000 items inspects an
     motion.close();
     // The real process too: exit 0, no "Maximum call stack size exceeded".
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", CLI, "inspect", path],
+      args: ["run", "-A", "--quiet", CLI, "weights", "inspect", path],
       stdout: "piped",
       stderr: "piped",
     }).output();

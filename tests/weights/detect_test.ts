@@ -14,6 +14,7 @@ import {
 } from "../../weights/detect.ts";
 import type { TensorMap } from "../../weights/types.ts";
 import { TINY_UNET_CONFIG, tinyModelTensors, tinyMotionTensors } from "../../weights/tiny.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -112,7 +113,7 @@ Deno.test("detect: configs inferred from fixture shapes + config.json equal the 
 });
 
 Deno.test("detect: defaults without config.json (32 groups, 8 heads, CLIP hidden/64) and their checks", async () => {
-  const tiny = tinyModelTensors();
+  const tiny = tinyModelTensors(ARCHITECTURE);
   // Tiny UNet channels 32/64 and concatenated 96/128 are multiples of 32: defaults apply.
   const unet = inferUNetConfig(tiny.unet);
   assertEquals([unet.normGroups, unet.attentionHeads, unet.normEps], [32, [8, 8], 1e-5]);
@@ -134,7 +135,7 @@ Deno.test("detect: defaults without config.json (32 groups, 8 heads, CLIP hidden
 
 Deno.test("detect: motion versions from PE length and mid block (v1 24/no mid, v2 32/mid, v3 32/no mid)", () => {
   for (const v of ["v1", "v2", "v3"] as const) {
-    const { tensors, config } = tinyMotionTensors(v);
+    const { tensors, config } = tinyMotionTensors(ARCHITECTURE, v);
     const inferred = inferMotionConfig(tensors, {
       heads: config.heads,
       normGroups: config.normGroups,

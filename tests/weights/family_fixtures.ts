@@ -9,7 +9,8 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "../../weights/safetensors.ts";
-import { tinyValues, writeTinyDiffusersFolder, writeTinySingleFile } from "../../weights/tiny.ts";
+import { tinyValues } from "../../weights/tiny.ts";
+import { writeTinyDiffusersFolder, writeTinySingleFile } from "./tiny_files.ts";
 import type { OtherFamily } from "../../weights/family.ts";
 import type { HostTensor } from "../../weights/types.ts";
 

@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../assert.ts";
-import { formatSummary, inspectWeights } from "../../weights/inspect.ts";
+import { formatSummary } from "../../weights/inspect.ts";
+import { inspectWeights } from "../../engine/inspect.ts";
 import { loadModel } from "../../weights/load.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;

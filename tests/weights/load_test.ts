@@ -6,19 +6,19 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "../../weights/safetensors.ts";
-import { writeTorchZip } from "../../weights/torch_file.ts";
+import { writeTorchZip } from "./torch_writer.ts";
 import { decodeToFloat32, encodeFromFloat32 } from "../../weights/dtype.ts";
+import { tinyModelTensors, tinyMotionTensors } from "../../weights/tiny.ts";
 import {
-  tinyModelTensors,
-  tinyMotionTensors,
   writeTinyDiffusersFolder,
   writeTinyMotionAdapter,
   writeTinyMotionModule,
   writeTinySingleFile,
-} from "../../weights/tiny.ts";
+} from "./tiny_files.ts";
 import { originalMotionNames } from "../../weights/names.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { FAMILIES, writeFamilyCheckpoint, writeFamilyDiffusersFolder } from "./family_fixtures.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -49,7 +49,10 @@ export async function assertSameTensors(
 
 Deno.test("load: fixture single file (config from model/) is bit-identical to the diffusers folder", async () => {
   const folder = await loadModel(TINY + "model");
-  const single = await loadModel(TINY + "single_file/sd15.safetensors", { config: TINY + "model" });
+  const single = await loadModel(TINY + "single_file/sd15.safetensors", {
+    config: TINY + "model",
+    architecture: ARCHITECTURE,
+  });
   assertEquals(single.unetConfig, folder.unetConfig);
   assertEquals(single.vaeConfig, folder.vaeConfig);
   assertEquals(single.clipConfig, folder.clipConfig);
@@ -178,7 +181,11 @@ Deno.test("load: unknown, missing and wrong-shaped tensors are errors listing th
       (l) => [...l, extra("model.diffusion_model.foo.weight"), extra("bar")],
     );
     await assertRejects(
-      () => loadModel(`${dir}/extra.safetensors`, { config: TINY + "model" }),
+      () =>
+        loadModel(`${dir}/extra.safetensors`, {
+          config: TINY + "model",
+          architecture: ARCHITECTURE,
+        }),
       /unexpected tensors in the SD1\.5 checkpoint: (bar, model\.diffusion_model\.foo\.weight|model\.diffusion_model\.foo\.weight, bar)/,
     );
     await rewrite(
@@ -193,7 +200,10 @@ Deno.test("load: unknown, missing and wrong-shaped tensors are errors listing th
         extra("betas"),
       ],
     );
-    const ema = await loadModel(`${dir}/ema.safetensors`, { config: TINY + "model" });
+    const ema = await loadModel(`${dir}/ema.safetensors`, {
+      config: TINY + "model",
+      architecture: ARCHITECTURE,
+    });
     assertEquals(ema.unet.size, 208);
     ema.close();
     await rewrite(
@@ -202,7 +212,11 @@ Deno.test("load: unknown, missing and wrong-shaped tensors are errors listing th
       (l) => l.filter((t) => !t.name.endsWith("middle_block.1.proj_out.bias")),
     );
     await assertRejects(
-      () => loadModel(`${dir}/missing.safetensors`, { config: TINY + "model" }),
+      () =>
+        loadModel(`${dir}/missing.safetensors`, {
+          config: TINY + "model",
+          architecture: ARCHITECTURE,
+        }),
       /UNet: missing tensors: mid_block\.attentions\.0\.proj_out\.bias/,
     );
     await rewrite(
@@ -211,7 +225,11 @@ Deno.test("load: unknown, missing and wrong-shaped tensors are errors listing th
       (l) => l.map((t) => t.name.endsWith("out.2.bias") ? { ...t, shape: [2, 2] } : t),
     );
     await assertRejects(
-      () => loadModel(`${dir}/shape.safetensors`, { config: TINY + "model" }),
+      () =>
+        loadModel(`${dir}/shape.safetensors`, {
+          config: TINY + "model",
+          architecture: ARCHITECTURE,
+        }),
       /wrong shapes: conv_out\.bias \[2,2\] \(expected \[4\]\)/,
     );
   } finally {
@@ -222,7 +240,7 @@ Deno.test("load: unknown, missing and wrong-shaped tensors are errors listing th
 Deno.test("load: tiny generator files round-trip through every loader route to identical tensors", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const tiny = tinyModelTensors();
+    const tiny = tinyModelTensors(ARCHITECTURE);
     await writeTinyDiffusersFolder(`${dir}/model`);
     await writeTinySingleFile(`${dir}/tiny.safetensors`);
     await writeTinySingleFile(`${dir}/tiny.ckpt`, { format: "ckpt" });
@@ -247,7 +265,7 @@ Deno.test("load: tiny generator files round-trip through every loader route to i
       m.close();
     }
     for (const version of ["v1", "v2", "v3"] as const) {
-      const ref = tinyMotionTensors(version);
+      const ref = tinyMotionTensors(ARCHITECTURE, version);
       await writeTinyMotionModule(`${dir}/mm_${version}.ckpt`, { version });
       await writeTinyMotionModule(`${dir}/mm_${version}.safetensors`, {
         version,
@@ -262,7 +280,7 @@ Deno.test("load: tiny generator files round-trip through every loader route to i
       }
     }
     // Wrapped original files: torch `state_dict` wrapper + DDP `module.` prefix.
-    const ref = tinyMotionTensors("v2");
+    const ref = tinyMotionTensors(ARCHITECTURE, "v2");
     const wrapped: TensorToWrite[] = [];
     for (const [name, t] of ref.tensors) {
       for (const n of originalMotionNames(name)) {

@@ -2,9 +2,11 @@ import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { loadModel } from "../../weights/load.ts";
 import { applyLoras, applyMotionLoras, loadLora, loraTargets } from "../../weights/lora.ts";
 import { type TensorToWrite, writeSafetensors } from "../../weights/safetensors.ts";
-import { loadTinyDemoModel, tinyLora, writeTinyLora } from "../../weights/tiny.ts";
+import { loadTinyDemoModel, tinyLora } from "../../weights/tiny.ts";
+import { writeTinyLora } from "./tiny_files.ts";
 import { ldmUNetModuleName } from "../../weights/names.ts";
 import type { ModelWeights, TensorMap } from "../../weights/types.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -38,7 +40,9 @@ async function writeList(path: string, tensors: TensorMap, rename: (n: string) =
 Deno.test("lora: fixture kohya and peft files merge (scale 0.8) to the same 40 changed modules", async () => {
   const model = await loadModel(TINY + "model");
   const kohya = await loadLora(TINY + "lora/lora_kohya.safetensors", { model });
-  const peft = await loadLora(TINY + "lora/pytorch_lora_weights.safetensors");
+  const peft = await loadLora(TINY + "lora/pytorch_lora_weights.safetensors", {
+    architecture: ARCHITECTURE,
+  });
   assertEquals([kohya.kind, peft.kind], ["lora-kohya", "lora-diffusers"]);
   assertEquals([kohya.modules.size, peft.modules.size], [40, 40]);
   assertEquals([...kohya.modules.keys()].sort(), [...peft.modules.keys()].sort());
@@ -76,10 +80,10 @@ Deno.test("lora: fixture kohya and peft files merge (scale 0.8) to the same 40 c
 });
 
 Deno.test("lora: LDM-style kohya names resolve against the model's structure", async () => {
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
-    const { tensors } = tinyLora("kohya");
+    const { tensors } = tinyLora(ARCHITECTURE, "kohya");
     await writeList(`${dir}/diffusers_style.safetensors`, tensors, (n) => n);
     const toLdm = (n: string) => {
       const m = /^lora_unet_(.+?)\.(lora_down\.weight|lora_up\.weight|alpha)$/.exec(n);
@@ -94,7 +98,9 @@ Deno.test("lora: LDM-style kohya names resolve against the model's structure", a
     await writeList(`${dir}/ldm_style.safetensors`, tensors, toLdm);
     const ldm = await loadLora(`${dir}/ldm_style.safetensors`, { model });
     assert(ldm.raw.some((r) => r.module.startsWith("input_blocks_1_1_")), "file uses LDM names");
-    const diffusers = await loadLora(`${dir}/diffusers_style.safetensors`);
+    const diffusers = await loadLora(`${dir}/diffusers_style.safetensors`, {
+      architecture: ARCHITECTURE,
+    });
     assertEquals([...ldm.modules.keys()].sort(), [...diffusers.modules.keys()].sort());
     const a = applyLoras(model, [{ lora: ldm, scale: 1 }]);
     const b = applyLoras(model, [{ lora: diffusers, scale: 1 }]);
@@ -102,7 +108,7 @@ Deno.test("lora: LDM-style kohya names resolve against the model's structure", a
     assertEquals((await compareModels(a, model)).changed.length, 40);
     // peft layout written by the generator gives the same merge.
     await writeTinyLora(`${dir}/peft.safetensors`, { layout: "peft" });
-    const peft = await loadLora(`${dir}/peft.safetensors`);
+    const peft = await loadLora(`${dir}/peft.safetensors`, { architecture: ARCHITECTURE });
     assert((await compareModels(applyLoras(model, [{ lora: peft, scale: 1 }]), a)).maxDiff <= 1e-6);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -110,7 +116,7 @@ Deno.test("lora: LDM-style kohya names resolve against the model's structure", a
 });
 
 Deno.test("lora: conv LoCon (3x3 down, 1x1 up) merges on the flattened kernel", async () => {
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
     const r = 2, out = 32, inp = 32;
@@ -136,7 +142,7 @@ Deno.test("lora: conv LoCon (3x3 down, 1x1 up) merges on the flattened kernel", 
 });
 
 Deno.test("lora: LoRAs for other models are errors naming the file and the bad modules", async () => {
-  const { model, motion } = loadTinyDemoModel();
+  const { model, motion } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
     // SDXL-like: a module the tiny model does not have, and a shape that does not fit.
@@ -172,7 +178,7 @@ Deno.test("lora: LoRAs for other models are errors naming the file and the bad m
     );
     assert(!err.message.includes("\n"));
     // Loaded against standard SD1.5 names it resolves, but applying to the tiny model fails.
-    const lora = await loadLora(`${dir}/xl.safetensors`);
+    const lora = await loadLora(`${dir}/xl.safetensors`, { architecture: ARCHITECTURE });
     await assertRejects(
       () => applyLoras(model, [{ lora, scale: 1 }]),
       /LoRA does not match the model/,
@@ -186,11 +192,12 @@ Deno.test("lora: LoRAs for other models are errors naming the file and the bad m
       },
     ]);
     await assertRejects(
-      () => loadLora(`${dir}/te2.safetensors`),
+      () => loadLora(`${dir}/te2.safetensors`, { architecture: ARCHITECTURE }),
       /te2\.safetensors: tensors this LoRA loader does not understand.*lora_te2_/,
     );
     await assertRejects(
-      () => loadLora(TINY + "single_file/motion_module.safetensors"),
+      () =>
+        loadLora(TINY + "single_file/motion_module.safetensors", { architecture: ARCHITECTURE }),
       /this is an AnimateDiff motion module; expected a LoRA/,
     );
     // An AnimateDiff motion LoRA (original processor names) applies to motion weights only.

@@ -4,6 +4,7 @@ import { parseLoraKey } from "../../weights/names.ts";
 import { type TensorToWrite, writeSafetensors } from "../../weights/safetensors.ts";
 import { loadTinyDemoModel } from "../../weights/tiny.ts";
 import type { ModelWeights } from "../../weights/types.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 // LoHa / LoKr merges are checked two ways: against a plain LoRA that must give the same update
 // (a LoHa whose second product is all ones, a LoKr whose first factor is 1x1), and element by
@@ -57,7 +58,7 @@ Deno.test("lycoris: LoHa and LoKr names parse as kohya modules; DoRA does not", 
 });
 
 Deno.test("lycoris: a LoHa merges like the equivalent LoRA and like its definition", async () => {
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
     const [out, inp] = model.unet.get(LINEAR + ".weight")!.shape;
@@ -107,7 +108,7 @@ Deno.test("lycoris: a LoHa merges like the equivalent LoRA and like its definiti
 });
 
 Deno.test("lycoris: a LoKr merges like the equivalent LoRA and like torch.kron on a conv", async () => {
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
     const [out, inp] = model.unet.get(LINEAR + ".weight")!.shape;
@@ -161,7 +162,7 @@ Deno.test("lycoris: a LoKr merges like the equivalent LoRA and like torch.kron o
 });
 
 Deno.test("lycoris: Tucker factors, missing factors and wrong shapes are one-line errors", async () => {
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   const dir = await Deno.makeTempDir();
   try {
     const [out, inp] = model.unet.get(LINEAR + ".weight")!.shape;

@@ -13,9 +13,14 @@ import {
   parseLoraKey,
   stripWrapperPrefix,
 } from "../../weights/names.ts";
-import { TINY_UNET_CONFIG, tinyModelTensors } from "../../weights/tiny.ts";
-import { unetShapes } from "../../weights/shapes.ts";
-import type { UNetConfig } from "../../weights/model_config.ts";
+import {
+  TINY_CLIP_CONFIG as TINY_CLIP,
+  TINY_UNET_CONFIG,
+  TINY_VAE_CONFIG as TINY_VAE,
+  tinyModelTensors,
+} from "../../weights/tiny.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
+import { SD15_CLIP_CONFIG, SD15_VAE_CONFIG, type UNetConfig } from "../../weights/model_config.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -60,12 +65,18 @@ Deno.test("names: fixture single file maps onto exactly the diffusers folder nam
 
 Deno.test("names: LDM UNet structure is derived from the names (tiny: 2 levels x 1, SD1.5: 4 x 2)", () => {
   const c = TINY_UNET_CONFIG;
-  const tiny = [...unetShapes(c).keys()].map((n) => ldmUNetName(n, c).slice(22));
+  const tiny = [...ARCHITECTURE.model({ unet: c, vae: TINY_VAE, clip: TINY_CLIP }).unet.keys()].map(
+    (n) => ldmUNetName(n, c).slice(22),
+  );
   assertEquals(ldmUNetStructure(tiny), { levels: 2, layersPerBlock: 1 });
-  const sd = [...unetShapes(SD15).keys()].map((n) => ldmUNetName(n, SD15).slice(22));
+  const sd = [
+    ...ARCHITECTURE.model({ unet: SD15, vae: SD15_VAE_CONFIG, clip: SD15_CLIP_CONFIG }).unet.keys(),
+  ].map((n) => ldmUNetName(n, SD15).slice(22));
   assertEquals(ldmUNetStructure(sd), { levels: 4, layersPerBlock: 2 });
   // Round trip canonical -> LDM -> canonical for every SD1.5 tensor (686 tensors).
-  const canonical = [...unetShapes(SD15).keys()];
+  const canonical = [
+    ...ARCHITECTURE.model({ unet: SD15, vae: SD15_VAE_CONFIG, clip: SD15_CLIP_CONFIG }).unet.keys(),
+  ];
   const back = mapLdmUNetNames(sd);
   canonical.forEach((n, i) => assertEquals(back.get(sd[i]), n, sd[i]));
   assertEquals(canonical.length, 686);
@@ -84,7 +95,7 @@ Deno.test("names: LDM UNet structure is derived from the names (tiny: 2 levels x
 });
 
 Deno.test("names: VAE inverse map round-trips the tiny VAE through the LDM layout", () => {
-  const tiny = tinyModelTensors();
+  const tiny = tinyModelTensors(ARCHITECTURE);
   const ldm = [...tiny.vae.keys()].map((n) => ldmVaeName(n, 4));
   const { mapped, unknown } = mapCheckpointNames(ldm);
   assertEquals(unknown, []);

@@ -19,14 +19,8 @@ import {
   tinyTokenizer,
   tinyValues,
 } from "../../weights/tiny.ts";
-import {
-  clipShapes,
-  motionShapes,
-  type ShapeMap,
-  unetShapes,
-  vaeShapes,
-} from "../../weights/shapes.ts";
-import type { TensorMap } from "../../weights/types.ts";
+import type { ShapeMap, TensorMap } from "../../weights/types.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -49,45 +43,27 @@ const json = async (p: string) => JSON.parse(await Deno.readTextFile(TINY + p));
 const shapesOf = (t: TensorMap) => [...t].map(([k, v]) => [k, v.shape]).sort();
 const sorted = (m: ShapeMap) => [...m].sort();
 
-Deno.test("tiny: shape enumerators reproduce the diffusers fixture models exactly", async () => {
+Deno.test("tiny: the architectures' description reproduces the diffusers fixture models exactly", async () => {
   const unet = await open("model/unet/diffusion_pytorch_model.safetensors");
-  assertEquals(
-    sorted(
-      unetShapes(
-        inferUNetConfig(unet, diffusersUNetOverrides(await json("model/unet/config.json"))),
-      ),
-    ),
-    shapesOf(unet),
-  );
   const vae = await open("model/vae/diffusion_pytorch_model.safetensors");
-  assertEquals(
-    sorted(
-      vaeShapes(inferVaeConfig(vae, diffusersVaeOverrides(await json("model/vae/config.json")))),
-    ),
-    shapesOf(vae),
-  );
   const te = await open("model/text_encoder/model.safetensors");
-  assertEquals(
-    sorted(
-      clipShapes(
-        inferClipConfig(te, diffusersClipOverrides(await json("model/text_encoder/config.json"))),
-      ),
-    ),
-    shapesOf(te),
-  );
+  const model = ARCHITECTURE.model({
+    unet: inferUNetConfig(unet, diffusersUNetOverrides(await json("model/unet/config.json"))),
+    vae: inferVaeConfig(vae, diffusersVaeOverrides(await json("model/vae/config.json"))),
+    clip: inferClipConfig(te, diffusersClipOverrides(await json("model/text_encoder/config.json"))),
+  });
+  assertEquals(sorted(model.unet), shapesOf(unet));
+  assertEquals(sorted(model.vae), shapesOf(vae));
+  assertEquals(sorted(model.textEncoder), shapesOf(te));
   const mm = await open("motion_adapter/diffusion_pytorch_model.safetensors");
-  assertEquals(
-    sorted(
-      motionShapes(
-        inferMotionConfig(mm, diffusersMotionOverrides(await json("motion_adapter/config.json"))),
-      ),
-    ),
-    shapesOf(mm),
+  const motion = ARCHITECTURE.motion(
+    inferMotionConfig(mm, diffusersMotionOverrides(await json("motion_adapter/config.json"))),
   );
+  assertEquals(sorted(motion), shapesOf(mm));
 });
 
 Deno.test("tiny: values are deterministic, pinned, and scaled N(0, 1/fan_in)", async () => {
-  const a = tinyModelTensors(), b = tinyModelTensors();
+  const a = tinyModelTensors(ARCHITECTURE), b = tinyModelTensors(ARCHITECTURE);
   const wa = await a.unet.get("conv_in.weight")!.read(),
     wb = await b.unet.get("conv_in.weight")!.read();
   assertEquals([...wa], [...wb]);
@@ -114,7 +90,7 @@ Deno.test("tiny: values are deterministic, pinned, and scaled N(0, 1/fan_in)", a
   const ours = sinusoidalTable(32, 64);
   // Within 2e-7 (float32 sin/cos rounding) of the diffusers table.
   assertClose(ours, pe, { atol: 2e-7, rtol: 0, msg: "sinusoidal table" });
-  const m1 = tinyMotionTensors("v1");
+  const m1 = tinyMotionTensors(ARCHITECTURE, "v1");
   assertEquals(
     m1.tensors.get("down_blocks.0.motion_modules.0.transformer_blocks.0.pos_embed.pe")!.shape,
     [1, 24, 32],
@@ -125,7 +101,7 @@ Deno.test("tiny: values are deterministic, pinned, and scaled N(0, 1/fan_in)", a
 Deno.test("tiny: byte-level tokenizer has CLIP's layout (bytes, </w> bytes, merges, start, end)", async () => {
   const tok = tinyTokenizer();
   const vocab = JSON.parse(tok.vocabJson) as Record<string, number>;
-  const size = tinyModelTensors().clipConfig.vocabSize;
+  const size = tinyModelTensors(ARCHITECTURE).clipConfig.vocabSize;
   assertEquals(Object.keys(vocab).length, size);
   assertEquals([vocab["!"], vocab["Ā"], vocab["Ġ"], vocab["a</w>"], vocab["th"]], [
     0,
@@ -158,7 +134,7 @@ Deno.test({
 });
 
 Deno.test("tiny: LoRA layouts target the 40 attention projections with rank 4", () => {
-  const kohya = tinyLora("kohya"), peft = tinyLora("peft");
+  const kohya = tinyLora(ARCHITECTURE, "kohya"), peft = tinyLora(ARCHITECTURE, "peft");
   assertEquals(kohya.tensors.size, 120);
   assertEquals(peft.tensors.size, 80);
   assertEquals(kohya.metadata, { ss_network_dim: "4", ss_network_alpha: "2" });
@@ -178,10 +154,12 @@ Deno.test("tiny: the demo model needs no file access", async () => {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   try {
     const tiny = new URL("../../weights/tiny.ts", import.meta.url).href;
+    const arch = new URL("../../engine/models/architecture.ts", import.meta.url).href;
     await Deno.writeTextFile(
       script,
       `import { loadTinyDemoModel } from "${tiny}";
-const { model, motion, tokenizer } = loadTinyDemoModel();
+import { ARCHITECTURE } from "${arch}";
+const { model, motion, tokenizer } = loadTinyDemoModel(ARCHITECTURE);
 const w = await model.unet.get("conv_out.weight").read();
 const pe = await motion.tensors.get("mid_block.motion_modules.0.transformer_blocks.0.pos_embed.pe").read();
 console.log(JSON.stringify([model.source, w.length, pe.length, motion.config.version, tokenizer.vocabJson.length > 0]));`,
@@ -203,6 +181,6 @@ console.log(JSON.stringify([model.source, w.length, pe.length, motion.config.ver
   } finally {
     await Deno.remove(script);
   }
-  const { model } = loadTinyDemoModel();
+  const { model } = loadTinyDemoModel(ARCHITECTURE);
   assertEquals(model.unetConfig.blockOutChannels, [32, 64]);
 });

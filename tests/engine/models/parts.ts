@@ -2,7 +2,7 @@
 
 import type { Gpu } from "../../../kernels/gpu/device.ts";
 import type { DType } from "../../../kernels/gpu/tensor.ts";
-import { WeightStore } from "../../../engine/models/weights.ts";
+import { WeightStore } from "../../../engine/weight_store.ts";
 import { ClipTextEncoder } from "../../../engine/models/clip.ts";
 import { UNet3D } from "../../../engine/models/unet.ts";
 import { VaeDecoder, VaeEncoder } from "../../../engine/models/vae.ts";

@@ -1,9 +1,9 @@
-import { roundToF16 } from "../../../kernels/gpu/half.ts";
-import { WeightStore } from "../../../engine/models/weights.ts";
-import { mergeOnCpu } from "../../../weights/lora.ts";
-import type { HostTensor, LowRankMerge, TensorMap } from "../../../weights/types.ts";
-import { assert, assertClose, randomArray } from "../../assert.ts";
-import { countDispatches, gpuTest } from "../../gpu.ts";
+import { roundToF16 } from "../../kernels/gpu/half.ts";
+import { WeightStore } from "../../engine/weight_store.ts";
+import { mergeOnCpu } from "../../weights/lora.ts";
+import type { HostTensor, LowRankMerge, TensorMap } from "../../weights/types.ts";
+import { assert, assertClose, randomArray } from "../assert.ts";
+import { countDispatches, gpuTest } from "../gpu.ts";
 
 function host(shape: number[], data: Float32Array): HostTensor {
   return { shape, dtype: "F32", read: () => Promise.resolve(data.slice()) };

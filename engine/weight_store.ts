@@ -1,16 +1,20 @@
 /**
- * Strict, two-phase weight binding for model blocks. Blocks declare each parameter with its
- * canonical (diffusers) name and expected shape while they are built; `loadAll()` then checks
- * that every declared tensor exists with that shape and that the file has no tensor nobody
- * declared, reporting all problems in one error, and streams the tensors to the GPU one by one.
- * LoRA-merged tensors merge on the GPU as they arrive (one fused GEMM per update).
+ * Strict, two-phase weight binding for model blocks, and the one description of each
+ * architecture. Blocks declare each parameter with its canonical (diffusers) name and stored
+ * shape while they are built; `loadAll()` then checks that every declared tensor exists with that
+ * shape and that the file has no tensor nobody declared, reporting all problems in one error, and
+ * streams the tensors to the GPU one by one. LoRA-merged tensors merge on the GPU as they arrive
+ * (one fused GEMM per update). {@link WeightStore.describe} builds a model on a store with no
+ * tensors and returns what it declared: the shape map that loading checks, the tiny-model
+ * generator fills and LoRA names resolve against (engine/models/architecture.ts).
  * @module
  */
 
-import type { Gpu } from "../../kernels/gpu/device.ts";
-import { type DType, fmtShape, numel, type Tensor } from "../../kernels/gpu/tensor.ts";
-import type { LowRankMerge, TensorMap } from "../../weights/types.ts";
-import { matmul } from "../../kernels/matmul.ts";
+import type { Gpu } from "../kernels/gpu/device.ts";
+import { type DType, fmtShape, numel, type Tensor } from "../kernels/gpu/tensor.ts";
+import type { LowRankMerge, ShapeMap, TensorMap } from "../weights/types.ts";
+import { matmul } from "../kernels/matmul.ts";
+import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
 export class Param {
@@ -45,7 +49,7 @@ export interface LoadProgress {
 
 /** Parameters of one model part bound to one TensorMap. */
 export class WeightStore {
-  readonly #gpu: Gpu;
+  readonly #gpu: Gpu | null;
   readonly #tensors: TensorMap;
   readonly #dtype: DType;
   readonly #part: string;
@@ -54,7 +58,7 @@ export class WeightStore {
   readonly #ignored: (name: string) => boolean;
 
   constructor(
-    gpu: Gpu,
+    gpu: Gpu | null,
     tensors: TensorMap,
     options: { dtype: DType; part: string; ignore?: (name: string) => boolean },
   ) {
@@ -78,14 +82,20 @@ export class WeightStore {
     return p;
   }
 
-  /** True when the map has a tensor of that name (optional parts, e.g. conv_shortcut). */
-  has(name: string): boolean {
-    return this.#tensors.has(name);
-  }
-
-  /** Shape of a stored tensor (undefined when absent). */
-  shapeOf(name: string): readonly number[] | undefined {
-    return this.#tensors.get(name)?.shape;
+  /**
+   * What a model declares, by name, with stored shapes, in declaration order: runs `build`
+   * (which constructs model blocks on the store it is given) on a store with no tensors.
+   *
+   * @example
+   * ```ts
+   * const shapes = WeightStore.describe((w) => new VaeDecoder(w, config));
+   * shapes.get("decoder.conv_in.weight"); // [512, 4, 3, 3]
+   * ```
+   */
+  static describe(build: (w: WeightStore) => void): ShapeMap {
+    const w = new WeightStore(null, new Map(), { dtype: "f32", part: "description" });
+    build(w);
+    return new Map([...w.#params.values()].map((p) => [p.name, [...p.shape]]));
   }
 
   /** Validates names and shapes, then uploads every declared tensor. */
@@ -108,27 +118,29 @@ export class WeightStore {
     if (missing.length) problems.push(`missing ${missing.length} tensors: ${list(missing)}`);
     if (wrong.length) problems.push(`wrong shape: ${list(wrong)}`);
     if (unused.length) problems.push(`unexpected ${unused.length} tensors: ${list(unused)}`);
-    if (problems.length) throw new Error(`${this.#part} weights: ${problems.join("; ")}`);
+    if (problems.length) throw new InputError(`${this.#part} weights: ${problems.join("; ")}`);
+    const gpu = this.#gpu;
+    if (!gpu) throw new Error(`${this.#part}: a description has no GPU to load onto`);
     let done = 0, merged = 0;
     const total = this.#params.size;
     for (const p of this.#params.values()) {
       const h = this.#tensors.get(p.name)!;
       const label = `${this.#part}.${p.name}`;
-      if (this.#gpu.virtual) {
+      if (gpu.virtual) {
         // Planning: what the weight costs, without reading it.
-        p.set(this.#gpu.reserve(p.gpuShape, this.#dtype, label));
+        p.set(gpu.reserve(p.gpuShape, this.#dtype, label));
       } else if (h.lowRank) {
-        p.set(await this.#mergeOnGpu(h.lowRank, p.gpuShape, label));
+        p.set(await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label));
         merged++;
       } else {
-        p.set(this.#gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
+        p.set(gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
       }
       onProgress?.(++done, total);
     }
     if (merged > 0) {
       // The merges' scratch buffers (up to 3x the largest merged weight) go back to the driver.
-      await this.#gpu.sync();
-      this.#gpu.pool.trim();
+      await gpu.sync();
+      gpu.pool.trim();
     }
   }
 
@@ -136,17 +148,23 @@ export class WeightStore {
    * Uploads `base` and adds each `factor * up @ down` on the GPU as one GEMM with the weight as
    * the fused residual, in this part's dtype (f32 accumulation; f16 parts round the sum once).
    */
-  async #mergeOnGpu(m: LowRankMerge, shape: readonly number[], label: string): Promise<Tensor> {
-    const gpu = this.#gpu;
+  async #mergeOnGpu(
+    gpu: Gpu,
+    m: LowRankMerge,
+    shape: readonly number[],
+    label: string,
+  ): Promise<Tensor> {
     const w = gpu.createPersistent(await m.base.read(), shape, this.#dtype, label);
     const rows = m.base.shape[0], cols = numel(m.base.shape) / rows;
     for (const u of m.updates) {
+      const [upData, downData] = [await u.up.read(), await u.down.read()];
       const rank = u.down.shape[0];
-      const up = gpu.upload(await u.up.read(), [rows, rank], this.#dtype, `${label} lora up`);
-      const down = gpu.upload(await u.down.read(), [rank, cols], this.#dtype, `${label} lora down`);
-      const sum = matmul(gpu, up, down, { alpha: u.factor, residual: w.reshape([rows, cols]) });
-      gpu.recorder.copy(sum.buffer, 0, w.buffer, 0, w.byteLength);
-      for (const t of [up, down, sum]) t.release();
+      gpu.scope(() => {
+        const up = gpu.upload(upData, [rows, rank], this.#dtype, `${label} lora up`);
+        const down = gpu.upload(downData, [rank, cols], this.#dtype, `${label} lora down`);
+        const sum = matmul(gpu, up, down, { alpha: u.factor, residual: w.reshape([rows, cols]) });
+        gpu.copy(sum, w);
+      });
     }
     return w;
   }
