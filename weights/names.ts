@@ -1,8 +1,9 @@
 /**
  * The ONE weight-name map. Canonical names are diffusers module names (UNet2DConditionModel,
  * AutoencoderKL, transformers CLIPTextModel, MotionAdapter). This file maps every other layout
- * onto them: LDM/CompVis single-file checkpoints, original AnimateDiff motion modules, and the
- * LoRA key spellings (kohya, diffusers/peft, older diffusers attention processors).
+ * onto them (and back, to write files): LDM/CompVis single-file checkpoints and original
+ * AnimateDiff motion modules through the two-way tables of weights/layouts.ts, and the LoRA key
+ * spellings (kohya, diffusers/peft, older diffusers attention processors).
  *
  * Block structure is always derived from the names present (levels, layers per block), never
  * hard-coded to SD1.5, following diffusers' `convert_ldm_unet_checkpoint` /
@@ -11,6 +12,7 @@
  */
 
 import { InputError } from "../kernels/gpu/errors.ts";
+import { LDM_UNET_LAYOUT, LDM_VAE_LAYOUT, MOTION_LAYOUT } from "./layouts.ts";
 
 /** A part of a base model. */
 export type ModelPart = "unet" | "vae" | "textEncoder";
@@ -97,23 +99,6 @@ export interface LdmUNetStructure {
   layersPerBlock: number;
 }
 
-const RESNET_RENAMES: [string, string][] = [
-  ["in_layers.0", "norm1"],
-  ["in_layers.2", "conv1"],
-  ["out_layers.0", "norm2"],
-  ["out_layers.3", "conv2"],
-  ["emb_layers.1", "time_emb_proj"],
-  ["skip_connection", "conv_shortcut"],
-];
-
-function renameResnet(rest: string, from: 0 | 1): string {
-  for (const pair of RESNET_RENAMES) {
-    const a = pair[from], b = pair[1 - from];
-    if (rest === a || rest.startsWith(a + ".")) return b + rest.slice(a.length);
-  }
-  return rest;
-}
-
 /**
  * Derives levels and layers per block from LDM UNet names (without the `model.diffusion_model.`
  * prefix): input_blocks 1..N hold `levels * (layersPerBlock + 1) - 1` entries, one `op`
@@ -161,49 +146,8 @@ export function mapLdmUNetNames(names: string[]): Map<string, string | null> {
     if ([...set].every((k) => k === "conv.weight" || k === "conv.bias")) upsampleAtOne.add(i);
   }
   const out = new Map<string, string | null>();
-  for (const n of names) out.set(n, mapOneLdmUNet(n, per, upsampleAtOne));
+  for (const n of names) out.set(n, LDM_UNET_LAYOUT.toCanon(n, { per, upsampleAtOne }));
   return out;
-}
-
-function mapOneLdmUNet(n: string, per: number, upsampleAtOne: Set<number>): string | null {
-  const fixed: [string, string][] = [
-    ["time_embed.0.", "time_embedding.linear_1."],
-    ["time_embed.2.", "time_embedding.linear_2."],
-    ["input_blocks.0.0.", "conv_in."],
-    ["out.0.", "conv_norm_out."],
-    ["out.2.", "conv_out."],
-  ];
-  for (const [a, b] of fixed) if (n.startsWith(a)) return b + n.slice(a.length);
-  let m = /^input_blocks\.(\d+)\.(\d+)\.(.+)$/.exec(n);
-  if (m) {
-    const i = Number(m[1]), sub = Number(m[2]), rest = m[3];
-    const block = Math.floor((i - 1) / per), layer = (i - 1) % per;
-    if (sub === 0 && rest.startsWith("op.")) {
-      return `down_blocks.${block}.downsamplers.0.conv.${rest.slice(3)}`;
-    }
-    if (sub === 0) return `down_blocks.${block}.resnets.${layer}.${renameResnet(rest, 0)}`;
-    if (sub === 1) return `down_blocks.${block}.attentions.${layer}.${rest}`;
-    return null;
-  }
-  m = /^middle_block\.(\d)\.(.+)$/.exec(n);
-  if (m) {
-    const rest = m[2];
-    if (m[1] === "0") return `mid_block.resnets.0.${renameResnet(rest, 0)}`;
-    if (m[1] === "1") return `mid_block.attentions.0.${rest}`;
-    if (m[1] === "2") return `mid_block.resnets.1.${renameResnet(rest, 0)}`;
-    return null;
-  }
-  m = /^output_blocks\.(\d+)\.(\d+)\.(.+)$/.exec(n);
-  if (m) {
-    const i = Number(m[1]), sub = Number(m[2]), rest = m[3];
-    const block = Math.floor(i / per), layer = i % per;
-    if (sub === 0) return `up_blocks.${block}.resnets.${layer}.${renameResnet(rest, 0)}`;
-    if ((sub === 1 && upsampleAtOne.has(i)) || sub === 2) {
-      return rest.startsWith("conv.") ? `up_blocks.${block}.upsamplers.0.${rest}` : null;
-    }
-    if (sub === 1) return `up_blocks.${block}.attentions.${layer}.${rest}`;
-  }
-  return null;
 }
 
 /**
@@ -215,61 +159,14 @@ export function ldmUNetModuleName(
   module: string,
   opts: { layersPerBlock: number; upBlockAttention: boolean[] },
 ): string | null {
-  const per = opts.layersPerBlock + 1;
-  const fixed: [string, string][] = [
-    ["time_embedding.linear_1", "time_embed.0"],
-    ["time_embedding.linear_2", "time_embed.2"],
-    ["conv_in", "input_blocks.0.0"],
-    ["conv_norm_out", "out.0"],
-    ["conv_out", "out.2"],
-  ];
-  for (const [a, b] of fixed) if (module === a) return b;
-  let m = /^down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)(\..+)?$/.exec(module);
-  if (m) {
-    const i = 1 + Number(m[1]) * per + Number(m[3]);
-    const rest = (m[4] ?? "").slice(1);
-    return m[2] === "resnets"
-      ? joinPath(`input_blocks.${i}.0`, renameResnet(rest, 1))
-      : joinPath(`input_blocks.${i}.1`, rest);
-  }
-  m = /^down_blocks\.(\d+)\.downsamplers\.0\.conv$/.exec(module);
-  if (m) return `input_blocks.${(Number(m[1]) + 1) * per}.0.op`;
-  m = /^mid_block\.(resnets|attentions)\.(\d)(\..+)?$/.exec(module);
-  if (m) {
-    const rest = (m[3] ?? "").slice(1);
-    if (m[1] === "attentions") return joinPath("middle_block.1", rest);
-    return joinPath(`middle_block.${m[2] === "0" ? 0 : 2}`, renameResnet(rest, 1));
-  }
-  m = /^up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)(\..+)?$/.exec(module);
-  if (m) {
-    const i = Number(m[1]) * per + Number(m[3]);
-    const rest = (m[4] ?? "").slice(1);
-    return m[2] === "resnets"
-      ? joinPath(`output_blocks.${i}.0`, renameResnet(rest, 1))
-      : joinPath(`output_blocks.${i}.1`, rest);
-  }
-  m = /^up_blocks\.(\d+)\.upsamplers\.0\.conv$/.exec(module);
-  if (m) {
-    const b = Number(m[1]);
-    return `output_blocks.${b * per + per - 1}.${opts.upBlockAttention[b] ? 2 : 1}.conv`;
-  }
-  return null;
-}
-
-function joinPath(a: string, b: string): string {
-  return b ? `${a}.${b}` : a;
+  return LDM_UNET_LAYOUT.toFile(module, {
+    per: opts.layersPerBlock + 1,
+    upBlockAttention: opts.upBlockAttention,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // LDM VAE
-
-const VAE_ATTENTION_RENAMES: Record<string, string> = {
-  norm: "group_norm",
-  q: "to_q",
-  k: "to_k",
-  v: "to_v",
-  proj_out: "to_out.0",
-};
 
 /**
  * Maps LDM VAE names (prefix `first_stage_model.` removed) onto AutoencoderKL names. The decoder's
@@ -285,7 +182,7 @@ export function mapLdmVaeNames(
   }
   const out = new Map<string, { target: string; squeezeConv: boolean } | null>();
   for (const n of names) {
-    const target = mapOneLdmVae(n, maxUp + 1);
+    const target = LDM_VAE_LAYOUT.toCanon(n, { levels: maxUp + 1 });
     if (target === null) {
       out.set(n, null);
       continue;
@@ -296,37 +193,6 @@ export function mapLdmVaeNames(
     });
   }
   return out;
-}
-
-function mapOneLdmVae(n: string, upLevels: number): string | null {
-  if (/^(post_)?quant_conv\.(weight|bias)$/.test(n)) return n;
-  const m0 = /^(encoder|decoder)\.(.+)$/.exec(n);
-  if (!m0) return null;
-  const side = m0[1], rest = m0[2];
-  if (/^conv_(in|out)\.(weight|bias)$/.test(rest)) return n;
-  if (/^norm_out\.(weight|bias)$/.test(rest)) return `${side}.conv_norm_out.${rest.slice(9)}`;
-  let m = /^mid\.block_(1|2)\.(.+)$/.exec(rest);
-  if (m) return `${side}.mid_block.resnets.${Number(m[1]) - 1}.${vaeResnet(m[2])}`;
-  m = /^mid\.attn_1\.(norm|q|k|v|proj_out)\.(weight|bias)$/.exec(rest);
-  if (m) return `${side}.mid_block.attentions.0.${VAE_ATTENTION_RENAMES[m[1]]}.${m[2]}`;
-  if (side === "encoder") {
-    m = /^down\.(\d+)\.block\.(\d+)\.(.+)$/.exec(rest);
-    if (m) return `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${vaeResnet(m[3])}`;
-    m = /^down\.(\d+)\.downsample\.conv\.(weight|bias)$/.exec(rest);
-    if (m) return `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`;
-    return null;
-  }
-  m = /^up\.(\d+)\.block\.(\d+)\.(.+)$/.exec(rest);
-  if (m) {
-    return `decoder.up_blocks.${upLevels - 1 - Number(m[1])}.resnets.${m[2]}.${vaeResnet(m[3])}`;
-  }
-  m = /^up\.(\d+)\.upsample\.conv\.(weight|bias)$/.exec(rest);
-  if (m) return `decoder.up_blocks.${upLevels - 1 - Number(m[1])}.upsamplers.0.conv.${m[2]}`;
-  return null;
-}
-
-function vaeResnet(rest: string): string {
-  return rest.startsWith("nin_shortcut.") ? "conv_shortcut." + rest.slice(13) : rest;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,13 +278,7 @@ export function mapMotionName(name: string): string | "ignore" | null {
     if (pe[2] !== "0") return "ignore";
     return pe[1].replace(".temporal_transformer", "") + ".pos_embed.pe";
   }
-  return name
-    .replace(".temporal_transformer.", ".")
-    .replace(".norms.0.", ".norm1.")
-    .replace(".norms.1.", ".norm2.")
-    .replace(".ff_norm.", ".norm3.")
-    .replace(".attention_blocks.0.", ".attn1.")
-    .replace(".attention_blocks.1.", ".attn2.");
+  return MOTION_LAYOUT.toCanon(name, null) ?? name;
 }
 
 /**
@@ -536,7 +396,7 @@ export function kohyaName(module: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Inverse maps (canonical -> file layouts), used to write files in every layout
+// Canonical -> file layouts (the same tables, read the other way), to write files in every layout
 
 function splitParam(name: string): [string, string] {
   const i = name.lastIndexOf(".");
@@ -563,33 +423,9 @@ export function ldmUNetName(
 
 /** LDM single-file name of a canonical AutoencoderKL tensor (`first_stage_model.` included). */
 export function ldmVaeName(name: string, levels: number): string {
-  const inverse: Record<string, string> = {
-    group_norm: "norm",
-    to_q: "q",
-    to_k: "k",
-    to_v: "v",
-    "to_out.0": "proj_out",
-  };
-  let m =
-    /^(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/
-      .exec(name);
-  let out: string | null = null;
-  if (m) out = `${m[1]}.mid.attn_1.${inverse[m[2]]}.${m[3]}`;
-  else if ((m = /^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.+)$/.exec(name))) {
-    out = `${m[1]}.mid.block_${Number(m[2]) + 1}.${m[3]}`;
-  } else if ((m = /^(encoder|decoder)\.conv_norm_out\.(.+)$/.exec(name))) {
-    out = `${m[1]}.norm_out.${m[2]}`;
-  } else if ((m = /^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/.exec(name))) {
-    out = `encoder.down.${m[1]}.block.${m[2]}.${m[3]}`;
-  } else if ((m = /^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)$/.exec(name))) {
-    out = `encoder.down.${m[1]}.downsample.conv.${m[2]}`;
-  } else if ((m = /^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)$/.exec(name))) {
-    out = `decoder.up.${levels - 1 - Number(m[1])}.block.${m[2]}.${m[3]}`;
-  } else if ((m = /^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)$/.exec(name))) {
-    out = `decoder.up.${levels - 1 - Number(m[1])}.upsample.conv.${m[2]}`;
-  } else if (/^((encoder|decoder)\.conv_(in|out)|(post_)?quant_conv)\./.test(name)) out = name;
+  const out = LDM_VAE_LAYOUT.toFile(name, { levels });
   if (out === null) throw new Error(`names: VAE tensor ${name} has no LDM equivalent`);
-  return LDM_VAE + out.replace(".conv_shortcut.", ".nin_shortcut.");
+  return LDM_VAE + out;
 }
 
 /** LDM single-file name of a canonical text-encoder tensor. */
@@ -602,16 +438,13 @@ export function ldmClipName(name: string): string {
  * `pos_embed.pe` (the original keeps a copy in each attention block).
  */
 export function originalMotionNames(name: string): string[] {
-  const m = /^(.+?\.motion_modules\.\d+)\.(.+)$/.exec(name);
-  if (!m) throw new Error(`names: ${name} is not a motion-module tensor`);
-  const head = `${m[1]}.temporal_transformer.`;
-  const pe = /^(transformer_blocks\.\d+)\.pos_embed\.pe$/.exec(m[2]);
-  if (pe) return [0, 1].map((i) => `${head}${pe[1]}.attention_blocks.${i}.pos_encoder.pe`);
-  const rest = m[2]
-    .replace(/\.norm1\./, ".norms.0.")
-    .replace(/\.norm2\./, ".norms.1.")
-    .replace(/\.norm3\./, ".ff_norm.")
-    .replace(/\.attn1\./, ".attention_blocks.0.")
-    .replace(/\.attn2\./, ".attention_blocks.1.");
-  return [head + rest];
+  const pe = /^(.+?\.motion_modules\.\d+)\.(transformer_blocks\.\d+)\.pos_embed\.pe$/.exec(name);
+  if (pe) {
+    return [0, 1].map((i) =>
+      `${pe[1]}.temporal_transformer.${pe[2]}.attention_blocks.${i}.pos_encoder.pe`
+    );
+  }
+  const out = MOTION_LAYOUT.toFile(name, null);
+  if (out === null) throw new Error(`names: ${name} is not a motion-module tensor`);
+  return [out];
 }
