@@ -27,6 +27,7 @@ import type {
   SchedulerName,
 } from "./engine/pipeline_types.ts";
 import { type MemoryPlan, parseByteSize } from "./engine/memory_plan.ts";
+import { DEMO_DEFAULTS, REQUEST_DEFAULTS } from "./engine/request.ts";
 import { AbortError, InputError } from "./kernels/gpu/errors.ts";
 import { parsePromptConfig, type PromptJob, promptSlug } from "./engine/prompt_config.ts";
 import { encodePng } from "./engine/output/png.ts";
@@ -36,19 +37,10 @@ import { openTensorFile } from "./weights/open.ts";
 import { detectKind } from "./weights/detect.ts";
 import { main as weightsMain } from "./weights/cli.ts";
 import { ARCHITECTURE } from "./engine/models/architecture.ts";
+import { statOrNull } from "./weights/fs.ts";
 
-const DEFAULTS = {
-  frames: 16,
-  width: 512,
-  height: 512,
-  steps: 25,
-  guidance: 7.5,
-  scheduler: "ddim",
-  clipSkip: 1,
-  fps: 8,
-  precision: "f32",
-  out: "animation.gif",
-} as const;
+/** The engine's request defaults, and the CLI's own. */
+const DEFAULTS = { ...REQUEST_DEFAULTS, precision: "f32", out: "animation.gif" } as const;
 
 const HELP = `Usage: deno task animate [flags]
 
@@ -139,7 +131,7 @@ const DEMO_NOTE = "note: no --model given: this used the built-in tiny RANDOM-WE
  */
 async function resolveV1Base(job: PromptJob): Promise<void> {
   if (!job.base || !job.model || job.model.startsWith("hf:")) return;
-  const st = await exists(job.model);
+  const st = await statOrNull(job.model);
   if (!st?.isFile) return;
   let kind: string;
   try {
@@ -231,12 +223,24 @@ function existsSync(path: string): boolean {
   }
 }
 
+/** Engine options named at the start of load errors, and the flags that set them. */
+const OPTION_FLAGS: [option: string, flag: string][] = [
+  ["motionModule", "--motion-module"],
+  ["model", "--model"],
+  ["loras", "--lora"],
+  ["tokenizer", "--tokenizer"],
+  ["precision", "--precision"],
+];
+
 /**
- * The engine names files in its errors, the CLI its flags: an InputError that starts with the
- * path of a flag's file gets that flag in front (`--model: x.safetensors: ...`).
+ * The engine names options and files in its errors, the CLI its flags: an InputError that starts
+ * with an option's name (`model: x.safetensors: ...`) gets the option's flag instead, one that
+ * starts with the path of a flag's file gets that flag in front (`--tokenizer: vocab.json: ...`).
  */
 function withFlag(e: unknown, files: [flag: string, path: string | undefined][]): unknown {
   if (!(e instanceof InputError) || e.message.startsWith("--")) return e;
+  const option = OPTION_FLAGS.find(([o]) => new RegExp(`^${o}[: ]`).test(e.message));
+  if (option) return new InputError(option[1] + e.message.slice(option[0].length));
   const hit = files.filter(([, path]) => path).sort((a, b) => b[1]!.length - a[1]!.length)
     .find(([, path]) =>
       e.message.startsWith(path!) && /^($|[:/ (])/.test(e.message.slice(path!.length))
@@ -244,17 +248,9 @@ function withFlag(e: unknown, files: [flag: string, path: string | undefined][])
   return hit ? new InputError(`${hit[0]}: ${e.message}`) : e;
 }
 
-async function exists(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.stat(path);
-  } catch {
-    return null;
-  }
-}
-
 async function checkPath(path: string | undefined, flag: string): Promise<void> {
   if (!path || path.startsWith("hf:")) return;
-  if (!(await exists(path))) throw new InputError(`--${flag}: ${path} does not exist`);
+  if (!(await statOrNull(path))) throw new InputError(`--${flag}: ${path} does not exist`);
 }
 
 type OutKind = "gif" | "apng" | "dir";
@@ -263,7 +259,7 @@ async function outKind(out: string): Promise<OutKind> {
   const lower = out.toLowerCase();
   if (lower.endsWith(".gif")) return "gif";
   if (lower.endsWith(".png") || lower.endsWith(".apng")) return "apng";
-  const st = await exists(out);
+  const st = await statOrNull(out);
   if (out.endsWith("/") || st?.isDirectory || !/\.[a-z0-9]+$/i.test(out)) return "dir";
   throw new InputError(`--out must end in .gif or .png, or be a directory; got ${out}`);
 }
@@ -373,10 +369,10 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
   const jobRequest = (job: PromptJob, c: typeof common, demo: boolean): GenerateRequest => ({
     prompt: job.prompt,
     negativePrompt: job.negativePrompt,
-    frames: c.frames ?? job.frames ?? (demo ? 8 : DEFAULTS.frames),
-    width: c.width ?? job.width ?? (demo ? 64 : DEFAULTS.width),
-    height: c.height ?? job.height ?? (demo ? 64 : DEFAULTS.height),
-    steps: c.steps ?? job.steps ?? (demo ? 4 : DEFAULTS.steps),
+    frames: c.frames ?? job.frames ?? (demo ? DEMO_DEFAULTS.frames : DEFAULTS.frames),
+    width: c.width ?? job.width ?? (demo ? DEMO_DEFAULTS.width : DEFAULTS.width),
+    height: c.height ?? job.height ?? (demo ? DEMO_DEFAULTS.height : DEFAULTS.height),
+    steps: c.steps ?? job.steps ?? (demo ? DEMO_DEFAULTS.steps : DEFAULTS.steps),
     guidance: c.guidance ?? job.guidance ?? DEFAULTS.guidance,
     scheduler,
     seed: c.seed ?? job.seed,
@@ -572,7 +568,8 @@ export async function main(args: string[]): Promise<number> {
         }
       }
       outDir = flags.out ?? "samples";
-      if (await exists(outDir) && !(await exists(outDir))!.isDirectory) {
+      const outInfo = await statOrNull(outDir);
+      if (outInfo && !outInfo.isDirectory) {
         throw new InputError(`--out must be a directory with --config; ${outDir} is a file`);
       }
     } else {

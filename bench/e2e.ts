@@ -17,7 +17,8 @@ import { AnimationPipeline } from "../engine/pipeline.ts";
 import { ClipTokenizer } from "../engine/tokenizer.ts";
 import { randomSd15 } from "../weights/sd15.ts";
 import { loadTinyDemoModel, tinyTokenizer } from "../weights/tiny.ts";
-import { toFrameMajor } from "../engine/pipeline.ts";
+import { toFrameMajor } from "../engine/latents.ts";
+import { decode } from "../engine/generate.ts";
 import { ARCHITECTURE } from "../engine/models/architecture.ts";
 
 const { values: a } = parseArgs({
@@ -108,7 +109,7 @@ const z = gpu.upload(
 const decodeRuns: number[] = [];
 for (let run = 0; run < 2; run++) {
   const td = performance.now();
-  await pipe.decode(z, { frames: decodeFrames, width: size, height: size }, {
+  await decode(pipe, z, { frames: decodeFrames, width: size, height: size }, {
     onProgress: (e) => {
       if (e.stage !== stage) mark("decode");
     },

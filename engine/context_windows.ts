@@ -10,6 +10,13 @@
  * @module
  */
 
+import type { Gpu } from "../kernels/gpu/device.ts";
+import type { Tensor } from "../kernels/gpu/tensor.ts";
+import { linearCombination } from "../kernels/elementwise.ts";
+import { concat, slice } from "../kernels/layout.ts";
+import type { PipelineParts } from "./load.ts";
+import { predictNoise } from "./noise.ts";
+
 /** Most frames one request may ask for with context windows. */
 export const MAX_WINDOWED_FRAMES = 512;
 
@@ -80,4 +87,62 @@ export function frameSpans(frames: number, starts: readonly number[], length: nu
     else spans.push({ start: j, end: j + 1, windows });
   }
   return spans;
+}
+
+/**
+ * {@link predictNoise} over sliding context windows when the frames do not fit one window: each
+ * window's frames of every video run through the UNet on their own, and each frame's prediction
+ * is the mean over the windows containing it. latents: [videos * frames, 4, h, w], video-major.
+ */
+export function predictNoiseWindowed(
+  p: PipelineParts,
+  latents: Tensor,
+  t: number,
+  inputScale: number,
+  context: Tensor,
+  r: {
+    frames: number;
+    guidance: number;
+    contextLength: number;
+    contextOverlap: number;
+    contextLoop?: boolean;
+    videos: number;
+  },
+): Tensor {
+  const gpu = p.gpu;
+  const f = r.frames, L = r.contextLength;
+  if (L >= f) return predictNoise(p, latents, t, inputScale, context, r);
+  const starts = contextWindowStarts(f, L, r.contextOverlap, r.contextLoop);
+  // Frames s..s+L (mod f: closed-loop windows wrap) of every video: [videos * L, 4, h, w].
+  const framesOf = (x: Tensor, perVideo: number, v: number, start: number, count: number) =>
+    slice(gpu, x, 0, v * perVideo + start, v * perVideo + start + count);
+  const joined = (parts: Tensor[]) => parts.length === 1 ? parts[0] : concat(gpu, parts, 0);
+  const videos = Array.from({ length: r.videos }, (_, v) => v);
+  return gpu.scope(() => {
+    const eps = starts.map((s) => {
+      const runs: [number, number][] = s + L <= f ? [[s, L]] : [[s, f - s], [0, s + L - f]];
+      const x = joined(videos.flatMap((v) => runs.map(([a, n]) => framesOf(latents, f, v, a, n))));
+      return predictNoise(p, x, t, inputScale, context, { ...r, frames: L });
+    });
+    const spans = frameSpans(f, starts, L);
+    return joined(videos.flatMap((v) =>
+      spans.map((span) => {
+        const n = span.end - span.start;
+        const terms = span.windows.map((w) =>
+          framesOf(eps[w], L, v, (span.start - starts[w] + f) % f, n)
+        );
+        return terms.length === 1 ? terms[0] : mean(gpu, terms);
+      })
+    ));
+  });
+}
+
+/** Mean of same-shape tensors, 4 terms per linear combination. */
+function mean(gpu: Gpu, xs: readonly Tensor[]): Tensor {
+  const c = 1 / xs.length;
+  let acc = linearCombination(gpu, xs.slice(0, 4).map((x) => ({ c, x })));
+  for (let i = 4; i < xs.length; i += 3) {
+    acc = linearCombination(gpu, [{ c: 1, x: acc }, ...xs.slice(i, i + 3).map((x) => ({ c, x }))]);
+  }
+  return acc;
 }

@@ -6,6 +6,7 @@
 
 import type { Frame } from "./output/frame.ts";
 import type { Gpu } from "../kernels/gpu/device.ts";
+import type { SCHEDULERS } from "./request.ts";
 
 /**
  * Scheduler names accepted by requests and the CLI.
@@ -18,7 +19,7 @@ import type { Gpu } from "../kernels/gpu/device.ts";
  * const request: GenerateRequest = { prompt: "a fox in snow", scheduler, steps: 20 };
  * ```
  */
-export type SchedulerName = "ddim" | "euler" | "euler-a" | "dpmpp-2m" | "dpmpp-2m-karras";
+export type SchedulerName = typeof SCHEDULERS[number];
 
 /**
  * Storage precision: f32 (parity) or f16 storage with f32 accumulation (speed).

@@ -8,6 +8,7 @@
  */
 
 import { join } from "node:path";
+import { pathExists } from "../weights/fs.ts";
 
 /** The three kinds of model the directory holds. */
 export type ModelKind = "checkpoint" | "motionModule" | "lora";
@@ -64,15 +65,6 @@ function extensionOf(fileName: string): string | null {
   return WEIGHT_EXTENSIONS.find((ext) => lower.endsWith(ext)) ?? null;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function folderBytes(dir: string, depth = 0): Promise<number> {
   if (depth > 3) return 0;
   let total = 0;
@@ -87,9 +79,9 @@ async function folderBytes(dir: string, depth = 0): Promise<number> {
 /** True when `dir` looks like a diffusers model folder of the given kind. */
 async function isModelFolder(dir: string, kind: ModelKind): Promise<boolean> {
   if (kind === "checkpoint") {
-    return await exists(join(dir, "model_index.json")) || await exists(join(dir, "unet"));
+    return await pathExists(join(dir, "model_index.json")) || await pathExists(join(dir, "unet"));
   }
-  if (kind === "motionModule") return await exists(join(dir, "config.json"));
+  if (kind === "motionModule") return await pathExists(join(dir, "config.json"));
   return false;
 }
 

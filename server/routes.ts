@@ -30,6 +30,7 @@ import {
 } from "./validate.ts";
 import { ANIMATION_FORMATS } from "../engine/output/mod.ts";
 import { join } from "node:path";
+import { pathExists } from "../weights/fs.ts";
 
 /** What the /v1 routes need from the app. */
 export interface RoutesContext {
@@ -83,15 +84,6 @@ export function errorResponse(
   return c.json(body, status);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Turns a validated request's names into the file paths the engine loads. */
 async function pipelineOptionsFor(
   req: AnimationRequest,
@@ -110,7 +102,7 @@ async function pipelineOptionsFor(
   if (model.configPath) {
     opts.modelConfig = model.configPath;
     const tok = join(model.configPath, "tokenizer");
-    if (!ctx.tokenizer && await exists(tok)) opts.tokenizer = tok;
+    if (!ctx.tokenizer && await pathExists(tok)) opts.tokenizer = tok;
   }
   if (ctx.tokenizer) opts.tokenizer = ctx.tokenizer;
   if (motion.configPath) opts.motionModuleConfig = motion.configPath;

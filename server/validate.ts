@@ -7,17 +7,12 @@
  */
 
 import type { SchedulerName } from "../engine/pipeline_types.ts";
+import { REQUEST_DEFAULTS as ENGINE_DEFAULTS, SCHEDULERS } from "../engine/request.ts";
 import { ANIMATION_FORMATS, type AnimationFormat } from "../engine/output/mod.ts";
 import { findModel, type ModelKind, type ModelsListing } from "./models_dir.ts";
 
-/** Scheduler names a request may use (DESIGN.md CLI spelling). */
-export const SCHEDULER_NAMES: readonly SchedulerName[] = [
-  "ddim",
-  "euler",
-  "euler-a",
-  "dpmpp-2m",
-  "dpmpp-2m-karras",
-];
+/** Scheduler names a request may use (the engine's list, DESIGN.md CLI spelling). */
+export const SCHEDULER_NAMES: readonly SchedulerName[] = SCHEDULERS;
 
 /** A LoRA of a request, by name from `loras/`. */
 export interface LoraRequest {
@@ -114,17 +109,9 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = {
   maxFps: 60,
 };
 
-/** Defaults of optional request fields (AnimateDiff's usual settings). */
+/** Defaults of optional request fields: the engine's, and the output format. */
 export const REQUEST_DEFAULTS = {
-  negativePrompt: "",
-  frames: 16,
-  width: 512,
-  height: 512,
-  steps: 25,
-  guidance: 7.5,
-  scheduler: "ddim" as SchedulerName,
-  clipSkip: 1,
-  fps: 8,
+  ...ENGINE_DEFAULTS,
   format: "gif" as AnimationFormat,
 } as const;
 

@@ -9,6 +9,7 @@
 
 import { InputError } from "../kernels/gpu/errors.ts";
 import { createHash } from "node:crypto";
+import { pathExists } from "./fs.ts";
 
 /** A parsed `hf:owner/repo[/path/in/repo][@rev]` reference. */
 export interface HubReference {
@@ -107,15 +108,6 @@ function resolveOptions(o: HubOptions): Resolved {
 
 function repoDir(cacheDir: string, repo: string): string {
   return `${cacheDir}/models--${repo.replace("/", "--")}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function readText(path: string): Promise<string | null> {
@@ -288,7 +280,7 @@ async function fetchFile(
 ): Promise<string> {
   const dir = repoDir(r.cacheDir, repo);
   const commit = await cachedCommit(dir, revision);
-  if (commit && await exists(`${dir}/snapshots/${commit}/${path}`)) {
+  if (commit && await pathExists(`${dir}/snapshots/${commit}/${path}`)) {
     return `${dir}/snapshots/${commit}/${path}`;
   }
   const label = `hf:${repo}/${path}@${revision}`;
@@ -300,7 +292,7 @@ async function fetchFile(
   }`;
   const meta = await fetchMeta(url, r, o.signal);
   const blob = `${dir}/blobs/${meta.etag}`;
-  if (!await exists(blob)) {
+  if (!await pathExists(blob)) {
     await Deno.mkdir(`${dir}/blobs`, { recursive: true });
     const part = `${blob}.incomplete`;
     for (let attempt = 0;; attempt++) {
@@ -416,7 +408,7 @@ export async function resolveHubFolder(
     }
     listing = await res.json();
   } catch (e) {
-    if (cached && await exists(`${dir}/snapshots/${cached}${sub}`)) {
+    if (cached && await pathExists(`${dir}/snapshots/${cached}${sub}`)) {
       return `${dir}/snapshots/${cached}${sub}`;
     }
     throw new Error(`hf:${h.repo}@${h.revision}: cannot list the repo (${(e as Error).message})`);

@@ -17,6 +17,7 @@ import { DpmSolverMultistepScheduler } from "./dpmpp_2m.ts";
 import { EulerScheduler } from "./euler.ts";
 import { EulerAncestralScheduler } from "./euler_ancestral.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { SchedulerName } from "../pipeline_types.ts";
 
 export {
   ANIMATEDIFF_SCHEDULER_CONFIG,
@@ -40,10 +41,10 @@ export { EulerScheduler } from "./euler.ts";
 export { EulerAncestralScheduler } from "./euler_ancestral.ts";
 export { DpmSolverMultistepScheduler } from "./dpmpp_2m.ts";
 
-/** Scheduler names accepted by the CLI, the HTTP API and {@link createScheduler}. */
-export const SCHEDULER_NAMES = ["ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"] as const;
-/** One of {@link SCHEDULER_NAMES}. */
-export type SchedulerName = typeof SCHEDULER_NAMES[number];
+import { SCHEDULERS } from "../request.ts";
+/** Scheduler names accepted by the CLI, the HTTP API and {@link createScheduler} (the one list lives in engine/request.ts). */
+export const SCHEDULER_NAMES: typeof SCHEDULERS = SCHEDULERS;
+export type { SchedulerName } from "../pipeline_types.ts";
 
 /**
  * Builds a scheduler by name from a config (typically the model's scheduler_config.json or

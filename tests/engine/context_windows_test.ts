@@ -7,7 +7,13 @@
 import { assert, assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import { AnimationPipeline } from "../../engine/pipeline.ts";
-import { contextWindowStarts, frameSpans } from "../../engine/context_windows.ts";
+import {
+  contextWindowStarts,
+  frameSpans,
+  predictNoiseWindowed,
+} from "../../engine/context_windows.ts";
+import { predictNoise } from "../../engine/noise.ts";
+import { encodePrompt } from "../../engine/prompt.ts";
 import { ClipTokenizer } from "../../engine/tokenizer.ts";
 import { randomModel } from "../../weights/sd15.ts";
 import {
@@ -93,7 +99,8 @@ for (const loop of [false, true]) {
         assertEquals(starts, loop ? [0, 6] : [0, 4]);
         const host = randomArray(f * plane, 3);
         const latents = gpu.upload(host, [f, 4, h, w], pipe.dtype);
-        const context = pipe.encodePrompt(
+        const context = encodePrompt(
+          pipe,
           { prompt: "a kite", negativePrompt: "", clipSkip: 1 },
           true,
         );
@@ -105,7 +112,7 @@ for (const loop of [false, true]) {
           contextLoop: loop,
           videos: 1,
         };
-        const windowed = await gpu.read(pipe.predictNoiseWindowed(latents, 500, 1, context, r));
+        const windowed = await gpu.read(predictNoiseWindowed(pipe, latents, 500, 1, context, r));
         // Each window on its own (frame (s + p) % f at position p), then the per-frame mean.
         const frameAt = (s: number, p: number) => (s + p) % f;
         const alone: Float32Array[] = [];
@@ -117,7 +124,7 @@ for (const loop of [false, true]) {
           }
           const x = gpu.upload(data, [L, 4, h, w], pipe.dtype);
           alone.push(
-            await gpu.read(pipe.predictNoise(x, 500, 1, context, { frames: L, guidance: 6 })),
+            await gpu.read(predictNoise(pipe, x, 500, 1, context, { frames: L, guidance: 6 })),
           );
           x.release();
         }

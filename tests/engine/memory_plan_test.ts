@@ -8,12 +8,8 @@
 
 import { assert, assertEquals } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
-import {
-  type AnimationPipeline,
-  loadPipeline,
-  planGeneration,
-  setCfgSplitOverride,
-} from "../../engine/pipeline.ts";
+import { type AnimationPipeline, loadPipeline, planGeneration } from "../../engine/pipeline.ts";
+import { setCfgSplitOverride } from "../../engine/noise.ts";
 import type { GenerateRequest, PipelineOptions } from "../../engine/pipeline_types.ts";
 import type { Gpu, RuntimeLimits } from "../../kernels/gpu/device.ts";
 import { EngineLimitError } from "../../kernels/gpu/errors.ts";

@@ -2,6 +2,8 @@ import { assert, assertRelClose } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import { goldensJson, loadGoldens } from "../goldens.ts";
 import { type AnimationPipeline, loadPipeline } from "../../engine/pipeline.ts";
+import { decode } from "../../engine/generate.ts";
+import { toFrameMajor } from "../../engine/latents.ts";
 import type { PipelineOptions } from "../../engine/pipeline_types.ts";
 import type { Frame } from "../../engine/output/frame.ts";
 import { FIXTURE } from "./models/parts.ts";
@@ -66,11 +68,11 @@ async function runCase(
     assertRelClose(latents, g.get(`${goldenPrefix}.latents`)!.data as Float32Array, latentTol);
     // Frames: decode the same latents (the pipeline's own decode path).
     const t = gpu.upload(
-      (await import("../../engine/pipeline.ts")).toFrameMajor(latents, s.frames, 8, 8),
+      toFrameMajor(latents, s.frames, 8, 8),
       [s.frames, 4, 8, 8],
       pipe.dtype,
     );
-    const frames = await pipe.decode(t, s);
+    const frames = await decode(pipe, t, s);
     t.release();
     const diff = maxFrameDiff(frames, g.get(`${goldenPrefix}.frames_u8`)!.data as Uint8Array);
     assert(diff <= frameTol, `frames differ by up to ${diff}/255 (> ${frameTol}/255)`);

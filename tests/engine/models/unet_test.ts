@@ -2,7 +2,7 @@ import { assertRelClose } from "../../assert.ts";
 import { gpuTest } from "../../gpu.ts";
 import { loadGoldens } from "../../goldens.ts";
 import { buildUnet } from "./parts.ts";
-import { toChannelMajor, toFrameMajor } from "../../../engine/pipeline.ts";
+import { toChannelMajor, toFrameMajor } from "../../../engine/latents.ts";
 
 // Issue tolerance: UNet + motion noise prediction within 1e-3 relative (max abs / max |ref|).
 const F = 8, H = 8, W = 8;
