@@ -26,8 +26,9 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
-import { ceilDiv, defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { ceilDiv, defineKernel, grid1d, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {
@@ -126,15 +127,41 @@ function unroll(n: number, body: (c: number) => string): string {
   return Array.from({ length: n }, (_, c) => body(c)).join("");
 }
 
-function attentionSource(dtype: DType, variant: string): string {
-  const m = /^d(\d+)(_causal)?_(v4|s)$/.exec(variant);
-  if (!m) throw new Error(`attention: unknown variant "${variant}"`);
-  const tile = TILES.find((t) => t.dp === Number(m[1]));
-  if (!tile) throw new Error(`attention: no tiling for variant "${variant}"`);
-  const causal = m[2] !== undefined;
-  const vec = m[3] === "v4";
+/** Compile-time options of the attention kernels. */
+interface AttentionVariant extends VecVariant {
+  /** The head-dim bucket. */
+  tile: AttentionTile;
+  /** General kernel only: mask key j > query i. */
+  causal: boolean;
+  /** The dense kernel's work split; null for the general kernel. */
+  dense: DenseLayout | null;
+}
+
+/** Cache key: `d<dp>[_causal]_<v4|s>` or `d<dp>_dense_t<threads>_r<rows>_k<keys>_<v4|s>`. */
+function attentionKey(v: AttentionVariant): string {
+  const l = v.dense;
+  const kind = l ? `_dense_t${l.threads}_r${l.rows}_k${l.keys}` : v.causal ? "_causal" : "";
+  return `d${v.tile.dp}${kind}_${vecKey(v)}`;
+}
+
+/** The prelude, params, bindings (q, k, v, out as V units) and loaders of both kernels. */
+function headerWgsl(dtype: DType, v: AttentionVariant, wg: number): string {
+  return `${prelude(dtype, { vec: v.vec, wg })}
+struct Params {
+  bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
+  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32, kv0: u32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<V>;
+@group(0) @binding(2) var<storage, read> k: array<V>;
+@group(0) @binding(3) var<storage, read> v: array<V>;
+@group(0) @binding(4) var<storage, read_write> out: array<V>;
+${loaders(v.vec)}`;
+}
+
+function attentionSource(dtype: DType, variant: AttentionVariant): string {
+  const { tile, causal } = variant;
   const { dp, td, bq, bk } = tile;
-  const E = vec ? "T4" : "T";
   const cpt = dp / 4 / td;
   // With TD > 1 the partial dot products of a row's TD threads are summed in workgroup memory.
   const reduce = td === 1 ? "" : `
@@ -146,40 +173,28 @@ function attentionSource(dtype: DType, variant: string): string {
       sc[s0 + kr] = tot;
     }
     workgroupBarrier();`;
-  return /* wgsl */ `${wgslDType(dtype)}
-// attention (flash, online softmax), variant ${variant}.
+  return /* wgsl */ `// attention (flash, online softmax), variant ${attentionKey(variant)}.
 // Bindings: 0 params; 1 q [B, Lq, H*d]; 2 k [Bk, Lk, H*d]; 3 v [Bk, Lk, H*d]; 4 out [B, Lq, H*d]
-// (${E} elements). A "pair" is (b, h), pair = b*H + h; k/v batch of b is b / kvb + kv0.
+// (V elements). A "pair" is (b, h), pair = b*H + h; k/v batch of b is b / kvb + kv0.
 // Workgroup: BQ query rows x TD threads per row (each holds DP/TD channels of q and of the output
 // accumulator in q<c>/acc<c>, vec4 c4 = tdi + TD*c); key slots (pair*Lk + j) tiled BK at a time through ks/vs.
+${headerWgsl(dtype, variant, bq * td)}
 const DP4: u32 = ${dp / 4}u;
 const TD: u32 = ${td}u;
 const BQ: u32 = ${bq}u;
 const BK: u32 = ${bk}u;
 const BKP: u32 = ${bk + 1}u;
-const NT: u32 = ${bq * td}u;
 const CAUSAL: bool = ${causal};
-
-struct Params {
-  bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
-  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32, kv0: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<${E}>;
-@group(0) @binding(2) var<storage, read> k: array<${E}>;
-@group(0) @binding(3) var<storage, read> v: array<${E}>;
-@group(0) @binding(4) var<storage, read_write> out: array<${E}>;
 
 var<workgroup> ks: array<vec4<f32>, ${bk * dp / 4}>;
 var<workgroup> vs: array<vec4<f32>, ${bk * dp / 4}>;
 // Scores: thread tid's partial row at tid*BKP; a query row's summed scores at (r*TD)*BKP.
 var<workgroup> sc: array<f32, ${bq * td * (bk + 1)}>;
-${loaders(vec)}
 
-@compute @workgroup_size(${bq * td})
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
-  let w = wid.x + wid.y * nwg.x;
+  let w = group_id(wid, nwg);
   if (w >= ((p.bh + p.group_pairs - 1u) / p.group_pairs) * p.q_blocks) { return; }
   let pair_base = (w / p.q_blocks) * p.group_pairs;
   let qb = w % p.q_blocks;
@@ -219,7 +234,7 @@ ${
 
   for (var t0 = k_begin; t0 < k_end; t0 += BK) {
     // Stage K/V slots [t0, t0 + BK) (channels >= d are zero so padded dot products vanish).
-    for (var e = tid; e < BK * DP4; e += NT) {
+    for (var e = tid; e < BK * DP4; e += WG) {
       let kr = e / DP4;
       let c4 = e - kr * DP4;
       let slot = t0 + kr;
@@ -317,19 +332,15 @@ export function denseLayout(adapter: { isFallback: boolean }, dp: number): Dense
 }
 
 /**
- * Dense variant source, variant `d<dp>_dense_t<threads>_r<rows>_k<keys>_<v4|s>` (head dim <= 64,
- * no mask, one (b, h) pair per workgroup): each thread owns `rows` query rows (q, accumulators
- * and a key tile's scores in registers), so every K/V word read from workgroup memory feeds
- * `rows` rows; K/V tile offsets are compile-time (all threads read the same word: a broadcast),
- * the key tail is masked with `select`, no per-row loop bounds.
+ * Dense variant source (head dim <= 64, no mask, one (b, h) pair per workgroup): each thread
+ * owns `rows` query rows (q, accumulators and a key tile's scores in registers), so every K/V
+ * word read from workgroup memory feeds `rows` rows; K/V tile offsets are compile-time (all
+ * threads read the same word: a broadcast), the key tail is masked with `select`, no per-row
+ * loop bounds.
  */
-function denseSource(dtype: DType, variant: string): string {
-  const m = /^d(\d+)_dense_t(\d+)_r(\d+)_k(\d+)_(v4|s)$/.exec(variant);
-  const tile = TILES.find((t) => t.dp === Number(m?.[1]) && t.td === 1);
-  if (!m || !tile) throw new Error(`attention: no dense tiling for variant "${variant}"`);
-  const [dp, nt, rows, bk] = [tile.dp, Number(m[2]), Number(m[3]), Number(m[4])];
-  const vec = m[5] === "v4";
-  const E = vec ? "T4" : "T";
+function denseSource(dtype: DType, variant: AttentionVariant, layout: DenseLayout): string {
+  const { dp } = variant.tile;
+  const { threads: nt, rows, keys: bk } = layout;
   const dp4 = dp / 4;
   const R = Array.from({ length: rows }, (_, r) => r);
   const J = Array.from({ length: bk }, (_, j) => j);
@@ -340,35 +351,23 @@ function denseSource(dtype: DType, variant: string): string {
       tree(xs.slice(xs.length >> 1), op),
     );
   const each = <T>(xs: T[], f: (x: T) => string) => xs.map(f).join("");
-  return /* wgsl */ `${wgslDType(dtype)}
-// attention (flash, online softmax), dense variant ${variant}.
+  return /* wgsl */ `// attention (flash, online softmax), dense variant ${attentionKey(variant)}.
 // Bindings: 0 params; 1 q [B, Lq, H*d]; 2 k [Bk, Lk, H*d]; 3 v [Bk, Lk, H*d]; 4 out [B, Lq, H*d]
-// (${E} elements). One workgroup = NT*R query rows of one pair (b, h); thread tid owns rows
-// tid + r*NT (r < R), holding q and the output accumulator in q<r>_<c>/a<r>_<c>; keys staged BK
+// (V elements). One workgroup = WG*R query rows of one pair (b, h); thread tid owns rows
+// tid + r*WG (r < R), holding q and the output accumulator in q<r>_<c>/a<r>_<c>; keys staged BK
 // at a time through ks/vs; scores s<r>_<j> in registers.
+${headerWgsl(dtype, variant, nt)}
 const DP4: u32 = ${dp4}u;
-const NT: u32 = ${nt}u;
 const BK: u32 = ${bk}u;
 const NEG: f32 = -3.0e38;
 
-struct Params {
-  bh: u32, heads: u32, lq: u32, lk: u32, d: u32, kvb: u32,
-  group_pairs: u32, q_blocks: u32, seg: u32, scale: f32, kv0: u32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<${E}>;
-@group(0) @binding(2) var<storage, read> k: array<${E}>;
-@group(0) @binding(3) var<storage, read> v: array<${E}>;
-@group(0) @binding(4) var<storage, read_write> out: array<${E}>;
-
 var<workgroup> ks: array<vec4<f32>, ${bk * dp4}>;
 var<workgroup> vs: array<vec4<f32>, ${bk * dp4}>;
-${loaders(vec)}
 
-@compute @workgroup_size(${nt})
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
-  let w = wid.x + wid.y * nwg.x;
+  let w = group_id(wid, nwg);
   if (w >= p.bh * p.q_blocks) { return; }
   let pair = w / p.q_blocks;
   let i0 = (w % p.q_blocks) * ${nt * rows}u + tid;
@@ -390,7 +389,7 @@ ${
   }
   for (var t0 = 0u; t0 < p.lk; t0 += BK) {
     // Stage keys [t0, t0 + BK) (keys >= Lk and channels >= d are zero).
-    for (var e = tid; e < BK * DP4; e += NT) {
+    for (var e = tid; e < BK * DP4; e += WG) {
       let kr = e / DP4;
       let c4 = e - kr * DP4;
       var kx = vec4<f32>(0.0);
@@ -444,11 +443,11 @@ ${
 }`;
 }
 
-const attentionKernel = defineKernel(
-  "attention",
-  ({ dtype, variant }) =>
-    variant.includes("_dense_") ? denseSource(dtype, variant) : attentionSource(dtype, variant),
-);
+const attentionKernel = defineKernel<AttentionVariant>("attention", {
+  key: attentionKey,
+  source: ({ dtype, variant }) =>
+    variant.dense ? denseSource(dtype, variant, variant.dense) : attentionSource(dtype, variant),
+});
 
 /**
  * Multi-head attention, token-major layout as Linear projections produce it:
@@ -619,15 +618,9 @@ function attentionInto(
   const scale = (o.scale ?? 1 / Math.sqrt(d)) * Math.LOG2E;
   const params = new Params().u32(bh).u32(heads).u32(lq).u32(lk).u32(d).u32(kvBroadcast)
     .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale).u32(o.kv0);
-  const kind = dense
-    ? `_dense_t${layout.threads}_r${layout.rows}_k${layout.keys}`
-    : causal
-    ? "_causal"
-    : "";
-  const variant = `d${tile.dp}${kind}_${d % 4 === 0 ? "v4" : "s"}`;
   gpu.dispatch(attentionKernel, {
     dtype: q.dtype,
-    variant,
+    variant: { tile, causal, dense: dense ? layout : null, vec: d % 4 === 0 },
     params,
     bindings: [q, k, v, out],
     groups: grid1d((dense ? bh : ceilDiv(bh, groupPairs)) * qBlocks),

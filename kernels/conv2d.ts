@@ -19,69 +19,57 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { ceilDiv, defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
+import { ceilDiv, defineKernel, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
-import { checkDTypes, epilogueBindingsWgsl, gemmGrid } from "./gemm_common.ts";
-import { launchDirectGemm } from "./gemm_direct.ts";
-import { convOutSize, im2col } from "./im2col.ts";
 import {
+  checkDTypes,
+  epilogueKey,
   GEMM_THREADS,
-  gemmMainLoopWgsl,
+  gemmBindingsWgsl,
+  type GemmEpilogue,
+  gemmGrid,
   gemmSlots,
   type GemmTile,
   gemmTileKey,
   kMajorLoaderWgsl,
-  parseGemmTileKey,
   pickGemmTile,
-  usesDirectGemm,
-} from "./matmul.ts";
+  sameShape,
+  tiledGemmWgsl,
+} from "./gemm.ts";
+import { launchDirectGemm, usesDirectGemm } from "./gemm_direct.ts";
+import { convOutSize, im2col } from "./im2col.ts";
+import { prelude } from "./wgsl.ts";
 
 export { convOutSize } from "./im2col.ts";
 
-/** Compile-time options of the conv2d kernel, encoded in its variant string. */
-interface ConvVariant {
+/** Compile-time options of the conv2d kernel. */
+interface ConvVariant extends GemmEpilogue {
   /** 1x1 / stride 1 / no padding with vec4 pixel loads ("pw"), or the general gather ("gen"). */
   pointwise: boolean;
   /** Weight loads as vec4 (K % 4 == 0). */
   vecA: boolean;
   /** Output (and residual) as vec4 (Ho*Wo % 4 == 0). */
   vecOut: boolean;
-  bias: boolean;
-  residual: boolean;
   tile: GemmTile;
 }
 
-function variantKey(v: ConvVariant): string {
+function convKey(v: ConvVariant): string {
   return [
     v.pointwise ? "pw" : "gen",
     v.vecA ? "a4" : "a1",
     v.vecOut ? "o4" : "o1",
-    v.bias ? "bias" : "nobias",
-    v.residual ? "res" : "nores",
+    epilogueKey(v),
     gemmTileKey(v.tile),
   ].join("-");
 }
 
-function parseVariant(key: string): ConvVariant {
-  const [mode, a, o, bias, res, tileKey] = key.split("-");
-  const tile = parseGemmTileKey(tileKey);
-  if (!tile) throw new Error(`conv2d: bad kernel variant "${key}"`);
-  return {
-    pointwise: mode === "pw",
-    vecA: a === "a4",
-    vecOut: o === "o4",
-    bias: bias === "bias",
-    residual: res === "res",
-    tile,
-  };
-}
-
-function conv2dSource(dtype: DType, key: string): string {
-  const v = parseVariant(key);
+function conv2dSource(dtype: DType, v: ConvVariant): string {
   const { tm, tn, bk } = v.tile;
-  const bm = 16 * tm, bm4 = bm / 4, bn = 16 * tn, bn4 = bn / 4;
-  const O = v.vecOut ? "T4" : "T";
-  const decls = epilogueBindingsWgsl(v, O, "T");
+  const bm = 16 * tm, bn = 16 * tn, bn4 = bn / 4;
+  const operands = [
+    `x: array<${v.pointwise ? "T4" : "T"}>`,
+    `wt: array<${v.vecA ? "T4" : "T"}>`,
+  ] as const;
   const loadA = kMajorLoaderWgsl({
     name: "A",
     buf: "wt",
@@ -94,12 +82,11 @@ function conv2dSource(dtype: DType, key: string): string {
     base: "0u",
   });
 
-  let loadB: string, setup: string, bSlots: number;
+  let loadB: string, setup: string;
   let loadBExpr: (i: number, k0: string) => string;
   let afterLoadB: ((i: number) => string) | undefined;
   if (v.pointwise) {
     // x [N, C, HW] with HW % 4 == 0: this thread's 4 pixels stay in one image.
-    bSlots = gemmSlots(bn, bk, true);
     const rowStep = GEMM_THREADS / bn4;
     loadB = `fn loadB(k: u32) -> vec4<f32> {
   if (pvalid && k < p.K) { return vec4<f32>(x[(xBase + k * p.HoWo + pix) / 4u]); }
@@ -116,7 +103,6 @@ fn storeB(e: u32, v: vec4<f32>) { Bs[e] = v; }`;
   } else {
     // General gather: one output pixel per thread, K rows krow + i * rowStep with (c, ky, kx)
     // stepped by bk per tile as a mixed-radix add (digits p.dc, p.dky, p.dkx).
-    bSlots = gemmSlots(bn, bk, false);
     const rowStep = GEMM_THREADS / bn;
     loadB = `fn loadB(s: vec3<i32>) -> f32 {
   let iy = iy0 + s.y; let ix = ix0 + s.z;
@@ -137,7 +123,7 @@ fn startK(k: u32) -> vec3<i32> {
 }
 fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
     const starts = Array.from(
-      { length: bSlots },
+      { length: gemmSlots(bn, bk, false) },
       (_, i) => `  var ks${i} = startK(krow + ${i * rowStep}u);`,
     );
     setup = `  let j = n0 + lid % ${bn}u;
@@ -174,20 +160,18 @@ ${starts.join("\n")}`;
     }
   }
 }`;
-  const emits: string[] = [];
-  for (let r = 0; r < tm; r++) {
-    for (let c = 0; c < tn / 4; c++) {
-      emits.push(`  emit(m0 + ty * ${tm}u + ${r}u, n0 + tx * 4u + ${64 * c}u, acc${r}_${c});`);
-    }
-  }
-  const loop = gemmMainLoopWgsl({
+  const tiled = tiledGemmWgsl({
     tile: v.tile,
-    aSlots: gemmSlots(bm, bk, v.vecA),
-    bSlots,
+    vecA: v.vecA,
+    vecB: v.pointwise,
     loadB: loadBExpr,
     afterLoadB,
+    setup: `  m0 = g * ${bm}u;
+  n0 = wid.x * ${bn}u;
+${setup}`,
   });
-  return `${wgslDType(dtype)}
+  const key = convKey(v);
+  return `${prelude(dtype, { vec: v.vecOut, wg: GEMM_THREADS })}
 // conv2d ${key}: out[n, co] = sum_{c, ky, kx} weight[co, c, ky, kx] * x[n, c, oy*s+ky-pad, ox*s+kx-pad]
 //   + bias[co] + residual[n, co]; as a GEMM: M = Cout rows, N = images * Ho * Wo columns,
 //   K = C * kh * kw. Binding 1: x [N, C, H, W]; 2: weight [Cout, C, kh, kw]; then bias [Cout]
@@ -197,14 +181,8 @@ struct Params {
   M: u32, N: u32, K: u32, groups: u32, C: u32, H: u32, W: u32, Wo: u32, HoWo: u32,
   kh: i32, kw: i32, stride: i32, pad: i32, dc: i32, dky: i32, dkx: i32,
 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<${v.pointwise ? "T4" : "T"}>;
-@group(0) @binding(2) var<storage, read> wt: array<${v.vecA ? "T4" : "T"}>;
-${decls}
-var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
-var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
-var<private> m0: u32;
-var<private> n0: u32;
+${gemmBindingsWgsl(operands, { ...v, biasElem: "T" })}
+${tiled.decls}
 var<private> pvalid: bool;
 var<private> xBase: u32;
 var<private> pix: u32;
@@ -213,23 +191,14 @@ var<private> ix0: i32;
 ${loadA}
 ${loadB}
 ${epilogue}
-@compute @workgroup_size(${GEMM_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y + wid.z * nwg.y;
-  if (g >= p.groups) { return; }
-  m0 = g * ${bm}u;
-  n0 = wid.x * ${bn}u;
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-${setup}
-${loop}
-${emits.join("\n")}
-}
+${tiled.main}
 `;
 }
 
-const conv2dKernel = defineKernel("conv2d", ({ dtype, variant }) => conv2dSource(dtype, variant));
+const conv2dKernel = defineKernel<ConvVariant>("conv2d", {
+  key: convKey,
+  source: ({ dtype, variant }) => conv2dSource(dtype, variant),
+});
 
 /** Options of {@link conv2d}. */
 export interface Conv2dOptions {
@@ -290,7 +259,7 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
     throw new Error(`conv2d: expected bias [${Cout}], got ${fmtShape(options.bias.shape)}`);
   }
   const res = options.residual;
-  if (res && (res.rank !== 4 || !res.shape.every((d, i) => d === outShape[i]))) {
+  if (res && !sameShape(res.shape, outShape)) {
     throw new Error(
       `conv2d: expected residual ${fmtShape(outShape)} (the output shape), got ${
         fmtShape(res.shape)
@@ -358,7 +327,7 @@ function convInto(
   bindings.push(out);
   gpu.dispatch(conv2dKernel, {
     dtype: c.dtype,
-    variant: variantKey(variant),
+    variant,
     params,
     bindings,
     groups: gemmGrid("conv2d", ceilDiv(P, 16 * tile.tn), groups),

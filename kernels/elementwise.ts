@@ -9,10 +9,10 @@
 import type { Gpu } from "./gpu/device.ts";
 import { EngineLimitError } from "./gpu/errors.ts";
 import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { defineKernel, Params } from "./gpu/kernel.ts";
 import { type DType, dtypeBytes, fmtShape, numel, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
-const WG = 256;
 const MAX_RANK = 6;
 
 /** Activation functions of {@link unary}. */
@@ -20,55 +20,40 @@ export type UnaryOp = "silu" | "gelu" | "quick_gelu";
 
 const UNARY_OPS: readonly UnaryOp[] = ["silu", "gelu", "quick_gelu"];
 
-/** Vector aliases, the linear thread id and f32 activation functions (work on f32 or vec4). */
-function prelude(dtype: DType, v4: boolean): string {
-  return `${wgslDType(dtype)}
-alias V = ${v4 ? "T4" : "T"};
-alias VF = ${v4 ? "vec4<f32>" : "f32"};
-fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * ${WG}u; }
-// erf: odd rational minimax approximation on [-4, 4] (|error| < 5e-7 in f32; erf(4) = 1 in f32).
-fn erf(v: VF) -> VF {
-  let x = clamp(v, VF(-4.0), VF(4.0));
-  let x2 = x * x;
-  var n = x2 * -2.72614225801306e-10 + 2.77068142495902e-08;
-  n = x2 * n - 2.10102402082508e-06;
-  n = x2 * n - 5.69250639462346e-05;
-  n = x2 * n - 7.34990630326855e-04;
-  n = x2 * n - 2.95459980854025e-03;
-  n = x2 * n - 1.60960333262415e-02;
-  var d = x2 * -1.45660718464996e-05 - 2.13374055278905e-04;
-  d = x2 * d - 1.68282697438203e-03;
-  d = x2 * d - 7.37332916720468e-03;
-  d = x2 * d - 1.42647390514189e-02;
-  return x * n / d;
-}
-fn silu(v: VF) -> VF { return v / (VF(1.0) + exp(-v)); }
-fn gelu(v: VF) -> VF { return 0.5 * v * (VF(1.0) + erf(v * 0.7071067811865476)); }
-fn quick_gelu(v: VF) -> VF { return v / (VF(1.0) + exp(-1.702 * v)); }`;
-}
-
 function unitsOf(n: number, v4: boolean): number {
   return v4 ? n / 4 : n;
-}
-
-function launch1d(units: number): [number, number, number] {
-  return grid1d(Math.ceil(units / WG));
 }
 
 // ---------------------------------------------------------------- add / mul with broadcasting
 
 const DIMS = [...Array(MAX_RANK).keys()];
 
-// Variant "<op>:same:<v4|s>" or "<op>:bcast:<v4|s>:<a><b>" where <a>/<b> is "v" (the input's
-// innermost stride is 1: vec4 loads) or "s" (stride 0: one scalar load splatted to vec4).
-const binaryKernel = defineKernel("binary", ({ dtype, variant }) => {
-  const [op, mode, vec, splats = "vv"] = variant.split(":");
-  const v4 = vec === "v4";
+/** Compile-time options of the binary kernel. */
+interface BinaryVariant extends VecVariant {
+  op: "add" | "mul";
+  /** Identical shapes, no offsets: y[i] = a[i] op b[i]. */
+  same: boolean;
+  /** Broadcast vec4 only: the input's innermost stride is 0, one scalar load splatted to vec4. */
+  splatA: boolean;
+  splatB: boolean;
+}
+
+// Key "<op>:same:<v4|s>", "<op>:bcast:s" or "<op>:bcast:v4:<a><b>" with <a>/<b> "s" (splat) or
+// "v" (vec4 loads).
+const binaryKey = (v: BinaryVariant) =>
+  v.same
+    ? `${v.op}:same:${vecKey(v)}`
+    : v.vec
+    ? `${v.op}:bcast:v4:${v.splatA ? "s" : "v"}${v.splatB ? "s" : "v"}`
+    : `${v.op}:bcast:s`;
+
+function binarySource(dtype: DType, variant: BinaryVariant): string {
+  const { op, splatA, splatB } = variant;
+  const mode = variant.same ? "same" : "bcast";
   const sym = op === "add" ? "+" : "*";
-  const splatA = v4 && splats[0] === "s", splatB = v4 && splats[1] === "s";
   const load = (name: string, idx: string, splat: boolean) =>
     splat ? `VF(f32(${name}[${idx}]))` : `VF(${name}[${idx}])`;
-  const index = mode === "same" ? "  let ia = i;\n  let ib = i;" : `  var r = i;
+  const index = variant.same ? "  let ia = i;\n  let ib = i;" : `  var r = i;
   var ia = p.oa;
   var ib = p.ob;
 ${
@@ -78,27 +63,27 @@ ${
         `ib += c * p.sb${k}; }`;
     }).join("\n")
   }`;
+  const operands = [`a: array<${splatA ? "T" : "V"}>`, `b: array<${splatB ? "T" : "V"}>`];
   return /* wgsl */ `
 // binary (${op}, ${mode}): 1 a, 2 b, 3 y [d0..d5] (as V units; the last "rank" dims are used).
 // Broadcast inputs have stride 0 along broadcast dims; "same" = identical shapes. A splatted
 // input (innermost stride 0) is read as scalars with element strides. oa / ob / oy: where the
 // operands start in their bindings (windows of larger tensors), in units of their loads.
-${prelude(dtype, v4)}
+${prelude(dtype, variant)}
 struct Params { n: u32, rank: u32, ${DIMS.map((k) => `d${k}: u32`).join(", ")},
   ${DIMS.map((k) => `sa${k}: u32`).join(", ")}, ${DIMS.map((k) => `sb${k}: u32`).join(", ")},
   oa: u32, ob: u32, oy: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<${splatA ? "T" : "V"}>;
-@group(0) @binding(2) var<storage, read> b: array<${splatB ? "T" : "V"}>;
-@group(0) @binding(3) var<storage, read_write> y: array<V>;
+${bindingsWgsl([...operands, "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
 ${index}
   y[i + p.oy] = V(${load("a", "ia", splatA)} ${sym} ${load("b", "ib", splatB)});
 }`;
+}
+
+const binaryKernel = defineKernel<BinaryVariant>("binary", {
+  key: binaryKey,
+  source: ({ dtype, variant }) => binarySource(dtype, variant),
 });
 
 /**
@@ -193,7 +178,7 @@ interface Operand {
  * index of the dims before `d`. Windows start on the binding alignment; the kernel's offsets
  * say where the run starts in them. An operand broadcast along `d` binds its one slab.
  */
-function binaryChunked(gpu: Gpu, op: string, a: Tensor, b: Tensor, y: Tensor): void {
+function binaryChunked(gpu: Gpu, op: "add" | "mul", a: Tensor, b: Tensor, y: Tensor): void {
   const shape = y.shape, rank = shape.length;
   const aligned = (t: Tensor) => [...Array(rank - t.rank).fill(1), ...t.shape];
   const [as, bs] = [aligned(a), aligned(b)];
@@ -237,7 +222,7 @@ function binaryChunked(gpu: Gpu, op: string, a: Tensor, b: Tensor, y: Tensor): v
 }
 
 /** One binary launch (every operand fits one binding). */
-function binaryOnce(gpu: Gpu, op: string, a: Operand, b: Operand, y: Operand): void {
+function binaryOnce(gpu: Gpu, op: "add" | "mul", a: Operand, b: Operand, y: Operand): void {
   const size = numel(y.shape);
   if (size === 0) return;
   const offsets = (
@@ -252,7 +237,7 @@ function binaryOnce(gpu: Gpu, op: string, a: Operand, b: Operand, y: Operand): v
     for (let k = 0; k < 3 * MAX_RANK + 3; k++) params.u32(k < MAX_RANK ? 1 : 0); // unused
     gpu.dispatch(binaryKernel, {
       dtype: y.t.dtype,
-      variant: `${op}:same:${v4 ? "v4" : "s"}`,
+      variant: { op, same: true, vec: v4, splatA: false, splatB: false },
       params,
       bindings: [a.t, b.t, y.t],
       groups: launch1d(n),
@@ -282,10 +267,9 @@ function binaryOnce(gpu: Gpu, op: string, a: Operand, b: Operand, y: Operand): v
   for (const v of [...Array(pad).fill(1), ...m.dims]) params.u32(v);
   for (const st of [m.sa, m.sb]) for (const v of [...Array(pad).fill(0), ...st]) params.u32(v);
   for (const o of offsets(v4 ? 4 : 1, v4 && splat(m.sa), v4 && splat(m.sb))) params.u32(o);
-  const splats = `${splat(m.sa) ? "s" : "v"}${splat(m.sb) ? "s" : "v"}`;
   gpu.dispatch(binaryKernel, {
     dtype: y.t.dtype,
-    variant: v4 ? `${op}:bcast:v4:${splats}` : `${op}:bcast:s`,
+    variant: { op, same: false, vec: v4, splatA: v4 && splat(m.sa), splatB: v4 && splat(m.sb) },
     params,
     bindings: [a.t, b.t, y.t],
     groups: launch1d(n),
@@ -319,21 +303,17 @@ export function mul(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
 
 // ---------------------------------------------------------------- activations and GEGLU
 
-const unaryKernel = defineKernel("unary", ({ dtype, variant }) => {
-  const [op, vec] = variant.split(":");
-  return /* wgsl */ `
-// unary (${op}): 1 x [n], 2 y [n] (as V units).
-${prelude(dtype, vec === "v4")}
+const unaryKernel = defineKernel<VecVariant & { op: UnaryOp }>("unary", {
+  key: (v) => `${v.op}:${vecKey(v)}`,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// unary (${variant.op}): 1 x [n], 2 y [n] (as V units).
+${prelude(dtype, { ...variant, activations: true })}
 struct Params { n: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i < p.n) { y[i] = V(${op}(VF(x[i]))); }
-}`;
+${MAIN_1D_WGSL}
+  y[i] = V(${variant.op}(VF(x[i])));
+}`,
 });
 
 /**
@@ -356,7 +336,7 @@ export function unary(gpu: Gpu, x: Tensor, op: UnaryOp): Tensor {
     const n = unitsOf(count, v4);
     gpu.dispatch(unaryKernel, {
       dtype: x.dtype,
-      variant: `${op}:${v4 ? "v4" : "s"}`,
+      variant: { op, vec: v4 },
       params: new Params().u32(n),
       bindings: [x.window(x.size, s, count), y.window(y.size, s, count)],
       groups: launch1d(n),
@@ -365,22 +345,20 @@ export function unary(gpu: Gpu, x: Tensor, op: UnaryOp): Tensor {
   return y;
 }
 
-const gegluKernel = defineKernel("geglu", ({ dtype, variant }) => /* wgsl */ `
+const gegluKernel = defineKernel<VecVariant>("geglu", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // geglu: 1 x [rows, 2 * nu] (as V units), 2 y [rows, nu]: y = x[:, :nu] * gelu(x[:, nu:]).
-${prelude(dtype, variant === "v4")}
+${prelude(dtype, { ...variant, activations: true })}
 struct Params { n: u32, nu: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let row = i / p.nu;
   let o = i + row * p.nu; // = row * 2nu + (i - row * nu)
   y[i] = V(VF(x[o]) * gelu(VF(x[o + p.nu])));
-}`);
+}`,
+});
 
 /**
  * GEGLU of `x [..., 2N]` -> `[..., N]`: `hidden * gelu(gate)` with `hidden, gate = chunk(x, 2)`
@@ -406,7 +384,7 @@ export function geglu(gpu: Gpu, x: Tensor): Tensor {
     const n = unitsOf(count * half, v4);
     gpu.dispatch(gegluKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(n).u32(unitsOf(half, v4)),
       bindings: [x.window(rows, s, count), y.window(rows, s, count)],
       groups: launch1d(n),
@@ -417,27 +395,24 @@ export function geglu(gpu: Gpu, x: Tensor): Tensor {
 
 // ---------------------------------------------------------------- combinations
 
-const combineKernel = defineKernel("linear_combination", ({ dtype, variant }) => {
-  const [count, vec] = variant.split(":");
-  const k = Number(count);
-  const xs = [...Array(k).keys()];
-  return /* wgsl */ `
+const combineKernel = defineKernel<VecVariant & { terms: number }>("linear_combination", {
+  key: (v) => `${v.terms}:${vecKey(v)}`,
+  source: ({ dtype, variant }) => {
+    const k = variant.terms;
+    const xs = [...Array(k).keys()];
+    return /* wgsl */ `
 // linear_combination of ${k} terms: ${xs.map((i) => `${i + 1} x${i} [n]`).join(", ")}, ${
-    k + 1
-  } y [n] (as V units).
+      k + 1
+    } y [n] (as V units).
 // y = sum_i c_i * x_i, accumulated in f32.
-${prelude(dtype, vec === "v4")}
+${prelude(dtype, variant)}
 struct Params { n: u32, c0: f32, c1: f32, c2: f32, c3: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-${xs.map((i) => `@group(0) @binding(${i + 1}) var<storage, read> x${i}: array<V>;`).join("\n")}
-@group(0) @binding(${k + 1}) var<storage, read_write> y: array<V>;
+${bindingsWgsl([...xs.map((i) => `x${i}: array<V>`), "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   y[i] = V(${xs.map((j) => `p.c${j} * VF(x${j}[i])`).join(" + ")});
 }`;
+  },
 });
 
 /** One term of {@link linearCombination}. */
@@ -481,7 +456,7 @@ export function linearCombination(gpu: Gpu, terms: readonly LinearTerm[]): Tenso
     for (let i = 0; i < 4; i++) params.f32(terms[i]?.c ?? 0);
     gpu.dispatch(combineKernel, {
       dtype: first.dtype,
-      variant: `${terms.length}:${v4 ? "v4" : "s"}`,
+      variant: { terms: terms.length, vec: v4 },
       params,
       bindings: all.map((t) => t.window(y.size, s, count)),
       groups: launch1d(n),
@@ -502,23 +477,20 @@ export function scale(gpu: Gpu, x: Tensor, s: number): Tensor {
   return linearCombination(gpu, [{ c: s, x }]);
 }
 
-const cfgKernel = defineKernel("cfg_combine", ({ dtype, variant }) => /* wgsl */ `
+const cfgKernel = defineKernel<VecVariant>("cfg_combine", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // cfg_combine: 1 uncond, 2 cond (the prediction [2, n] bound twice, or one window of each
 // half), 3 y [n] (as V units): y = u + g * (c - u) with u = uncond[i], c = cond[i + coff].
-${prelude(dtype, variant === "v4")}
+${prelude(dtype, variant)}
 struct Params { n: u32, g: f32, coff: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> uncond: array<V>;
-@group(0) @binding(2) var<storage, read> cond: array<V>;
-@group(0) @binding(3) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["uncond: array<V>", "cond: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let u = VF(uncond[i]);
   y[i] = V(u + p.g * (VF(cond[i + p.coff]) - u));
-}`);
+}`,
+});
 
 /**
  * Classifier-free guidance: `pred [2B, ...] = cat([uncond, cond])` -> `[B, ...]` with
@@ -587,7 +559,7 @@ function cfgLaunch(
   const n = unitsOf(y.size, v4);
   gpu.dispatch(cfgKernel, {
     dtype: y.dtype,
-    variant: v4 ? "v4" : "s",
+    variant: { vec: v4 },
     params: new Params().u32(n).f32(guidance).u32(unitsOf(condOffset, v4)),
     bindings: [u, c, y],
     groups: launch1d(n),

@@ -6,15 +6,11 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { defineKernel, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
-const WG = 256;
 const MAX_PERIOD = 10000;
-
-function launch1d(units: number): [number, number, number] {
-  return grid1d(Math.ceil(units / WG));
-}
 
 // ---------------------------------------------------------------- timestep embedding
 
@@ -22,11 +18,9 @@ const timestepKernel = defineKernel("timestep_embedding", ({ dtype }) => /* wgsl
 // timestep_embedding: 1 table [B + half] f32 (B timesteps, then half frequencies), 2 y [B, dim].
 // y[b, j] = sin(t_b * f_j) for j < half, cos(t_b * f_(j - half)) for half <= j < 2 half (the two
 // halves swapped when flip = 1), 0 for an odd dim's last column.
-${wgslDType(dtype)}
+${prelude(dtype)}
 struct Params { n: u32, dim: u32, half: u32, batch: u32, flip: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+${bindingsWgsl(["table: array<f32>", "y: array<T>"])}
 
 // (sin x, cos x) to ~1e-7 absolute for |x| up to ~1e4: Cody-Waite reduction by pi/2 in three
 // parts (the first two with short mantissas, so k * part is exact for k < 2^9), then Taylor
@@ -49,10 +43,7 @@ fn sin_cos(x: f32) -> vec2<f32> {
   }
 }
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let b = i / p.dim;
   let j = i - b * p.dim;
   if (j >= 2u * p.half) { y[i] = T(0.0); return; }
@@ -130,30 +121,24 @@ export function timestepEmbedding(
 
 // ---------------------------------------------------------------- token embedding
 
-const tokenKernel = defineKernel("token_embedding", ({ dtype, variant }) => /* wgsl */ `
+const tokenKernel = defineKernel<VecVariant>("token_embedding", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // token_embedding: 1 ids [B * L] u32, 2 token table rows [r0, r1) of [V, D], 3 position table
 // [P, D], 4 y [B, L, D] (D as du V-units): y[t, k] = token[ids[t], k] + position[t % L, k] for
 // the tokens whose id is in [r0, r1) (a table larger than one binding is bound in windows).
-${wgslDType(dtype)}
-alias V = ${variant === "v4" ? "T4" : "T"};
-alias VF = ${variant === "v4" ? "vec4<f32>" : "f32"};
+${prelude(dtype, variant)}
 struct Params { n: u32, du: u32, len: u32, r0: u32, r1: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> token: array<V>;
-@group(0) @binding(3) var<storage, read> position: array<V>;
-@group(0) @binding(4) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["ids: array<u32>", "token: array<V>", "position: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let t = i / p.du;
   let k = i - t * p.du;
   let id = ids[t];
   if (id < p.r0 || id >= p.r1) { return; }
   y[i] = V(VF(token[(id - p.r0) * p.du + k]) + VF(position[(t % p.len) * p.du + k]));
-}`);
+}`,
+});
 
 /**
  * CLIP input embeddings: `tokenTable[ids] + positionTable[0..L)` -> `[B, L, D]`. `ids` holds
@@ -211,7 +196,7 @@ export function tokenEmbedding(
     if (!ids.some((id) => id >= r0 && id < r0 + rows)) continue;
     gpu.dispatch(tokenKernel, {
       dtype: tokenTable.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(batch * len * du).u32(du).u32(len).u32(r0).u32(r0 + rows),
       bindings: [idTensor, tokenTable.window(v, r0, rows), positionTable, y],
       groups: launch1d(batch * len * du),
@@ -228,24 +213,19 @@ function uploadU32(gpu: Gpu, values: Int32Array): Tensor {
 
 // ---------------------------------------------------------------- position encoding
 
-const positionKernel = defineKernel("add_position_encoding", ({ dtype, variant }) => /* wgsl */ `
+const positionKernel = defineKernel<VecVariant>("add_position_encoding", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // add_position_encoding: 1 x [B, F, C], 2 pe [maxLen, C], 3 y [B, F, C] (as V units):
 // y[b, f, c] = x[b, f, c] + pe[f, c]; fc = F * C units.
-${wgslDType(dtype)}
-alias V = ${variant === "v4" ? "T4" : "T"};
-alias VF = ${variant === "v4" ? "vec4<f32>" : "f32"};
+${prelude(dtype, variant)}
 struct Params { n: u32, fc: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read> pe: array<V>;
-@group(0) @binding(3) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "pe: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   y[i] = V(VF(x[i]) + VF(pe[i % p.fc]));
-}`);
+}`,
+});
 
 /**
  * `x [B, F, C] + pe[0..F)` with `pe [1, maxLen, C]` or `[maxLen, C]` (AnimateDiff's sinusoidal
@@ -280,7 +260,7 @@ export function addPositionEncoding(gpu: Gpu, x: Tensor, pe: Tensor): Tensor {
   for (const [s, n] of bindingRuns(gpu, "add_position_encoding", b, [x, y], "item")) {
     gpu.dispatch(positionKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(n * f * c / u).u32(f * c / u),
       bindings: [x.window(b, s, n), pe, y.window(b, s, n)],
       groups: launch1d(n * f * c / u),

@@ -20,15 +20,19 @@
  */
 
 import type { Gpu } from "./gpu/device.ts";
-import { ceilDiv, defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
+import { ceilDiv, defineKernel, Params } from "./gpu/kernel.ts";
 import type { DType, Tensor } from "./gpu/tensor.ts";
 import {
   type Activation,
-  ACTIVATIONS,
   activationWgsl,
-  epilogueBindingsWgsl,
+  epilogueKey,
+  forcedGemmTile,
+  GEMM_MAIN_WGSL,
+  gemmBindingsWgsl,
+  type GemmEpilogue,
   gemmGrid,
-} from "./gemm_common.ts";
+} from "./gemm.ts";
+import { prelude } from "./wgsl.ts";
 
 /** Which GEMM implementation runs: workgroup-tiled (GPUs) or direct (software adapters). */
 export type GemmPath = "tiled" | "direct";
@@ -46,6 +50,14 @@ export function setGemmPathOverride(path: GemmPath | null): void {
 /** The GEMM path for an adapter: "direct" on software (fallback) adapters, else "tiled". */
 export function gemmPath(adapter: { isFallback: boolean }): GemmPath {
   return pathOverride ?? (adapter.isFallback ? "direct" : "tiled");
+}
+
+/**
+ * True when GEMMs on this adapter take the direct path (software adapters; a tile forced with
+ * `setGemmTileOverride` of kernels/gemm.ts always means the tiled path).
+ */
+export function usesDirectGemm(gpu: Gpu): boolean {
+  return forcedGemmTile() === null && gemmPath(gpu.info) === "direct";
 }
 
 /** Block of the direct GEMM: tm rows x cv vec4 columns per thread, wg threads per workgroup. */
@@ -120,53 +132,25 @@ export function pickDirectLayout(
   return best;
 }
 
-/** Compile-time options, encoded in the variant string. */
-interface DirectVariant {
+/** Compile-time options of the direct kernel. */
+interface DirectVariant extends GemmEpilogue {
   form: "bn" | "bt";
   epilogue: "mm" | "conv";
   /** Conv epilogue only: HoWo % 4 == 0, so vec4 stores stay inside one image. */
   vecOut: boolean;
   activation: Activation;
-  bias: boolean;
-  residual: boolean;
   layout: DirectLayout;
 }
 
-function variantKey(v: DirectVariant): string {
+function directKey(v: DirectVariant): string {
   const { tm, cv, wg } = v.layout;
   return [
     v.form,
     v.epilogue + (v.epilogue === "conv" ? (v.vecOut ? "4" : "1") : ""),
     v.activation,
-    v.bias ? "bias" : "nobias",
-    v.residual ? "res" : "nores",
+    epilogueKey(v),
     `m${tm}c${cv}w${wg}`,
   ].join("-");
-}
-
-function parseVariant(key: string): DirectVariant {
-  const [form, epi, activation, bias, res, layoutKey] = key.split("-");
-  const l = /^m(4|8|16|32)c([1-5])w(16)$/.exec(layoutKey ?? "");
-  const epilogue = epi?.startsWith("conv") ? "conv" : epi === "mm" ? "mm" : null;
-  if (
-    !l || !epilogue || (form !== "bn" && form !== "bt") ||
-    !ACTIVATIONS.includes(activation as Activation)
-  ) {
-    throw new Error(`gemm_direct: bad kernel variant "${key}"`);
-  }
-  return {
-    form,
-    epilogue,
-    vecOut: epi === "conv4",
-    activation: activation as Activation,
-    bias: bias === "bias",
-    residual: res === "res",
-    layout: {
-      tm: Number(l[1]) as DirectLayout["tm"],
-      cv: Number(l[2]),
-      wg: DIRECT_THREADS,
-    },
-  };
 }
 
 function epilogueWgsl(v: DirectVariant): string {
@@ -178,7 +162,7 @@ function epilogueWgsl(v: DirectVariant): string {
 fn emit(m: u32, c4: u32, cb: u32, acc: vec4<f32>) {
   if (m < p.M && c4 < p.N / 4u) {
     let o = oBase / 4u + m * (p.N / 4u) + c4;
-    var y = actV(acc * p.alpha${bias});${res}
+    var y = act(acc * p.alpha${bias});${res}
     dst[o] = T4(y);
   }
 }`;
@@ -214,11 +198,12 @@ fn emit(m: u32, c4: u32, cb: u32, acc: vec4<f32>) {
 }`;
 }
 
-function directSource(dtype: DType, key: string): string {
-  const v = parseVariant(key);
+function directSource(dtype: DType, v: DirectVariant): string {
   const { tm, cv, wg } = v.layout;
+  const key = directKey(v);
   const vecOut = v.epilogue === "mm" || v.vecOut;
-  const decls = epilogueBindingsWgsl(v, vecOut ? "T4" : "T", v.epilogue === "mm" ? "T4" : "T");
+  const operands = ["a: array<T4>", "bm: array<T4>"] as const;
+  const biasElem = v.epilogue === "mm" ? "T4" : "T";
   const pre: string[] = [], body: string[] = [], post: string[] = [];
   // Rows past M re-read row M - 1 (never stored), so the K loop has no bounds checks.
   for (let r = 0; r < tm; r++) pre.push(`let ar${r} = aBase + min(m0 + ${r}u, p.M - 1u) * K4;`);
@@ -275,7 +260,7 @@ function directSource(dtype: DType, key: string): string {
   }
   for (let j = cv - 1; j >= 0; j--) post.unshift(`let cb${j} = colBase(c0 + ${j * wg}u);`);
   const ind = (lines: string[], n: number) => lines.map((l) => " ".repeat(n) + l).join("\n");
-  return `${wgslDType(dtype)}
+  return `${prelude(dtype, { vec: vecOut, wg, activations: v.activation !== "none" })}
 // gemm_direct ${key}: out = epilogue(a[b] @ op(bmat[b])), ${tm} rows x ${cv} vec4 columns per thread.
 // binding 1: a [batch, M, K] (batch stride p.strideA; 0 = shared); 2: bmat [K, N] ("bn") or
 // [N, K] ("bt"), batch stride p.strideB; then bias ([N] for "mm", [M] for "conv") and residual
@@ -286,18 +271,11 @@ struct Params {
   M: u32, N: u32, K: u32, tilesM: u32, groups: u32, strideA: u32, strideB: u32, alpha: f32,
   cols: u32, j0: u32, HoWo: u32,
 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<T4>;
-@group(0) @binding(2) var<storage, read> bm: array<T4>;
-${decls}
+${gemmBindingsWgsl(operands, { ...v, biasElem })}
 var<private> oBase: u32;
 ${activationWgsl(v.activation)}
 ${epilogueWgsl(v)}
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y + wid.z * nwg.y;
-  if (g >= p.groups) { return; }
+${GEMM_MAIN_WGSL}
   let batch = g / p.tilesM;
   let m0 = (g % p.tilesM) * ${tm}u;
   let c0 = wid.x * ${wg * cv}u + lid;
@@ -315,8 +293,9 @@ ${ind(post, 2)}
 `;
 }
 
-const directKernel = defineKernel("gemm_direct", ({ dtype, variant }) => {
-  return directSource(dtype, variant);
+const directKernel = defineKernel<DirectVariant>("gemm_direct", {
+  key: directKey,
+  source: ({ dtype, variant }) => directSource(dtype, variant),
 });
 
 /** One direct GEMM launch (shapes already checked by the caller). */
@@ -380,7 +359,7 @@ export function launchDirectGemm(gpu: Gpu, c: DirectGemm): void {
   bindings.push(c.out);
   gpu.dispatch(directKernel, {
     dtype: c.dtype,
-    variant: variantKey(variant),
+    variant,
     params,
     bindings,
     groups: gemmGrid(c.op, ceilDiv(c.N / 4, layout.wg * layout.cv), groups),

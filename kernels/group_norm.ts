@@ -12,8 +12,9 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
-import { fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { defineKernel, grid1d, Params } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, mainPerGroupWgsl, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 const WG = 256;
 /** Units (elements, or vec4s) per chunk of the split reduction. */
@@ -37,57 +38,42 @@ export interface GroupNormOptions {
   split?: boolean;
 }
 
-function prelude(dtype: "f32" | "f16", variant: string): string {
-  const v4 = variant.includes("v4");
-  const silu = variant.includes("silu");
-  return `${wgslDType(dtype)}
-alias V = ${v4 ? "T4" : "T"};
-alias VF = ${v4 ? "vec4<f32>" : "f32"};
-const WG = ${WG}u;
-const VW = ${v4 ? 4 : 1}.0;
-fn hsum(v: VF) -> f32 { return ${v4 ? "v.x + v.y + v.z + v.w" : "v"}; }
-fn act(v: VF) -> VF { return ${silu ? "v / (VF(1.0) + exp(-v))" : "v"}; }
-var<workgroup> red: array<f32, WG>;
-fn wg_sum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
+/** Compile-time options of the group norm kernels. */
+interface GroupNormVariant extends VecVariant {
+  silu: boolean;
+}
+
+function groupNormKey(v: GroupNormVariant): string {
+  return `${vecKey(v)}${v.silu ? "_silu" : ""}`;
+}
+
+/**
+ * The prelude of the three shaders, with `VW` (elements per unit), `act` (SiLU or none) and
+ * their Params (all sizes in units of V): groups, cg (channels per group), su (units per
+ * channel = S/VW), lu (units per group per batch item = cg*su), row (units per batch item =
+ * C*su), frames, nstat (statistics groups), nch (chunks per statistics group), cpf (chunks per
+ * batch item), count (elements per group, f32), eps.
+ */
+function groupNormPrelude(dtype: DType, v: GroupNormVariant): string {
+  return `${prelude(dtype, { ...v, wg: WG, activations: v.silu, reductions: true })}
+const VW = ${v.vec ? 4 : 1}.0;
+fn act(v: VF) -> VF { return ${v.silu ? "silu(v)" : "v"}; }
+struct Params {
+  groups: u32, cg: u32, su: u32, lu: u32, row: u32, frames: u32, nstat: u32, nch: u32, cpf: u32,
+  count: f32, eps: f32,
 }`;
 }
 
-// Shared Params layout of the three shaders (all sizes in units of V):
-//   groups, cg (channels per group), su (units per channel = S/VW), lu (units per group per
-//   batch item = cg*su), row (units per batch item = C*su), frames, nstat (statistics groups),
-//   nch (chunks per statistics group), cpf (chunks per batch item), count (elements per group,
-//   f32), eps
-const PARAMS = `struct Params {
-  groups: u32, cg: u32, su: u32, lu: u32, row: u32, frames: u32, nstat: u32, nch: u32, cpf: u32,
-  count: f32, eps: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;`;
-
 /** One workgroup per statistics group: two-pass mean / variance, then the normalised write. */
-const fusedKernel = defineKernel("group_norm", ({ dtype, variant }) => /* wgsl */ `
+const fusedKernel = defineKernel<GroupNormVariant>("group_norm", {
+  key: groupNormKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // group_norm: 1 x [N, C, S] (as V units), 2 weight [C], 3 bias [C], 4 y [N, C, S].
 // Workgroup sg = b * groups + g normalises frames x cg channels x S elements.
-${prelude(dtype, variant)}
-${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read> weight: array<T>;
-@group(0) @binding(3) var<storage, read> bias: array<T>;
-@group(0) @binding(4) var<storage, read_write> y: array<V>;
+${groupNormPrelude(dtype, variant)}
+${bindingsWgsl(["x: array<V>", "weight: array<T>", "bias: array<T>", "y: array<V>"])}
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let sg = wid.x + wid.y * nwg.x;
-  if (sg >= p.nstat) { return; }
+${mainPerGroupWgsl("sg", "p.nstat")}
   let g = sg % p.groups;
   let base = (sg / p.groups) * p.frames * p.row + g * p.lu;
   var s = VF(0.0);
@@ -113,9 +99,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       y[o + i] = V(act(v));
     }
   }
-}`);
+}`,
+});
 
-const CHUNK_WGSL = `
+/**
+ * The chunks of the split reduction and the head of both passes' entry point: workgroup
+ * (x, y) = chunk k < nch of statistics group sg < nstat.
+ */
+const SPLIT_WGSL = `
 // Chunk k of statistics group sg covers units [r0, r0 + n) of batch item f of the group.
 struct Chunk { o: u32, r0: u32, n: u32 }
 fn chunk_at(sg: u32, k: u32) -> Chunk {
@@ -123,23 +114,23 @@ fn chunk_at(sg: u32, k: u32) -> Chunk {
   let r0 = (k % p.cpf) * ${CHUNK_UNITS}u;
   let base = (sg / p.groups) * p.frames * p.row + (sg % p.groups) * p.lu;
   return Chunk(base + f * p.row + r0, r0, min(${CHUNK_UNITS}u, p.lu - r0));
-}`;
-
-/** Split reduction, pass 1: (mean, M2) of each chunk. */
-const statsKernel = defineKernel("group_norm_stats", ({ dtype, variant }) => /* wgsl */ `
-// group_norm_stats: 1 x [N, C, S] (as V units), 2 partials [nstat, nch, 2] f32 (mean, M2).
-// Grid: x = chunk k < nch, y = statistics group sg < nstat.
-${prelude(dtype, variant)}
-${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-${CHUNK_WGSL}
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let k = wid.x;
   let sg = wid.y;
-  if (k >= p.nch || sg >= p.nstat) { return; }
+  if (k >= p.nch || sg >= p.nstat) { return; }`;
+
+/** Split reduction, pass 1: (mean, M2) of each chunk. */
+const statsKernel = defineKernel<GroupNormVariant>("group_norm_stats", {
+  key: groupNormKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// group_norm_stats: 1 x [N, C, S] (as V units), 2 partials [nstat, nch, 2] f32 (mean, M2).
+// Grid: x = chunk k < nch, y = statistics group sg < nstat.
+${groupNormPrelude(dtype, variant)}
+${bindingsWgsl(["x: array<V>", "part: array<f32>"])}
+${SPLIT_WGSL}
   let ch = chunk_at(sg, k);
   var s = VF(0.0);
   for (var i = lid; i < ch.n; i += WG) { s += VF(x[ch.o + i]); }
@@ -154,26 +145,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     part[(sg * p.nch + k) * 2u] = mean;
     part[(sg * p.nch + k) * 2u + 1u] = m2;
   }
-}`);
+}`,
+});
 
 /** Split reduction, pass 2: combine the group's partials (Chan), normalise one chunk. */
-const applyKernel = defineKernel("group_norm_apply", ({ dtype, variant }) => /* wgsl */ `
+const applyKernel = defineKernel<GroupNormVariant>("group_norm_apply", {
+  key: groupNormKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // group_norm_apply: 1 x [N, C, S] (as V units), 2 partials [nstat, nch, 2] f32, 3 weight [C],
 // 4 bias [C], 5 y [N, C, S]. Grid: x = chunk k < nch, y = statistics group sg < nstat.
-${prelude(dtype, variant)}
-${PARAMS}
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read> part: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<T>;
-@group(0) @binding(4) var<storage, read> bias: array<T>;
-@group(0) @binding(5) var<storage, read_write> y: array<V>;
-${CHUNK_WGSL}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let k = wid.x;
-  let sg = wid.y;
-  if (k >= p.nch || sg >= p.nstat) { return; }
+${groupNormPrelude(dtype, variant)}
+${
+    bindingsWgsl([
+      "x: array<V>",
+      "part: array<f32>",
+      "weight: array<T>",
+      "bias: array<T>",
+      "y: array<V>",
+    ])
+  }
+${SPLIT_WGSL}
   var s = 0.0;
   for (var j = lid; j < p.nch; j += WG) {
     s += part[(sg * p.nch + j) * 2u] * f32(chunk_at(sg, j).n) * VW;
@@ -192,7 +183,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let v = (VF(x[ch.o + i]) - mean) * (rstd * f32(weight[c])) + f32(bias[c]);
     y[ch.o + i] = V(act(v));
   }
-}`);
+}`,
+});
 
 /**
  * GroupNorm of `x [N, C, ...spatial]` with `weight`/`bias [C]`, biased variance as torch.
@@ -254,7 +246,7 @@ function groupNormInto(
   const n = x.shape[0], c = weight.shape[0];
   const s = x.size / (n * c);
   const vw = s % 4 === 0 ? 4 : 1;
-  const variant = `${vw === 4 ? "v4" : "s"}${silu ? "_silu" : ""}`;
+  const variant = { vec: vw === 4, silu };
   const cg = c / groups, su = s / vw, lu = cg * su;
   const nstat = (n / frames) * groups;
   const count = frames * lu * vw;
@@ -265,13 +257,12 @@ function groupNormInto(
   const split = options.split ??
     (count > SPLIT_THRESHOLD || (nstat < FEW_GROUPS && nch >= 4));
   if (!split) {
-    const gx = Math.min(nstat, 65535);
     gpu.dispatch(fusedKernel, {
       dtype: x.dtype,
       variant,
       params,
       bindings: [x, weight, bias, y],
-      groups: [gx, Math.ceil(nstat / gx), 1],
+      groups: grid1d(nstat),
     });
     return;
   }

@@ -10,9 +10,10 @@
  */
 
 import type { Gpu } from "./gpu/device.ts";
-import { ceilDiv, defineKernel, MAX_GROUPS_PER_DIM, Params, wgslDType } from "./gpu/kernel.ts";
+import { ceilDiv, defineKernel, MAX_GROUPS_PER_DIM, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
-import { checkDTypes } from "./gemm_common.ts";
+import { checkDTypes } from "./gemm.ts";
+import { bindingsWgsl, prelude } from "./wgsl.ts";
 
 /** Output size of a convolution along one axis. */
 export function convOutSize(size: number, kernel: number, stride: number, padding: number): number {
@@ -24,7 +25,7 @@ const K_PER_THREAD = 8;
 const THREADS = 64;
 
 function im2colSource(dtype: DType): string {
-  return `${wgslDType(dtype)}
+  return `${prelude(dtype, { wg: THREADS })}
 // im2col: col[k, jl] = x[img, c, oy * stride + ky - pad, ox * stride + kx - pad] with
 // k = (c * kh + ky) * kw + kx and pixel j = p.j0 + jl = img * HoWo + oy * Wo + ox; 0 outside
 // the image and for j >= p.P. Binding 1: x [N, C, H, W]; 2: col [K, p.cols] (p.cols % 4 == 0).
@@ -33,10 +34,8 @@ struct Params {
   K: u32, cols: u32, P: u32, j0: u32, C: u32, H: u32, W: u32, Wo: u32, HoWo: u32,
   kh: i32, kw: i32, stride: i32, pad: i32, kPer: u32,
 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> col: array<T4>;
-@compute @workgroup_size(${THREADS})
+${bindingsWgsl(["x: array<T>", "col: array<T4>"])}
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let jl = gid.x * 4u;
   let k0 = gid.y * p.kPer;

@@ -6,65 +6,37 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { defineKernel, grid1d, Params } from "./gpu/kernel.ts";
 import { fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, mainPerGroupWgsl, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 const WG = 64;
 
-/** WGSL helpers of the row kernels: V / VF aliases, horizontal sum and a workgroup reduction. */
-export function rowPrelude(v4: boolean, wg: number): string {
-  return `alias V = ${v4 ? "T4" : "T"};
-alias VF = ${v4 ? "vec4<f32>" : "f32"};
-const WG = ${wg}u;
-fn hsum(v: VF) -> f32 { return ${v4 ? "v.x + v.y + v.z + v.w" : "v"}; }
-fn hmax(v: VF) -> f32 { return ${v4 ? "max(max(v.x, v.y), max(v.z, v.w))" : "v"}; }
-var<workgroup> red: array<f32, WG>;
-fn wg_reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-    if (lid < s) {
-      red[lid] = select(red[lid] + red[lid + s], max(red[lid], red[lid + s]), is_max);
-    }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
-}
-
-const layerNormKernel = defineKernel("layer_norm", ({ dtype, variant }) => /* wgsl */ `
+const layerNormKernel = defineKernel<VecVariant>("layer_norm", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // layer_norm: 1 x [rows, D] (as V units), 2 weight [D], 3 bias [D], 4 y [rows, D].
 // One workgroup per row; du = D / vec width.
-${wgslDType(dtype)}
-${rowPrelude(variant === "v4", WG)}
+${prelude(dtype, { ...variant, wg: WG, reductions: true })}
 struct Params { rows: u32, du: u32, d: f32, eps: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read> weight: array<V>;
-@group(0) @binding(3) var<storage, read> bias: array<V>;
-@group(0) @binding(4) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "weight: array<V>", "bias: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
+${mainPerGroupWgsl("row", "p.rows")}
   let o = row * p.du;
   var s = VF(0.0);
   for (var i = lid; i < p.du; i += WG) { s += VF(x[o + i]); }
-  let mean = wg_reduce(hsum(s), lid, false) / p.d;
+  let mean = wg_sum(hsum(s), lid) / p.d;
   var q = VF(0.0);
   for (var i = lid; i < p.du; i += WG) {
     let d = VF(x[o + i]) - mean;
     q += d * d;
   }
-  let rstd = 1.0 / sqrt(wg_reduce(hsum(q), lid, false) / p.d + p.eps);
+  let rstd = 1.0 / sqrt(wg_sum(hsum(q), lid) / p.d + p.eps);
   for (var i = lid; i < p.du; i += WG) {
     y[o + i] = V((VF(x[o + i]) - mean) * rstd * VF(weight[i]) + VF(bias[i]));
   }
-}`);
+}`,
+});
 
 /** Options of {@link layerNorm}. */
 export interface LayerNormOptions {
@@ -104,7 +76,7 @@ export function layerNorm(
   for (const [s, n] of bindingRuns(gpu, "layer_norm", rows, [x, y], "row")) {
     gpu.dispatch(layerNormKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(n).u32(v4 ? d / 4 : d).f32(d).f32(options.eps),
       bindings: [x.window(rows, s, n), weight, bias, y.window(rows, s, n)],
       groups: grid1d(n),

@@ -9,24 +9,14 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, MAX_GROUPS_PER_DIM, Params, wgslDType } from "./gpu/kernel.ts";
-import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { defineKernel, MAX_GROUPS_PER_DIM, Params } from "./gpu/kernel.ts";
+import { fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
-const WG = 256;
 const MAX_RANK = 6;
 const TILE = 32;
 const TILE_ROWS = 8;
 const BATCH_DIMS = 4;
-
-function prelude(dtype: DType, v4: boolean): string {
-  return `${wgslDType(dtype)}
-alias V = ${v4 ? "T4" : "T"};
-fn thread_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 { return gid.x + gid.y * nwg.x * ${WG}u; }`;
-}
-
-function launch1d(units: number): [number, number, number] {
-  return grid1d(Math.ceil(units / WG));
-}
 
 function normAxis(op: string, axis: number, rank: number, shape: readonly number[]): number {
   const a = axis < 0 ? axis + rank : axis;
@@ -41,31 +31,29 @@ function normAxis(op: string, axis: number, rank: number, shape: readonly number
 const DIMS = [...Array(MAX_RANK).keys()];
 const BDIMS = [...Array(BATCH_DIMS).keys()];
 
-const gatherKernel = defineKernel("permute_gather", ({ dtype, variant }) => /* wgsl */ `
+const gatherKernel = defineKernel<VecVariant>("permute_gather", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // permute_gather: 1 x (input, V units), 2 y [d0..d5] (V units); output element (c0..c5) reads
 // x[sum c_k * s_k] (s_k = input stride of output dim k).
-${prelude(dtype, variant === "v4")}
+${prelude(dtype, variant)}
 struct Params { n: u32, ${DIMS.map((k) => `d${k}: u32`).join(", ")}, ${
-  DIMS.map((k) => `s${k}: u32`).join(", ")
-} }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+    DIMS.map((k) => `s${k}: u32`).join(", ")
+  } }
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   var r = i;
   var src = 0u;
 ${
-  DIMS.slice().reverse().map((k) =>
-    `  { let c = r % p.d${k}; r = r / p.d${k}; src += c * p.s${k}; }`
-  )
-    .join("\n")
-}
+    DIMS.slice().reverse().map((k) =>
+      `  { let c = r % p.d${k}; r = r / p.d${k}; src += c * p.s${k}; }`
+    )
+      .join("\n")
+  }
   y[i] = x[src];
-}`);
+}`,
+});
 
 const transposeKernel = defineKernel("permute_tiled", ({ dtype }) => /* wgsl */ `
 // permute_tiled: 1 x (input), 2 y (output). A ${TILE}x${TILE} tile of the (A, B) plane goes
@@ -73,13 +61,11 @@ const transposeKernel = defineKernel("permute_tiled", ({ dtype }) => /* wgsl */ 
 // B = the output's innermost dim (output stride 1, input stride sib). Up to ${BATCH_DIMS} more
 // dims (sizes bd*, input strides bi*, output strides bo*) enumerate planes.
 // Grid: x = tiles along B; y + z * nwg.y = tile along A + ta * plane.
-${wgslDType(dtype)}
+${prelude(dtype, { wg: TILE * TILE_ROWS })}
 struct Params { a: u32, b: u32, ta: u32, nplanes: u32, sib: u32, soa: u32,
   ${BDIMS.map((k) => `bd${k}: u32`).join(", ")}, ${BDIMS.map((k) => `bi${k}: u32`).join(", ")},
   ${BDIMS.map((k) => `bo${k}: u32`).join(", ")} }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+${bindingsWgsl(["x: array<T>", "y: array<T>"])}
 var<workgroup> tile: array<array<T, ${TILE + 1}>, ${TILE}>;
 
 @compute @workgroup_size(${TILE}, ${TILE_ROWS})
@@ -192,7 +178,7 @@ function permuteInto(gpu: Gpu, x: Tensor, y: Tensor, perm: readonly number[]): v
     for (const v of [...d, ...s]) params.u32(v);
     gpu.dispatch(gatherKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params,
       bindings: [x, y],
       groups: launch1d(n),
@@ -228,23 +214,21 @@ function permuteInto(gpu: Gpu, x: Tensor, y: Tensor, perm: readonly number[]): v
 
 // ---------------------------------------------------------------- row copies (concat, slice)
 
-const copyRowsKernel = defineKernel("copy_rows", ({ dtype, variant }) => /* wgsl */ `
+const copyRowsKernel = defineKernel<VecVariant>("copy_rows", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // copy_rows: 1 x, 2 y (V units). For row o < n / chunk and j < chunk:
 // y[o * dst_stride + dst_off + j] = x[o * src_stride + src_off + j].
-${prelude(dtype, variant === "v4")}
+${prelude(dtype, variant)}
 struct Params { n: u32, chunk: u32, src_stride: u32, src_off: u32, dst_stride: u32, dst_off: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let o = i / p.chunk;
   let j = i - o * p.chunk;
   y[o * p.dst_stride + p.dst_off + j] = x[o * p.src_stride + p.src_off + j];
-}`);
+}`,
+});
 
 function copyRows(
   gpu: Gpu,
@@ -265,7 +249,7 @@ function copyRows(
   const n = r.rows * r.chunk / u;
   gpu.dispatch(copyRowsKernel, {
     dtype: x.dtype,
-    variant: v4 ? "v4" : "s",
+    variant: { vec: v4 },
     params: new Params().u32(n).u32(r.chunk / u).u32(r.srcStride / u).u32(r.srcOff / u)
       .u32(r.dstStride / u).u32(r.dstOff / u),
     bindings: [x, y],
@@ -410,26 +394,24 @@ export function slice(gpu: Gpu, x: Tensor, axis: number, start: number, end: num
 
 // ---------------------------------------------------------------- repeat_interleave
 
-const repeatKernel = defineKernel("repeat_interleave", ({ dtype, variant }) => /* wgsl */ `
+const repeatKernel = defineKernel<VecVariant>("repeat_interleave", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // repeat_interleave: 1 x [outer, d, inner], 2 y [outer, d * r, inner] (inner in V units):
 // y[o, k * r + q, i] = x[o, k, i].
-${prelude(dtype, variant === "v4")}
+${prelude(dtype, variant)}
 struct Params { n: u32, inner: u32, d: u32, r: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = thread_id(gid, nwg);
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let t = i / p.inner;
   let k = i - t * p.inner;
   let dr = p.d * p.r;
   let o = t / dr;
   let rep = t - o * dr;
   y[i] = x[(o * p.d + rep / p.r) * p.inner + k];
-}`);
+}`,
+});
 
 /**
  * `torch.repeat_interleave(x, repeats, dim=axis)` (default axis 0).
@@ -456,7 +438,7 @@ export function repeatInterleave(gpu: Gpu, x: Tensor, repeats: number, axis = 0)
     const n = v4 ? yw.size / 4 : yw.size;
     gpu.dispatch(repeatKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(xw.shape[ax]).u32(repeats),
       bindings: [xw, yw],
       groups: launch1d(n),

@@ -7,247 +7,59 @@
  * as f32 (A stored k-major so each thread reads its rows as vec4). The next K tile is prefetched
  * into registers while the current one is multiplied. The "v4" variant (K and N multiples of 4)
  * loads and stores vec4; the "s1" variant handles any size element by element. f16 tensors are
- * f16 in memory and f32 in registers and workgroup memory. The tile-loop and activation WGSL
- * is shared with kernels/conv2d.ts (an implicit GEMM).
+ * f16 in memory and f32 in registers and workgroup memory. The tile loop, A loader, epilogue
+ * activation and grid come from the GEMM framework (kernels/gemm.ts), shared with
+ * kernels/conv2d.ts (an implicit GEMM) and kernels/gemm_direct.ts (software adapters).
  * @module
  */
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { ceilDiv, defineKernel, Params, wgslDType } from "./gpu/kernel.ts";
+import { ceilDiv, defineKernel, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 import {
   type Activation,
   ACTIVATIONS,
   activationWgsl,
   checkDTypes,
-  epilogueBindingsWgsl,
+  epilogueKey,
+  GEMM_THREADS,
+  gemmBindingsWgsl,
+  type GemmEpilogue,
   gemmGrid,
+  type GemmTile,
+  gemmTileKey,
+  kMajorLoaderWgsl,
+  pickGemmTile,
   sameShape,
-} from "./gemm_common.ts";
-import { gemmPath, launchDirectGemm } from "./gemm_direct.ts";
+  tiledGemmWgsl,
+} from "./gemm.ts";
+import { launchDirectGemm, usesDirectGemm } from "./gemm_direct.ts";
+import { prelude } from "./wgsl.ts";
 
-export type { Activation } from "./gemm_common.ts";
+export type { Activation } from "./gemm.ts";
 
-/** Threads per GEMM workgroup (16 x 16). */
-export const GEMM_THREADS = 256;
-/** A GEMM tile: BM = 16 * tm output rows, BN = 16 * tn columns, K steps of bk. */
-export interface GemmTile {
-  /** Output rows per thread: 4 or 8. */
-  tm: 4 | 8;
-  /** Output columns per thread: 4 or 8 (as vec4s 64 columns apart). */
-  tn: 4 | 8;
-  /** K depth staged per step: 16 or 32. */
-  bk: 16 | 32;
-}
-
-let tileOverride: GemmTile | null = null;
-
-/**
- * Forces the tiled GEMM path with one tile for every matmul / linear / conv2d launch (tests cover
- * every tile and the bench compares them); `null` restores the per-adapter choice of
- * {@link usesDirectGemm} and {@link pickGemmTile}.
- */
-export function setGemmTileOverride(tile: GemmTile | null): void {
-  tileOverride = tile;
-}
-
-/**
- * True when GEMMs on this adapter take the direct path of kernels/gemm_direct.ts (software
- * adapters; a forced tile always means the tiled path).
- */
-export function usesDirectGemm(gpu: Gpu): boolean {
-  return tileOverride === null && gemmPath(gpu.info) === "direct";
-}
-
-/**
- * Picks the tile for a `rows x cols` GEMM output. Real GPUs take the 128 x 128 tile (8 x 8 per
- * thread) or 128 x 64 only when there are enough tiles to fill an H100-class GPU (~2 per SM),
- * else 64 x 64. Software adapters, which use the direct path where K and N are divisible by 4,
- * take 128 x 128 for the rest (fewest workgroup-memory reads per FMA there).
- */
-export function pickGemmTile(gpu: Gpu, rows: number, cols: number): GemmTile {
-  if (tileOverride) return tileOverride;
-  // Software adapters: the biggest register block wins, except that rows <= 64 (e.g. a conv
-  // with 64 output channels) would leave half of a 128-row tile as padding.
-  if (gpu.info.isFallback) return rows <= 64 ? { tm: 4, tn: 8, bk: 16 } : { tm: 8, tn: 8, bk: 16 };
-  if (ceilDiv(rows, 128) * ceilDiv(cols, 128) >= 264) return { tm: 8, tn: 8, bk: 16 };
-  if (ceilDiv(rows, 128) * ceilDiv(cols, 64) >= 264) return { tm: 8, tn: 4, bk: 16 };
-  return { tm: 4, tn: 4, bk: 16 };
-}
-
-/** How {@link gemmMainLoopWgsl} loads its operands. */
-export interface GemmLoopSpec {
-  tile: GemmTile;
-  /** Register slots per thread for one A / B tile (elements or vec4s). */
-  aSlots: number;
-  bSlots: number;
-  /** WGSL expression loading B slot `i` of the K tile at `k0` (default `loadB(k0, e)`). */
-  loadB?: (i: number, k0: string) => string;
-  /** WGSL statements run after each load of B slot `i` (e.g. stepping incremental indices). */
-  afterLoadB?: (i: number) => string;
-}
-
-/** Register slots per thread for loading a rows x bk tile (vec4 or scalar). */
-export function gemmSlots(rows: number, bk: number, vec: boolean): number {
-  return (rows * bk) / (GEMM_THREADS * (vec ? 4 : 1));
-}
-
-/**
- * WGSL statements of the GEMM main loop: declares accumulators `acc{r}_{j}` (vec4<f32>, tile row
- * `ty * tm + r`, tile columns `64 * j + tx * 4 .. + 3`) and runs the K loop over `p.K` with
- * register prefetch. Needs `loadA(k0, e)`, `storeA(e, v)`, `loadB(k0, e)` (or spec.loadB), `storeB(e, v)`,
- * workgroup arrays `As` (k-major, BM/4 vec4 per k) and `Bs` (64/4 vec4 per k), and `lid`, `tx`,
- * `ty` in scope.
- */
-export function gemmMainLoopWgsl(spec: GemmLoopSpec): string {
-  const { tile, aSlots, bSlots } = spec;
-  const { tm, tn, bk } = tile;
-  const e = (i: number) => `lid + ${i * GEMM_THREADS}u`;
-  const loadB = spec.loadB ?? ((i: number, k0: string) => `loadB(${k0}, ${e(i)})`);
-  const after = (i: number) => (spec.afterLoadB ? " " + spec.afterLoadB(i) : "");
-  const bm4 = (16 * tm) / 4, bn4 = (16 * tn) / 4;
-  const lines: string[] = [];
-  for (let r = 0; r < tm; r++) {
-    for (let j = 0; j < tn / 4; j++) lines.push(`var acc${r}_${j} = vec4<f32>(0.0);`);
-  }
-  for (let i = 0; i < aSlots; i++) {
-    lines.push(`var ra${i} = loadA(0u, lid + ${i * GEMM_THREADS}u);`);
-  }
-  for (let i = 0; i < bSlots; i++) lines.push(`var rb${i} = ${loadB(i, "0u")};${after(i)}`);
-  lines.push(`for (var k0 = 0u; k0 < p.K; k0 += ${bk}u) {`);
-  for (let i = 0; i < aSlots; i++) lines.push(`  storeA(lid + ${i * GEMM_THREADS}u, ra${i});`);
-  for (let i = 0; i < bSlots; i++) lines.push(`  storeB(lid + ${i * GEMM_THREADS}u, rb${i});`);
-  lines.push(`  workgroupBarrier();`);
-  lines.push(`  let kn = k0 + ${bk}u;`);
-  lines.push(`  if (kn < p.K) {`);
-  for (let i = 0; i < aSlots; i++) {
-    lines.push(`    ra${i} = loadA(kn, lid + ${i * GEMM_THREADS}u);`);
-  }
-  for (let i = 0; i < bSlots; i++) lines.push(`    rb${i} = ${loadB(i, "kn")};${after(i)}`);
-  lines.push(`  }`);
-  lines.push(`  for (var k = 0u; k < ${bk}u; k++) {`);
-  for (let j = 0; j < tn / 4; j++) lines.push(`    let b${j} = Bs[k * ${bn4}u + tx + ${16 * j}u];`);
-  for (let q = 0; q < tm / 4; q++) {
-    lines.push(`    let a${q} = As[k * ${bm4}u + ty * ${tm / 4}u + ${q}u];`);
-  }
-  for (let r = 0; r < tm; r++) {
-    for (let j = 0; j < tn / 4; j++) {
-      const av = `vec4<f32>(a${r >> 2}.${"xyzw"[r & 3]})`;
-      lines.push(`    acc${r}_${j} = fma(${av}, b${j}, acc${r}_${j});`);
-    }
-  }
-  lines.push(`  }`);
-  lines.push(`  workgroupBarrier();`);
-  lines.push(`}`);
-  return lines.map((l) => "  " + l).join("\n");
-}
-
-/** What {@link kMajorLoaderWgsl} generates. */
-export interface KMajorLoader {
-  /** Operand letter: defines `load${name}(k0, e)` and `store${name}(e, v)`. */
-  name: string;
-  /** Storage buffer (array<T4> when vec, else array<T>). */
-  buf: string;
-  /** Workgroup array (vec4<f32>, k-major: rows/4 vec4 per k). */
-  tile: string;
-  /** Tile rows and K depth. */
-  rows: number;
-  bk: number;
-  vec: boolean;
-  /** WGSL expressions: first row of the tile, row count, element offset of the matrix. */
-  r0: string;
-  rowCount: string;
-  base: string;
-}
-
-/**
- * WGSL loader for a row-major [rows, K] operand (matmul A, Linear weight, conv weight): slot `e`
- * reads (vec4 of) consecutive K elements of one row (coalesced along K) and stores them
- * transposed (k-major) into the workgroup tile. Out-of-range elements read as 0.
- */
-export function kMajorLoaderWgsl(o: KMajorLoader): string {
-  const r4 = o.rows / 4, bk4 = o.bk / 4;
-  const { name, buf, tile } = o;
-  return o.vec
-    ? `fn load${name}(k0: u32, e: u32) -> vec4<f32> {
-  let r = ${o.r0} + e / ${bk4}u; let k = k0 + (e % ${bk4}u) * 4u;
-  if (r < ${o.rowCount} && k < p.K) { return vec4<f32>(${buf}[(${o.base} + r * p.K + k) / 4u]); }
-  return vec4<f32>(0.0);
-}
-fn store${name}(e: u32, v: vec4<f32>) {
-  let row = e / ${bk4}u; let i = (e % ${bk4}u) * ${4 * r4}u + row / 4u; let c = row % 4u;
-  ${tile}[i][c] = v.x; ${tile}[i + ${r4}u][c] = v.y;
-  ${tile}[i + ${2 * r4}u][c] = v.z; ${tile}[i + ${3 * r4}u][c] = v.w;
-}`
-    : `fn load${name}(k0: u32, e: u32) -> f32 {
-  let r = ${o.r0} + e / ${o.bk}u; let k = k0 + e % ${o.bk}u;
-  if (r < ${o.rowCount} && k < p.K) { return f32(${buf}[${o.base} + r * p.K + k]); }
-  return 0.0;
-}
-fn store${name}(e: u32, v: f32) {
-  let row = e / ${o.bk}u;
-  ${tile}[(e % ${o.bk}u) * ${r4}u + row / 4u][row % 4u] = v;
-}`;
-}
-
-/** Compile-time options of the matmul kernel, encoded in its variant string. */
-interface MatmulVariant {
+/** Compile-time options of the matmul kernel. */
+interface MatmulVariant extends GemmEpilogue {
   vec: boolean;
   transB: boolean;
   activation: Activation;
-  bias: boolean;
-  residual: boolean;
   tile: GemmTile;
 }
 
-function variantKey(v: MatmulVariant): string {
+function matmulKey(v: MatmulVariant): string {
   return [
     v.vec ? "v4" : "s1",
     v.transB ? "bt" : "bn",
     v.activation,
-    v.bias ? "bias" : "nobias",
-    v.residual ? "res" : "nores",
+    epilogueKey(v),
     gemmTileKey(v.tile),
   ].join("-");
 }
 
-/** The tile part (`m8n8k16`) of a GEMM-family variant key. */
-export function gemmTileKey(tile: GemmTile): string {
-  return `m${tile.tm}n${tile.tn}k${tile.bk}`;
-}
-
-/** Parses {@link gemmTileKey}'s output; null when malformed. */
-export function parseGemmTileKey(key: string | undefined): GemmTile | null {
-  const m = /^m(4|8)n(4|8)k(16|32)$/.exec(key ?? "");
-  if (!m) return null;
-  return { tm: Number(m[1]) as 4 | 8, tn: Number(m[2]) as 4 | 8, bk: Number(m[3]) as 16 | 32 };
-}
-
-function parseVariant(key: string): MatmulVariant {
-  const [vec, tb, activation, bias, res, tileKey] = key.split("-");
-  const tile = parseGemmTileKey(tileKey);
-  if (!tile || !ACTIVATIONS.includes(activation as Activation)) {
-    throw new Error(`matmul: bad kernel variant "${key}"`);
-  }
-  return {
-    vec: vec === "v4",
-    transB: tb === "bt",
-    activation: activation as Activation,
-    bias: bias === "bias",
-    residual: res === "res",
-    tile,
-  };
-}
-
-function matmulSource(dtype: DType, key: string): string {
-  const v = parseVariant(key);
+function matmulSource(dtype: DType, v: MatmulVariant): string {
   const { tm, tn, bk } = v.tile;
-  const bm = 16 * tm, bm4 = bm / 4, bn = 16 * tn, bn4 = bn / 4;
-  const S = v.vec ? "T4" : "T";
-  const V = v.vec ? "vec4<f32>" : "f32";
-  const zero = v.vec ? "vec4<f32>(0.0)" : "0.0";
-  const decls = epilogueBindingsWgsl(v, S);
+  const bm = 16 * tm, bn = 16 * tn, bn4 = bn / 4;
 
   const loadA = kMajorLoaderWgsl({
     name: "A",
@@ -291,14 +103,14 @@ fn storeB(e: u32, v: vec4<f32>) { Bs[e] = v; }`
 fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
   }
 
-  const biasExpr = (n: string) => (v.bias ? `${V}(biasv[${n}])` : zero);
-  const resAdd = (o: string) => (v.residual ? `\n    y += ${V}(res[${o}]);` : "");
+  const biasExpr = (n: string) => (v.bias ? `VF(biasv[${n}])` : "VF(0.0)");
+  const resAdd = (o: string) => (v.residual ? `\n    y += VF(res[${o}]);` : "");
   const epilogue = v.vec
     ? `fn emit(m: u32, n: u32, acc: vec4<f32>) {
   if (m < p.M && n < p.N) {
     let o = (oBase + m * p.N + n) / 4u;
-    var y = actV(acc * p.alpha + ${biasExpr("n / 4u")});${resAdd("o")}
-    dst[o] = T4(y);
+    var y = act(acc * p.alpha + ${biasExpr("n / 4u")});${resAdd("o")}
+    dst[o] = V(y);
   }
 }`
     : `fn emit(m: u32, n: u32, acc: vec4<f32>) {
@@ -306,32 +118,31 @@ fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
   for (var j = 0u; j < 4u; j++) {
     if (n + j < p.N) {
       let o = oBase + m * p.N + n + j;
-      var y = act1(acc[j] * p.alpha + ${biasExpr("n + j")});${resAdd("o")}
-      dst[o] = T(y);
+      var y = act(acc[j] * p.alpha + ${biasExpr("n + j")});${resAdd("o")}
+      dst[o] = V(y);
     }
   }
 }`;
-  const aSlots = gemmSlots(bm, bk, v.vec), bSlots = gemmSlots(bn, bk, v.vec);
-  const emits: string[] = [];
-  for (let r = 0; r < tm; r++) {
-    for (let j = 0; j < tn / 4; j++) {
-      emits.push(`  emit(m0 + ty * ${tm}u + ${r}u, n0 + tx * 4u + ${64 * j}u, acc${r}_${j});`);
-    }
-  }
-  return `${wgslDType(dtype)}
-// matmul ${key}: out[b] = act(alpha * a[b] @ op(bmat[b]) + bias) + residual
+  const tiled = tiledGemmWgsl({
+    tile: v.tile,
+    vecA: v.vec,
+    vecB: v.vec,
+    setup: `  let batch = g / p.tilesM;
+  m0 = (g % p.tilesM) * ${bm}u;
+  n0 = wid.x * ${bn}u;
+  aBase = batch * p.M * p.K;
+  bBase = batch * p.strideB;
+  oBase = batch * p.M * p.N;`,
+  });
+  const operands = ["a: array<V>", "bm: array<V>"] as const;
+  return `${prelude(dtype, { vec: v.vec, wg: GEMM_THREADS, activations: v.activation !== "none" })}
+// matmul ${matmulKey(v)}: out[b] = act(alpha * a[b] @ op(bmat[b]) + bias) + residual
 // binding 1: a [batch, M, K]; 2: bmat [K, N] (or [N, K] when transposed), batch stride p.strideB
 // (0 = shared); then bias [N] and residual [batch, M, N] when present; last: out [batch, M, N].
 // Tile ${bm} x ${bn} x ${bk}; workgroup (p.tilesN, rest) with rest = tile row + batch * p.tilesM.
 struct Params { M: u32, N: u32, K: u32, tilesM: u32, groups: u32, strideB: u32, alpha: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<${S}>;
-@group(0) @binding(2) var<storage, read> bm: array<${S}>;
-${decls}
-var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
-var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
-var<private> m0: u32;
-var<private> n0: u32;
+${gemmBindingsWgsl(operands, v)}
+${tiled.decls}
 var<private> aBase: u32;
 var<private> bBase: u32;
 var<private> oBase: u32;
@@ -339,26 +150,14 @@ ${activationWgsl(v.activation)}
 ${loadA}
 ${loadB}
 ${epilogue}
-@compute @workgroup_size(${GEMM_THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let g = wid.y + wid.z * nwg.y;
-  if (g >= p.groups) { return; }
-  let batch = g / p.tilesM;
-  m0 = (g % p.tilesM) * ${bm}u;
-  n0 = wid.x * ${bn}u;
-  aBase = batch * p.M * p.K;
-  bBase = batch * p.strideB;
-  oBase = batch * p.M * p.N;
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-${gemmMainLoopWgsl({ tile: v.tile, aSlots, bSlots })}
-${emits.join("\n")}
-}
+${tiled.main}
 `;
 }
 
-const matmulKernel = defineKernel("matmul", ({ dtype, variant }) => matmulSource(dtype, variant));
+const matmulKernel = defineKernel<MatmulVariant>("matmul", {
+  key: matmulKey,
+  source: ({ dtype, variant }) => matmulSource(dtype, variant),
+});
 
 /** Everything the GEMM launcher needs, after shape checks. */
 interface GemmCall {
@@ -474,7 +273,7 @@ function gemmInto(gpu: Gpu, c: GemmCall, out: Tensor, dtype: DType): void {
   bindings.push(out);
   gpu.dispatch(matmulKernel, {
     dtype,
-    variant: variantKey(variant),
+    variant,
     params,
     bindings,
     groups: gemmGrid(c.op, ceilDiv(c.N, 16 * tile.tn), groups),

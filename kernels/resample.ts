@@ -7,24 +7,18 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { defineKernel, Params } from "./gpu/kernel.ts";
 import { fmtShape, type Tensor } from "./gpu/tensor.ts";
-
-const WG = 256;
+import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude } from "./wgsl.ts";
 
 const upsampleKernel = defineKernel("upsample_nearest2x", ({ dtype }) => /* wgsl */ `
 // upsample_nearest2x: 1 x [N*C, H, W], 2 y [N*C, 2H, 2W] viewed as pairs (vec2 of T).
 // Thread i = (plane, h, w) writes y[plane, 2h + {0,1}, 2w + {0,1}] = x[i].
-${wgslDType(dtype)}
+${prelude(dtype)}
 struct Params { n: u32, w: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec2<T>>;
+${bindingsWgsl(["x: array<T>", "y: array<vec2<T>>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;
-  if (i >= p.n) { return; }
+${MAIN_1D_WGSL}
   let row = i / p.w;            // plane * H + h
   let col = i - row * p.w;
   let v = vec2<T>(x[i], x[i]);
@@ -54,7 +48,7 @@ export function upsampleNearest2x(gpu: Gpu, x: Tensor): Tensor {
       dtype: x.dtype,
       params: new Params().u32(size).u32(w),
       bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
-      groups: grid1d(Math.ceil(size / WG)),
+      groups: launch1d(size),
     });
   }
   return y;
@@ -67,25 +61,20 @@ function planeRuns(gpu: Gpu, op: string, x: Tensor, y: Tensor): [number, number]
 
 const padKernel = defineKernel("pad2d", ({ dtype }) => /* wgsl */ `
 // pad2d: 1 x [N*C, H, W], 2 y [N*C, H + top + bottom, W + left + right]; zeros outside x.
-${wgslDType(dtype)}
+${prelude(dtype)}
 struct Params { n: u32, h: u32, w: u32, ho: u32, wo: u32, top: u32, left: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+${bindingsWgsl(["x: array<T>", "y: array<T>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let o = gid.x + gid.y * nwg.x * ${WG}u;
-  if (o >= p.n) { return; }
-  let plane = o / (p.ho * p.wo);
-  let r = o - plane * p.ho * p.wo;
-  let i = i32(r / p.wo) - i32(p.top);
-  let j = i32(r % p.wo) - i32(p.left);
+${MAIN_1D_WGSL}
+  let plane = i / (p.ho * p.wo);
+  let r = i - plane * p.ho * p.wo;
+  let iy = i32(r / p.wo) - i32(p.top);
+  let ix = i32(r % p.wo) - i32(p.left);
   var v = T(0.0);
-  if (i >= 0 && j >= 0 && u32(i) < p.h && u32(j) < p.w) {
-    v = x[(plane * p.h + u32(i)) * p.w + u32(j)];
+  if (iy >= 0 && ix >= 0 && u32(iy) < p.h && u32(ix) < p.w) {
+    v = x[(plane * p.h + u32(iy)) * p.w + u32(ix)];
   }
-  y[o] = v;
+  y[i] = v;
 }`);
 
 /** Zero padding per side of the spatial dims. */
@@ -122,7 +111,7 @@ export function pad2d(gpu: Gpu, x: Tensor, pad: Pad2dOptions): Tensor {
       dtype: x.dtype,
       params: new Params().u32(size).u32(h).u32(w).u32(ho).u32(wo).u32(pad.top).u32(pad.left),
       bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
-      groups: grid1d(Math.ceil(size / WG)),
+      groups: launch1d(size),
     });
   }
   return y;
@@ -131,21 +120,16 @@ export function pad2d(gpu: Gpu, x: Tensor, pad: Pad2dOptions): Tensor {
 const resizeKernel = defineKernel("resize_nearest", ({ dtype }) => /* wgsl */ `
 // resize_nearest: 1 x [N*C, H, W], 2 y [N*C, Ho, Wo]; torch's legacy "nearest":
 // src = min(floor(dst * (in / out)), in - 1) with the scale in f32.
-${wgslDType(dtype)}
+${prelude(dtype)}
 struct Params { n: u32, h: u32, w: u32, ho: u32, wo: u32, sh: f32, sw: f32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+${bindingsWgsl(["x: array<T>", "y: array<T>"])}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let o = gid.x + gid.y * nwg.x * ${WG}u;
-  if (o >= p.n) { return; }
-  let plane = o / (p.ho * p.wo);
-  let r = o - plane * p.ho * p.wo;
-  let i = min(u32(floor(f32(r / p.wo) * p.sh)), p.h - 1u);
-  let j = min(u32(floor(f32(r % p.wo) * p.sw)), p.w - 1u);
-  y[o] = x[(plane * p.h + i) * p.w + j];
+${MAIN_1D_WGSL}
+  let plane = i / (p.ho * p.wo);
+  let r = i - plane * p.ho * p.wo;
+  let iy = min(u32(floor(f32(r / p.wo) * p.sh)), p.h - 1u);
+  let ix = min(u32(floor(f32(r % p.wo) * p.sw)), p.w - 1u);
+  y[i] = x[(plane * p.h + iy) * p.w + ix];
 }`);
 
 /**
@@ -176,7 +160,7 @@ export function resizeNearest(gpu: Gpu, x: Tensor, height: number, width: number
       params: new Params().u32(size).u32(h).u32(w).u32(height).u32(width)
         .f32(Math.fround(h / height)).f32(Math.fround(w / width)),
       bindings: [x.window(n * c, s, count), y.window(n * c, s, count)],
-      groups: grid1d(Math.ceil(size / WG)),
+      groups: launch1d(size),
     });
   }
   return y;

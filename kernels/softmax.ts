@@ -6,35 +6,31 @@
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "./gpu/kernel.ts";
+import { defineKernel, grid1d, Params } from "./gpu/kernel.ts";
 import { fmtShape, type Tensor } from "./gpu/tensor.ts";
-import { rowPrelude } from "./layer_norm.ts";
+import { bindingsWgsl, mainPerGroupWgsl, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 const WG = 64;
 
-const softmaxKernel = defineKernel("softmax", ({ dtype, variant }) => /* wgsl */ `
+const softmaxKernel = defineKernel<VecVariant>("softmax", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
 // softmax: 1 x [rows, D] (as V units), 2 y [rows, D]. One workgroup per row; du = D / vec width.
-${wgslDType(dtype)}
-${rowPrelude(variant === "v4", WG)}
+${prelude(dtype, { ...variant, wg: WG, reductions: true })}
 struct Params { rows: u32, du: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<V>;
-@group(0) @binding(2) var<storage, read_write> y: array<V>;
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= p.rows) { return; }
+${mainPerGroupWgsl("row", "p.rows")}
   let o = row * p.du;
   var m = VF(-3.0e38);
   for (var i = lid; i < p.du; i += WG) { m = max(m, VF(x[o + i])); }
-  let mx = wg_reduce(hmax(m), lid, true);
+  let mx = wg_max(hmax(m), lid);
   var s = VF(0.0);
   for (var i = lid; i < p.du; i += WG) { s += exp(VF(x[o + i]) - mx); }
-  let inv = 1.0 / wg_reduce(hsum(s), lid, false);
+  let inv = 1.0 / wg_sum(hsum(s), lid);
   for (var i = lid; i < p.du; i += WG) { y[o + i] = V(exp(VF(x[o + i]) - mx) * inv); }
-}`);
+}`,
+});
 
 /**
  * Softmax over the last dim of `x [..., D]`.
@@ -54,7 +50,7 @@ export function softmax(gpu: Gpu, x: Tensor): Tensor {
   for (const [s, n] of bindingRuns(gpu, "softmax", rows, [x, y], "row")) {
     gpu.dispatch(softmaxKernel, {
       dtype: x.dtype,
-      variant: v4 ? "v4" : "s",
+      variant: { vec: v4 },
       params: new Params().u32(n).u32(v4 ? d / 4 : d),
       bindings: [x.window(rows, s, n), y.window(rows, s, n)],
       groups: grid1d(n),

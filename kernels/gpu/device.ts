@@ -7,10 +7,10 @@
 
 import { DeviceLostError, EngineLimitError, GpuError, NoAdapterError } from "./errors.ts";
 import { BufferPool, type PoolStats } from "./buffer_pool.ts";
-import type { KernelDef, Params } from "./kernel.ts";
+import type { KernelDef, Params, VariantOption } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { Recorder, type StorageBinding } from "./recorder.ts";
-import { type DType, fmtShape, numel, Tensor, tensorByteSize, type TensorOwner } from "./tensor.ts";
+import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
 
@@ -596,7 +596,7 @@ export class Gpu {
    * Records a dispatch of `kernel` (pipeline from the cache).
    * @ignore
    */
-  dispatch(kernel: KernelDef, options: DispatchOptions): void {
+  dispatch<V>(kernel: KernelDef<V>, options: DispatchOptions<V>): void {
     if (this.#lost) throw new DeviceLostError(`GPU device lost (${this.#lost})`);
     for (const b of options.bindings) if (b instanceof Tensor) b.assertLive(kernel.name);
     if (this.#frame && !this.#flushing) this.#frame.ops.push({ dispatch: { kernel, options } });
@@ -604,12 +604,12 @@ export class Gpu {
   }
 
   #run(kernel: KernelDef, options: DispatchOptions): void {
-    const variant = options.variant ?? "";
+    const variant = kernel.key(options.variant);
     const buffers = options.bindings.map((b) => b instanceof Tensor ? this.#binding(kernel, b) : b);
     const key = `${kernel.name}:${variant}`;
     this.#dispatches.set(key, (this.#dispatches.get(key) ?? 0) + 1);
     if (this.virtual) return;
-    const pipeline = this.pipelines.get(kernel, { dtype: options.dtype, variant });
+    const pipeline = this.pipelines.get(kernel, { dtype: options.dtype, variant: options.variant });
     this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
   }
 
@@ -795,14 +795,13 @@ export function sharedGpu(options?: GpuOptions): Promise<Gpu> {
   return shared;
 }
 
-/** What a dispatch binds and runs. */
-interface DispatchOptions {
+/** What a dispatch binds and runs (`variant`: the kernel's typed variant, if it has any). */
+type DispatchOptions<V = unknown> = VariantOption<V> & {
   dtype: DType;
-  variant?: string;
   params: Params;
   bindings: readonly (Tensor | StorageBinding)[];
   groups: readonly [number, number, number];
-}
+};
 
 /** The ops a scope recorded, the tensors it created and those that outlive it. */
 type ScopeOp =

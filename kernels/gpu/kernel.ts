@@ -10,23 +10,65 @@
 
 import type { DType } from "./tensor.ts";
 
-/** Compile-time options of a kernel. */
-export interface KernelOptions {
+/** Compile-time options of a kernel: the storage dtype and the kernel's typed variant. */
+export interface KernelOptions<V = unknown> {
   dtype: DType;
-  /** Free-form variant key (e.g. "silu", "transB", "causal"); part of the pipeline cache key. */
-  variant: string;
+  /** The kernel's own compile-time choices (e.g. `{ vec: true, transB: false }`). */
+  variant: V;
 }
 
-/** A named WGSL kernel family. */
-export interface KernelDef {
+/**
+ * A named WGSL kernel family whose compile-time variants are values of type `V` (`undefined`
+ * for a kernel with none).
+ */
+export interface KernelDef<V = unknown> {
   readonly name: string;
+  /**
+   * The variant's part of the pipeline cache key (`kernel:dtype:key`) and of the
+   * `Gpu.dispatchCounts()` keys (`kernel:key`): equal keys must mean equal sources.
+   */
+  key(variant: V): string;
   /** WGSL source for the given compile-time options. */
-  source(options: KernelOptions): string;
+  source(options: KernelOptions<V>): string;
 }
 
-/** Declares a kernel. */
-export function defineKernel(name: string, source: (o: KernelOptions) => string): KernelDef {
-  return { name, source };
+/** How {@link defineKernel} names and builds the variants of a kernel family. */
+export interface KernelVariants<V> {
+  /** The cache-key part of a variant (see {@link KernelDef.key}). */
+  key: (variant: V) => string;
+  /** WGSL source of one dtype and variant. */
+  source: (options: KernelOptions<V>) => string;
+}
+
+/**
+ * The `variant` field of a dispatch of a `KernelDef<V>`: required unless the kernel has no
+ * variants.
+ */
+export type VariantOption<V> = undefined extends V ? { variant?: V } : { variant: V };
+
+/**
+ * Declares a kernel: with only a source, a kernel without variants; with `{ key, source }`, a
+ * family whose variants are typed objects, cached by `key(variant)`.
+ *
+ * @example
+ * ```ts
+ * const copy = defineKernel<{ vec: boolean }>("copy", {
+ *   key: (v) => (v.vec ? "v4" : "s"),
+ *   source: ({ dtype, variant }) => `${wgslDType(dtype)} ...`,
+ * });
+ * ```
+ */
+export function defineKernel(
+  name: string,
+  source: (options: KernelOptions<undefined>) => string,
+): KernelDef<undefined>;
+export function defineKernel<V>(name: string, variants: KernelVariants<V>): KernelDef<V>;
+export function defineKernel<V>(
+  name: string,
+  spec: KernelVariants<V> | ((options: KernelOptions<V>) => string),
+): KernelDef<V> {
+  const { key, source } = typeof spec === "function" ? { key: () => "", source: spec } : spec;
+  return { name, key, source };
 }
 
 /**

@@ -28,18 +28,18 @@ export class PipelineCache {
     return this.#pipelines.size;
   }
 
-  /** Keys (`kernel:dtype:variant`) of the compiled pipelines, oldest first. */
+  /** Keys (`kernel:dtype:variant key`) of the compiled pipelines, oldest first. */
   get keys(): string[] {
     return [...this.#pipelines.keys()];
   }
 
-  /** The cache key of a kernel variant. */
-  static key(kernel: KernelDef, o: KernelOptions): string {
-    return `${kernel.name}:${o.dtype}:${o.variant}`;
+  /** The cache key of a kernel variant (its variant part from `kernel.key`). */
+  static key<V>(kernel: KernelDef<V>, o: KernelOptions<V>): string {
+    return `${kernel.name}:${o.dtype}:${kernel.key(o.variant)}`;
   }
 
   /** Returns the pipeline, creating it on first use. */
-  get(kernel: KernelDef, o: KernelOptions): GPUComputePipeline {
+  get<V>(kernel: KernelDef<V>, o: KernelOptions<V>): GPUComputePipeline {
     const key = PipelineCache.key(kernel, o);
     const ready = this.#pipelines.get(key);
     if (ready) return ready;

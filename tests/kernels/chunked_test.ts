@@ -8,7 +8,8 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import { EngineLimitError } from "../../kernels/gpu/errors.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
-import { linear, matmul, setGemmTileOverride } from "../../kernels/matmul.ts";
+import { linear, matmul } from "../../kernels/matmul.ts";
+import { setGemmTileOverride } from "../../kernels/gemm.ts";
 import { setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";

@@ -4,7 +4,7 @@ import type { DType } from "../../kernels/gpu/tensor.ts";
 import { conv2d, setIm2colChunkOverride } from "../../kernels/conv2d.ts";
 import { setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { conv2dCpu } from "../../kernels/conv2d_cpu.ts";
-import { type GemmTile, setGemmTileOverride } from "../../kernels/matmul.ts";
+import { type GemmTile, setGemmTileOverride } from "../../kernels/gemm.ts";
 import { assert, assertClose, assertRejects, randomArray } from "../assert.ts";
 import { countDispatches, gpuTest } from "../gpu.ts";
 import { conv2dGeometry, conv2dInputs, type Conv2dSpec, conv2dSpecs } from "./conv2d_cases.ts";
@@ -45,10 +45,12 @@ for (const spec of conv2dSpecs) {
   const flops = 2 * g.outShape.reduce((a, b) => a * b, 1) * g.wShape[1] * g.wShape[2] * g.wShape[3];
   if (spec.scale === "full" || flops > MAX_TEST_FLOPS) continue;
   for (const dtype of ["f32", "f16"] as const) {
-    gpuTest(`conv2d ${spec.note} [${spec.shape}] ${dtype} vs CPU`, async (gpu) => {
-      if (dtype === "f16" && !gpu.hasF16) return;
-      await checkSpec(gpu, spec, dtype);
-    });
+    gpuTest(
+      { name: `conv2d ${spec.note} [${spec.shape}] ${dtype} vs CPU`, f16: dtype === "f16" },
+      async (gpu) => {
+        await checkSpec(gpu, spec, dtype);
+      },
+    );
   }
 }
 

@@ -5,7 +5,7 @@ import {
   setDirectLayoutOverride,
   setGemmPathOverride,
 } from "../../kernels/gemm_direct.ts";
-import { setGemmTileOverride } from "../../kernels/matmul.ts";
+import { setGemmTileOverride } from "../../kernels/gemm.ts";
 import { assert, assertEquals } from "../assert.ts";
 import { countDispatches, gpuTest } from "../gpu.ts";
 import { checkMatmul, type MatmulSpec } from "./matmul_cases.ts";
@@ -52,8 +52,10 @@ const SPECS: MatmulSpec[] = [
 ];
 
 for (const dtype of ["f32", "f16"] as const) {
-  gpuTest(`gemm_direct: matmul / linear on odd sizes, picked blocks, ${dtype}`, async (gpu) => {
-    if (dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `gemm_direct: matmul / linear on odd sizes, picked blocks, ${dtype}`,
+    f16: dtype === "f16",
+  }, async (gpu) => {
     try {
       setGemmPathOverride("direct");
       for (const spec of SPECS) {
