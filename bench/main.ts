@@ -7,7 +7,7 @@
 
 import { Gpu } from "../kernels/gpu/device.ts";
 import { timeGpu } from "../kernels/gpu/timing.ts";
-import type { KernelCase } from "./case.ts";
+import type { KernelCase } from "../tests/kernels/case.ts";
 import { gemmPath, setGemmPathOverride } from "../kernels/gemm_direct.ts";
 import { type BenchOptions, parseBenchArgs, pickScales, selectCases, USAGE } from "./options.ts";
 import { allCases } from "./registry.ts";

@@ -4,7 +4,7 @@
  */
 
 import type { GemmPath } from "../kernels/gemm_direct.ts";
-import type { KernelCase } from "./case.ts";
+import type { KernelCase } from "../tests/kernels/case.ts";
 
 /** A case scale. */
 export type Scale = KernelCase["scale"];

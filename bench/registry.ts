@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { KernelCase } from "./case.ts";
+import type { KernelCase } from "../tests/kernels/case.ts";
 import { cases as attention } from "../tests/kernels/attention_cases.ts";
 import { cases as conv2d } from "../tests/kernels/conv2d_cases.ts";
 import { cases as elementwise } from "../tests/kernels/elementwise_cases.ts";

@@ -7,16 +7,21 @@ import { Gpu } from "../kernels/gpu/device.ts";
 
 export const isCI = Deno.env.get("CI") === "true";
 
-async function probe(): Promise<boolean> {
+async function probe(): Promise<GPUAdapter | null> {
   try {
-    return Boolean(await navigator.gpu?.requestAdapter());
+    return (await navigator.gpu?.requestAdapter()) ?? null;
   } catch {
-    return false;
+    return null;
   }
 }
 
+const adapter = await probe();
+
 /** True when a WebGPU adapter exists. */
-export const hasAdapter: boolean = await probe();
+export const hasAdapter: boolean = adapter !== null;
+
+/** True when the adapter has `shader-f16` (f16 kernel tests are ignored, never passed, without). */
+export const hasF16: boolean = adapter?.features.has("shader-f16") ?? false;
 
 let gpuPromise: Promise<Gpu> | null = null;
 
@@ -29,11 +34,22 @@ export function testGpu(): Promise<Gpu> {
   return gpuPromise;
 }
 
-/** Declares a test that needs WebGPU: ignored without an adapter outside CI, failing in CI. */
-export function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void> | void): void {
+/** A GPU test's name, and whether it needs `shader-f16` (then it shows as ignored without). */
+export interface GpuTestSpec {
+  name: string;
+  f16?: boolean;
+}
+
+/**
+ * Declares a test that needs WebGPU: ignored without an adapter outside CI, failing in CI. A test
+ * declared with `f16: true` is ignored (visibly, in Deno's report) when the adapter lacks
+ * `shader-f16`.
+ */
+export function gpuTest(spec: string | GpuTestSpec, fn: (gpu: Gpu) => Promise<void> | void): void {
+  const { name, f16 = false } = typeof spec === "string" ? { name: spec } : spec;
   Deno.test({
     name,
-    ignore: !hasAdapter && !isCI,
+    ignore: (!hasAdapter && !isCI) || (hasAdapter && f16 && !hasF16),
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {

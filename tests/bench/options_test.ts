@@ -1,4 +1,4 @@
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "../kernels/case.ts";
 import { parseBenchArgs, pickScales, selectCases } from "../../bench/options.ts";
 import { formatRow, rates } from "../../bench/report.ts";
 import { assert, assertClose, assertEquals, assertRejects } from "../assert.ts";

@@ -51,9 +51,11 @@ function tensors(): TensorMap {
 
 for (const dtype of ["f32", "f16"] as const) {
   gpuTest(
-    `WeightStore merges LoRA updates on the GPU like the CPU merge (${dtype})`,
+    {
+      name: `WeightStore merges LoRA updates on the GPU like the CPU merge (${dtype})`,
+      f16: dtype === "f16",
+    },
     async (gpu) => {
-      if (dtype === "f16" && !gpu.hasF16) return;
       const map = tensors();
       const store = new WeightStore(gpu, map, { dtype, part: "test" });
       const params = [

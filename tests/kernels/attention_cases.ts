@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { attention } from "../../kernels/attention.ts";
 import { randomArray } from "../assert.ts";

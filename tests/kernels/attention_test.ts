@@ -25,7 +25,6 @@ function maybeF16(x: Float32Array, dtype: DType): Float32Array {
 }
 
 async function checkCase(gpu: Gpu, c: AttentionCase): Promise<void> {
-  if (c.dtype === "f16" && !gpu.hasF16) return;
   const [bh, lq, lk, d] = c.shape;
   const { q, k, v, qShape, kvShape } = caseInputs(c);
   const tq = gpu.upload(q, qShape, c.dtype, "q");
@@ -59,7 +58,10 @@ const checked = cases.filter((c) =>
   c.scale === "test" || (c.scale === "reduced" && (c.flops ?? 0) <= MAX_TEST_FLOPS)
 );
 for (const c of checked) {
-  gpuTest(`attention ${c.dtype} [${c.shape}] ${c.note} (vs CPU)`, (gpu) => checkCase(gpu, c));
+  gpuTest(
+    { name: `attention ${c.dtype} [${c.shape}] ${c.note} (vs CPU)`, f16: c.dtype === "f16" },
+    (gpu) => checkCase(gpu, c),
+  );
 }
 
 Deno.test("attention cases: the comparison and full SD shapes are in the table", () => {
@@ -225,8 +227,7 @@ const DENSE_CASES: {
 ];
 for (const c of DENSE_CASES) {
   const name = `attention dense ${c.dtype} [${c.shape}] ${JSON.stringify(c.layout)}: ${c.note}`;
-  gpuTest(name, async (gpu) => {
-    if (c.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({ name, f16: c.dtype === "f16" }, async (gpu) => {
     const [bh, lq, lk, d] = c.shape;
     const { heads, kvBroadcast = 1, layout } = c;
     const batch = bh / heads, width = heads * d, kvBatch = batch / kvBroadcast;

@@ -4,7 +4,7 @@
  * [N, C, H, W, Cout, kernel, stride] (padding 1 for stride 2, as SD downsamplers).
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { conv2d, convOutSize } from "../../kernels/conv2d.ts";
 import { randomArray } from "../assert.ts";

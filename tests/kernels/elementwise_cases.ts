@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import {

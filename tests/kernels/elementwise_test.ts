@@ -42,16 +42,18 @@ function inputs(shape: readonly number[], seed: number, dtype: DType): Float32Ar
 }
 
 for (const k of binaryCases.filter((k) => k.scale !== "full")) {
-  gpuTest(`${k.op} ${k.dtype} ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
-    const as = inputs(k.aShape, 71, k.dtype), bs = inputs(k.bShape, 72, k.dtype);
-    const a = gpu.upload(as, k.aShape, k.dtype), b = gpu.upload(bs, k.bShape, k.dtype);
-    const y = (k.op === "add" ? add : mul)(gpu, a, b);
-    const want = binaryCpu(k.op as "add" | "mul", as, k.aShape, bs, k.bShape);
-    assertEquals(y.shape, want.shape);
-    assertClose(await gpu.read(y), want.data, TOL[k.dtype]);
-    for (const t of [a, b, y]) t.release();
-  });
+  gpuTest(
+    { name: `${k.op} ${k.dtype} ${k.scale} (${k.note})`, f16: k.dtype === "f16" },
+    async (gpu) => {
+      const as = inputs(k.aShape, 71, k.dtype), bs = inputs(k.bShape, 72, k.dtype);
+      const a = gpu.upload(as, k.aShape, k.dtype), b = gpu.upload(bs, k.bShape, k.dtype);
+      const y = (k.op === "add" ? add : mul)(gpu, a, b);
+      const want = binaryCpu(k.op as "add" | "mul", as, k.aShape, bs, k.bShape);
+      assertEquals(y.shape, want.shape);
+      assertClose(await gpu.read(y), want.data, TOL[k.dtype]);
+      for (const t of [a, b, y]) t.release();
+    },
+  );
 }
 
 async function checkOne(
@@ -94,8 +96,10 @@ async function checkOne(
 }
 
 for (const k of cases.filter((k) => k.scale !== "full" && k.op !== "add" && k.op !== "mul")) {
-  gpuTest(`${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     await checkOne(gpu, k);
   });
 }

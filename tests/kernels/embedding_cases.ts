@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { addPositionEncoding, timestepEmbedding, tokenEmbedding } from "../../kernels/embedding.ts";
 import { randomArray } from "../assert.ts";

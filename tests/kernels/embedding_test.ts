@@ -15,8 +15,10 @@ import { caseIds, cases, caseTimesteps } from "./embedding_cases.ts";
 const host = (v: Float32Array, dtype: string) => dtype === "f16" ? roundToF16(v) : v;
 
 for (const k of cases.filter((k) => k.scale !== "full")) {
-  gpuTest(`${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     const f16 = k.dtype === "f16";
     if (k.op === "timestep_embedding") {
       const [b, dim] = k.shape;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";
 import { randomArray } from "../assert.ts";

@@ -38,8 +38,10 @@ async function check(
 for (const k of cases.filter((k) => k.scale !== "full")) {
   const [n, c, h, w, groups, frames = 1] = k.shape;
   const silu = k.note?.includes("silu") ?? false;
-  gpuTest(`group_norm ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `group_norm ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     await check(gpu, [n, c, h, w], k.dtype, { groups, frames, silu });
   });
 }

@@ -3,7 +3,7 @@
  * Bench shape: [N, C, H, W, kernel, stride, padding] (square kernel).
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { convOutSize, im2col, type Im2colOptions } from "../../kernels/im2col.ts";
 import { randomArray } from "../assert.ts";

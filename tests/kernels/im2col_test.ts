@@ -8,19 +8,21 @@ import { im2colSpecs } from "./im2col_cases.ts";
 // im2col only copies values: f32 must match exactly, f16 exactly on f16-rounded inputs.
 for (const c of im2colSpecs.filter((s) => s.scale === "test")) {
   for (const dtype of ["f32", "f16"] as const) {
-    gpuTest(`im2col ${c.note} ${c.xShape} ${dtype} vs CPU`, async (gpu) => {
-      if (dtype === "f16" && !gpu.hasF16) return;
-      const n = c.xShape.reduce((a, b) => a * b, 1);
-      const host = randomArray(n, 7);
-      const x = gpu.upload(host, c.xShape, dtype);
-      const col = im2col(gpu, x, c);
-      const want = im2colCpu(dtype === "f16" ? roundToF16(host) : host, c);
-      const K = c.xShape[1] * c.kh * c.kw;
-      assert(col.shape[0] === K && col.shape[0] * col.shape[1] === want.length, `${col.shape}`);
-      assertClose(await gpu.read(col), want, { atol: 0, rtol: 0, msg: c.note });
-      x.release();
-      col.release();
-    });
+    gpuTest(
+      { name: `im2col ${c.note} ${c.xShape} ${dtype} vs CPU`, f16: dtype === "f16" },
+      async (gpu) => {
+        const n = c.xShape.reduce((a, b) => a * b, 1);
+        const host = randomArray(n, 7);
+        const x = gpu.upload(host, c.xShape, dtype);
+        const col = im2col(gpu, x, c);
+        const want = im2colCpu(dtype === "f16" ? roundToF16(host) : host, c);
+        const K = c.xShape[1] * c.kh * c.kw;
+        assert(col.shape[0] === K && col.shape[0] * col.shape[1] === want.length, `${col.shape}`);
+        assertClose(await gpu.read(col), want, { atol: 0, rtol: 0, msg: c.note });
+        x.release();
+        col.release();
+      },
+    );
   }
 }
 

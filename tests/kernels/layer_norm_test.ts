@@ -9,8 +9,10 @@ import { cases } from "./layer_norm_cases.ts";
 const TOL = { f32: { atol: 1e-5, rtol: 1e-4 }, f16: { atol: 4e-3, rtol: 4e-3 } };
 
 for (const k of cases.filter((k) => k.scale !== "full")) {
-  gpuTest(`layer_norm ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `layer_norm ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     const [rows, d] = k.shape;
     const host = (v: Float32Array) => k.dtype === "f16" ? roundToF16(v) : v;
     const xs = host(randomArray(rows * d, 41, 2).map((v) => v - 2));

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { concat, permute, repeatInterleave, slice } from "../../kernels/layout.ts";
 import { randomArray } from "../assert.ts";

@@ -27,15 +27,19 @@ async function checkPermute(gpu: Gpu, shape: number[], perm: number[], dtype: DT
 }
 
 for (const k of permuteCases.filter((k) => k.scale !== "full")) {
-  gpuTest(`permute ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `permute ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     await checkPermute(gpu, k.shape, k.perm, k.dtype);
   });
 }
 
 for (const k of cases.filter((k) => k.scale !== "full" && k.op !== "permute")) {
-  gpuTest(`${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `${k.op} ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     const dtype = k.dtype;
     if (k.op === "concat") {
       const [n, c1, c2, h, w] = k.shape;

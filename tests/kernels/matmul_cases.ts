@@ -3,7 +3,7 @@
  * Shape: [M, K, N] (batch folded into M unless `batch` is set).
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { type Activation, matmul } from "../../kernels/matmul.ts";
 import { assert, assertClose, randomArray } from "../assert.ts";

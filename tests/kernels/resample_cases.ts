@@ -3,7 +3,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { pad2d, resizeNearest, upsampleNearest2x } from "../../kernels/resample.ts";
 import { randomArray } from "../assert.ts";

@@ -7,8 +7,10 @@ import { cases, padCases } from "./resample_cases.ts";
 
 // A copy: exact (atol = rtol = 0) on values representable in the dtype.
 for (const k of cases.filter((k) => k.scale !== "full" && k.op === "upsample_nearest2x")) {
-  gpuTest(`upsample_nearest2x ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
+  gpuTest({
+    name: `upsample_nearest2x ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`,
+    f16: k.dtype === "f16",
+  }, async (gpu) => {
     const size = k.shape.reduce((a, b) => a * b, 1);
     const raw = randomArray(size, 112, 4);
     const xs = k.dtype === "f16" ? roundToF16(raw) : raw;
@@ -39,28 +41,30 @@ gpuTest("upsample_nearest2x: explicit 2x2 -> 4x4 and shape errors", async (gpu) 
 
 // Padding is a copy: exact.
 for (const k of padCases.filter((k) => k.scale !== "full")) {
-  gpuTest(`pad2d ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, async (gpu) => {
-    if (k.dtype === "f16" && !gpu.hasF16) return;
-    const size = k.shape.reduce((a, b) => a * b, 1);
-    const raw = randomArray(size, 113, 4);
-    const xs = k.dtype === "f16" ? roundToF16(raw) : raw;
-    const x = gpu.upload(xs, k.shape, k.dtype);
-    for (
-      const pad of [{ top: 0, bottom: 1, left: 0, right: 1 }, {
-        top: 2,
-        bottom: 0,
-        left: 1,
-        right: 3,
-      }]
-    ) {
-      const y = pad2d(gpu, x, pad);
-      const [n, c, h, w] = k.shape;
-      assertEquals(y.shape, [n, c, h + pad.top + pad.bottom, w + pad.left + pad.right]);
-      assertClose(await gpu.read(y), pad2dCpu(xs, k.shape, pad), { atol: 0, rtol: 0 });
-      y.release();
-    }
-    x.release();
-  });
+  gpuTest(
+    { name: `pad2d ${k.dtype} [${k.shape}] ${k.scale} (${k.note})`, f16: k.dtype === "f16" },
+    async (gpu) => {
+      const size = k.shape.reduce((a, b) => a * b, 1);
+      const raw = randomArray(size, 113, 4);
+      const xs = k.dtype === "f16" ? roundToF16(raw) : raw;
+      const x = gpu.upload(xs, k.shape, k.dtype);
+      for (
+        const pad of [{ top: 0, bottom: 1, left: 0, right: 1 }, {
+          top: 2,
+          bottom: 0,
+          left: 1,
+          right: 3,
+        }]
+      ) {
+        const y = pad2d(gpu, x, pad);
+        const [n, c, h, w] = k.shape;
+        assertEquals(y.shape, [n, c, h + pad.top + pad.bottom, w + pad.left + pad.right]);
+        assertClose(await gpu.read(y), pad2dCpu(xs, k.shape, pad), { atol: 0, rtol: 0 });
+        y.release();
+      }
+      x.release();
+    },
+  );
 }
 
 gpuTest("pad2d: explicit values and bad arguments", async (gpu) => {

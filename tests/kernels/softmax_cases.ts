@@ -3,7 +3,7 @@
  * @module
  */
 
-import type { KernelCase } from "../../bench/case.ts";
+import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { softmax } from "../../kernels/softmax.ts";
 import { randomArray } from "../assert.ts";

@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { formatSummary } from "../../weights/inspect.ts";
 import { inspectWeights } from "../../engine/inspect.ts";
 import { loadModel } from "../../weights/load.ts";
+import { writeTinyMotionModule } from "./tiny_files.ts";
 
 const TINY = new URL("../fixtures/tiny/", import.meta.url).pathname;
 
@@ -69,4 +70,21 @@ Deno.test("inspect: diffusers folder, motion modules, MotionAdapter and LoRAs", 
     text.includes("kind:       motion-adapter (v2)") && text.includes("tensors:    189"),
     text,
   );
+});
+
+Deno.test("inspect: a non-standard motion module reports its version beside the problem", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // 24 and 48 channels: 32 GroupNorm groups (the default without a config) divide neither.
+    for (const version of ["v1", "v2", "v3"] as const) {
+      const path = `${dir}/mm_${version}.safetensors`;
+      await writeTinyMotionModule(path, { version, format: "safetensors", channels: [24, 48] });
+      const s = await inspectWeights(path);
+      assertEquals([s.kind, s.version, s.config], ["motion-module", version, null]);
+      assert(/32 groups/.test(s.problem ?? ""), s.problem);
+      assert(formatSummary(s).includes(`kind:       motion-module (${version})`), formatSummary(s));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -5,7 +5,13 @@
  */
 
 import { ARCHITECTURE } from "../../engine/models/architecture.ts";
-import { tinyLora, tinyModelTensors, tinyMotionTensors } from "../../weights/tiny.ts";
+import {
+  memoryTensor,
+  tinyLora,
+  tinyModelTensors,
+  tinyMotionConfig,
+  tinyMotionTensors,
+} from "../../weights/tiny.ts";
 import type { HostTensor } from "../../weights/types.ts";
 import { type TensorToWrite, writeSafetensors } from "../../weights/safetensors.ts";
 import { writeTorchZip } from "./torch_writer.ts";
@@ -121,13 +127,30 @@ export async function writeTinySingleFile(
   await writeTensors(path, options.format ?? "safetensors", tensors, { format: "pt" });
 }
 
-/** Writes a tiny motion module in the original AnimateDiff layout (both pe copies included). */
+/**
+ * Writes a tiny motion module in the original AnimateDiff layout (both pe copies included);
+ * `channels` replaces the tiny block widths (zero weights), e.g. for a non-standard module.
+ */
 export async function writeTinyMotionModule(
   path: string,
-  options: { version?: "v1" | "v2" | "v3"; format?: "safetensors" | "ckpt" } = {},
+  options: {
+    version?: "v1" | "v2" | "v3";
+    format?: "safetensors" | "ckpt";
+    channels?: number[];
+  } = {},
 ): Promise<void> {
-  const m = tinyMotionTensors(ARCHITECTURE, options.version ?? "v2");
-  await writeTensors(path, options.format ?? "ckpt", await toWrite(m.tensors, originalMotionNames));
+  const version = options.version ?? "v2";
+  let tensors = tinyMotionTensors(ARCHITECTURE, version).tensors;
+  if (options.channels) {
+    const config = { ...tinyMotionConfig(version), blockOutChannels: options.channels };
+    tensors = new Map(
+      [...ARCHITECTURE.motion(config)].map(([name, shape]) => [
+        name,
+        memoryTensor(shape, new Float32Array(shape.reduce((a, b) => a * b, 1))),
+      ]),
+    );
+  }
+  await writeTensors(path, options.format ?? "ckpt", await toWrite(tensors, originalMotionNames));
 }
 
 /** Writes a tiny diffusers MotionAdapter folder (config.json + diffusion_pytorch_model.safetensors). */

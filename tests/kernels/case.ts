@@ -1,12 +1,12 @@
 /**
- * One benchmark/test case of a kernel. Tests and the bench share these tables: the test checks
- * each `scale: "test"` case (and small real-shape cases) against the CPU reference; the bench
- * times every case that fits the adapter.
+ * One benchmark/test case of a kernel. The case tables live here in tests/ and the bench reads
+ * them (never the other way round): the test checks each `scale: "test"` case (and small
+ * real-shape cases) against the CPU reference; the bench times every case that fits the adapter.
  * @module
  */
 
-import type { Gpu } from "../kernels/gpu/device.ts";
-import type { DType } from "../kernels/gpu/tensor.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 
 /** A kernel case. */
 export interface KernelCase {
