@@ -418,6 +418,23 @@ export function inferClipConfig(textEncoder: TensorMap, overrides: ClipOverrides
 }
 
 /**
+ * The version of a motion module from MotionAdapter-named tensors alone: v1 = position table of
+ * 24 and no mid block, v2 = a mid-block module, v3 = length 32 without one. It reads no GroupNorm
+ * or head settings, so it answers even for a module whose config cannot be inferred.
+ */
+export function motionVersion(
+  motion: TensorMap,
+  overrides: MotionOverrides = {},
+): { version: MotionConfig["version"]; hasMidBlock: boolean; maxSeqLength: number } {
+  const hasMidBlock = hasPrefix(motion, "mid_block.motion_modules.");
+  const pe = motion.get("down_blocks.0.motion_modules.0.transformer_blocks.0.pos_embed.pe");
+  const maxSeqLength = pe?.shape[1] ?? overrides.maxSeqLength ??
+    (hasMidBlock ? V2_MAX_SEQ : V1_MAX_SEQ);
+  const version = maxSeqLength <= V1_MAX_SEQ && !hasMidBlock ? "v1" : hasMidBlock ? "v2" : "v3";
+  return { version, hasMidBlock, maxSeqLength };
+}
+
+/**
  * Infers a MotionConfig from MotionAdapter-named tensors. Version: v1 = PE length 24 and no mid
  * block, v2 = PE 32 with a mid-block module, v3 = PE 32 without one.
  */
@@ -436,11 +453,7 @@ export function inferMotionConfig(
       shapeOf(motion, `down_blocks.${i}.motion_modules.0.proj_in.weight`, what)[0],
     );
   }
-  const hasMidBlock = hasPrefix(motion, "mid_block.motion_modules.");
-  const pe = motion.get("down_blocks.0.motion_modules.0.transformer_blocks.0.pos_embed.pe");
-  const maxSeqLength = pe?.shape[1] ?? overrides.maxSeqLength ??
-    (hasMidBlock ? V2_MAX_SEQ : V1_MAX_SEQ);
-  const version = maxSeqLength <= V1_MAX_SEQ && !hasMidBlock ? "v1" : hasMidBlock ? "v2" : "v3";
+  const { version, hasMidBlock, maxSeqLength } = motionVersion(motion, overrides);
   const config: MotionConfig = {
     version,
     blockOutChannels,

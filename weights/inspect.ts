@@ -8,7 +8,13 @@ import type { Architecture, TensorFile } from "./types.ts";
 import { numelOf } from "./dtype.ts";
 import { openTensorFile } from "./open.ts";
 import { BASE_MODEL_KINDS, type WeightsKind } from "./detect.ts";
-import { detectPathKind, loadModel, loadMotionModule, weightsFilesOf } from "./load.ts";
+import {
+  detectPathKind,
+  loadModel,
+  loadMotionModule,
+  motionModuleVersion,
+  weightsFilesOf,
+} from "./load.ts";
 import { loadLora, loraRank } from "./lora.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 
@@ -104,8 +110,10 @@ export async function inspectWeights(
       };
       model.close();
     } else if (kind === "motion-module" || kind === "motion-adapter") {
+      // The version comes from the tensors alone, so a module whose config cannot be inferred
+      // (e.g. channels that 32 GroupNorm groups do not divide) still reports it.
+      summary.version = await motionModuleVersion(path, options);
       const motion = await loadMotionModule(path, options);
-      summary.version = motion.config.version;
       summary.config = motion.config;
       motion.close();
     } else if (kind === "lora-kohya" || kind === "lora-diffusers") {

@@ -30,6 +30,7 @@ import {
   inferUNetConfig,
   inferVaeConfig,
   KIND_DESCRIPTIONS,
+  motionVersion,
   type WeightsKind,
 } from "./detect.ts";
 import { checkpointFamily, diffusersFamily, FAMILY_NAMES, type FamilyVerdict } from "./family.ts";
@@ -554,6 +555,36 @@ export async function loadMotionModule(
 }
 
 async function openMotionModule(path: string, options: LoadMotionOptions): Promise<MotionWeights> {
+  const { tensors, overrides, close } = await readMotionTensors(path, options);
+  try {
+    return { source: path, tensors, config: inferMotionConfig(tensors, overrides), close };
+  } catch (e) {
+    close();
+    throw prefixed(e, path);
+  }
+}
+
+/**
+ * The version of the motion module at `path` from its tensors alone (see {@link motionVersion}):
+ * `weights inspect` reports it even when the module's config needs `--motion-module-config`.
+ */
+export async function motionModuleVersion(
+  path: string,
+  options: LoadMotionOptions = {},
+): Promise<MotionConfig["version"]> {
+  const { tensors, overrides, close } = await readMotionTensors(path, options);
+  try {
+    return motionVersion(tensors, overrides).version;
+  } finally {
+    close();
+  }
+}
+
+/** A motion module's tensors under MotionAdapter names, and the config overrides beside it. */
+async function readMotionTensors(
+  path: string,
+  options: LoadMotionOptions,
+): Promise<{ tensors: TensorMap; overrides: Partial<MotionConfig>; close: () => void }> {
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
@@ -589,8 +620,7 @@ async function openMotionModule(path: string, options: LoadMotionOptions): Promi
     const tensors: TensorMap = new Map();
     for (const m of mapped) tensors.set(m.target, f.tensors.get(m.source)!);
     addMissingPositionTables(tensors, overrides);
-    const config = inferMotionConfig(tensors, overrides);
-    return { source: path, tensors, config, close: () => f.close() };
+    return { tensors, overrides, close: () => f.close() };
   } catch (e) {
     f.close();
     throw prefixed(e, path);
