@@ -513,7 +513,8 @@ export interface LoadMotionOptions {
   architecture?: Architecture;
 }
 
-async function motionOverrides(config: string): Promise<Partial<MotionConfig>> {
+/** The MotionAdapter config.json (or its folder) at `config` as config overrides. */
+export async function motionOverrides(config: string): Promise<Partial<MotionConfig>> {
   const info = await exists(config);
   if (!info) {
     throw new InputError(
@@ -555,12 +556,12 @@ export async function loadMotionModule(
 }
 
 async function openMotionModule(path: string, options: LoadMotionOptions): Promise<MotionWeights> {
-  const { tensors, overrides, close } = await readMotionTensors(path, options);
+  const { source, tensors, overrides, close } = await readMotionTensors(path, options);
   try {
-    return { source: path, tensors, config: inferMotionConfig(tensors, overrides), close };
+    return { source, tensors, config: inferMotionConfig(tensors, overrides), close };
   } catch (e) {
     close();
-    throw prefixed(e, path);
+    throw prefixed(e, source);
   }
 }
 
@@ -584,7 +585,9 @@ export async function motionModuleVersion(
 async function readMotionTensors(
   path: string,
   options: LoadMotionOptions,
-): Promise<{ tensors: TensorMap; overrides: Partial<MotionConfig>; close: () => void }> {
+): Promise<
+  { source: string; tensors: TensorMap; overrides: Partial<MotionConfig>; close: () => void }
+> {
   if (path.startsWith("hf:")) path = await resolveHubReference(path, options.hub);
   const info = await exists(path);
   if (!info) {
@@ -620,7 +623,7 @@ async function readMotionTensors(
     const tensors: TensorMap = new Map();
     for (const m of mapped) tensors.set(m.target, f.tensors.get(m.source)!);
     addMissingPositionTables(tensors, overrides);
-    return { tensors, overrides, close: () => f.close() };
+    return { source: path, tensors, overrides, close: () => f.close() };
   } catch (e) {
     f.close();
     throw prefixed(e, path);
