@@ -10,6 +10,7 @@ import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import type { KernelDef, Params, VariantOption } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { Recorder, type StorageBinding } from "./recorder.ts";
+import type { Tape } from "./tape.ts";
 import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
 import { fillKernel, fillLaunch, NAN_PATTERN } from "./poison.ts";
@@ -284,6 +285,12 @@ export class Gpu {
   poison = false;
 
   /**
+   * The autograd tape recording launched ops (kernels/autograd.ts), or null (inference).
+   * @ignore
+   */
+  tape: Tape | null = null;
+
+  /**
    * Allocates an uninitialised tensor from the pool.
    * @ignore
    */
@@ -368,6 +375,19 @@ export class Gpu {
   keep<T extends Tensor>(t: T): T {
     this.#frame?.kept.add(t.root);
     return t;
+  }
+
+  /**
+   * {@link keep}s `t` when the current scope created it and says so: then the caller owns it and
+   * releases it. False for a tensor from before the scope or made outside any scope (its owner
+   * stays who it was).
+   * @ignore
+   */
+  adopt(t: Tensor): boolean {
+    const frame = this.#frame;
+    if (!frame || !frame.created.has(t.root)) return false;
+    frame.kept.add(t.root);
+    return true;
   }
 
   /**
