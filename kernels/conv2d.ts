@@ -14,6 +14,14 @@
  * Software adapters (see kernels/gemm_direct.ts) take the direct path when C*kh*kw % 4 == 0:
  * 1x1 convolutions multiply the weight by each image as is; the rest build the im2col matrix
  * in chunks (kernels/im2col.ts) and multiply it by the weight, with the same fused epilogue.
+ *
+ * Backward (training, {@link conv2dBackward}): the input gradient is the transposed convolution,
+ * an implicit GEMM `dx[C, n*H*W + pixel] = weight^T[C, Cout*kh*kw] @ gather(gy)` whose B tile
+ * gathers the gy pixels each input pixel fed; the weight gradient an implicit GEMM
+ * `dw[Cout, C*kh*kw] = gy[Cout, pixels] @ col(x)^T` over every output pixel, with the patch
+ * matrix gathered from x as in the forward. Software adapters multiply on the direct path
+ * instead: `dcol = weight^T @ gy` per image then col2im for dx, and gy (channels first) times
+ * the im2col matrix for dw. The bias gradient sums gy over images and pixels.
  * @module
  */
 
@@ -22,6 +30,7 @@ import { bindingRuns } from "./gpu/chunks.ts";
 import { ceilDiv, defineKernel, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 import {
+  channelSums,
   checkDTypes,
   epilogueKey,
   GEMM_THREADS,
@@ -37,8 +46,11 @@ import {
   tiledGemmWgsl,
 } from "./gemm.ts";
 import { launchDirectGemm, usesDirectGemm } from "./gemm_direct.ts";
-import { convOutSize, im2col } from "./im2col.ts";
-import { prelude } from "./wgsl.ts";
+import { col2im, convOutSize, im2col } from "./im2col.ts";
+import { recording, taped } from "./gpu/tape.ts";
+import { add } from "./elementwise.ts";
+import { permute } from "./layout.ts";
+import { bindingsWgsl, prelude } from "./wgsl.ts";
 
 export { convOutSize } from "./im2col.ts";
 
@@ -231,7 +243,7 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
       }, weight ${fmtShape(weight.shape)}`,
     );
   }
-  const [N, C, H, W] = x.shape;
+  const [N, , H, W] = x.shape;
   const [Cout, , kh, kw] = weight.shape;
   const stride = options.stride ?? 1;
   const padding = options.padding ?? Math.floor((Math.max(kh, kw) - 1) / 2);
@@ -266,7 +278,48 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
       }`,
     );
   }
-  const out = gpu.empty(outShape, dtype, "conv2d");
+  const geometry = { kh, kw, stride, padding, Ho, Wo };
+  if (recording(gpu, [x, weight, options.bias])) {
+    const z = launchConv(gpu, { x, weight, bias: options.bias, dtype }, geometry);
+    taped(gpu, {
+      name: "conv2d",
+      inputs: options.bias ? [x, weight, options.bias] : [x, weight],
+      output: z,
+      saved: [x, weight],
+      backward: (gy, needs) => {
+        const g = conv2dBackward(gpu, gy, {
+          x,
+          weight,
+          stride,
+          padding,
+          needs: { x: needs[0], weight: needs[1], bias: needs[2] ?? false },
+        });
+        return options.bias ? [g.dx, g.dw, g.db] : [g.dx, g.dw];
+      },
+    });
+    return res ? add(gpu, z, res) : z;
+  }
+  return launchConv(gpu, { x, weight, bias: options.bias, residual: res, dtype }, geometry);
+}
+
+/** Convolution geometry after the checks of {@link conv2d}. */
+interface ConvGeometry {
+  kh: number;
+  kw: number;
+  stride: number;
+  padding: number;
+  Ho: number;
+  Wo: number;
+}
+
+/** The checked forward: a new output, split into runs of images that fit the bindings. */
+function launchConv(gpu: Gpu, c: Omit<DirectConv, "out">, g: ConvGeometry): Tensor {
+  const { x, weight, dtype } = c;
+  const res = c.residual;
+  const [N, C] = x.shape;
+  const [Cout, , kh, kw] = weight.shape;
+  const { stride, padding, Ho, Wo } = g;
+  const out = gpu.empty([N, Cout, Ho, Wo], dtype, "conv2d");
   if (N * Ho * Wo === 0 || Cout === 0) return out;
   if (C * kh * kw === 0) throw new Error(`conv2d: expected C > 0, got x ${fmtShape(x.shape)}`);
   // Images are independent: operands larger than one binding split into runs of images.
@@ -276,7 +329,7 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
       x: w(x),
       weight,
       out: w(out),
-      bias: options.bias,
+      bias: c.bias,
       residual: res && w(res),
       dtype,
     }, {
@@ -434,4 +487,336 @@ function convIm2colDirect(
     });
     col.release();
   }
+}
+
+// ---------------------------------------------------------------- backward
+
+/** Compile-time options of the conv2d gradient kernel. */
+interface ConvGradVariant {
+  /** "dx": input gradient (transposed convolution); "dw": weight gradient. */
+  grad: "dx" | "dw";
+  tile: GemmTile;
+}
+
+function convGradKey(v: ConvGradVariant): string {
+  return `${v.grad}-${gemmTileKey(v.tile)}`;
+}
+
+/**
+ * The two implicit GEMMs of conv2d's backward, element by element (scalar loads; every index
+ * decoded per load). The thread's B column is fixed over the K loop (256 % BN == 0), so its
+ * decoding happens once in the setup (`pa`, `pb`, `pc`).
+ */
+function convGradSource(dtype: DType, v: ConvGradVariant): string {
+  const { tm, tn, bk } = v.tile;
+  const bm = 16 * tm, bn = 16 * tn, r4 = bm / 4;
+  const storeA = `fn storeA(e: u32, v: f32) {
+  let row = e / ${bk}u;
+  As[(e % ${bk}u) * ${r4}u + row / 4u][row % 4u] = v;
+}
+fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
+  let loaders: string, setup: string, emit: string, doc: string, operands: string[];
+  if (v.grad === "dx") {
+    doc =
+      `// conv2d_grad dx: dx[n, c, iy, ix] = sum_{co, ky, kx} weight[co, c, ky, kx] * gy[n, co, oy, ox]
+//   with oy = (iy + pad - ky) / stride and ox = (ix + pad - kx) / stride whole and inside gy.
+//   As a GEMM: M = C rows, N = images * H * W columns, K = Cout * kh * kw.
+//   Binding 1: gy [N, Cout, Ho, Wo]; 2: weight [Cout, C, kh, kw]; 3: dx [N, C, H, W].`;
+    operands = ["gy: array<T>", "wt: array<T>", "dst: array<T>"];
+    loaders = `fn loadA(k0: u32, e: u32) -> f32 {
+  let c = m0 + e / ${bk}u; let kk = k0 + e % ${bk}u;
+  if (c < p.M && kk < p.K) {
+    let khw = p.kh * p.kw;
+    return f32(wt[((kk / khw) * p.C + c) * khw + kk % khw]);
+  }
+  return 0.0;
+}
+fn loadB(k0: u32, e: u32) -> f32 {
+  let kk = k0 + e / ${bn}u;
+  if (!pvalid || kk >= p.K) { return 0.0; }
+  let khw = p.kh * p.kw; let co = kk / khw; let r = kk % khw;
+  let ty = i32(pb + p.pad) - i32(r / p.kw); let tx = i32(pc + p.pad) - i32(r % p.kw);
+  if (ty < 0 || tx < 0) { return 0.0; }
+  let uy = u32(ty); let ux = u32(tx);
+  if (uy % p.stride != 0u || ux % p.stride != 0u) { return 0.0; }
+  let oy = uy / p.stride; let ox = ux / p.stride;
+  if (oy >= p.Ho || ox >= p.Wo) { return 0.0; }
+  return f32(gy[((pa * p.Cout + co) * p.Ho + oy) * p.Wo + ox]);
+}`;
+    setup = `  let j = n0 + lid % ${bn}u;
+  pvalid = j < p.N;
+  let HW = p.H * p.W;
+  pa = j / HW;
+  pb = (j % HW) / p.W;
+  pc = j % p.W;`;
+    emit = `fn emit(m: u32, n: u32, acc: vec4<f32>) {
+  if (m >= p.M) { return; }
+  let HW = p.H * p.W;
+  for (var c = 0u; c < 4u; c++) {
+    let j = n + c;
+    if (j < p.N) { dst[((j / HW) * p.M + m) * HW + j % HW] = T(acc[c]); }
+  }
+}`;
+  } else {
+    doc = `// conv2d_grad dw: dw[co, c, ky, kx] = sum_{n, oy, ox} gy[n, co, oy, ox]
+//   * x[n, c, oy * stride + ky - pad, ox * stride + kx - pad]. As a GEMM: M = Cout rows,
+//   N = C * kh * kw columns, K = images * Ho * Wo.
+//   Binding 1: gy [N, Cout, Ho, Wo]; 2: x [N, C, H, W]; 3: dw [Cout, C, kh, kw].`;
+    operands = ["gy: array<T>", "x: array<T>", "dst: array<T>"];
+    loaders = `fn loadA(k0: u32, e: u32) -> f32 {
+  let co = m0 + e / ${bk}u; let j = k0 + e % ${bk}u;
+  if (co < p.M && j < p.K) {
+    let HoWo = p.Ho * p.Wo;
+    return f32(gy[((j / HoWo) * p.Cout + co) * HoWo + j % HoWo]);
+  }
+  return 0.0;
+}
+fn loadB(k0: u32, e: u32) -> f32 {
+  let j = k0 + e / ${bn}u;
+  if (!pvalid || j >= p.K) { return 0.0; }
+  let HoWo = p.Ho * p.Wo; let img = j / HoWo; let q = j % HoWo;
+  let iy = i32((q / p.Wo) * p.stride + pb) - i32(p.pad);
+  let ix = i32((q % p.Wo) * p.stride + pc) - i32(p.pad);
+  if (iy < 0 || ix < 0 || u32(iy) >= p.H || u32(ix) >= p.W) { return 0.0; }
+  return f32(x[((img * p.C + pa) * p.H + u32(iy)) * p.W + u32(ix)]);
+}`;
+    setup = `  let n = n0 + lid % ${bn}u;
+  pvalid = n < p.N;
+  let khw = p.kh * p.kw;
+  pa = n / khw;
+  pb = (n % khw) / p.kw;
+  pc = n % p.kw;`;
+    emit = `fn emit(m: u32, n: u32, acc: vec4<f32>) {
+  if (m >= p.M) { return; }
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < p.N) { dst[m * p.N + n + c] = T(acc[c]); }
+  }
+}`;
+  }
+  const tiled = tiledGemmWgsl({
+    tile: v.tile,
+    vecA: false,
+    vecB: false,
+    setup: `  m0 = g * ${bm}u;
+  n0 = wid.x * ${bn}u;
+${setup}`,
+  });
+  return `${prelude(dtype, { wg: GEMM_THREADS })}
+${doc}
+// Tile ${bm} x ${bn} x ${bk}; workgroups (column tiles, row tiles).
+struct Params {
+  M: u32, N: u32, K: u32, groups: u32, C: u32, H: u32, W: u32, Cout: u32, Ho: u32, Wo: u32,
+  kh: u32, kw: u32, stride: u32, pad: u32,
+}
+${bindingsWgsl(operands)}
+${tiled.decls}
+var<private> pvalid: bool;
+var<private> pa: u32;
+var<private> pb: u32;
+var<private> pc: u32;
+${loaders}
+${storeA}
+${emit}
+${tiled.main}
+`;
+}
+
+const convGradKernel = defineKernel<ConvGradVariant>("conv2d_grad", {
+  key: convGradKey,
+  source: ({ dtype, variant }) => convGradSource(dtype, variant),
+});
+
+/** Everything one conv2d gradient needs, after the checks of {@link conv2dBackward}. */
+interface ConvGrad {
+  gy: Tensor;
+  x: Tensor;
+  weight: Tensor;
+  dtype: DType;
+  stride: number;
+  padding: number;
+  Ho: number;
+  Wo: number;
+}
+
+/** Throws when a tensor of a gradient GEMM does not fit one storage binding (no split yet). */
+function checkOneBinding(gpu: Gpu, tensors: readonly Tensor[]): void {
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  for (const t of tensors) {
+    if (t.byteLength > limit) {
+      throw new Error(
+        `conv2d backward: ${t.label} ${fmtShape(t.shape)} ${t.dtype} is larger than one storage ` +
+          `binding (${limit} bytes); the gradient kernels do not split operands yet`,
+      );
+    }
+  }
+}
+
+/** One launch of the tiled gradient kernel: output rows M, columns N, reduction K. */
+function launchConvGrad(
+  gpu: Gpu,
+  c: ConvGrad,
+  grad: "dx" | "dw",
+  out: Tensor,
+  gemm: { M: number; N: number; K: number },
+): void {
+  const [, C, H, W] = c.x.shape;
+  const [Cout, , kh, kw] = c.weight.shape;
+  checkOneBinding(gpu, [c.gy, c.x, c.weight, out]);
+  const tile = pickGemmTile(gpu, gemm.M, gemm.N);
+  const groups = ceilDiv(gemm.M, 16 * tile.tm);
+  const params = new Params().u32(gemm.M).u32(gemm.N).u32(gemm.K).u32(groups).u32(C).u32(H)
+    .u32(W).u32(Cout).u32(c.Ho).u32(c.Wo).u32(kh).u32(kw).u32(c.stride).u32(c.padding);
+  gpu.dispatch(convGradKernel, {
+    dtype: c.dtype,
+    variant: { grad, tile },
+    params,
+    bindings: [c.gy, grad === "dx" ? c.weight : c.x, out],
+    groups: gemmGrid("conv2d backward", ceilDiv(gemm.N, 16 * tile.tn), groups),
+  });
+}
+
+/** Bytes the direct path may spend on a patch-matrix (gradient) at once. */
+function directBudget(gpu: Gpu): number {
+  return Math.min(chunkBytesOverride ?? IM2COL_CHUNK_BYTES, gpu.limits.maxStorageBufferBindingSize);
+}
+
+/** dx: on the direct path `dcol[n] = weight^T @ gy[n]` then col2im, else the tiled kernel. */
+function convInputGrad(gpu: Gpu, c: ConvGrad): Tensor {
+  const [N, C, H, W] = c.x.shape;
+  const [Cout, , kh, kw] = c.weight.shape;
+  const HoWo = c.Ho * c.Wo, K = C * kh * kw;
+  const bytes = N * K * HoWo * (c.dtype === "f16" ? 2 : 4);
+  if (usesDirectGemm(gpu) && K % 4 === 0 && HoWo % 4 === 0 && bytes <= directBudget(gpu)) {
+    checkOneBinding(gpu, [c.gy, c.weight]);
+    const dcol = gpu.empty([N, K, HoWo], c.dtype, "conv2d dcol");
+    launchDirectGemm(gpu, {
+      op: "conv2d backward",
+      dtype: c.dtype,
+      a: c.weight,
+      b: c.gy,
+      M: K,
+      N: HoWo,
+      K: Cout,
+      batch: N,
+      strideA: 0,
+      strideB: Cout * HoWo,
+      transA: true,
+      transB: false,
+      out: dcol,
+    });
+    const dx = col2im(gpu, dcol, {
+      xShape: c.x.shape,
+      kh,
+      kw,
+      stride: c.stride,
+      padding: c.padding,
+    });
+    dcol.release();
+    return dx;
+  }
+  const dx = gpu.empty([N, C, H, W], c.dtype, "conv2d dx");
+  launchConvGrad(gpu, c, "dx", dx, { M: C, N: N * H * W, K: Cout * kh * kw });
+  return dx;
+}
+
+/** dw: on the direct path gy (channels first) @ im2col(x)^T, else the tiled kernel. */
+function convWeightGrad(gpu: Gpu, c: ConvGrad): Tensor {
+  const [N, C] = c.x.shape;
+  const [Cout, , kh, kw] = c.weight.shape;
+  const HoWo = c.Ho * c.Wo, K = C * kh * kw, P = N * HoWo;
+  const dw = gpu.empty(c.weight.shape, c.dtype, "conv2d dw");
+  const bytes = K * P * (c.dtype === "f16" ? 2 : 4);
+  if (usesDirectGemm(gpu) && K % 4 === 0 && HoWo % 4 === 0 && bytes <= directBudget(gpu)) {
+    // gy [N, Cout, Ho, Wo] -> [Cout, N, Ho, Wo]: row co holds every pixel of every image.
+    const gyT = N > 1 ? permute(gpu, c.gy, [1, 0, 2, 3]) : c.gy;
+    checkOneBinding(gpu, [gyT]);
+    const col = im2col(gpu, c.x, { kh, kw, stride: c.stride, padding: c.padding }); // [K, P]
+    launchDirectGemm(gpu, {
+      op: "conv2d backward",
+      dtype: c.dtype,
+      a: gyT,
+      b: col,
+      M: Cout,
+      N: K,
+      K: P,
+      batch: 1,
+      strideA: 0,
+      strideB: 0,
+      transB: true,
+      out: dw,
+    });
+    col.release();
+    if (gyT !== c.gy) gyT.release();
+    return dw;
+  }
+  launchConvGrad(gpu, c, "dw", dw, { M: Cout, N: K, K: P });
+  return dw;
+}
+
+/** Options of {@link conv2dBackward}: the forward's operands and geometry. */
+export interface Conv2dBackwardOptions {
+  /** The forward's x [N, C, H, W]. */
+  x: Tensor;
+  /** The forward's weight [Cout, C, kh, kw]. */
+  weight: Tensor;
+  /** Default 1. */
+  stride?: number;
+  /** Default (k - 1) / 2, as the forward. */
+  padding?: number;
+  /** Which gradients to compute (default: x and weight, no bias). */
+  needs?: { x?: boolean; weight?: boolean; bias?: boolean };
+}
+
+/** Gradients of a conv2d; null where not asked for. New tensors the caller releases. */
+export interface Conv2dGradients {
+  /** [N, C, H, W]. */
+  dx: Tensor | null;
+  /** [Cout, C, kh, kw]. */
+  dw: Tensor | null;
+  /** [Cout]. */
+  db: Tensor | null;
+}
+
+/**
+ * Backward of conv2d (the residual is a separate op) for the gradient `gy` [N, Cout, Ho, Wo]:
+ * dx (a transposed convolution), dw (gy times the patch matrix of x) and db (gy summed over
+ * images and pixels); see the module doc for the GEMMs.
+ *
+ * @example
+ * ```ts
+ * const { dx, dw, db } = conv2dBackward(gpu, gy, { x, weight, padding: 1, needs: { bias: true } });
+ * ```
+ */
+export function conv2dBackward(
+  gpu: Gpu,
+  gy: Tensor,
+  options: Conv2dBackwardOptions,
+): Conv2dGradients {
+  const { x, weight } = options;
+  const needs = { x: true, weight: true, bias: false, ...options.needs };
+  if (x.rank !== 4 || weight.rank !== 4 || weight.shape[1] !== x.shape[1]) {
+    throw new Error(
+      `conv2dBackward: expected x [N, C, H, W] and weight [Cout, C, kh, kw] with the same C, ` +
+        `got x ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}`,
+    );
+  }
+  const [N, , H, W] = x.shape;
+  const [Cout, , kh, kw] = weight.shape;
+  const stride = options.stride ?? 1;
+  const padding = options.padding ?? Math.floor((Math.max(kh, kw) - 1) / 2);
+  const Ho = convOutSize(H, kh, stride, padding), Wo = convOutSize(W, kw, stride, padding);
+  if (!sameShape(gy.shape, [N, Cout, Ho, Wo])) {
+    throw new Error(
+      `conv2dBackward: expected gy ${fmtShape([N, Cout, Ho, Wo])} (the output shape), got ${
+        fmtShape(gy.shape)
+      }`,
+    );
+  }
+  const dtype = checkDTypes(gpu, "conv2dBackward", { gy, x, weight });
+  const c: ConvGrad = { gy, x, weight, dtype, stride, padding, Ho, Wo };
+  return {
+    dx: needs.x ? convInputGrad(gpu, c) : null,
+    dw: needs.weight ? convWeightGrad(gpu, c) : null,
+    db: needs.bias ? channelSums(gpu, gy, { channels: Cout, inner: Ho * Wo }) : null,
+  };
 }

@@ -11,9 +11,9 @@
  */
 
 import type { Gpu } from "./gpu/device.ts";
-import { ceilDiv, MAX_GROUPS_PER_DIM } from "./gpu/kernel.ts";
-import type { DType, Tensor } from "./gpu/tensor.ts";
-import { bindingsWgsl } from "./wgsl.ts";
+import { ceilDiv, defineKernel, grid1d, MAX_GROUPS_PER_DIM, Params } from "./gpu/kernel.ts";
+import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { bindingsWgsl, mainPerGroupWgsl, prelude } from "./wgsl.ts";
 
 // ---------------------------------------------------------------- tiles
 
@@ -296,4 +296,95 @@ export function checkDTypes(
 /** True when two shapes are equal. */
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+// ---------------------------------------------------------------- bias gradient
+
+/** Columns per workgroup of the "rows" channel sum (x 4 row lanes = 256 threads). */
+const SUM_COLS = 64;
+
+/** "rows": inner == 1 (a matrix's column sums, coalesced along columns); "planes": inner > 1. */
+interface ChannelSumVariant {
+  rows: boolean;
+}
+
+function channelSumSource(dtype: DType, v: ChannelSumVariant): string {
+  const head = `${prelude(dtype, { wg: 256, reductions: true })}
+// channel_sum ${v.rows ? "rows" : "planes"}: out[c] = sum over o < outer, q < inner of
+// g[(o * C + c) * inner + q] (f32 accumulation). Binding 1: g [outer, C, inner]; 2: out [C].
+struct Params { outer: u32, C: u32, inner: u32 }
+${bindingsWgsl(["g: array<T>", "out: array<T>"])}`;
+  if (v.rows) {
+    // Workgroup: SUM_COLS columns x 4 row lanes; the lanes combine through `red`.
+    return `${head}
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let c = wid.x * ${SUM_COLS}u + lid % ${SUM_COLS}u;
+  var s = 0.0;
+  if (c < p.C) {
+    for (var r = lid / ${SUM_COLS}u; r < p.outer; r += ${
+      256 / SUM_COLS
+    }u) { s += f32(g[r * p.C + c]); }
+  }
+  red[lid] = s;
+  workgroupBarrier();
+  if (lid < ${SUM_COLS}u && c < p.C) {
+    out[c] = T(red[lid] + red[lid + ${SUM_COLS}u] + red[lid + ${2 * SUM_COLS}u] + red[lid + ${
+      3 * SUM_COLS
+    }u]);
+  }
+}
+`;
+  }
+  return `${head}
+${mainPerGroupWgsl("c", "p.C")}
+  var s = 0.0;
+  for (var o = 0u; o < p.outer; o++) {
+    let base = (o * p.C + c) * p.inner;
+    for (var q = lid; q < p.inner; q += WG) { s += f32(g[base + q]); }
+  }
+  let total = wg_sum(s, lid);
+  if (lid == 0u) { out[c] = T(total); }
+}
+`;
+}
+
+const channelSumKernel = defineKernel<ChannelSumVariant>("channel_sum", {
+  key: (v) => (v.rows ? "rows" : "planes"),
+  source: ({ dtype, variant }) => channelSumSource(dtype, variant),
+});
+
+/**
+ * Sums `g`, seen as [outer, channels, inner], over outer and inner: a new tensor [channels]
+ * (f32 accumulation). The bias gradient of a GEMM: [rows, N] (inner = 1) for matmul / linear,
+ * [images, Cout, Ho * Wo] for conv2d; also sums per-image partial weight gradients.
+ *
+ * @example
+ * ```ts
+ * const db = channelSums(gpu, gy, { channels: N }); // gy [..., N] -> [N]
+ * const dbConv = channelSums(gpu, gy, { channels: Cout, inner: Ho * Wo }); // NCHW gy
+ * ```
+ */
+export function channelSums(
+  gpu: Gpu,
+  g: Tensor,
+  options: { channels: number; inner?: number },
+): Tensor {
+  const { channels, inner = 1 } = options;
+  const outer = g.size / (channels * inner);
+  if (!Number.isInteger(outer) || channels < 1 || inner < 1) {
+    throw new Error(
+      `channelSums: expected g [outer, ${channels}, ${inner}], got ${fmtShape(g.shape)}`,
+    );
+  }
+  const out = gpu.empty([channels], g.dtype, "channel sums");
+  const rows = inner === 1;
+  gpu.dispatch(channelSumKernel, {
+    dtype: g.dtype,
+    variant: { rows },
+    params: new Params().u32(outer).u32(channels).u32(inner),
+    bindings: [g, out],
+    groups: rows ? gemmGrid("channelSums", ceilDiv(channels, SUM_COLS), 1) : grid1d(channels),
+  });
+  return out;
 }

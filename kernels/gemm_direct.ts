@@ -12,10 +12,12 @@
  *
  * Forms: "bn" multiplies A [M, K] by B [K, N] (vec4 along N; each thread holds tm rows x cv
  * vec4 columns); "bt" multiplies by B [N, K] (Linear weights; vec4 along K, per-column vec4
- * partial sums reduced at the end). Epilogues: "mm" writes row-major [M, N] with
+ * partial sums reduced at the end); "tn" multiplies A^T by B for A [K, M] and B [K, N] (weight
+ * gradients: vec4 along M and N, one K step per iteration). Epilogues: "mm" writes row-major [M, N] with
  * `act(alpha * acc + bias[n]) + residual`; "conv" maps column j to pixel `j % HoWo` of image
  * `j / HoWo` of an NCHW output with `acc + bias[m] + residual` (implicit GEMM of conv2d).
- * Needs K % 4 == 0 and N % 4 == 0 (the launchers fall back to the tiled kernel otherwise).
+ * Needs K % 4 == 0 and N % 4 == 0, "tn" M % 4 == 0 and N % 4 == 0 (the launchers fall back to
+ * the tiled kernel otherwise).
  * @module
  */
 
@@ -134,7 +136,7 @@ export function pickDirectLayout(
 
 /** Compile-time options of the direct kernel. */
 interface DirectVariant extends GemmEpilogue {
-  form: "bn" | "bt";
+  form: "bn" | "bt" | "tn";
   epilogue: "mm" | "conv";
   /** Conv epilogue only: HoWo % 4 == 0, so vec4 stores stay inside one image. */
   vecOut: boolean;
@@ -208,7 +210,32 @@ function directSource(dtype: DType, v: DirectVariant): string {
   // Rows past M re-read row M - 1 (never stored), so the K loop has no bounds checks.
   for (let r = 0; r < tm; r++) pre.push(`let ar${r} = aBase + min(m0 + ${r}u, p.M - 1u) * K4;`);
   for (let r = 0; r < tm; r++) body.push(`let a${r} = vec4<f32>(a[ar${r} + k4]);`);
-  if (v.form === "bn") {
+  if (v.form === "tn") {
+    // A [K, M]: the thread's tm rows are tm / 4 vec4 of one row of A per K step.
+    pre.length = 0;
+    pre.push("let M4 = p.M / 4u;");
+    for (let q = 0; q < tm / 4; q++) {
+      pre.push(`let ac${q} = aBase + min(m0 / 4u + ${q}u, M4 - 1u);`);
+    }
+    for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wg}u, N4 - 1u);`);
+    for (let j = 0; j < cv; j++) {
+      for (let r = 0; r < tm; r++) pre.push(`var acc${r}_${j} = vec4<f32>(0.0);`);
+    }
+    body.length = 0;
+    for (let q = 0; q < tm / 4; q++) body.push(`let a${q} = vec4<f32>(a[ac${q} + k * M4]);`);
+    for (let j = 0; j < cv; j++) body.push(`let b${j} = vec4<f32>(bm[bc${j} + k * N4]);`);
+    for (let r = 0; r < tm; r++) {
+      for (let j = 0; j < cv; j++) {
+        const av = `vec4<f32>(a${r >> 2}.${"xyzw"[r & 3]})`;
+        body.push(`acc${r}_${j} = fma(${av}, b${j}, acc${r}_${j});`);
+      }
+    }
+    for (let r = 0; r < tm; r++) {
+      for (let j = 0; j < cv; j++) {
+        post.push(`emit(m0 + ${r}u, c0 + ${j * wg}u, cb${j}, acc${r}_${j});`);
+      }
+    }
+  } else if (v.form === "bn") {
     // Thread columns: vec4 index c0 + j * wg (coalesced across the workgroup per j).
     for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wg}u, N4 - 1u);`);
     for (let j = 0; j < cv; j++) {
@@ -261,8 +288,9 @@ function directSource(dtype: DType, v: DirectVariant): string {
   for (let j = cv - 1; j >= 0; j--) post.unshift(`let cb${j} = colBase(c0 + ${j * wg}u);`);
   const ind = (lines: string[], n: number) => lines.map((l) => " ".repeat(n) + l).join("\n");
   return `${prelude(dtype, { vec: vecOut, wg, activations: v.activation !== "none" })}
-// gemm_direct ${key}: out = epilogue(a[b] @ op(bmat[b])), ${tm} rows x ${cv} vec4 columns per thread.
-// binding 1: a [batch, M, K] (batch stride p.strideA; 0 = shared); 2: bmat [K, N] ("bn") or
+// gemm_direct ${key}: out = epilogue(op(a[b]) @ op(bmat[b])), ${tm} rows x ${cv} vec4 columns per
+// thread. binding 1: a [batch, M, K] ([batch, K, M] for "tn"; batch stride p.strideA; 0 =
+// shared); 2: bmat [K, N] ("bn", "tn") or
 // [N, K] ("bt"), batch stride p.strideB; then bias ([N] for "mm", [M] for "conv") and residual
 // (output shape) when present; last: out ("mm": [batch, M, N]; "conv": NCHW, column j of the
 // chunk is pixel (p.j0 + j) % HoWo of image (p.j0 + j) / HoWo). K % 4 == 0, N % 4 == 0.
@@ -285,7 +313,7 @@ ${GEMM_MAIN_WGSL}
   let bBase = batch * p.strideB / 4u;
   oBase = batch * p.M * p.N;
 ${ind(pre, 2)}
-  for (var k4 = 0u; k4 < K4; k4++) {
+  ${v.form === "tn" ? "for (var k = 0u; k < p.K; k++) {" : "for (var k4 = 0u; k4 < K4; k4++) {"}
 ${ind(body, 4)}
   }
 ${ind(post, 2)}
@@ -313,6 +341,8 @@ export interface DirectGemm {
   strideB: number;
   /** B is [N, K] (Linear weight) rather than [K, N]. */
   transB: boolean;
+  /** A is [K, M] and used transposed ("tn" form, with B [K, N]; needs M % 4 == 0). */
+  transA?: boolean;
   out: Tensor;
   bias?: Tensor;
   residual?: Tensor;
@@ -323,7 +353,8 @@ export interface DirectGemm {
 }
 
 /**
- * Records one direct GEMM (see the module doc). Requires `K % 4 == 0` and `N % 4 == 0`.
+ * Records one direct GEMM (see the module doc). Requires `K % 4 == 0` and `N % 4 == 0`
+ * (`M % 4 == 0` and `N % 4 == 0` with `transA`).
  *
  * @example
  * ```ts
@@ -334,11 +365,18 @@ export interface DirectGemm {
  * ```
  */
 export function launchDirectGemm(gpu: Gpu, c: DirectGemm): void {
-  if (c.K % 4 !== 0 || c.N % 4 !== 0) {
+  if (c.transA) {
+    if (c.M % 4 !== 0 || c.N % 4 !== 0 || c.transB || c.conv) {
+      throw new Error(
+        `${c.op}: the transposed-A direct GEMM needs M and N divisible by 4 (and B [K, N], no ` +
+          `conv epilogue), got ${c.M}, ${c.N}`,
+      );
+    }
+  } else if (c.K % 4 !== 0 || c.N % 4 !== 0) {
     throw new Error(`${c.op}: the direct GEMM needs K and N divisible by 4, got ${c.K}, ${c.N}`);
   }
-  const form = c.transB ? "bt" : "bn";
-  const layout = pickDirectLayout(c, form);
+  const form = c.transA ? "tn" : c.transB ? "bt" : "bn";
+  const layout = pickDirectLayout(c, form === "bt" ? "bt" : "bn");
   const variant: DirectVariant = {
     form,
     epilogue: c.conv ? "conv" : "mm",

@@ -6,6 +6,9 @@
  *
  * Each invocation writes 4 consecutive columns (one vec4) for `kPer` consecutive rows, stepping
  * (c, ky, kx) incrementally; padding and columns past the last pixel read as 0.
+ *
+ * col2im is the adjoint for conv2d's input gradient on software adapters: it sums a per-image
+ * patch-matrix gradient back onto the pixels each column was gathered from.
  * @module
  */
 
@@ -13,7 +16,7 @@ import type { Gpu } from "./gpu/device.ts";
 import { ceilDiv, defineKernel, MAX_GROUPS_PER_DIM, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
 import { checkDTypes } from "./gemm.ts";
-import { bindingsWgsl, prelude } from "./wgsl.ts";
+import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude } from "./wgsl.ts";
 
 /** Output size of a convolution along one axis. */
 export function convOutSize(size: number, kernel: number, stride: number, padding: number): number {
@@ -135,4 +138,84 @@ export function im2col(gpu: Gpu, x: Tensor, options: Im2colOptions): Tensor {
     groups: [ceilDiv(cols / 4, THREADS), gy, 1],
   });
   return out;
+}
+
+function col2imSource(dtype: DType): string {
+  return `${prelude(dtype)}
+// col2im: dx[img, c, iy, ix] = sum over ky, kx with oy = (iy + pad - ky) / stride and
+// ox = (ix + pad - kx) / stride whole and inside the output of
+// dcol[img, (c * kh + ky) * kw + kx, oy * Wo + ox]. Binding 1: dcol [N, C * kh * kw, Ho * Wo];
+// 2: dx [N, C, H, W]. One thread per element of dx.
+struct Params { n: u32, C: u32, H: u32, W: u32, Ho: u32, Wo: u32, kh: u32, kw: u32, stride: u32, pad: u32 }
+${bindingsWgsl(["dcol: array<T>", "dx: array<T>"])}
+${MAIN_1D_WGSL}
+  let ix = i % p.W;
+  let iy = (i / p.W) % p.H;
+  let c = (i / (p.W * p.H)) % p.C;
+  let img = i / (p.W * p.H * p.C);
+  let HoWo = p.Ho * p.Wo;
+  let base = (img * p.C * p.kh * p.kw + c * p.kh * p.kw) * HoWo;
+  var s = 0.0;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    let ty = i32(iy + p.pad) - i32(ky);
+    if (ty < 0 || u32(ty) % p.stride != 0u || u32(ty) / p.stride >= p.Ho) { continue; }
+    for (var kx = 0u; kx < p.kw; kx++) {
+      let tx = i32(ix + p.pad) - i32(kx);
+      if (tx < 0 || u32(tx) % p.stride != 0u || u32(tx) / p.stride >= p.Wo) { continue; }
+      let q = (u32(ty) / p.stride) * p.Wo + u32(tx) / p.stride;
+      s += f32(dcol[base + (ky * p.kw + kx) * HoWo + q]);
+    }
+  }
+  dx[i] = T(s);
+}
+`;
+}
+
+const col2imKernel = defineKernel("col2im", ({ dtype }) => col2imSource(dtype));
+
+/** Options of {@link col2im}. */
+export interface Col2imOptions {
+  /** Shape of the convolution's input x: [N, C, H, W]. */
+  xShape: readonly number[];
+  /** Kernel height and width. */
+  kh: number;
+  kw: number;
+  /** Default 1. */
+  stride?: number;
+  /** Default 0. */
+  padding?: number;
+}
+
+/**
+ * The adjoint of im2col for whole images: sums the per-image patch-matrix gradient
+ * dcol [N, C * kh * kw, Ho * Wo] (row k = (c, ky, kx), column = output pixel of that image)
+ * onto the input pixels, giving a new tensor dx [N, C, H, W].
+ *
+ * @example
+ * ```ts
+ * const dx = col2im(gpu, dcol, { xShape: [1, 4, 8, 8], kh: 3, kw: 3, padding: 1 });
+ * ```
+ */
+export function col2im(gpu: Gpu, dcol: Tensor, options: Col2imOptions): Tensor {
+  const { xShape, kh, kw, stride = 1, padding = 0 } = options;
+  const [N, C, H, W] = xShape;
+  const Ho = convOutSize(H, kh, stride, padding), Wo = convOutSize(W, kw, stride, padding);
+  if (xShape.length !== 4 || dcol.size !== N * C * kh * kw * Ho * Wo || Ho < 1 || Wo < 1) {
+    throw new Error(
+      `col2im: expected dcol [${N}, ${C * kh * kw}, ${Ho * Wo}] for x ${fmtShape(xShape)} and a ` +
+        `${kh}x${kw} kernel, got ${fmtShape(dcol.shape)}`,
+    );
+  }
+  const dtype = checkDTypes(gpu, "col2im", { dcol });
+  const n = N * C * H * W;
+  const dx = gpu.empty([N, C, H, W], dtype, "col2im");
+  if (n === 0) return dx;
+  gpu.dispatch(col2imKernel, {
+    dtype,
+    params: new Params().u32(n).u32(C).u32(H).u32(W).u32(Ho).u32(Wo).u32(kh).u32(kw).u32(stride)
+      .u32(padding),
+    bindings: [dcol, dx],
+    groups: launch1d(n),
+  });
+  return dx;
 }

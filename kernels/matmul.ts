@@ -21,6 +21,7 @@ import {
   type Activation,
   ACTIVATIONS,
   activationWgsl,
+  channelSums,
   checkDTypes,
   epilogueKey,
   GEMM_THREADS,
@@ -35,6 +36,8 @@ import {
   tiledGemmWgsl,
 } from "./gemm.ts";
 import { launchDirectGemm, usesDirectGemm } from "./gemm_direct.ts";
+import { recording, taped } from "./gpu/tape.ts";
+import { add, unary } from "./elementwise.ts";
 import { prelude } from "./wgsl.ts";
 
 export type { Activation } from "./gemm.ts";
@@ -43,6 +46,8 @@ export type { Activation } from "./gemm.ts";
 interface MatmulVariant extends GemmEpilogue {
   vec: boolean;
   transB: boolean;
+  /** A is [K, M] and used transposed (weight gradients; then B is [K, N]). */
+  transA?: boolean;
   activation: Activation;
   tile: GemmTile;
 }
@@ -54,6 +59,7 @@ function matmulKey(v: MatmulVariant): string {
     v.activation,
     epilogueKey(v),
     gemmTileKey(v.tile),
+    ...(v.transA ? ["at"] : []),
   ].join("-");
 }
 
@@ -61,7 +67,7 @@ function matmulSource(dtype: DType, v: MatmulVariant): string {
   const { tm, tn, bk } = v.tile;
   const bm = 16 * tm, bn = 16 * tn, bn4 = bn / 4;
 
-  const loadA = kMajorLoaderWgsl({
+  const loadA = v.transA ? transposedALoaderWgsl(v.vec, bm) : kMajorLoaderWgsl({
     name: "A",
     buf: "a",
     tile: "As",
@@ -136,8 +142,8 @@ fn storeB(e: u32, v: f32) { Bs[e / 4u][e % 4u] = v; }`;
   });
   const operands = ["a: array<V>", "bm: array<V>"] as const;
   return `${prelude(dtype, { vec: v.vec, wg: GEMM_THREADS, activations: v.activation !== "none" })}
-// matmul ${matmulKey(v)}: out[b] = act(alpha * a[b] @ op(bmat[b]) + bias) + residual
-// binding 1: a [batch, M, K]; 2: bmat [K, N] (or [N, K] when transposed), batch stride p.strideB
+// matmul ${matmulKey(v)}: out[b] = act(alpha * op(a[b]) @ op(bmat[b]) + bias) + residual
+// binding 1: a [batch, M, K] (or [batch, K, M] when transposed); 2: bmat [K, N] (or [N, K] when transposed), batch stride p.strideB
 // (0 = shared); then bias [N] and residual [batch, M, N] when present; last: out [batch, M, N].
 // Tile ${bm} x ${bn} x ${bk}; workgroup (p.tilesN, rest) with rest = tile row + batch * p.tilesM.
 struct Params { M: u32, N: u32, K: u32, tilesM: u32, groups: u32, strideB: u32, alpha: f32 }
@@ -152,6 +158,24 @@ ${loadB}
 ${epilogue}
 ${tiled.main}
 `;
+}
+
+/** Loader of A [K, M] (already k-major): vec4 along M when `vec`, stored as is. */
+function transposedALoaderWgsl(vec: boolean, bm: number): string {
+  const bm4 = bm / 4;
+  return vec
+    ? `fn loadA(k0: u32, e: u32) -> vec4<f32> {
+  let k = k0 + e / ${bm4}u; let m = m0 + (e % ${bm4}u) * 4u;
+  if (m < p.M && k < p.K) { return vec4<f32>(a[(aBase + k * p.M + m) / 4u]); }
+  return vec4<f32>(0.0);
+}
+fn storeA(e: u32, v: vec4<f32>) { As[e] = v; }`
+    : `fn loadA(k0: u32, e: u32) -> f32 {
+  let k = k0 + e / ${bm}u; let m = m0 + e % ${bm}u;
+  if (m < p.M && k < p.K) { return f32(a[aBase + k * p.M + m]); }
+  return 0.0;
+}
+fn storeA(e: u32, v: f32) { As[e / 4u][e % 4u] = v; }`;
 }
 
 const matmulKernel = defineKernel<MatmulVariant>("matmul", {
@@ -327,7 +351,7 @@ export function matmul(gpu: Gpu, a: Tensor, bmat: Tensor, options: MatmulOptions
       `matmul: expected bmat ${want} for a ${fmtShape(a.shape)}, got ${fmtShape(bmat.shape)}`,
     );
   }
-  return launchGemm(gpu, {
+  const call: GemmCall = {
     op: "matmul",
     a,
     b: bmat,
@@ -342,7 +366,20 @@ export function matmul(gpu: Gpu, a: Tensor, bmat: Tensor, options: MatmulOptions
     residual: options.residual,
     activation: options.activation ?? "none",
     alpha: options.alpha ?? 1,
-  });
+  };
+  if (recording(gpu, [a, bmat, options.bias])) {
+    return recordGemm(gpu, call, (gy, needs) => {
+      const g = matmulBackward(gpu, gy, {
+        a,
+        bmat,
+        transposeB: transB,
+        alpha: call.alpha,
+        needs: { a: needs[0], bmat: needs[1], bias: needs[2] ?? false },
+      });
+      return [g.da, g.db, g.dbias];
+    });
+  }
+  return launchGemm(gpu, call);
 }
 
 /** Options of {@link linear}. */
@@ -379,7 +416,7 @@ export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptio
   }
   const N = weight.shape[0];
   const lead = x.shape.slice(0, -1);
-  return launchGemm(gpu, {
+  const call: GemmCall = {
     op: "linear",
     a: x,
     b: weight,
@@ -395,5 +432,259 @@ export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptio
     activation: options.activation ?? "none",
     alpha: 1,
     out: options.out,
+  };
+  if (recording(gpu, [x, weight, options.bias])) {
+    return recordGemm(gpu, call, (gy, needs) => {
+      const g = linearBackward(gpu, gy, {
+        x,
+        weight,
+        needs: { x: needs[0], weight: needs[1], bias: needs[2] ?? false },
+      });
+      return [g.dx, g.dw, g.db];
+    });
+  }
+  return launchGemm(gpu, call);
+}
+
+// ---------------------------------------------------------------- backward
+
+/**
+ * The recording path of matmul / linear: the plain GEMM (alpha and bias fused) recorded with
+ * `backward`, then the activation and the residual as separate ops (which record themselves).
+ */
+function recordGemm(
+  gpu: Gpu,
+  c: GemmCall,
+  backward: (gy: Tensor, needs: readonly boolean[]) => (Tensor | null)[],
+): Tensor {
+  if (c.out) {
+    throw new Error(
+      `${c.op}: out (writing into a window) is not supported while a gradient tape records`,
+    );
+  }
+  const z = launchGemm(gpu, { ...c, activation: "none", residual: undefined });
+  taped(gpu, {
+    name: c.op,
+    inputs: c.bias ? [c.a, c.b, c.bias] : [c.a, c.b],
+    output: z,
+    saved: [c.a, c.b],
+    backward: (gy, needs) => backward(gy, needs).slice(0, c.bias ? 3 : 2),
   });
+  let y = z;
+  if (c.activation !== "none") y = unary(gpu, y, c.activation);
+  if (c.residual) y = add(gpu, y, c.residual);
+  return y;
+}
+
+/** Shape of one transposed-A GEMM: `alpha * a^T @ b` for a [batch, R, M], b [batch, R, N]. */
+interface TransposedAGemm {
+  op: string;
+  a: Tensor;
+  b: Tensor;
+  R: number;
+  M: number;
+  N: number;
+  batch: number;
+  alpha: number;
+}
+
+/**
+ * The weight-gradient GEMM: a new tensor [batch, M, N] = `alpha * a[b]^T @ b[b]`, reducing over
+ * the R rows both operands share (for a shared weight, every row of every batch). Direct path
+ * ("tn" form) on software adapters when M and N are multiples of 4, else the tiled kernel with
+ * a k-major A loader.
+ */
+function gemmTransposedA(gpu: Gpu, c: TransposedAGemm): Tensor {
+  const dtype = checkDTypes(gpu, c.op, { a: c.a, b: c.b });
+  const { R, M, N, batch } = c;
+  if (R === 0) return gpu.upload(new Float32Array(batch * M * N), [batch, M, N], dtype, c.op);
+  const out = gpu.empty([batch, M, N], dtype, c.op);
+  if (M === 0 || N === 0 || batch === 0) return out;
+  const limit = gpu.limits.maxStorageBufferBindingSize;
+  for (const t of [c.a, c.b, out]) {
+    if (t.byteLength > limit) {
+      throw new Error(
+        `${c.op}: ${t.label} ${fmtShape(t.shape)} ${dtype} is larger than one storage binding ` +
+          `(${limit} bytes); the gradient GEMM does not split operands yet`,
+      );
+    }
+  }
+  if (usesDirectGemm(gpu) && M % 4 === 0 && N % 4 === 0) {
+    launchDirectGemm(gpu, {
+      op: c.op,
+      dtype,
+      a: c.a,
+      b: c.b,
+      M,
+      N,
+      K: R,
+      batch,
+      strideA: R * M,
+      strideB: R * N,
+      transA: true,
+      transB: false,
+      out,
+      alpha: c.alpha,
+    });
+    return out;
+  }
+  const tile = pickGemmTile(gpu, M * batch, N);
+  const variant: MatmulVariant = {
+    vec: M % 4 === 0 && N % 4 === 0,
+    transB: false,
+    transA: true,
+    activation: "none",
+    bias: false,
+    residual: false,
+    tile,
+  };
+  const tilesM = ceilDiv(M, 16 * tile.tm);
+  const groups = tilesM * batch;
+  const params = new Params().u32(M).u32(N).u32(R).u32(tilesM).u32(groups).u32(R * N)
+    .f32(c.alpha);
+  gpu.dispatch(matmulKernel, {
+    dtype,
+    variant,
+    params,
+    bindings: [c.a, c.b, out],
+    groups: gemmGrid(c.op, ceilDiv(N, 16 * tile.tn), groups),
+  });
+  return out;
+}
+
+/** Options of {@link matmulBackward}: the forward's operands and options, and what to compute. */
+export interface MatmulBackwardOptions {
+  /** The forward's a [..., M, K]. */
+  a: Tensor;
+  /** The forward's bmat ([K, N], [N, K] with transposeB, or with a's leading dims). */
+  bmat: Tensor;
+  transposeB?: boolean;
+  alpha?: number;
+  /** Which gradients to compute (default: a and bmat, no bias). */
+  needs?: { a?: boolean; bmat?: boolean; bias?: boolean };
+}
+
+/** Gradients of a matmul; null where not asked for. New tensors the caller releases. */
+export interface MatmulGradients {
+  /** a's shape. */
+  da: Tensor | null;
+  /** bmat's shape (summed over the batch when bmat is shared). */
+  db: Tensor | null;
+  /** [N]. */
+  dbias: Tensor | null;
+}
+
+/**
+ * Backward of `out = alpha * a @ op(bmat) + bias` for the gradient `gy` of out [..., M, N]:
+ * `da = alpha gy op(bmat)^T` (a matmul), `dbmat = alpha a^T gy` (or `alpha gy^T a` with
+ * transposeB; a transposed-A GEMM over every row when bmat is shared), `dbias` = the column sums
+ * of gy. Activation and residual are not part of it (the tape records them as their own ops).
+ *
+ * @example
+ * ```ts
+ * const { da, db } = matmulBackward(gpu, gy, { a: q, bmat: k, transposeB: true, alpha: 0.125 });
+ * ```
+ */
+export function matmulBackward(
+  gpu: Gpu,
+  gy: Tensor,
+  options: MatmulBackwardOptions,
+): MatmulGradients {
+  const { a, bmat, transposeB = false, alpha = 1 } = options;
+  const needs = { a: true, bmat: true, bias: false, ...options.needs };
+  const M = a.shape[a.rank - 2], K = a.shape[a.rank - 1];
+  const lead = a.shape.slice(0, -2);
+  const N = transposeB ? bmat.shape[bmat.rank - 2] : bmat.shape[bmat.rank - 1];
+  if (!sameShape(gy.shape, [...lead, M, N])) {
+    throw new Error(
+      `matmulBackward: expected gy ${fmtShape([...lead, M, N])} (the output shape), got ${
+        fmtShape(gy.shape)
+      }`,
+    );
+  }
+  const batch = lead.reduce((x, y) => x * y, 1);
+  const da = needs.a ? matmul(gpu, gy, bmat, { transposeB: !transposeB, alpha }) : null;
+  let db: Tensor | null = null;
+  if (needs.bmat) {
+    // Shared bmat: one GEMM reducing over every row of every batch.
+    const [nb, R] = bmat.rank > 2 ? [batch, M] : [1, batch * M];
+    const g = transposeB
+      ? gemmTransposedA(gpu, {
+        op: "matmul backward",
+        a: gy,
+        b: a,
+        R,
+        M: N,
+        N: K,
+        batch: nb,
+        alpha,
+      })
+      : gemmTransposedA(gpu, { op: "matmul backward", a, b: gy, R, M: K, N, batch: nb, alpha });
+    db = g.reshape(bmat.shape);
+  }
+  const dbias = needs.bias ? channelSums(gpu, gy, { channels: N }) : null;
+  return { da, db, dbias };
+}
+
+/** Options of {@link linearBackward}. */
+export interface LinearBackwardOptions {
+  /** The forward's x [..., K]. */
+  x: Tensor;
+  /** The forward's weight [N, K]. */
+  weight: Tensor;
+  /** Which gradients to compute (default: x and weight, no bias). */
+  needs?: { x?: boolean; weight?: boolean; bias?: boolean };
+}
+
+/** Gradients of a Linear; null where not asked for. New tensors the caller releases. */
+export interface LinearGradients {
+  /** x's shape. */
+  dx: Tensor | null;
+  /** [N, K]. */
+  dw: Tensor | null;
+  /** [N]. */
+  db: Tensor | null;
+}
+
+/**
+ * Backward of PyTorch Linear `y = x @ weight^T + bias` for the gradient `gy` [..., N]:
+ * `dx = gy @ weight`, `dweight = gy^T @ x` (over every row), `dbias` = the column sums of gy.
+ *
+ * @example
+ * ```ts
+ * const { dx, dw, db } = linearBackward(gpu, gy, { x, weight, needs: { bias: true } });
+ * ```
+ */
+export function linearBackward(
+  gpu: Gpu,
+  gy: Tensor,
+  options: LinearBackwardOptions,
+): LinearGradients {
+  const { x, weight } = options;
+  const needs = { x: true, weight: true, bias: false, ...options.needs };
+  const [N, K] = weight.shape;
+  const R = x.size / K;
+  if (weight.rank !== 2 || x.shape[x.rank - 1] !== K || gy.size !== R * N) {
+    throw new Error(
+      `linearBackward: expected x [..., K], weight [N, K] and gy [..., N], got x ${
+        fmtShape(x.shape)
+      }, weight ${fmtShape(weight.shape)}, gy ${fmtShape(gy.shape)}`,
+    );
+  }
+  const g2 = gy.reshape([R, N]);
+  const dx = needs.x ? matmul(gpu, g2, weight).reshape(x.shape) : null;
+  const dw = needs.weight
+    ? gemmTransposedA(gpu, {
+      op: "linear backward",
+      a: g2,
+      b: x.reshape([R, K]),
+      R,
+      M: N,
+      N: K,
+      batch: 1,
+      alpha: 1,
+    }).reshape([N, K])
+    : null;
+  const db = needs.bias ? channelSums(gpu, g2, { channels: N }) : null;
+  return { dx, dw, db };
 }

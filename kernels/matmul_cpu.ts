@@ -135,3 +135,110 @@ export function linearCpu(
     residual: options.residual,
   });
 }
+
+/** Options of {@link matmulBackwardCpu}. */
+export interface MatmulBackwardCpuOptions {
+  /** Shape of `a`: [..., M, K]. */
+  aShape: readonly number[];
+  /** Shape of `b`: [K, N] / [N, K] (transposeB), or with a's leading batch dims. */
+  bShape: readonly number[];
+  transposeB?: boolean;
+  alpha?: number;
+  /** Also return the bias gradient (column sums of gy). */
+  bias?: boolean;
+}
+
+/** Gradients of `out = alpha * a @ op(b) + bias` (activation and residual are separate ops). */
+export interface MatmulGrads {
+  /** dL/da, a's shape. */
+  da: Float32Array;
+  /** dL/db, b's shape (summed over the batch when b is shared). */
+  db: Float32Array;
+  /** dL/dbias [N], when asked for. */
+  dbias?: Float32Array;
+}
+
+/**
+ * Reference backward of `out[b] = alpha * a[b] @ op(bmat[b]) + bias` for the gradient `gy` of
+ * out ([..., M, N]), float64 accumulation: `da = alpha gy op(b)^T`, `db = alpha a^T gy` (or its
+ * transpose with transposeB; summed over batches when b is shared), `dbias = sum of gy rows`.
+ *
+ * @example
+ * ```ts
+ * const { da, db } = matmulBackwardCpu(a, b, gy, { aShape: [2, 3], bShape: [3, 4] });
+ * ```
+ */
+export function matmulBackwardCpu(
+  a: Float32Array,
+  b: Float32Array,
+  gy: Float32Array,
+  options: MatmulBackwardCpuOptions,
+): MatmulGrads {
+  const { aShape, bShape, transposeB = false, alpha = 1 } = options;
+  const M = aShape[aShape.length - 2], K = aShape[aShape.length - 1];
+  const batch = aShape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const N = transposeB ? bShape[bShape.length - 2] : bShape[bShape.length - 1];
+  const bBatched = bShape.length > 2;
+  const bIdx = (bi: number, k: number, n: number) =>
+    (bBatched ? bi * K * N : 0) + (transposeB ? n * K + k : k * N + n);
+  const da = new Float32Array(a.length);
+  const db64 = new Float64Array(b.length);
+  for (let bi = 0; bi < batch; bi++) {
+    for (let m = 0; m < M; m++) {
+      const g = bi * M * N + m * N, ar = bi * M * K + m * K;
+      for (let k = 0; k < K; k++) {
+        let s = 0;
+        for (let n = 0; n < N; n++) {
+          s += gy[g + n] * b[bIdx(bi, k, n)];
+          db64[bIdx(bi, k, n)] += alpha * a[ar + k] * gy[g + n];
+        }
+        da[ar + k] = alpha * s;
+      }
+    }
+  }
+  const out: MatmulGrads = { da, db: Float32Array.from(db64) };
+  if (options.bias) out.dbias = columnSums(gy, N);
+  return out;
+}
+
+/** Sums of the rows of a row-major [rows, n] matrix (float64), as float32 [n]. */
+function columnSums(g: Float32Array, n: number): Float32Array {
+  const s = new Float64Array(n);
+  for (let i = 0; i < g.length; i++) s[i % n] += g[i];
+  return Float32Array.from(s);
+}
+
+/** Gradients of a Linear. */
+export interface LinearGrads {
+  /** dL/dx, x's shape. */
+  dx: Float32Array;
+  /** dL/dweight [N, K]. */
+  dw: Float32Array;
+  /** dL/dbias [N], when asked for. */
+  db?: Float32Array;
+}
+
+/**
+ * Reference backward of PyTorch Linear `y = x @ weight^T + bias` for the gradient `gy`
+ * [..., N]: `dx = gy @ weight`, `dw = gy^T @ x`, `db = sum of gy rows`.
+ *
+ * @example
+ * ```ts
+ * const { dx, dw, db } = linearBackwardCpu(x, w, gy, { xShape: [5, 8], outFeatures: 3, bias: true });
+ * ```
+ */
+export function linearBackwardCpu(
+  x: Float32Array,
+  weight: Float32Array,
+  gy: Float32Array,
+  options: { xShape: readonly number[]; outFeatures: number; bias?: boolean },
+): LinearGrads {
+  const K = options.xShape[options.xShape.length - 1];
+  const g = matmulBackwardCpu(x, weight, gy, {
+    aShape: [x.length / K, K],
+    bShape: [options.outFeatures, K],
+    transposeB: true,
+    bias: options.bias,
+  });
+  return { dx: g.da, dw: g.db, db: g.dbias };
+}
