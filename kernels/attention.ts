@@ -28,7 +28,9 @@ import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
 import { ceilDiv, defineKernel, grid1d, Params } from "./gpu/kernel.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { recording, taped } from "./gpu/tape.ts";
 import { prelude, vecKey, type VecVariant } from "./wgsl.ts";
+import { attentionBackward } from "./attention_backward.ts";
 
 /** Options of {@link attention}. */
 export interface AttentionOptions {
@@ -135,13 +137,17 @@ interface AttentionVariant extends VecVariant {
   causal: boolean;
   /** The dense kernel's work split; null for the general kernel. */
   dense: DenseLayout | null;
+  /** General kernel only: also write each row's log2-sum-exp (binding 5, for the backward). */
+  lse: boolean;
 }
 
-/** Cache key: `d<dp>[_causal]_<v4|s>` or `d<dp>_dense_t<threads>_r<rows>_k<keys>_<v4|s>`. */
+/**
+ * Cache key: `d<dp>[_causal]_<v4|s>[_lse]` or `d<dp>_dense_t<threads>_r<rows>_k<keys>_<v4|s>`.
+ */
 function attentionKey(v: AttentionVariant): string {
   const l = v.dense;
   const kind = l ? `_dense_t${l.threads}_r${l.rows}_k${l.keys}` : v.causal ? "_causal" : "";
-  return `d${v.tile.dp}${kind}_${vecKey(v)}`;
+  return `d${v.tile.dp}${kind}_${vecKey(v)}${v.lse ? "_lse" : ""}`;
 }
 
 /** The prelude, params, bindings (q, k, v, out as V units) and loaders of both kernels. */
@@ -155,7 +161,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> q: array<V>;
 @group(0) @binding(2) var<storage, read> k: array<V>;
 @group(0) @binding(3) var<storage, read> v: array<V>;
-@group(0) @binding(4) var<storage, read_write> out: array<V>;
+@group(0) @binding(4) var<storage, read_write> out: array<V>;${
+    v.lse ? "\n@group(0) @binding(5) var<storage, read_write> lse: array<f32>;" : ""
+  }
 ${loaders(v.vec)}`;
 }
 
@@ -293,6 +301,12 @@ ${
 ${
     unroll(cpt, (c) => `
     if ((tdi + ${c}u * TD) * 4u < p.d) { store_out(q_base, tdi + ${c}u * TD, acc${c} * inv); }`)
+  }${
+    variant.lse
+      ? `
+    // lse [B, H, Lq] in the log2 domain of the scaled scores: P = exp2(s - lse).
+    if (tdi == 0u) { lse[pair * p.lq + i] = mx + log2(l); }`
+      : ""
   }
   }
 }`;
@@ -478,7 +492,15 @@ export function attention(
 /**
  * {@link attention} with the kernel variant forced (tests run both dense layouts on any
  * adapter): `layout` "general" uses the general kernel, a {@link DenseLayout} the dense one
- * (d <= 64, not causal), undefined picks as {@link attention} does.
+ * (d <= 64, not causal), undefined picks as {@link attention} does. While an autograd tape
+ * records and q, k or v is tracked, the op runs {@link attentionForTraining} (the general
+ * kernel, whatever `layout` says) and is recorded with its backward
+ * (kernels/attention_backward.ts).
+ *
+ * @example
+ * ```ts
+ * const o = attentionWithLayout(gpu, q, k, v, { heads: 8, layout: "general" });
+ * ```
  */
 export function attentionWithLayout(
   gpu: Gpu,
@@ -487,6 +509,65 @@ export function attentionWithLayout(
   v: Tensor,
   options: AttentionOptions & { layout: DenseLayout | "general" | undefined },
 ): Tensor {
+  if (!recording(gpu, [q, k, v])) return attentionForward(gpu, q, k, v, options, false).out;
+  const { out, lse } = attentionForward(gpu, q, k, v, options, true);
+  if (!lse) return out;
+  const { heads, scale, causal, kvBroadcast } = options;
+  return taped(gpu, {
+    name: "attention",
+    inputs: [q, k, v],
+    output: out,
+    saved: [q, k, v, out, lse],
+    backward: (gy, needs) => {
+      const g = attentionBackward(gpu, gy, {
+        q,
+        k,
+        v,
+        out,
+        lse,
+        heads,
+        scale,
+        causal,
+        kvBroadcast,
+        needs: [needs[0], needs[1], needs[2]],
+      });
+      return [g.dq, g.dk, g.dv];
+    },
+  });
+}
+
+/**
+ * The forward pass for training: {@link attention}'s output (computed by the general kernel)
+ * and `lse [B, H, Lq]` f32, each row's log-sum-exp of its scores in the log2 domain
+ * (`log2 sum_j exp2(scale * log2(e) * q . k_j)`), which the backward recomputes probabilities
+ * from. Nothing is recorded: {@link attention} does that when a tape is on.
+ *
+ * @example
+ * ```ts
+ * const { out, lse } = attentionForTraining(gpu, q, k, v, { heads: 8 }); // lse: [B, 8, Lq]
+ * const grads = attentionBackward(gpu, gout, { q, k, v, out, lse, heads: 8 });
+ * ```
+ */
+export function attentionForTraining(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions,
+): { out: Tensor; lse: Tensor } {
+  const { out, lse } = attentionForward(gpu, q, k, v, { ...options, layout: "general" }, true);
+  return { out, lse: lse ?? gpu.empty([q.shape[0], options.heads, q.shape[1]], "f32", "lse") };
+}
+
+/** Checks the operands and runs the forward; with `withLse` the lse too (null when empty). */
+function attentionForward(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  options: AttentionOptions & { layout: DenseLayout | "general" | undefined },
+  withLse: boolean,
+): { out: Tensor; lse: Tensor | null } {
   const { heads, causal = false, kvBroadcast = 1 } = options;
   const shapes = `q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)}`;
   if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) {
@@ -528,11 +609,13 @@ export function attentionWithLayout(
     );
   }
   const out = gpu.empty(q.shape, q.dtype, "attention");
-  if (out.size === 0) return out;
-  const run = { heads, causal, tile, d, layout: options.layout, scale: options.scale, shapes };
-  if (fitsOneBinding(gpu, [q, k, v, out])) {
-    attentionInto(gpu, q, k, v, out, { ...run, kvBroadcast, kv0: 0 });
-    return out;
+  if (out.size === 0) return { out, lse: null };
+  const lse = withLse ? gpu.empty([batch, heads, lq], "f32", "attention lse") : null;
+  const layout = withLse ? "general" : options.layout;
+  const run = { heads, causal, tile, d, layout, scale: options.scale, shapes };
+  if (fitsOneBinding(gpu, [q, k, v, out, lse])) {
+    attentionInto(gpu, q, k, v, out, lse, { ...run, kvBroadcast, kv0: 0 });
+    return { out, lse };
   }
   // Batch items are independent. Runs of whole kv groups (kvBroadcast q items share one kv
   // item) when a group fits one binding, else runs of q items inside each group. k and v are
@@ -543,36 +626,42 @@ export function attentionWithLayout(
   const qg = (t: Tensor, s: number, n: number) => t.window(groups, s, n);
   const perGroup = q.byteLength / groups <= gpu.limits.maxStorageBufferBindingSize;
   if (perGroup) {
-    const split = kvWhole ? [q, out] : [q, k, v, out];
+    const split = kvWhole ? [q, out, lse] : [q, k, v, out, lse];
     for (const [s, n] of bindingRuns(gpu, "attention", groups, split, "batch item")) {
       const [kw, vw] = kvWhole ? [k, v] : [qg(k, s, n), qg(v, s, n)];
-      attentionInto(gpu, qg(q, s, n), kw, vw, qg(out, s, n), {
+      attentionInto(gpu, qg(q, s, n), kw, vw, qg(out, s, n), lse && qg(lse, s, n), {
         ...run,
         kvBroadcast,
         kv0: kvWhole ? s : 0,
       });
     }
-    return out;
+    return { out, lse };
   }
   for (let g = 0; g < groups; g++) {
     const [qi, oi] = [q, out].map((t) => qg(t, g, 1));
+    const li = lse && qg(lse, g, 1);
     const [ki, vi] = kvWhole ? [k, v] : [qg(k, g, 1), qg(v, g, 1)];
-    for (const [s, n] of bindingRuns(gpu, "attention", kvBroadcast, [qi, oi], "batch item")) {
+    for (const [s, n] of bindingRuns(gpu, "attention", kvBroadcast, [qi, oi, li], "batch item")) {
       const w = (t: Tensor) => t.window(kvBroadcast, s, n);
       // Every q item of the run reads kv item g.
-      attentionInto(gpu, w(qi), ki, vi, w(oi), { ...run, kvBroadcast: n, kv0: kvWhole ? g : 0 });
+      attentionInto(gpu, w(qi), ki, vi, w(oi), li && w(li), {
+        ...run,
+        kvBroadcast: n,
+        kv0: kvWhole ? g : 0,
+      });
     }
   }
-  return out;
+  return { out, lse };
 }
 
-/** One attention launch into `out` (every operand fits one binding). */
+/** One attention launch into `out` (and `lse`, general kernel; every operand fits one binding). */
 function attentionInto(
   gpu: Gpu,
   q: Tensor,
   k: Tensor,
   v: Tensor,
   out: Tensor,
+  lse: Tensor | null,
   o: {
     heads: number;
     causal: boolean;
@@ -620,9 +709,9 @@ function attentionInto(
     .u32(dense ? 1 : groupPairs).u32(qBlocks).u32(seg).f32(scale).u32(o.kv0);
   gpu.dispatch(attentionKernel, {
     dtype: q.dtype,
-    variant: { tile, causal, dense: dense ? layout : null, vec: d % 4 === 0 },
+    variant: { tile, causal, dense: dense ? layout : null, vec: d % 4 === 0, lse: lse !== null },
     params,
-    bindings: [q, k, v, out],
+    bindings: lse ? [q, k, v, out, lse] : [q, k, v, out],
     groups: grid1d((dense ? bh : ceilDiv(bh, groupPairs)) * qBlocks),
   });
 }
