@@ -3,15 +3,28 @@
  * GEGLU, linear combinations of same-shape tensors (scheduler updates), classifier-free guidance
  * and scaling. vec4 loads and stores wherever the innermost sizes allow; broadcasting is done
  * with per-dimension strides in the uniform params, so no shape ever enters a pipeline key.
+ *
+ * Training: add, mul, the activations, GEGLU and linear combinations (so scale) record their
+ * backward on an autograd tape when one is recording (kernels/gpu/tape.ts); {@link sumTo} is the
+ * reduction that gives a broadcast operand its gradient.
  * @module
  */
 
 import type { Gpu } from "./gpu/device.ts";
 import { EngineLimitError } from "./gpu/errors.ts";
 import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
-import { defineKernel, Params } from "./gpu/kernel.ts";
+import { defineKernel, grid1d, Params } from "./gpu/kernel.ts";
+import { taped } from "./gpu/tape.ts";
 import { type DType, dtypeBytes, fmtShape, numel, type Tensor } from "./gpu/tensor.ts";
-import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
+import {
+  bindingsWgsl,
+  launch1d,
+  MAIN_1D_WGSL,
+  mainPerGroupWgsl,
+  prelude,
+  vecKey,
+  type VecVariant,
+} from "./wgsl.ts";
 
 const MAX_RANK = 6;
 
@@ -286,7 +299,14 @@ function binaryOnce(gpu: Gpu, op: "add" | "mul", a: Operand, b: Operand, y: Oper
  * ```
  */
 export function add(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
-  return binary(gpu, "add", a, b);
+  return taped(gpu, {
+    name: "add",
+    inputs: [a, b],
+    output: binary(gpu, "add", a, b),
+    saved: [],
+    // d(a + b) = gy, summed over the dims each operand was broadcast along.
+    backward: (gy, needs) => [a, b].map((t, i) => needs[i] ? sumTo(gpu, gy, t.shape) : null),
+  });
 }
 
 /**
@@ -298,7 +318,147 @@ export function add(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
  * ```
  */
 export function mul(gpu: Gpu, a: Tensor, b: Tensor): Tensor {
-  return binary(gpu, "mul", a, b);
+  return taped(gpu, {
+    name: "mul",
+    inputs: [a, b],
+    output: binary(gpu, "mul", a, b),
+    saved: [a, b],
+    // d(a * b) / da = gy * b (broadcast shape), summed to a's shape; likewise for b.
+    backward: (gy, needs) => [
+      needs[0] ? reduceTo(gpu, binary(gpu, "mul", gy, b), a.shape) : null,
+      needs[1] ? reduceTo(gpu, binary(gpu, "mul", gy, a), b.shape) : null,
+    ],
+  });
+}
+
+/** `t` itself when it already has `shape`'s element count (a fresh tensor), else its sumTo. */
+function reduceTo(gpu: Gpu, t: Tensor, shape: readonly number[]): Tensor {
+  return numel(shape) === t.size ? t : sumTo(gpu, t, shape);
+}
+
+// ---------------------------------------------------------------- sum_to (broadcast gradients)
+
+/** Compile-time options of the sum_to kernel. */
+interface SumToVariant {
+  /**
+   * One workgroup per output, its threads splitting the reduced elements (wg_sum); else one
+   * thread per output looping over them.
+   */
+  group: boolean;
+}
+
+function sumToSource(dtype: DType, variant: SumToVariant): string {
+  const decompose = (fn: string, d: string, st: string) =>
+    `fn ${fn}(idx: u32) -> u32 {
+  var r = idx;
+  var off = 0u;
+${
+      DIMS.slice().reverse().map((k) =>
+        `  { let c = r % p.${d}${k}; r = r / p.${d}${k}; off += c * p.${st}${k}; }`
+      ).join("\n")
+    }
+  return off;
+}`;
+  const body = variant.group
+    ? `${mainPerGroupWgsl("o", "p.n")}
+  let base = kept_offset(o);
+  var s = 0.0;
+  for (var r = lid; r < p.r; r += WG) { s += f32(x[base + reduced_offset(r)]); }
+  let total = wg_sum(s, lid);
+  if (lid == 0u) { y[o] = T(total); }
+}`
+    : `${MAIN_1D_WGSL}
+  let base = kept_offset(i);
+  var s = 0.0;
+  for (var r = 0u; r < p.r; r++) { s += f32(x[base + reduced_offset(r)]); }
+  y[i] = T(s);
+}`;
+  return /* wgsl */ `
+// sum_to (${variant.group ? "group" : "thread"}): 1 x (T), 2 y [n] (T). Output o is an index
+// over the kept dims (sizes kd*, x strides ks*), and y[o] = sum over the p.r indices of the
+// reduced dims (sizes rd*, x strides rs*) of x[kept_offset(o) + reduced_offset(r)], in f32.
+${prelude(dtype, { reductions: variant.group })}
+struct Params { n: u32, r: u32, ${DIMS.map((k) => `kd${k}: u32`).join(", ")},
+  ${DIMS.map((k) => `ks${k}: u32`).join(", ")}, ${DIMS.map((k) => `rd${k}: u32`).join(", ")},
+  ${DIMS.map((k) => `rs${k}: u32`).join(", ")} }
+${bindingsWgsl(["x: array<T>", "y: array<T>"])}
+${decompose("kept_offset", "kd", "ks")}
+${decompose("reduced_offset", "rd", "rs")}
+
+${body}`;
+}
+
+const sumToKernel = defineKernel<SumToVariant>("sum_to", {
+  key: (v) => v.group ? "group" : "thread",
+  source: ({ dtype, variant }) => sumToSource(dtype, variant),
+});
+
+/** Reductions at most this long run one thread per output whatever the layout. */
+const SUM_TO_SERIAL_MAX = 32;
+
+/**
+ * Sums `x` over the dims along which `shape` was broadcast to x's shape (numpy rules: `shape`
+ * right-aligned, each of its dims 1 or equal to x's): the gradient of a broadcast operand. The
+ * result has `shape`. Accumulates in f32; deterministic (no atomics). When x's innermost dim is
+ * kept (e.g. a bias `[C]` of `[B, L, C]`) one thread per output loops over the reduced elements
+ * (neighbouring threads read neighbouring memory); when it is reduced (e.g. `[1, C, 1, 1]` of
+ * `[N, C, H, W]`) one workgroup per output splits them and combines with `wg_sum`. x must fit
+ * one storage binding.
+ *
+ * @example
+ * ```ts
+ * const gBias = sumTo(gpu, gy, [1, 320, 1, 1]); // [2, 320, 16, 16] -> [1, 320, 1, 1]
+ * ```
+ */
+export function sumTo(gpu: Gpu, x: Tensor, shape: readonly number[]): Tensor {
+  const off = x.rank - shape.length;
+  if (
+    x.rank > MAX_RANK || off < 0 || shape.some((d, i) => d !== 1 && d !== x.shape[off + i])
+  ) {
+    throw new Error(
+      `sum_to: expected a shape that broadcasts to x ${fmtShape(x.shape)} (at most ${MAX_RANK} ` +
+        `dims), got ${fmtShape(shape)}`,
+    );
+  }
+  const y = gpu.empty(shape, x.dtype, "sum_to");
+  if (y.size === 0) return y;
+  if (y.size === x.size) {
+    gpu.copy(x, y); // nothing to reduce (only size-1 dims differ)
+    return y;
+  }
+  // Classify x's dims (size-1 dims dropped) as kept or reduced; merge neighbours of one class.
+  const kd: number[] = [], ks: number[] = [], rd: number[] = [], rs: number[] = [];
+  let stride = 1, last: "k" | "r" | null = null, innermost: "k" | "r" | null = null;
+  for (let i = x.rank - 1; i >= 0; i--) {
+    const d = x.shape[i];
+    if (d === 1) continue;
+    const cls = i >= off && shape[i - off] === d ? "k" : "r";
+    const [ds, ss] = cls === "k" ? [kd, ks] : [rd, rs];
+    innermost ??= cls;
+    if (last === cls) ds[ds.length - 1] *= d;
+    else {
+      ds.push(d);
+      ss.push(stride);
+    }
+    last = cls;
+    stride *= d;
+  }
+  const reduced = rd.reduce((u, v) => u * v, 1);
+  const group = innermost === "r" && reduced > SUM_TO_SERIAL_MAX;
+  const padded = (v: number[], fill: number) => [...Array(MAX_RANK - v.length).fill(fill), ...v];
+  const params = new Params().u32(y.size).u32(reduced);
+  // Listed innermost first above: reverse into outer-to-inner order, padded in front.
+  for (const [v, fill] of [[kd, 1], [ks, 0], [rd, 1], [rs, 0]] as const) {
+    for (const u of padded([...v].reverse(), fill)) params.u32(u);
+  }
+  gpu.dispatch(sumToKernel, {
+    dtype: x.dtype,
+    variant: { group },
+    params,
+    bindings: [x, y],
+    groups: group ? grid1d(y.size) : launch1d(y.size),
+  });
+  return y;
 }
 
 // ---------------------------------------------------------------- activations and GEGLU
@@ -342,7 +502,64 @@ export function unary(gpu: Gpu, x: Tensor, op: UnaryOp): Tensor {
       groups: launch1d(n),
     });
   }
-  return y;
+  return taped(gpu, {
+    name: op,
+    inputs: [x],
+    output: y,
+    saved: [x],
+    backward: (gy, needs) => [needs[0] ? unaryBackward(gpu, x, gy, op) : null],
+  });
+}
+
+/**
+ * Derivatives of the activations over `VF` (with the prelude's `erf`): sigmoid's argument is
+ * clamped so that `exp` never overflows (the result is 0 or 1 there anyway).
+ */
+const DERIVATIVES_WGSL =
+  `fn sigmoid(v: VF) -> VF { return VF(1.0) / (VF(1.0) + exp(-clamp(v, VF(-80.0), VF(80.0)))); }
+// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x).
+fn d_silu(v: VF) -> VF { let s = sigmoid(v); return s * (VF(1.0) + v * (VF(1.0) - s)); }
+// gelu'(x) = Phi(x) + x phi(x): the normal CDF and density.
+fn d_gelu(v: VF) -> VF {
+  let z = clamp(v, VF(-10.0), VF(10.0));
+  return 0.5 * (VF(1.0) + erf(v * 0.7071067811865476)) + v * 0.3989422804014327 * exp(-0.5 * z * z);
+}
+// quick_gelu'(x) = s (1 + 1.702 x (1 - s)), s = sigmoid(1.702 x).
+fn d_quick_gelu(v: VF) -> VF {
+  let s = sigmoid(1.702 * v);
+  return s * (VF(1.0) + 1.702 * v * (VF(1.0) - s));
+}`;
+
+const unaryBackwardKernel = defineKernel<VecVariant & { op: UnaryOp }>("unary_backward", {
+  key: (v) => `${v.op}:${vecKey(v)}`,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// unary_backward (${variant.op}): 1 x [n], 2 gy [n], 3 gx [n] (as V units): gx = gy * ${variant.op}'(x).
+${prelude(dtype, { ...variant, activations: true })}
+${DERIVATIVES_WGSL}
+struct Params { n: u32 }
+${bindingsWgsl(["x: array<V>", "gy: array<V>", "gx: array<V>"])}
+
+${MAIN_1D_WGSL}
+  gx[i] = V(VF(gy[i]) * d_${variant.op}(VF(x[i])));
+}`,
+});
+
+/** dL/dx of `unary(x, op)` given dL/dy. */
+function unaryBackward(gpu: Gpu, x: Tensor, gy: Tensor, op: UnaryOp): Tensor {
+  const gx = gpu.empty(x.shape, x.dtype, `${op}_backward`);
+  for (const [s, count] of bindingRuns(gpu, `${op}_backward`, x.size, [x, gy, gx], "element")) {
+    if (count === 0) continue;
+    const v4 = count % 4 === 0;
+    const n = unitsOf(count, v4);
+    gpu.dispatch(unaryBackwardKernel, {
+      dtype: x.dtype,
+      variant: { op, vec: v4 },
+      params: new Params().u32(n),
+      bindings: [x, gy, gx].map((t) => t.window(x.size, s, count)),
+      groups: launch1d(n),
+    });
+  }
+  return gx;
 }
 
 const gegluKernel = defineKernel<VecVariant>("geglu", {
@@ -390,7 +607,54 @@ export function geglu(gpu: Gpu, x: Tensor): Tensor {
       groups: launch1d(n),
     });
   }
-  return y;
+  return taped(gpu, {
+    name: "geglu",
+    inputs: [x],
+    output: y,
+    saved: [x],
+    backward: (gy, needs) => [needs[0] ? gegluBackward(gpu, x, gy) : null],
+  });
+}
+
+const gegluBackwardKernel = defineKernel<VecVariant>("geglu_backward", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// geglu_backward: 1 x [rows, 2 * nu], 2 gy [rows, nu], 3 gx [rows, 2 * nu] (as V units). With
+// a = x[:, :nu], b = x[:, nu:]: gx[:, :nu] = gy * gelu(b), gx[:, nu:] = gy * a * gelu'(b).
+${prelude(dtype, { ...variant, activations: true })}
+${DERIVATIVES_WGSL}
+struct Params { n: u32, nu: u32 }
+${bindingsWgsl(["x: array<V>", "gy: array<V>", "gx: array<V>"])}
+
+${MAIN_1D_WGSL}
+  let row = i / p.nu;
+  let o = i + row * p.nu;
+  let a = VF(x[o]);
+  let b = VF(x[o + p.nu]);
+  let g = VF(gy[i]);
+  gx[o] = V(g * gelu(b));
+  gx[o + p.nu] = V(g * a * d_gelu(b));
+}`,
+});
+
+/** dL/dx of `geglu(x)` given dL/dy. */
+function gegluBackward(gpu: Gpu, x: Tensor, gy: Tensor): Tensor {
+  const half = x.shape[x.rank - 1] / 2;
+  const gx = gpu.empty(x.shape, x.dtype, "geglu_backward");
+  if (gx.size === 0) return gx;
+  const v4 = half % 4 === 0;
+  const rows = gy.size / half;
+  for (const [s, count] of bindingRuns(gpu, "geglu_backward", rows, [x, gy, gx], "row")) {
+    const n = unitsOf(count * half, v4);
+    gpu.dispatch(gegluBackwardKernel, {
+      dtype: x.dtype,
+      variant: { vec: v4 },
+      params: new Params().u32(n).u32(unitsOf(half, v4)),
+      bindings: [x, gy, gx].map((t) => t.window(rows, s, count)),
+      groups: launch1d(n),
+    });
+  }
+  return gx;
 }
 
 // ---------------------------------------------------------------- combinations
@@ -425,7 +689,8 @@ export interface LinearTerm {
 
 /**
  * `sum_i terms[i].c * terms[i].x` over 1..4 same-shape terms (scheduler updates); coefficients
- * go into the uniform params, so any values reuse one pipeline.
+ * go into the uniform params, so any values reuse one pipeline. On a tape the gradient of term i
+ * is `c_i * gy`.
  *
  * @example
  * ```ts
@@ -462,11 +727,20 @@ export function linearCombination(gpu: Gpu, terms: readonly LinearTerm[]): Tenso
       groups: launch1d(n),
     });
   }
-  return y;
+  return taped(gpu, {
+    name: "linear_combination",
+    inputs: terms.map((t) => t.x),
+    output: y,
+    saved: [],
+    // d(sum_i c_i x_i) / dx_i = c_i.
+    backward: (gy, needs) =>
+      terms.map((t, i) => needs[i] ? linearCombination(gpu, [{ c: t.c, x: gy }]) : null),
+  });
 }
 
 /**
- * `x * s` (latents / scaling_factor, scale_model_input).
+ * `x * s` (latents / scaling_factor, scale_model_input). On a tape its gradient is `gy * s`
+ * (recorded by {@link linearCombination}).
  *
  * @example
  * ```ts

@@ -138,3 +138,128 @@ export function cfgCombineCpu(pred: Float32Array, guidance: number): Float32Arra
   const n = pred.length / 2;
   return Float32Array.from({ length: n }, (_, i) => pred[i] + guidance * (pred[n + i] - pred[i]));
 }
+
+// ---------------------------------------------------------------- backward references
+
+/** Row-major multi-index walk: calls `fn(i, ia)` with x's flat index of y's element i. */
+function broadcastIndex(
+  shape: readonly number[],
+  strides: readonly number[],
+  fn: (i: number, ix: number) => void,
+): void {
+  const n = shape.reduce((x, y) => x * y, 1);
+  for (let i = 0; i < n; i++) {
+    let r = i, ix = 0;
+    for (let k = shape.length - 1; k >= 0; k--) {
+      ix += (r % shape[k]) * strides[k];
+      r = Math.floor(r / shape[k]);
+    }
+    fn(i, ix);
+  }
+}
+
+/**
+ * Sums `x` (shape `xShape`) over the dims along which `shape` was broadcast to it (float64
+ * accumulation): the gradient of a broadcast operand.
+ *
+ * @example
+ * ```ts
+ * const gb = sumToCpu(gy, [2, 3], [3]); // column sums -> [3]
+ * ```
+ */
+export function sumToCpu(
+  x: Float32Array,
+  xShape: readonly number[],
+  shape: readonly number[],
+): Float32Array {
+  const acc = new Float64Array(shape.reduce((a, b) => a * b, 1));
+  broadcastIndex(xShape, broadcastStrides(shape, xShape), (i, o) => acc[o] += x[i]);
+  return Float32Array.from(acc);
+}
+
+/**
+ * Gradients of `a + b` or `a * b` (numpy broadcasting) given `gy`, the gradient of the output.
+ *
+ * @example
+ * ```ts
+ * const { ga, gb } = binaryBackwardCpu("mul", a, [2, 3], b, [3], gy);
+ * ```
+ */
+export function binaryBackwardCpu(
+  op: "add" | "mul",
+  a: Float32Array,
+  aShape: readonly number[],
+  b: Float32Array,
+  bShape: readonly number[],
+  gy: Float32Array,
+): { ga: Float32Array; gb: Float32Array } {
+  const shape = broadcastShapes(op, aShape, bShape);
+  const sa = broadcastStrides(aShape, shape), sb = broadcastStrides(bShape, shape);
+  const ga = new Float64Array(a.length), gb = new Float64Array(b.length);
+  // Each output's index into b, then one walk pairing it with a's.
+  const ib = new Int32Array(gy.length);
+  broadcastIndex(shape, sb, (i, j) => ib[i] = j);
+  broadcastIndex(shape, sa, (i, ia) => {
+    ga[ia] += op === "add" ? gy[i] : gy[i] * b[ib[i]];
+    gb[ib[i]] += op === "add" ? gy[i] : gy[i] * a[ia];
+  });
+  return { ga: Float32Array.from(ga), gb: Float32Array.from(gb) };
+}
+
+/**
+ * The derivative of an activation at `v` in float64.
+ *
+ * @example
+ * ```ts
+ * activationDerivativeCpu(0, "gelu"); // 0.5
+ * ```
+ */
+export function activationDerivativeCpu(v: number, op: UnaryOp): number {
+  const sigmoid = (u: number) => 1 / (1 + Math.exp(-u));
+  switch (op) {
+    case "silu": {
+      const s = sigmoid(v);
+      return s * (1 + v * (1 - s));
+    }
+    case "quick_gelu": {
+      const s = sigmoid(1.702 * v);
+      return s * (1 + 1.702 * v * (1 - s));
+    }
+    case "gelu":
+      return 0.5 * (1 + erfCpu(v / Math.SQRT2)) + v * Math.exp(-0.5 * v * v) /
+          Math.sqrt(2 * Math.PI);
+  }
+}
+
+/**
+ * Gradient of {@link unaryCpu}: `gy * op'(x)`.
+ *
+ * @example
+ * ```ts
+ * const gx = unaryBackwardCpu(x, gy, "silu");
+ * ```
+ */
+export function unaryBackwardCpu(x: Float32Array, gy: Float32Array, op: UnaryOp): Float32Array {
+  return Float32Array.from(x, (v, i) => gy[i] * activationDerivativeCpu(v, op));
+}
+
+/**
+ * Gradient of {@link gegluCpu} for rows of width `2 * half`: with `a, b = x[:, :half],
+ * x[:, half:]`, `[gy * gelu(b), gy * a * gelu'(b)]`.
+ *
+ * @example
+ * ```ts
+ * const gx = gegluBackwardCpu(x, gy, 1280);
+ * ```
+ */
+export function gegluBackwardCpu(x: Float32Array, gy: Float32Array, half: number): Float32Array {
+  const gx = new Float32Array(x.length);
+  for (let r = 0; r < gy.length / half; r++) {
+    for (let j = 0; j < half; j++) {
+      const o = r * 2 * half + j, a = x[o], b = x[o + half], g = gy[r * half + j];
+      gx[o] = g * activationCpu(b, "gelu");
+      gx[o + half] = g * a * activationDerivativeCpu(b, "gelu");
+    }
+  }
+  return gx;
+}

@@ -1,13 +1,20 @@
 /**
  * Embedding kernels: diffusers' sinusoidal timestep embedding, CLIP token + position embedding
  * lookup, and the AnimateDiff sinusoidal position-encoding add over frames.
+ *
+ * Training: the token / position tables and the position encoding get gradients on an autograd
+ * tape when one is recording (kernels/gpu/tape.ts); the timestep embedding needs none (its input
+ * is a list of numbers).
  * @module
  */
 
 import type { Gpu } from "./gpu/device.ts";
 import { bindingRuns } from "./gpu/chunks.ts";
 import { defineKernel, Params } from "./gpu/kernel.ts";
+import { taped } from "./gpu/tape.ts";
 import { type DType, fmtShape, type Tensor } from "./gpu/tensor.ts";
+import { sumTo } from "./elementwise.ts";
+import { padAxis } from "./layout.ts";
 import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 const MAX_PERIOD = 10000;
@@ -203,7 +210,73 @@ export function tokenEmbedding(
     });
   }
   idTensor.release();
-  return y;
+  return taped(gpu, {
+    name: "token_embedding",
+    inputs: [tokenTable, positionTable],
+    output: y,
+    saved: [],
+    backward: (gy, needs) => {
+      const g2 = gy.reshape([batch * len, d]);
+      const positions = Int32Array.from({ length: ids.length }, (_, t) => t % len);
+      return [
+        needs[0] ? embeddingBackward(gpu, g2, ids, tokenTable) : null,
+        needs[1] ? embeddingBackward(gpu, g2, positions, positionTable) : null,
+      ];
+    },
+  });
+}
+
+const embeddingBackwardKernel = defineKernel<VecVariant>("embedding_backward", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// embedding_backward: 1 lists [rows + 1 + T] u32, 2 gy [T, D], 3 g = rows [r0, r0 + n / du) of
+// [rows, D] (D as du V-units). lists holds CSR offsets then token indices: the tokens that read
+// table row v are lists[rows + 1 + j] for lists[v] <= j < lists[v + 1], in increasing order.
+// g[v, k] = sum of gy[t, k] over those tokens, in f32 (0 for a row no token read).
+${prelude(dtype, variant)}
+struct Params { n: u32, du: u32, rows: u32, r0: u32 }
+${bindingsWgsl(["lists: array<u32>", "gy: array<V>", "g: array<V>"])}
+
+${MAIN_1D_WGSL}
+  let lr = i / p.du;
+  let k = i - lr * p.du;
+  let v = p.r0 + lr;
+  var s = VF(0.0);
+  for (var j = lists[v]; j < lists[v + 1u]; j++) { s += VF(gy[lists[p.rows + 1u + j] * p.du + k]); }
+  g[i] = V(s);
+}`,
+});
+
+/**
+ * dL/dtable of a row lookup `y[t] = table[rows[t]]` given dL/dy `gy [T, D]`: each table row sums
+ * the gradients of the tokens that read it, in token order (deterministic, no atomics). The host
+ * groups the tokens by row (CSR, O(V + T) work and a (V + T + 1) x 4-byte upload); the kernel runs
+ * one thread per (table row, channel), so it costs V * D writes (the dense gradient) plus T * D
+ * reads: for CLIP (V = 49408, D = 768) ~38M threads, nearly all writing a zero.
+ */
+function embeddingBackward(gpu: Gpu, gy: Tensor, rows: Int32Array, table: Tensor): Tensor {
+  const [v, d] = table.shape;
+  const words = new Uint32Array(v + 1 + rows.length);
+  for (const r of rows) words[r + 1]++;
+  for (let r = 0; r < v; r++) words[r + 1] += words[r];
+  const fill = words.slice(0, v);
+  rows.forEach((r, t) => words[v + 1 + fill[r]++] = t);
+  const lists = gpu.uploadWords(words, "embedding_backward.lists");
+  const g = gpu.empty(table.shape, gy.dtype, "embedding_backward");
+  const v4 = d % 4 === 0;
+  const du = v4 ? d / 4 : d;
+  for (const [r0, count] of bindingRuns(gpu, "embedding_backward", v, [g], "row")) {
+    if (count * d === 0) continue;
+    gpu.dispatch(embeddingBackwardKernel, {
+      dtype: gy.dtype,
+      variant: { vec: v4 },
+      params: new Params().u32(count * du).u32(du).u32(v).u32(r0),
+      bindings: [lists, gy, g.window(v, r0, count)],
+      groups: launch1d(count * du),
+    });
+  }
+  lists.release();
+  return g;
 }
 
 /** Uploads 32-bit integers bit-for-bit (the tensor's dtype says f32; shaders read u32). */
@@ -266,5 +339,23 @@ export function addPositionEncoding(gpu: Gpu, x: Tensor, pe: Tensor): Tensor {
       groups: launch1d(n * f * c / u),
     });
   }
-  return y;
+  return taped(gpu, {
+    name: "add_position_encoding",
+    inputs: [x, pe],
+    output: y,
+    saved: [],
+    backward: (gy, needs) => {
+      let gx: Tensor | null = null, gpe: Tensor | null = null;
+      if (needs[0]) {
+        gx = gpu.empty(x.shape, x.dtype, "add_position_encoding_backward");
+        gpu.copy(gy, gx);
+      }
+      if (needs[1]) {
+        // Rows [0, F) get gy summed over the batch; rows [F, maxLen) were not read.
+        const rows = sumTo(gpu, gy, [f, c]);
+        gpe = (f < maxLen ? padAxis(gpu, rows, 0, 0, maxLen - f) : rows).reshape(pe.shape);
+      }
+      return [gx, gpe];
+    },
+  });
 }

@@ -95,3 +95,52 @@ export function sinusoidalPositionEncodingCpu(maxLen: number, c: number): Float3
   }
   return pe;
 }
+
+// ---------------------------------------------------------------- backward references
+
+/**
+ * Gradients of {@link tokenEmbeddingCpu} given `gy [B, L, d]`: the token table `[vocab, d]` and
+ * the position table `[positions, d]`, each row the float64 sum of the tokens that read it.
+ *
+ * @example
+ * ```ts
+ * const { token, position } = tokenEmbeddingBackwardCpu(ids, 2, gy, { vocab: 49408, positions: 77, d: 768 });
+ * ```
+ */
+export function tokenEmbeddingBackwardCpu(
+  ids: Int32Array,
+  batch: number,
+  gy: Float32Array,
+  tables: { vocab: number; positions: number; d: number },
+): { token: Float32Array; position: Float32Array } {
+  const { vocab, positions, d } = tables;
+  const len = ids.length / batch;
+  const token = new Float64Array(vocab * d), position = new Float64Array(positions * d);
+  for (let t = 0; t < ids.length; t++) {
+    for (let k = 0; k < d; k++) {
+      token[ids[t] * d + k] += gy[t * d + k];
+      position[(t % len) * d + k] += gy[t * d + k];
+    }
+  }
+  return { token: Float32Array.from(token), position: Float32Array.from(position) };
+}
+
+/**
+ * Gradients of {@link addPositionEncodingCpu} given `gy` (x's `shape` `[B, F, C]`): x's is gy,
+ * pe's (`[maxLen, C]`) the float64 sum of gy over B in rows [0, F), zero below.
+ *
+ * @example
+ * ```ts
+ * const { x, pe } = addPositionEncodingBackwardCpu(gy, [4, 16, 320], 32);
+ * ```
+ */
+export function addPositionEncodingBackwardCpu(
+  gy: Float32Array,
+  shape: readonly number[],
+  maxLen: number,
+): { x: Float32Array; pe: Float32Array } {
+  const [, f, c] = shape;
+  const pe = new Float64Array(maxLen * c);
+  gy.forEach((g, i) => pe[i % (f * c)] += g);
+  return { x: gy.slice(), pe: Float32Array.from(pe) };
+}

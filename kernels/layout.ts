@@ -4,12 +4,17 @@
  * merged); one whose innermost output dim is not the input's innermost dim runs as a tiled
  * transpose through workgroup memory (coalesced reads and writes), the rest as a gather (vec4
  * when the inner size allows). Concat and slice are strided row copies.
+ *
+ * Training: each op records its backward on an autograd tape when one is recording
+ * (kernels/gpu/tape.ts): permute's is the inverse permute, concat's slices, slice's a zero pad
+ * ({@link padAxis}), repeat_interleave's a sum over the repeats.
  * @module
  */
 
 import type { Gpu } from "./gpu/device.ts";
 import { alignedWindow, bindingRuns, fitsOneBinding } from "./gpu/chunks.ts";
 import { defineKernel, MAX_GROUPS_PER_DIM, Params } from "./gpu/kernel.ts";
+import { taped } from "./gpu/tape.ts";
 import { fmtShape, type Tensor } from "./gpu/tensor.ts";
 import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
@@ -144,6 +149,18 @@ export function permute(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
       }, got [${perm.join(", ")}]`,
     );
   }
+  const inverse: number[] = [];
+  perm.forEach((d, k) => inverse[d] = k);
+  return taped(gpu, {
+    name: "permute",
+    inputs: [x],
+    output: permuteForward(gpu, x, perm),
+    saved: [],
+    backward: (gy, needs) => [needs[0] ? permuteForward(gpu, gy, inverse) : null],
+  });
+}
+
+function permuteForward(gpu: Gpu, x: Tensor, perm: readonly number[]): Tensor {
   const shape = perm.map((d) => x.shape[d]);
   const y = gpu.empty(shape, x.dtype, "permute");
   if (y.size === 0) return y;
@@ -288,6 +305,22 @@ export function concat(gpu: Gpu, tensors: readonly Tensor[], axis: number): Tens
       );
     }
   }
+  // Input i's gradient is its slice of gy along the axis.
+  const starts = tensors.map((_, i) => tensors.slice(0, i).reduce((a, t) => a + t.shape[ax], 0));
+  return taped(gpu, {
+    name: "concat",
+    inputs: tensors,
+    output: concatForward(gpu, tensors, ax),
+    saved: [],
+    backward: (gy, needs) =>
+      tensors.map((t, i) =>
+        needs[i] ? sliceForward(gpu, gy, ax, starts[i], starts[i] + t.shape[ax]) : null
+      ),
+  });
+}
+
+function concatForward(gpu: Gpu, tensors: readonly Tensor[], ax: number): Tensor {
+  const first = tensors[0];
   const total = tensors.reduce((a, t) => a + t.shape[ax], 0);
   const shape = first.shape.map((d, i) => i === ax ? total : d);
   const y = gpu.empty(shape, first.dtype, "concat");
@@ -368,6 +401,18 @@ export function slice(gpu: Gpu, x: Tensor, axis: number, start: number, end: num
         `got ${start}..${end}`,
     );
   }
+  return taped(gpu, {
+    name: "slice",
+    inputs: [x],
+    output: sliceForward(gpu, x, ax, start, end),
+    saved: [],
+    // The slice's gradient lands in its place; the rest of x gets zeros.
+    backward: (gy, needs) => [needs[0] ? padAxis(gpu, gy, ax, start, size - end) : null],
+  });
+}
+
+function sliceForward(gpu: Gpu, x: Tensor, ax: number, start: number, end: number): Tensor {
+  const size = x.shape[ax];
   const shape = x.shape.map((d, i) => i === ax ? end - start : d);
   const y = gpu.empty(shape, x.dtype, "slice");
   if (y.size === 0) return y;
@@ -388,6 +433,69 @@ export function slice(gpu: Gpu, x: Tensor, axis: number, start: number, end: num
       dstStride: chunk,
       dstOff: 0,
     });
+  }
+  return y;
+}
+
+const padAxisKernel = defineKernel<VecVariant>("pad_axis", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// pad_axis: 1 x [outer, d, inner], 2 y [outer, dy, inner] (inner in V units), dy >= before + d:
+// y[o, j, k] = x[o, j - before, k] for before <= j < before + d, else 0.
+${prelude(dtype, variant)}
+struct Params { n: u32, inner: u32, d: u32, dy: u32, before: u32 }
+${bindingsWgsl(["x: array<V>", "y: array<V>"])}
+
+${MAIN_1D_WGSL}
+  let t = i / p.inner;
+  let k = i - t * p.inner;
+  let o = t / p.dy;
+  let j = t - o * p.dy;
+  var v = V();
+  if (j >= p.before && j - p.before < p.d) { v = x[(o * p.d + j - p.before) * p.inner + k]; }
+  y[i] = v;
+}`,
+});
+
+/**
+ * Zero-pads `x` along `axis` with `before` and `after` zeros (torch `F.pad` on one dim): the
+ * gradient of {@link slice}, and of a position table of which only the first rows were read.
+ *
+ * @example
+ * ```ts
+ * const g = padAxis(gpu, gy, 1, 2, 3); // [4, 5, 8] -> [4, 10, 8]
+ * ```
+ */
+export function padAxis(gpu: Gpu, x: Tensor, axis: number, before: number, after: number): Tensor {
+  const ax = normAxis("pad_axis", axis, x.rank, x.shape);
+  for (const [k, v] of Object.entries({ before, after })) {
+    if (!Number.isInteger(v) || v < 0) {
+      throw new Error(`pad_axis: ${k} must be a non-negative integer, got ${v}`);
+    }
+  }
+  const d = x.shape[ax], dy = before + d + after;
+  const shape = x.shape.map((v, i) => i === ax ? dy : v);
+  const y = gpu.empty(shape, x.dtype, "pad_axis");
+  if (y.size === 0) return y;
+  const [, inner] = outerInner(x.shape, ax);
+  const v4 = inner % 4 === 0;
+  const launch = (xw: Tensor, yw: Tensor) => {
+    const n = v4 ? yw.size / 4 : yw.size;
+    gpu.dispatch(padAxisKernel, {
+      dtype: x.dtype,
+      variant: { vec: v4 },
+      params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(d).u32(dy).u32(before),
+      bindings: [xw, yw],
+      groups: launch1d(n),
+    });
+  };
+  if (ax === 0) {
+    launch(x, y); // one launch: must fit one binding
+    return y;
+  }
+  const n0 = x.shape[0];
+  for (const [s, n] of bindingRuns(gpu, "pad_axis", n0, [x, y], "item")) {
+    launch(x.window(n0, s, n), y.window(n0, s, n));
   }
   return y;
 }
@@ -444,5 +552,56 @@ export function repeatInterleave(gpu: Gpu, x: Tensor, repeats: number, axis = 0)
       groups: launch1d(n),
     });
   }
-  return y;
+  return taped(gpu, {
+    name: "repeat_interleave",
+    inputs: [x],
+    output: y,
+    saved: [],
+    backward: (gy, needs) => [needs[0] ? repeatInterleaveBackward(gpu, gy, x, repeats, ax) : null],
+  });
+}
+
+const repeatBackwardKernel = defineKernel<VecVariant>("repeat_interleave_backward", {
+  key: vecKey,
+  source: ({ dtype, variant }) => /* wgsl */ `
+// repeat_interleave_backward: 1 gy [outer, d * r, inner], 2 gx [outer, d, inner] (inner in V
+// units): gx[o, k, i] = sum_q gy[o, k * r + q, i], in f32 (t = o * d + k, so gy's row is t * r + q).
+${prelude(dtype, variant)}
+struct Params { n: u32, inner: u32, r: u32 }
+${bindingsWgsl(["gy: array<V>", "gx: array<V>"])}
+
+${MAIN_1D_WGSL}
+  let t = i / p.inner;
+  let k = i - t * p.inner;
+  let base = t * p.r * p.inner + k;
+  var s = VF(0.0);
+  for (var q = 0u; q < p.r; q++) { s += VF(gy[base + q * p.inner]); }
+  gx[i] = V(s);
+}`,
+});
+
+/** dL/dx of `repeatInterleave(x, repeats, ax)` given dL/dy: the sum over each item's repeats. */
+function repeatInterleaveBackward(
+  gpu: Gpu,
+  gy: Tensor,
+  x: Tensor,
+  repeats: number,
+  ax: number,
+): Tensor {
+  const gx = gpu.empty(x.shape, gy.dtype, "repeat_interleave_backward");
+  const [, inner] = outerInner(x.shape, ax);
+  const v4 = inner % 4 === 0;
+  const n0 = x.shape[0];
+  for (const [s, count] of bindingRuns(gpu, "repeat_interleave_backward", n0, [gy, gx], "item")) {
+    const gw = gx.window(n0, s, count);
+    const n = v4 ? gw.size / 4 : gw.size;
+    gpu.dispatch(repeatBackwardKernel, {
+      dtype: gy.dtype,
+      variant: { vec: v4 },
+      params: new Params().u32(n).u32(v4 ? inner / 4 : inner).u32(repeats),
+      bindings: [gy.window(n0, s, count), gw],
+      groups: launch1d(n),
+    });
+  }
+  return gx;
 }

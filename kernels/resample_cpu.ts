@@ -1,5 +1,6 @@
 /**
- * CPU reference of {@link upsampleNearest2x}.
+ * CPU references of the resample kernels (nearest 2x upsampling, zero padding, nearest resize)
+ * and of their backwards (float64 accumulation).
  * @module
  */
 
@@ -77,4 +78,99 @@ export function resizeNearestCpu(
     }
   }
   return y;
+}
+
+// ---------------------------------------------------------------- backward references
+
+/**
+ * Gradient of {@link upsampleNearest2xCpu} for x of `shape`: each 2x2 block of `gy` summed.
+ *
+ * @example
+ * ```ts
+ * const gx = upsampleNearest2xBackwardCpu(gy, [1, 4, 8, 8]); // gy [1, 4, 16, 16]
+ * ```
+ */
+export function upsampleNearest2xBackwardCpu(
+  gy: Float32Array,
+  shape: readonly number[],
+): Float32Array {
+  const [n, c, h, w] = shape;
+  return resizeScatter(gy, n * c, h, w, 2 * h, 2 * w, (i) => i >> 1, (j) => j >> 1);
+}
+
+/**
+ * Gradient of {@link resizeNearestCpu} for x of `shape`: each output pixel's gradient added to
+ * the input pixel it read (a scatter, the independent formulation of the GPU's gather).
+ *
+ * @example
+ * ```ts
+ * const gx = resizeNearestBackwardCpu(gy, [1, 4, 3, 3], 5, 6); // gy [1, 4, 5, 6]
+ * ```
+ */
+export function resizeNearestBackwardCpu(
+  gy: Float32Array,
+  shape: readonly number[],
+  height: number,
+  width: number,
+): Float32Array {
+  const [n, c, h, w] = shape;
+  const sh = Math.fround(h / height), sw = Math.fround(w / width);
+  return resizeScatter(
+    gy,
+    n * c,
+    h,
+    w,
+    height,
+    width,
+    (i) => Math.min(Math.floor(Math.fround(i * sh)), h - 1),
+    (j) => Math.min(Math.floor(Math.fround(j * sw)), w - 1),
+  );
+}
+
+/** Adds gy [planes, ho, wo] into gx [planes, h, w] at (rowOf(i), colOf(j)), in float64. */
+function resizeScatter(
+  gy: Float32Array,
+  planes: number,
+  h: number,
+  w: number,
+  ho: number,
+  wo: number,
+  rowOf: (i: number) => number,
+  colOf: (j: number) => number,
+): Float32Array {
+  const acc = new Float64Array(planes * h * w);
+  for (let p = 0; p < planes; p++) {
+    for (let i = 0; i < ho; i++) {
+      for (let j = 0; j < wo; j++) {
+        acc[(p * h + rowOf(i)) * w + colOf(j)] += gy[(p * ho + i) * wo + j];
+      }
+    }
+  }
+  return Float32Array.from(acc);
+}
+
+/**
+ * Gradient of {@link pad2dCpu} for x of `shape`: the unpadded window of `gy`.
+ *
+ * @example
+ * ```ts
+ * const gx = pad2dBackwardCpu(gy, [1, 4, 8, 8], { top: 0, bottom: 1, left: 0, right: 1 });
+ * ```
+ */
+export function pad2dBackwardCpu(
+  gy: Float32Array,
+  shape: readonly number[],
+  pad: { top: number; bottom: number; left: number; right: number },
+): Float32Array {
+  const [n, c, h, w] = shape;
+  const ho = h + pad.top + pad.bottom, wo = w + pad.left + pad.right;
+  const gx = new Float32Array(n * c * h * w);
+  for (let p = 0; p < n * c; p++) {
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++) {
+        gx[(p * h + i) * w + j] = gy[(p * ho + i + pad.top) * wo + j + pad.left];
+      }
+    }
+  }
+  return gx;
 }
