@@ -185,6 +185,11 @@ export class WeightStore {
     return map;
   }
 
+  /** The declared parameters, in declaration order. */
+  get params(): readonly Param[] {
+    return [...this.#params.values()];
+  }
+
   /** Number of declared parameters' elements. */
   get parameterCount(): number {
     let n = 0;

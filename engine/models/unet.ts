@@ -201,9 +201,16 @@ export class UNet3D {
 
   /**
    * Noise prediction. sample [b*f, 4, h, w] (frames folded into the batch, video-major);
-   * timestep: the scheduler's t; context [b, 77, D] text embeddings. Returns [b*f, 4, h, w].
+   * timestep: the scheduler's t, or one per video (training); context [b, 77, D] text
+   * embeddings. Returns [b*f, 4, h, w].
    */
-  forward(gpu: Gpu, sample: Tensor, timestep: number, context: Tensor, frames: number): Tensor {
+  forward(
+    gpu: Gpu,
+    sample: Tensor,
+    timestep: number | readonly number[],
+    context: Tensor,
+    frames: number,
+  ): Tensor {
     const b = context.shape[0];
     if (sample.shape[0] !== b * frames) {
       throw new Error(
@@ -213,7 +220,13 @@ export class UNet3D {
     return gpu.scope(() => this.#forward(gpu, sample, timestep, context, frames));
   }
 
-  #forward(gpu: Gpu, sample: Tensor, timestep: number, context: Tensor, frames: number): Tensor {
+  #forward(
+    gpu: Gpu,
+    sample: Tensor,
+    timestep: number | readonly number[],
+    context: Tensor,
+    frames: number,
+  ): Tensor {
     const b = context.shape[0];
     const c = this.config;
     const original = this.fidelity === "original";
@@ -221,7 +234,11 @@ export class UNet3D {
     // The original AnimateDiff v1 UNet normalises its ResNets over all frames of a video.
     const span = original && this.motionConfig?.version === "v1";
     // Time embedding: [b, ch0] -> linear_1 + SiLU -> linear_2 -> SiLU (every resnet applies SiLU first).
-    const tProj = timestepEmbedding(gpu, new Array(b).fill(timestep), c.blockOutChannels[0], {
+    const timesteps = typeof timestep === "number" ? new Array(b).fill(timestep) : [...timestep];
+    if (timesteps.length !== b) {
+      throw new Error(`unet: ${timesteps.length} timesteps for ${b} videos`);
+    }
+    const tProj = timestepEmbedding(gpu, timesteps, c.blockOutChannels[0], {
       flipSinToCos: c.flipSinToCos,
       freqShift: c.freqShift,
       dtype: sample.dtype,
