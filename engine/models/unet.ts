@@ -199,6 +199,12 @@ export class UNet3D {
     this.convOut = new Conv2d(w, "conv_out", { cin: ch[0], cout: c.outChannels, k: 3 });
   }
 
+  /** Every motion module, down blocks first, then the mid block's, then the up blocks'. */
+  get motionModules(): MotionModule[] {
+    const of = (levels: Level[]) => levels.flatMap((l) => l.motions ?? []);
+    return [...of(this.down), ...(this.midMotion ? [this.midMotion] : []), ...of(this.up)];
+  }
+
   /**
    * Noise prediction. sample [b*f, 4, h, w] (frames folded into the batch, video-major);
    * timestep: the scheduler's t, or one per video (training); context [b, 77, D] text
