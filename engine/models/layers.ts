@@ -13,8 +13,18 @@ import { type Activation, linear } from "../../kernels/matmul.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";
 import { layerNorm } from "../../kernels/layer_norm.ts";
-import { add } from "../../kernels/elementwise.ts";
+import { add, linearCombination, unary } from "../../kernels/elementwise.ts";
 import { resizeNearest } from "../../kernels/resample.ts";
+
+/** A low-rank adapter on a Linear: `y += scale * up(down(x))` (MotionLoRA / LoRA training). */
+export interface LinearLora {
+  /** [rank, in] (LoRA's A). */
+  down: Tensor;
+  /** [out, rank] (LoRA's B). */
+  up: Tensor;
+  /** alpha / rank. */
+  scale: number;
+}
 
 /**
  * PyTorch Linear: weight [out, in], optional bias [out]. `conv1x1`: the weight is stored as a
@@ -23,6 +33,8 @@ import { resizeNearest } from "../../kernels/resample.ts";
 export class Linear {
   readonly weight: Param;
   readonly bias: Param | null;
+  /** A trained low-rank adapter added to the output (unmerged, so that it can learn), or null. */
+  lora: LinearLora | null = null;
   constructor(
     w: WeightStore,
     prefix: string,
@@ -37,7 +49,18 @@ export class Linear {
     x: Tensor,
     options: { activation?: Activation; residual?: Tensor; out?: Tensor } = {},
   ): Tensor {
-    return linear(gpu, x, this.weight.t, { bias: this.bias?.t, ...options });
+    if (!this.lora) return linear(gpu, x, this.weight.t, { bias: this.bias?.t, ...options });
+    if (options.out) throw new Error(`${this.weight.name}: a LoRA-adapted Linear has no out`);
+    // W x + b + s * B (A x), then the activation and the residual.
+    const { down, up, scale } = this.lora;
+    const base = linear(gpu, x, this.weight.t, { bias: this.bias?.t });
+    let y = linearCombination(gpu, [
+      { c: 1, x: base },
+      { c: scale, x: linear(gpu, linear(gpu, x, down), up) },
+    ]);
+    const act = options.activation ?? "none";
+    if (act !== "none") y = unary(gpu, y, act);
+    return options.residual ? add(gpu, y, options.residual) : y;
   }
 }
 

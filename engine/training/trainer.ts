@@ -21,6 +21,7 @@ import { originalMotionNames } from "../../weights/names.ts";
 import { ARCHITECTURE } from "../models/architecture.ts";
 import { WeightStore } from "../weight_store.ts";
 import { ClipTextEncoder } from "../models/clip.ts";
+import type { Linear } from "../models/layers.ts";
 import { UNet3D } from "../models/unet.ts";
 import { VaeEncoder } from "../models/vae.ts";
 import { ClipTokenizer } from "../tokenizer.ts";
@@ -37,7 +38,7 @@ export type { TrainTensor } from "./targets.ts";
 export type TrainTarget = "motion" | "motion-lora" | "unet" | "vae";
 
 /** The targets {@link createTrainer} can train today. */
-const AVAILABLE: readonly TrainTarget[] = ["motion", "unet"];
+const AVAILABLE: readonly TrainTarget[] = ["motion", "motion-lora", "unet"];
 
 /** Options of {@link createTrainer} (names as ../shared/DESIGN.md, "Training"). */
 export interface TrainerOptions {
@@ -148,7 +149,10 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
   const model = demo?.model ??
     await loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE });
   let motion: MotionWeights | null = null;
-  if (options.train === "motion") {
+  if (options.train === "motion-lora" && !options.motionModule) {
+    throw new InputError("motionModule: a MotionLoRA trains on a given motion module; name one");
+  }
+  if (options.train === "motion" || options.train === "motion-lora") {
     if (options.motionModule) {
       motion = await loadMotionModule(options.motionModule, {
         config: options.motionModuleConfig,
@@ -174,6 +178,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
 
   const gpu = options.gpu ?? await Gpu.create();
   const stores: WeightStore[] = [];
+  const adapters: Tensor[] = [];
   try {
     const te = new WeightStore(gpu, model.textEncoder, { dtype: "f32", part: "text encoder" });
     const un = new WeightStore(gpu, model.unet, { dtype: "f32", part: "unet" });
@@ -191,8 +196,34 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     const unet = new UNet3D(un, mo, model.unetConfig, motion?.config ?? null);
     const vae = new VaeEncoder(va, model.vaeConfig);
     for (const s of stores) await s.loadAll();
+    if (options.train === "motion-lora") {
+      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, seed);
+      adapters.push(...lora.tensors);
+      return new DiffusionTrainer(gpu, {
+        owned: !options.gpu,
+        stores,
+        adapters,
+        textEncoder,
+        unet,
+        vae,
+        tokenizer,
+        motion: motion!.config,
+        saved: [],
+        loras: lora.modules,
+        trainable: lora.tensors.map((t) => ({
+          name: t.label,
+          tensor: t,
+          m: gpu.upload(new Float32Array(t.size), t.shape, "f32", "adam m"),
+          v: gpu.upload(new Float32Array(t.size), t.shape, "f32", "adam v"),
+        })),
+        options,
+        seed,
+      });
+    }
     const trainStore = options.train === "motion" ? mo! : un;
     return new DiffusionTrainer(gpu, {
+      adapters,
+      loras: [],
       owned: !options.gpu,
       stores,
       textEncoder,
@@ -214,14 +245,79 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     });
   } catch (e) {
     for (const s of stores) s.dispose();
+    for (const t of adapters) t.release();
     if (!options.gpu) gpu.destroy();
     throw e;
   }
 }
 
+/** MotionLoRA defaults: rank 32 (MotionDirector uses 32-64), alpha = rank (scale 1). */
+const DEFAULT_LORA = { rank: 32, alpha: 32 };
+
+/** The projections of a motion module's attentions that a MotionLoRA adapts. */
+const LORA_PROJECTIONS = ["toQ", "toK", "toV", "toOut"] as const;
+
+/** One adapted projection: its diffusers module name and its Linear. */
+interface LoraModule {
+  module: string;
+  linear: Linear;
+}
+
+/**
+ * Puts a new LoRA on every motion-module attention projection (to_q, to_k, to_v, to_out.0):
+ * A [rank, in] ~ N(0, 1/rank^2) and B [out, rank] = 0, as diffusers' LoRALinearLayer, so the
+ * adapted model starts as the base one. The tensors are labelled with their parameter names.
+ */
+function attachMotionLoras(
+  gpu: Gpu,
+  unet: UNet3D,
+  lora: { rank: number; alpha: number },
+  seed: number,
+): { modules: LoraModule[]; tensors: Tensor[] } {
+  const { rank, alpha } = lora;
+  if (!Number.isInteger(rank) || rank < 1 || !(alpha > 0)) {
+    throw new InputError(
+      `lora: expected an integer rank >= 1 and alpha > 0, got ${rank}, ${alpha}`,
+    );
+  }
+  const g = new TorchGenerator(seed + 1);
+  const modules: LoraModule[] = [], tensors: Tensor[] = [];
+  for (const mm of unet.motionModules) {
+    for (const block of mm.blocks) {
+      for (const attn of [block.attn1, block.attn2]) {
+        for (const key of LORA_PROJECTIONS) {
+          const linear = attn[key];
+          const module = linear.weight.name.replace(/\.weight$/, "");
+          const [out, inp] = linear.weight.gpuShape;
+          const down = gpu.upload(
+            g.randn([rank, inp]).map((v) => v / rank),
+            [rank, inp],
+            "f32",
+            `${module}.lora_A.weight`,
+          );
+          const up = gpu.upload(
+            new Float32Array(out * rank),
+            [out, rank],
+            "f32",
+            `${module}.lora_B.weight`,
+          );
+          linear.lora = { down, up, scale: alpha / rank };
+          modules.push({ module, linear });
+          tensors.push(down, up);
+        }
+      }
+    }
+  }
+  return { modules, tensors };
+}
+
 interface Parts {
   owned: boolean;
   stores: WeightStore[];
+  /** Tensors the trainer made (LoRA adapters): released by dispose(). */
+  adapters: Tensor[];
+  /** motion-lora: the adapted projections (what save() writes). */
+  loras: LoraModule[];
   textEncoder: ClipTextEncoder;
   unet: UNet3D;
   vae: VaeEncoder;
@@ -387,6 +483,7 @@ class DiffusionTrainer implements Trainer {
     if (!path.endsWith(".safetensors")) {
       throw new InputError(`save: ${path}: expected a .safetensors path`);
     }
+    if (this.#p.loras.length) return await this.#saveMotionLora(path);
     const motion = this.#p.motion !== null;
     const tensors = [];
     for (const { name, tensor } of this.#p.saved) {
@@ -394,6 +491,42 @@ class DiffusionTrainer implements Trainer {
       for (const n of motion ? originalMotionNames(name) : [name]) {
         tensors.push({ name: n, shape: tensor.shape, dtype: "F32" as const, data });
       }
+    }
+    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+  }
+
+  /**
+   * The original MotionLoRA layout (AnimateDiff's released `v2_lora_*.ckpt`):
+   * `<original module>.processor.to_q_lora.down.weight` = A and `.up.weight` = B, with no alpha
+   * (the loaders scale by 1), so alpha / rank is folded into B.
+   */
+  async #saveMotionLora(path: string): Promise<void> {
+    const tensors = [];
+    for (const { module, linear } of this.#p.loras) {
+      const lora = linear.lora!;
+      const proj = module.endsWith(".to_out.0")
+        ? "to_out"
+        : module.slice(module.lastIndexOf(".") + 1);
+      const file = originalMotionNames(`${module}.weight`)[0].replace(
+        new RegExp(`\\.${proj}(\\.0)?\\.weight$`),
+        "",
+      );
+      const down = await this.#gpu.read(lora.down);
+      const up = (await this.#gpu.read(lora.up)).map((v) => v * lora.scale);
+      tensors.push(
+        {
+          name: `${file}.processor.${proj}_lora.down.weight`,
+          shape: lora.down.shape,
+          dtype: "F32" as const,
+          data: down,
+        },
+        {
+          name: `${file}.processor.${proj}_lora.up.weight`,
+          shape: lora.up.shape,
+          dtype: "F32" as const,
+          data: up,
+        },
+      );
     }
     await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
   }
@@ -406,6 +539,8 @@ class DiffusionTrainer implements Trainer {
       t.m.release();
       t.v.release();
     }
+    for (const { linear } of this.#p.loras) linear.lora = null;
+    for (const t of this.#p.adapters) t.release();
     for (const s of this.#p.stores) s.dispose();
     if (this.#p.owned) this.#gpu.destroy();
   }
