@@ -13,6 +13,7 @@ import { attention } from "../../kernels/attention.ts";
 import { add, geglu } from "../../kernels/elementwise.ts";
 import { addPositionEncoding } from "../../kernels/embedding.ts";
 import { memoryRuns } from "../../kernels/gpu/chunks.ts";
+import { recording } from "../../kernels/gpu/tape.ts";
 import { permute } from "../../kernels/layout.ts";
 
 /** diffusers Attention: q from x, k/v from `context` (or x), multi-head, output projection. */
@@ -88,6 +89,10 @@ export class FeedForward {
    */
   forward(gpu: Gpu, x: Tensor, residual?: Tensor): Tensor {
     const rows = x.size / this.dim, bytes = x.byteLength / x.size;
+    // Training records whole ops (a window is not differentiable): no chunks then.
+    if (recording(gpu, [x, residual])) {
+      return this.out.forward(gpu, geglu(gpu, this.proj.forward(gpu, x)), { residual });
+    }
     const runs = memoryRuns(
       gpu,
       rows,
@@ -96,7 +101,8 @@ export class FeedForward {
     );
     const ff = (xs: Tensor, res?: Tensor, out?: Tensor) =>
       this.out.forward(gpu, geglu(gpu, this.proj.forward(gpu, xs)), { residual: res, out });
-    if (runs.length === 1) return ff(x, residual);
+    // Training runs it whole: a recorded op cannot write into a window of another tensor.
+    if (runs.length === 1 || gpu.tape) return ff(x, residual);
     const out = gpu.empty(x.shape, x.dtype, "feed_forward");
     for (const [s, n] of runs) {
       ff(x.window(rows, s, n), residual?.window(rows, s, n), out.window(rows, s, n));

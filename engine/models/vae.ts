@@ -167,19 +167,28 @@ export class VaeEncoder {
    */
   forward(gpu: Gpu, x: Tensor): { mean: Tensor; logvar: Tensor } {
     return gpu.scope(() => {
-      let h = this.convIn.forward(gpu, x);
-      for (const level of this.down) {
-        for (const r of level.resnets) h = r.forward(gpu, h, null);
-        if (level.downsampler) h = level.downsampler.forward(gpu, h);
-      }
-      h = this.midResnets[0].forward(gpu, h, null);
-      h = this.midAttention.forward(gpu, h);
-      h = this.midResnets[1].forward(gpu, h, null);
-      h = this.convOut.forward(gpu, this.normOut.forward(gpu, h, { silu: true }));
-      if (this.quantConv) h = this.quantConv.forward(gpu, h);
+      const h = this.#moments(gpu, x);
       const lat = this.config.latentChannels;
       // [n, 2*latent, h, w] -> mean = channels [0, latent), logvar = [latent, 2*latent)
       return { mean: slice(gpu, h, 1, 0, lat), logvar: slice(gpu, h, 1, lat, 2 * lat) };
     });
+  }
+
+  /** x [n, 3, H, W] -> the posterior's moments [n, 2 * latent, H/8, W/8] = (mean, logvar). */
+  moments(gpu: Gpu, x: Tensor): Tensor {
+    return gpu.scope(() => this.#moments(gpu, x));
+  }
+
+  #moments(gpu: Gpu, x: Tensor): Tensor {
+    let h = this.convIn.forward(gpu, x);
+    for (const level of this.down) {
+      for (const r of level.resnets) h = r.forward(gpu, h, null);
+      if (level.downsampler) h = level.downsampler.forward(gpu, h);
+    }
+    h = this.midResnets[0].forward(gpu, h, null);
+    h = this.midAttention.forward(gpu, h);
+    h = this.midResnets[1].forward(gpu, h, null);
+    h = this.convOut.forward(gpu, this.normOut.forward(gpu, h, { silu: true }));
+    return this.quantConv ? this.quantConv.forward(gpu, h) : h;
   }
 }

@@ -11,26 +11,22 @@
 import { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
-import { adamw, type AdamWOptions, gradNorm } from "../../kernels/optimizer.ts";
-import type { MotionWeights } from "../../weights/types.ts";
+import type { ModelWeights, MotionWeights } from "../../weights/types.ts";
 import { loadModel, loadMotionModule, motionOverrides } from "../../weights/load.ts";
 import { loadTinyDemoModel } from "../../weights/tiny.ts";
-import { writeSafetensors } from "../../weights/safetensors.ts";
-import { originalMotionNames } from "../../weights/names.ts";
 import { ARCHITECTURE } from "../models/architecture.ts";
 import { WeightStore } from "../weight_store.ts";
 import { ClipTextEncoder } from "../models/clip.ts";
-import type { Linear } from "../models/layers.ts";
 import { UNet3D } from "../models/unet.ts";
-import { VaeEncoder } from "../models/vae.ts";
+import { VaeDecoder, VaeEncoder } from "../models/vae.ts";
 import { ClipTokenizer } from "../tokenizer.ts";
-import { TorchGenerator } from "../rng.ts";
 import { alphasCumprod } from "../schedulers/schedule.ts";
-import { ANIMATEDIFF_SCHEDULER_CONFIG } from "../schedulers/config.ts";
-import type { BetaSchedule } from "../schedulers/config.ts";
+import { ANIMATEDIFF_SCHEDULER_CONFIG, type BetaSchedule } from "../schedulers/config.ts";
 import { newMotionConfig, newMotionModule } from "./init.ts";
-import { diffusionTargets, type TrainTensor } from "./targets.ts";
+import { DEFAULT_ADAMW, TrainableParameters } from "./parameters.ts";
+import { attachMotionLoras, DiffusionTrainer } from "./diffusion.ts";
+import { VaeTrainer } from "./vae_trainer.ts";
+import type { TrainTensor } from "./targets.ts";
 
 export type { TrainTensor } from "./targets.ts";
 
@@ -38,7 +34,7 @@ export type { TrainTensor } from "./targets.ts";
 export type TrainTarget = "motion" | "motion-lora" | "unet" | "vae";
 
 /** The targets {@link createTrainer} can train today. */
-const AVAILABLE: readonly TrainTarget[] = ["motion", "motion-lora", "unet"];
+const AVAILABLE: readonly TrainTarget[] = ["motion", "motion-lora", "unet", "vae"];
 
 /** Options of {@link createTrainer} (names as ../shared/DESIGN.md, "Training"). */
 export interface TrainerOptions {
@@ -115,12 +111,11 @@ export interface Trainer {
   dispose(): void;
 }
 
-interface TrainableParam {
-  name: string;
-  tensor: Tensor;
-  m: Tensor;
-  v: Tensor;
-}
+/** MotionLoRA defaults: rank 32 (MotionDirector uses 32-64), alpha = rank (scale 1). */
+const DEFAULT_LORA = { rank: 32, alpha: 32 };
+
+/** diffusers' AutoencoderKL training examples weigh the KL term by 1e-6; ours by default too. */
+const DEFAULT_KL_WEIGHT = 1e-6;
 
 /**
  * Builds a trainer (see ../shared/DESIGN.md, "Training").
@@ -138,7 +133,7 @@ interface TrainableParam {
 export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
   if (!AVAILABLE.includes(options.train)) {
     throw new InputError(
-      `train: "${options.train}" is not available yet (available: ${AVAILABLE.join(", ")})`,
+      `train: expected one of ${AVAILABLE.join(", ")}, got "${options.train}"`,
     );
   }
   if ((options.precision ?? "f32") !== "f32") {
@@ -148,38 +143,54 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
   const demo = options.model ? null : loadTinyDemoModel(ARCHITECTURE);
   const model = demo?.model ??
     await loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE });
-  let motion: MotionWeights | null = null;
-  if (options.train === "motion-lora" && !options.motionModule) {
-    throw new InputError("motionModule: a MotionLoRA trains on a given motion module; name one");
-  }
-  if (options.train === "motion" || options.train === "motion-lora") {
-    if (options.motionModule) {
-      motion = await loadMotionModule(options.motionModule, {
-        config: options.motionModuleConfig,
-        architecture: ARCHITECTURE,
-      });
-    } else {
-      const overrides = options.motionModuleConfig
-        ? await motionOverrides(options.motionModuleConfig)
-        : {};
-      motion = newMotionModule(newMotionConfig(model.unetConfig, overrides), seed);
-    }
-  }
-  const tokenizer = options.tokenizer
-    ? ClipTokenizer.fromFiles({
-      vocabJson: await Deno.readTextFile(`${options.tokenizer}/vocab.json`),
-      mergesTxt: await Deno.readTextFile(`${options.tokenizer}/merges.txt`),
-    })
-    : model.tokenizer
-    ? ClipTokenizer.fromFiles(model.tokenizer)
-    : demo
-    ? ClipTokenizer.fromFiles(demo.tokenizer)
-    : null;
-
   const gpu = options.gpu ?? await Gpu.create();
   const stores: WeightStore[] = [];
   const adapters: Tensor[] = [];
+  const release = () => {
+    for (const s of stores) s.dispose();
+    for (const t of adapters) t.release();
+    model.close();
+  };
   try {
+    const o = options.optimizer ?? {};
+    const adam = {
+      lr: o.lr ?? DEFAULT_ADAMW.lr,
+      betas: o.betas ?? DEFAULT_ADAMW.betas,
+      eps: o.eps ?? DEFAULT_ADAMW.eps,
+      weightDecay: o.weightDecay ?? DEFAULT_ADAMW.weightDecay,
+    };
+    const params = (list: { name: string; tensor: Tensor }[]) =>
+      new TrainableParameters(gpu, list, adam, options.maxGradNorm ?? 0);
+    if (options.train === "vae") {
+      const keep = (prefixes: string[]) => (n: string) => !prefixes.some((p) => n.startsWith(p));
+      const en = new WeightStore(gpu, model.vae, {
+        dtype: "f32",
+        part: "vae encoder",
+        ignore: keep(["encoder.", "quant_conv."]),
+      });
+      const de = new WeightStore(gpu, model.vae, {
+        dtype: "f32",
+        part: "vae decoder",
+        ignore: keep(["decoder.", "post_quant_conv."]),
+      });
+      stores.push(en, de);
+      const encoder = new VaeEncoder(en, model.vaeConfig);
+      const decoder = new VaeDecoder(de, model.vaeConfig);
+      for (const s of stores) await s.loadAll();
+      const all = [...en.params, ...de.params];
+      return new VaeTrainer(gpu, {
+        encoder,
+        decoder,
+        params: params(all.map((p) => ({ name: p.name, tensor: p.t }))),
+        klWeight: options.klWeight ?? DEFAULT_KL_WEIGHT,
+        shapes: new Map(all.map((p) => [p.name, p.shape])),
+        seed,
+        release,
+        ownsGpu: !options.gpu,
+      });
+    }
+    const motion = await motionWeights(options, model, seed);
+    const tokenizer = await tokenizerOf(options, model, demo?.tokenizer ?? null);
     const te = new WeightStore(gpu, model.textEncoder, { dtype: "f32", part: "text encoder" });
     const un = new WeightStore(gpu, model.unet, { dtype: "f32", part: "unet" });
     const mo = motion
@@ -196,361 +207,92 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     const unet = new UNet3D(un, mo, model.unetConfig, motion?.config ?? null);
     const vae = new VaeEncoder(va, model.vaeConfig);
     for (const s of stores) await s.loadAll();
-    if (options.train === "motion-lora") {
-      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, seed);
-      adapters.push(...lora.tensors);
-      return new DiffusionTrainer(gpu, {
-        owned: !options.gpu,
-        stores,
-        adapters,
-        textEncoder,
-        unet,
-        vae,
-        tokenizer,
-        motion: motion!.config,
-        saved: [],
-        loras: lora.modules,
-        trainable: lora.tensors.map((t) => ({
-          name: t.label,
-          tensor: t,
-          m: gpu.upload(new Float32Array(t.size), t.shape, "f32", "adam m"),
-          v: gpu.upload(new Float32Array(t.size), t.shape, "f32", "adam v"),
-        })),
-        options,
-        seed,
-      });
-    }
-    const trainStore = options.train === "motion" ? mo! : un;
-    return new DiffusionTrainer(gpu, {
-      adapters,
-      loras: [],
-      owned: !options.gpu,
-      stores,
+    const s = options.noiseSchedule ?? {};
+    const parts = {
       textEncoder,
       unet,
       vae,
       tokenizer,
       motion: motion?.config ?? null,
+      alphasCumprod: alphasCumprod({
+        ...ANIMATEDIFF_SCHEDULER_CONFIG,
+        betaStart: s.betaStart ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaStart,
+        betaEnd: s.betaEnd ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaEnd,
+        betaSchedule: s.betaSchedule ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaSchedule,
+      }),
+      seed,
+      release: () => {
+        release();
+        motion?.close();
+      },
+      ownsGpu: !options.gpu,
+    };
+    if (options.train === "motion-lora") {
+      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, seed);
+      adapters.push(...lora.tensors);
+      return new DiffusionTrainer(gpu, {
+        ...parts,
+        params: params(lora.tensors.map((t) => ({ name: t.label, tensor: t }))),
+        loras: lora.modules,
+        saved: [],
+      });
+    }
+    const store = options.train === "motion" ? mo! : un;
+    const saved = store.params.map((p) => ({ name: p.name, tensor: p.t }));
+    return new DiffusionTrainer(gpu, {
+      ...parts,
       // Position tables are buffers, not parameters (as in AnimateDiff and diffusers): saved,
       // never trained.
-      saved: trainStore.params.map((p) => ({ name: p.name, tensor: p.t })),
-      trainable: trainStore.params.filter((p) => !p.name.endsWith(".pos_embed.pe")).map((p) => ({
-        name: p.name,
-        tensor: p.t,
-        m: gpu.upload(new Float32Array(p.t.size), p.t.shape, "f32", "adam m"),
-        v: gpu.upload(new Float32Array(p.t.size), p.t.shape, "f32", "adam v"),
-      })),
-      options,
-      seed,
+      params: params(saved.filter((p) => !p.name.endsWith(".pos_embed.pe"))),
+      loras: [],
+      saved,
     });
   } catch (e) {
-    for (const s of stores) s.dispose();
-    for (const t of adapters) t.release();
+    release();
     if (!options.gpu) gpu.destroy();
     throw e;
   }
 }
 
-/** MotionLoRA defaults: rank 32 (MotionDirector uses 32-64), alpha = rank (scale 1). */
-const DEFAULT_LORA = { rank: 32, alpha: 32 };
-
-/** The projections of a motion module's attentions that a MotionLoRA adapts. */
-const LORA_PROJECTIONS = ["toQ", "toK", "toV", "toOut"] as const;
-
-/** One adapted projection: its diffusers module name and its Linear. */
-interface LoraModule {
-  module: string;
-  linear: Linear;
-}
-
-/**
- * Puts a new LoRA on every motion-module attention projection (to_q, to_k, to_v, to_out.0):
- * A [rank, in] ~ N(0, 1/rank^2) and B [out, rank] = 0, as diffusers' LoRALinearLayer, so the
- * adapted model starts as the base one. The tensors are labelled with their parameter names.
- */
-function attachMotionLoras(
-  gpu: Gpu,
-  unet: UNet3D,
-  lora: { rank: number; alpha: number },
+/** motion: the module to continue, or a new one; motion-lora: the given module; else none. */
+async function motionWeights(
+  options: TrainerOptions,
+  model: ModelWeights,
   seed: number,
-): { modules: LoraModule[]; tensors: Tensor[] } {
-  const { rank, alpha } = lora;
-  if (!Number.isInteger(rank) || rank < 1 || !(alpha > 0)) {
-    throw new InputError(
-      `lora: expected an integer rank >= 1 and alpha > 0, got ${rank}, ${alpha}`,
-    );
+): Promise<MotionWeights | null> {
+  if (options.train === "unet") return null;
+  if (options.motionModule) {
+    return await loadMotionModule(options.motionModule, {
+      config: options.motionModuleConfig,
+      architecture: ARCHITECTURE,
+    });
   }
-  const g = new TorchGenerator(seed + 1);
-  const modules: LoraModule[] = [], tensors: Tensor[] = [];
-  for (const mm of unet.motionModules) {
-    for (const block of mm.blocks) {
-      for (const attn of [block.attn1, block.attn2]) {
-        for (const key of LORA_PROJECTIONS) {
-          const linear = attn[key];
-          const module = linear.weight.name.replace(/\.weight$/, "");
-          const [out, inp] = linear.weight.gpuShape;
-          const down = gpu.upload(
-            g.randn([rank, inp]).map((v) => v / rank),
-            [rank, inp],
-            "f32",
-            `${module}.lora_A.weight`,
-          );
-          const up = gpu.upload(
-            new Float32Array(out * rank),
-            [out, rank],
-            "f32",
-            `${module}.lora_B.weight`,
-          );
-          linear.lora = { down, up, scale: alpha / rank };
-          modules.push({ module, linear });
-          tensors.push(down, up);
-        }
-      }
-    }
+  if (options.train === "motion-lora") {
+    throw new InputError("motionModule: a MotionLoRA trains on a given motion module; name one");
   }
-  return { modules, tensors };
+  const overrides = options.motionModuleConfig
+    ? await motionOverrides(options.motionModuleConfig)
+    : {};
+  return newMotionModule(newMotionConfig(model.unetConfig, overrides), seed);
 }
 
-interface Parts {
-  owned: boolean;
-  stores: WeightStore[];
-  /** Tensors the trainer made (LoRA adapters): released by dispose(). */
-  adapters: Tensor[];
-  /** motion-lora: the adapted projections (what save() writes). */
-  loras: LoraModule[];
-  textEncoder: ClipTextEncoder;
-  unet: UNet3D;
-  vae: VaeEncoder;
-  tokenizer: ClipTokenizer | null;
-  motion: MotionWeights["config"] | null;
-  trainable: TrainableParam[];
-  /** What save() writes: the trainable parameters and the trained part's buffers. */
-  saved: { name: string; tensor: Tensor }[];
-  options: TrainerOptions;
-  seed: number;
-}
-
-/** The epsilon-prediction trainer of the UNet's motion modules (motion) or all its weights (unet). */
-class DiffusionTrainer implements Trainer {
-  readonly #gpu: Gpu;
-  readonly #p: Parts;
-  readonly #alphasCumprod: Float64Array;
-  readonly #generator: TorchGenerator;
-  readonly #adam: Omit<AdamWOptions, "step">;
-  #grads = new Map<string, Tensor>();
-  #steps = 0;
-  #disposed = false;
-
-  constructor(gpu: Gpu, p: Parts) {
-    this.#gpu = gpu;
-    this.#p = p;
-    const s = p.options.noiseSchedule ?? {};
-    this.#alphasCumprod = alphasCumprod({
-      ...ANIMATEDIFF_SCHEDULER_CONFIG,
-      betaStart: s.betaStart ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaStart,
-      betaEnd: s.betaEnd ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaEnd,
-      betaSchedule: s.betaSchedule ?? ANIMATEDIFF_SCHEDULER_CONFIG.betaSchedule,
-    });
-    this.#generator = new TorchGenerator(p.seed);
-    const o = p.options.optimizer ?? {};
-    this.#adam = {
-      lr: o.lr ?? 1e-4,
-      betas: o.betas ?? [0.9, 0.999],
-      eps: o.eps ?? 1e-8,
-      weightDecay: o.weightDecay ?? 1e-2,
-    };
-  }
-
-  get steps(): number {
-    return this.#steps;
-  }
-
-  get trainable(): readonly string[] {
-    return this.#p.trainable.map((t) => t.name);
-  }
-
-  async step(batch: TrainBatch): Promise<TrainStepResult> {
-    this.#live();
-    const gpu = this.#gpu, p = this.#p;
-    const video = p.motion !== null;
-    const targets = await diffusionTargets(gpu, batch, {
-      video,
-      vae: p.vae,
-      alphasCumprod: this.#alphasCumprod,
-      generator: this.#generator,
-    });
-    const context = this.#context(batch, targets.batch);
-    const tape = new GradientTape(gpu);
-    for (const t of p.trainable) tape.watch(t.tensor);
-    const x = gpu.upload(targets.noisy, targets.shape, "f32", "noisy latents");
-    let pred: Tensor | null = null, gy: Tensor | null = null, stats: Tensor | null = null;
-    try {
-      pred = tape.run(() => p.unet.forward(gpu, x, targets.timesteps, context, targets.frames));
-      // loss = mean((pred - noise)^2); dL/dpred = 2 (pred - noise) / N, as torch's mse_loss.
-      const out = await gpu.read(pred);
-      const n = out.length;
-      let sum = 0;
-      const g = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        const d = out[i] - targets.noise[i];
-        sum += d * d;
-        g[i] = (2 * d) / n;
-      }
-      gy = gpu.upload(g, pred.shape, "f32", "loss gradient");
-      this.#releaseGrads();
-      const grads = tape.gradients(pred, gy);
-      for (const t of p.trainable) {
-        const grad = grads.get(t.tensor.root);
-        if (!grad) throw new Error(`training: ${t.name} got no gradient (unused parameter?)`);
-        this.#grads.set(t.name, grad);
-      }
-      stats = gradNorm(gpu, p.trainable.map((t) => this.#grads.get(t.name)!), {
-        maxNorm: p.options.maxGradNorm ?? 0,
+/** The tokenizer: a given folder, the model's, or the demo's (null: prompts cannot be used). */
+async function tokenizerOf(
+  options: TrainerOptions,
+  model: ModelWeights,
+  demo: { vocabJson: string; mergesTxt: string } | null,
+): Promise<ClipTokenizer | null> {
+  if (options.tokenizer) {
+    const dir = options.tokenizer.replace(/\/$/, "");
+    const read = (f: string) =>
+      Deno.readTextFile(`${dir}/${f}`).catch((e) => {
+        throw new InputError(`tokenizer: cannot read ${dir}/${f} (${(e as Error).name})`);
       });
-      const step = this.#steps + 1;
-      for (const t of p.trainable) {
-        adamw(gpu, { param: t.tensor, grad: this.#grads.get(t.name)!, m: t.m, v: t.v, stats }, {
-          ...this.#adam,
-          step,
-        });
-      }
-      const [norm] = await gpu.read(stats);
-      this.#steps = step;
-      return { loss: sum / n, gradNorm: norm };
-    } finally {
-      tape.dispose();
-      for (const t of [x, pred, gy, stats, context]) t?.release();
-    }
+    return ClipTokenizer.fromFiles({
+      vocabJson: await read("vocab.json"),
+      mergesTxt: await read("merges.txt"),
+    });
   }
-
-  /** The UNet's text context [b, 77, D]: given, or the frozen text encoder's last hidden state. */
-  #context(batch: TrainBatch, b: number): Tensor {
-    const gpu = this.#gpu, p = this.#p;
-    if (batch.encoderHiddenStates) {
-      const e = batch.encoderHiddenStates;
-      if (e.shape.length !== 3 || e.shape[0] !== b) {
-        throw new InputError(
-          `encoderHiddenStates: expected [${b}, 77, dim], got [${e.shape.join(", ")}]`,
-        );
-      }
-      return gpu.upload(e.data, e.shape, "f32", "encoder hidden states");
-    }
-    if (!batch.prompts || batch.prompts.length !== b) {
-      throw new InputError(
-        `prompts: expected ${b} prompts (one per sample) or encoderHiddenStates`,
-      );
-    }
-    const tok = p.tokenizer;
-    if (!tok) throw new InputError("tokenizer: the model has none; give a tokenizer folder");
-    const ids = new Int32Array(b * tok.maxLength);
-    batch.prompts.forEach((text, i) => ids.set(tok.encode(text).ids, i * tok.maxLength));
-    return p.textEncoder.forward(gpu, ids, b);
-  }
-
-  async gradients(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    const out = new Map<string, Float32Array>();
-    for (const [name, g] of this.#grads) out.set(name, await this.#gpu.read(g));
-    return out;
-  }
-
-  async parameters(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    const out = new Map<string, Float32Array>();
-    for (const t of this.#p.trainable) out.set(t.name, await this.#gpu.read(t.tensor));
-    return out;
-  }
-
-  setParameters(values: Map<string, Float32Array>): void {
-    this.#live();
-    const byName = new Map(this.#p.trainable.map((t) => [t.name, t]));
-    for (const [name, data] of values) {
-      const t = byName.get(name);
-      if (!t) throw new InputError(`setParameters: ${name} is not a trainable parameter`);
-      if (data.length !== t.tensor.size) {
-        throw new InputError(
-          `setParameters: ${name} has ${t.tensor.size} values, got ${data.length}`,
-        );
-      }
-      const tmp = this.#gpu.upload(data, t.tensor.shape, "f32", name);
-      this.#gpu.copy(tmp, t.tensor);
-      tmp.release();
-    }
-  }
-
-  async save(path: string): Promise<void> {
-    this.#live();
-    if (!path.endsWith(".safetensors")) {
-      throw new InputError(`save: ${path}: expected a .safetensors path`);
-    }
-    if (this.#p.loras.length) return await this.#saveMotionLora(path);
-    const motion = this.#p.motion !== null;
-    const tensors = [];
-    for (const { name, tensor } of this.#p.saved) {
-      const data = await this.#gpu.read(tensor);
-      for (const n of motion ? originalMotionNames(name) : [name]) {
-        tensors.push({ name: n, shape: tensor.shape, dtype: "F32" as const, data });
-      }
-    }
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
-  }
-
-  /**
-   * The original MotionLoRA layout (AnimateDiff's released `v2_lora_*.ckpt`):
-   * `<original module>.processor.to_q_lora.down.weight` = A and `.up.weight` = B, with no alpha
-   * (the loaders scale by 1), so alpha / rank is folded into B.
-   */
-  async #saveMotionLora(path: string): Promise<void> {
-    const tensors = [];
-    for (const { module, linear } of this.#p.loras) {
-      const lora = linear.lora!;
-      const proj = module.endsWith(".to_out.0")
-        ? "to_out"
-        : module.slice(module.lastIndexOf(".") + 1);
-      const file = originalMotionNames(`${module}.weight`)[0].replace(
-        new RegExp(`\\.${proj}(\\.0)?\\.weight$`),
-        "",
-      );
-      const down = await this.#gpu.read(lora.down);
-      const up = (await this.#gpu.read(lora.up)).map((v) => v * lora.scale);
-      tensors.push(
-        {
-          name: `${file}.processor.${proj}_lora.down.weight`,
-          shape: lora.down.shape,
-          dtype: "F32" as const,
-          data: down,
-        },
-        {
-          name: `${file}.processor.${proj}_lora.up.weight`,
-          shape: lora.up.shape,
-          dtype: "F32" as const,
-          data: up,
-        },
-      );
-    }
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
-  }
-
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.#releaseGrads();
-    for (const t of this.#p.trainable) {
-      t.m.release();
-      t.v.release();
-    }
-    for (const { linear } of this.#p.loras) linear.lora = null;
-    for (const t of this.#p.adapters) t.release();
-    for (const s of this.#p.stores) s.dispose();
-    if (this.#p.owned) this.#gpu.destroy();
-  }
-
-  #releaseGrads(): void {
-    for (const g of this.#grads.values()) g.release();
-    this.#grads.clear();
-  }
-
-  #live(): void {
-    if (this.#disposed) throw new Error("trainer: used after dispose()");
-  }
+  if (model.tokenizer) return ClipTokenizer.fromFiles(model.tokenizer);
+  return demo ? ClipTokenizer.fromFiles(demo) : null;
 }

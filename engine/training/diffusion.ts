@@ -1,0 +1,279 @@
+/**
+ * The epsilon-prediction trainer (AnimateDiff's train.py; diffusers' text-to-image training for
+ * a plain UNet): noisy latents through the UNet with the gradient tape on, the MSE against the
+ * noise, the backward, and one AdamW update of what is trained — the motion modules, a MotionLoRA
+ * on their attentions, or the whole UNet.
+ * @module
+ */
+
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
+import { GradientTape } from "../../kernels/autograd.ts";
+import { writeSafetensors } from "../../weights/safetensors.ts";
+import { originalMotionNames } from "../../weights/names.ts";
+import type { MotionConfig } from "../../weights/model_config.ts";
+import type { ClipTextEncoder } from "../models/clip.ts";
+import type { Linear } from "../models/layers.ts";
+import type { UNet3D } from "../models/unet.ts";
+import type { VaeEncoder } from "../models/vae.ts";
+import type { ClipTokenizer } from "../tokenizer.ts";
+import { TorchGenerator } from "../rng.ts";
+import { diffusionTargets } from "./targets.ts";
+import type { TrainableParameters } from "./parameters.ts";
+import type { TrainBatch, Trainer, TrainStepResult } from "./trainer.ts";
+
+/** One LoRA-adapted projection: its diffusers module name and its Linear. */
+export interface LoraModule {
+  module: string;
+  linear: Linear;
+}
+
+/** The projections of a motion module's attentions that a MotionLoRA adapts. */
+const LORA_PROJECTIONS = ["toQ", "toK", "toV", "toOut"] as const;
+
+/**
+ * Puts a new LoRA on every motion-module attention projection (to_q, to_k, to_v, to_out.0):
+ * A [rank, in] ~ N(0, 1/rank^2) and B [out, rank] = 0, as diffusers' LoRALinearLayer, so the
+ * adapted model starts as the base one. The tensors are labelled with their parameter names
+ * (`<module>.lora_A.weight`, `.lora_B.weight`).
+ *
+ * @example
+ * ```ts
+ * const { modules, tensors } = attachMotionLoras(gpu, unet, { rank: 32, alpha: 32 }, 1);
+ * ```
+ */
+export function attachMotionLoras(
+  gpu: Gpu,
+  unet: UNet3D,
+  lora: { rank: number; alpha: number },
+  seed: number,
+): { modules: LoraModule[]; tensors: Tensor[] } {
+  const { rank, alpha } = lora;
+  if (!Number.isInteger(rank) || rank < 1 || !(alpha > 0)) {
+    throw new InputError(
+      `lora: expected an integer rank >= 1 and alpha > 0, got ${rank}, ${alpha}`,
+    );
+  }
+  const g = new TorchGenerator(seed + 1);
+  const modules: LoraModule[] = [], tensors: Tensor[] = [];
+  for (const mm of unet.motionModules) {
+    for (const block of mm.blocks) {
+      for (const attn of [block.attn1, block.attn2]) {
+        for (const key of LORA_PROJECTIONS) {
+          const linear = attn[key];
+          const module = linear.weight.name.replace(/\.weight$/, "");
+          const [out, inp] = linear.weight.gpuShape;
+          const down = gpu.upload(
+            g.randn([rank, inp]).map((v) => v / rank),
+            [rank, inp],
+            "f32",
+            `${module}.lora_A.weight`,
+          );
+          const up = gpu.upload(
+            new Float32Array(out * rank),
+            [out, rank],
+            "f32",
+            `${module}.lora_B.weight`,
+          );
+          linear.lora = { down, up, scale: alpha / rank };
+          modules.push({ module, linear });
+          tensors.push(down, up);
+        }
+      }
+    }
+  }
+  return { modules, tensors };
+}
+
+/** What a {@link DiffusionTrainer} works with. */
+export interface DiffusionParts {
+  textEncoder: ClipTextEncoder;
+  unet: UNet3D;
+  vae: VaeEncoder;
+  tokenizer: ClipTokenizer | null;
+  /** Set when training on clips (motion, motion-lora); null: images through a plain UNet. */
+  motion: MotionConfig | null;
+  params: TrainableParameters;
+  /** motion-lora: the adapted projections (what save() writes). */
+  loras: LoraModule[];
+  /** motion / unet: what save() writes (the parameters and the part's buffers, e.g. pe tables). */
+  saved: { name: string; tensor: Tensor }[];
+  alphasCumprod: Float64Array;
+  seed: number;
+  /** Frees everything the trainer holds but the Gpu. */
+  release(): void;
+  /** Destroys the Gpu too (the trainer created it). */
+  ownsGpu: boolean;
+}
+
+/** The epsilon-prediction trainer (see the module doc). */
+export class DiffusionTrainer implements Trainer {
+  readonly #gpu: Gpu;
+  readonly #p: DiffusionParts;
+  readonly #generator: TorchGenerator;
+  #disposed = false;
+
+  constructor(gpu: Gpu, parts: DiffusionParts) {
+    this.#gpu = gpu;
+    this.#p = parts;
+    this.#generator = new TorchGenerator(parts.seed);
+  }
+
+  get steps(): number {
+    return this.#p.params.steps;
+  }
+
+  get trainable(): readonly string[] {
+    return this.#p.params.names;
+  }
+
+  async step(batch: TrainBatch): Promise<TrainStepResult> {
+    this.#live();
+    const gpu = this.#gpu, p = this.#p;
+    const targets = await diffusionTargets(gpu, batch, {
+      video: p.motion !== null,
+      vae: p.vae,
+      alphasCumprod: p.alphasCumprod,
+      generator: this.#generator,
+    });
+    const context = this.#context(batch, targets.batch);
+    const tape = new GradientTape(gpu);
+    p.params.watch(tape);
+    const x = gpu.upload(targets.noisy, targets.shape, "f32", "noisy latents");
+    let pred: Tensor | null = null, gy: Tensor | null = null;
+    try {
+      pred = tape.run(() => p.unet.forward(gpu, x, targets.timesteps, context, targets.frames));
+      // loss = mean((pred - noise)^2); dL/dpred = 2 (pred - noise) / N, as torch's mse_loss.
+      const out = await gpu.read(pred);
+      const { loss, grad } = mseLoss(out, targets.noise);
+      gy = gpu.upload(grad, pred.shape, "f32", "loss gradient");
+      const gradNorm = await p.params.update(tape.gradients(pred, gy));
+      return { loss, gradNorm };
+    } finally {
+      tape.dispose();
+      for (const t of [x, pred, gy, context]) t?.release();
+    }
+  }
+
+  /** The UNet's text context [b, 77, D]: given, or the frozen text encoder's last hidden state. */
+  #context(batch: TrainBatch, b: number): Tensor {
+    const gpu = this.#gpu, p = this.#p;
+    if (batch.encoderHiddenStates) {
+      const e = batch.encoderHiddenStates;
+      if (e.shape.length !== 3 || e.shape[0] !== b) {
+        throw new InputError(
+          `encoderHiddenStates: expected [${b}, 77, dim], got [${e.shape.join(", ")}]`,
+        );
+      }
+      return gpu.upload(e.data, e.shape, "f32", "encoder hidden states");
+    }
+    if (!batch.prompts || batch.prompts.length !== b) {
+      throw new InputError(
+        `prompts: expected ${b} prompts (one per sample) or encoderHiddenStates`,
+      );
+    }
+    const tok = p.tokenizer;
+    if (!tok) throw new InputError("tokenizer: the model has none; give a tokenizer folder");
+    const ids = new Int32Array(b * tok.maxLength);
+    batch.prompts.forEach((text, i) => ids.set(tok.encode(text).ids, i * tok.maxLength));
+    return p.textEncoder.forward(gpu, ids, b);
+  }
+
+  gradients(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.gradients();
+  }
+
+  parameters(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.values();
+  }
+
+  setParameters(values: Map<string, Float32Array>): void {
+    this.#live();
+    this.#p.params.set(values);
+  }
+
+  async save(path: string): Promise<void> {
+    this.#live();
+    if (!path.endsWith(".safetensors")) {
+      throw new InputError(`save: ${path}: expected a .safetensors path`);
+    }
+    if (this.#p.loras.length) return await this.#saveMotionLora(path);
+    const motion = this.#p.motion !== null;
+    const tensors = [];
+    for (const { name, tensor } of this.#p.saved) {
+      const data = await this.#gpu.read(tensor);
+      // Motion modules: the original AnimateDiff keys, both pe copies, no `module.` prefix.
+      for (const n of motion ? originalMotionNames(name) : [name]) {
+        tensors.push({ name: n, shape: tensor.shape, dtype: "F32" as const, data });
+      }
+    }
+    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+  }
+
+  /**
+   * The original MotionLoRA layout (AnimateDiff's released `v2_lora_*.ckpt`):
+   * `<original module>.processor.to_q_lora.down.weight` = A and `.up.weight` = B, with no alpha
+   * (the loaders scale by 1), so alpha / rank is folded into B.
+   */
+  async #saveMotionLora(path: string): Promise<void> {
+    const tensors = [];
+    for (const { module, linear } of this.#p.loras) {
+      const lora = linear.lora!;
+      const proj = module.endsWith(".to_out.0")
+        ? "to_out"
+        : module.slice(module.lastIndexOf(".") + 1);
+      const file = originalMotionNames(`${module}.weight`)[0]
+        .replace(new RegExp(`\\.${proj}(\\.0)?\\.weight$`), "");
+      const down = await this.#gpu.read(lora.down);
+      const up = (await this.#gpu.read(lora.up)).map((v) => v * lora.scale);
+      for (const [role, t, data] of [["down", lora.down, down], ["up", lora.up, up]] as const) {
+        tensors.push({
+          name: `${file}.processor.${proj}_lora.${role}.weight`,
+          shape: t.shape,
+          dtype: "F32" as const,
+          data,
+        });
+      }
+    }
+    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const { linear } of this.#p.loras) linear.lora = null;
+    this.#p.params.dispose();
+    this.#p.release();
+    if (this.#p.ownsGpu) this.#gpu.destroy();
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new Error("trainer: used after dispose()");
+  }
+}
+
+/**
+ * torch's `mse_loss(pred, target)` (mean) in float64 and its gradient `2 (pred - target) / N`.
+ *
+ * @example
+ * ```ts
+ * mseLoss(Float32Array.of(1, 3), Float32Array.of(0, 1)).loss; // 2.5
+ * ```
+ */
+export function mseLoss(
+  pred: Float32Array,
+  target: Float32Array,
+): { loss: number; grad: Float32Array } {
+  const n = pred.length;
+  let sum = 0;
+  const grad = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const d = pred[i] - target[i];
+    sum += d * d;
+    grad[i] = (2 * d) / n;
+  }
+  return { loss: sum / n, grad };
+}

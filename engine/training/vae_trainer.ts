@@ -1,0 +1,186 @@
+/**
+ * VAE training (diffusers' AutoencoderKL): images -> encoder moments (mean, logvar clamped to
+ * [-30, 20]) -> z = mean + std * eps -> decoder -> loss = mse(decoded, images) + klWeight * KL,
+ * KL = 0.5 * sum(mean^2 + var - 1 - logvar) over channels and pixels, averaged over the batch.
+ * The decoder's backward gives dL/dz; the reparameterisation and the KL are differentiated on
+ * the host (a few numbers per latent pixel) and seed the encoder's backward.
+ * @module
+ */
+
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import { InputError } from "../../kernels/gpu/errors.ts";
+import { GradientTape } from "../../kernels/autograd.ts";
+import { writeSafetensors } from "../../weights/safetensors.ts";
+import type { VaeDecoder, VaeEncoder } from "../models/vae.ts";
+import { TorchGenerator } from "../rng.ts";
+import { mseLoss } from "./diffusion.ts";
+import type { TrainableParameters } from "./parameters.ts";
+import type { TrainBatch, Trainer, TrainStepResult } from "./trainer.ts";
+
+/** logvar clamp of diffusers' DiagonalGaussianDistribution. */
+const LOGVAR_MIN = -30, LOGVAR_MAX = 20;
+
+const f = Math.fround;
+
+/** What a {@link VaeTrainer} works with. */
+export interface VaeParts {
+  encoder: VaeEncoder;
+  decoder: VaeDecoder;
+  params: TrainableParameters;
+  klWeight: number;
+  /** The parameters' shapes as stored in files (what save() writes). */
+  shapes: Map<string, readonly number[]>;
+  seed: number;
+  /** Frees everything the trainer holds but the Gpu. */
+  release(): void;
+  ownsGpu: boolean;
+}
+
+/** The VAE trainer (see the module doc). */
+export class VaeTrainer implements Trainer {
+  readonly #gpu: Gpu;
+  readonly #p: VaeParts;
+  readonly #generator: TorchGenerator;
+  #disposed = false;
+
+  constructor(gpu: Gpu, parts: VaeParts) {
+    this.#gpu = gpu;
+    this.#p = parts;
+    this.#generator = new TorchGenerator(parts.seed);
+  }
+
+  get steps(): number {
+    return this.#p.params.steps;
+  }
+
+  get trainable(): readonly string[] {
+    return this.#p.params.names;
+  }
+
+  async step(batch: TrainBatch): Promise<TrainStepResult> {
+    this.#live();
+    const gpu = this.#gpu, p = this.#p;
+    const px = batch.pixels;
+    if (!px || px.shape.length !== 4 || px.shape[1] !== 3) {
+      throw new InputError(`pixels: a VAE batch is images [b, 3, H, W], got [${px?.shape ?? ""}]`);
+    }
+    if (px.shape[2] % 8 || px.shape[3] % 8) {
+      throw new InputError(`pixels: H and W must be multiples of 8, got [${px.shape}]`);
+    }
+    const encTape = new GradientTape(gpu), decTape = new GradientTape(gpu);
+    const held: (Tensor | null)[] = [];
+    try {
+      const x = gpu.upload(px.data, px.shape, "f32", "images");
+      held.push(x);
+      p.params.watch(encTape);
+      const moments = encTape.run(() => p.encoder.moments(gpu, x));
+      held.push(moments);
+      const [n, c2, h, w] = moments.shape;
+      const lat = c2 / 2, per = lat * h * w;
+      const m = await gpu.read(moments);
+      const eps = batch.posteriorNoise?.data ?? this.#generator.randn([n, lat, h, w]);
+      if (eps.length !== n * per) {
+        throw new InputError(
+          `posteriorNoise: expected [${n}, ${lat}, ${h}, ${w}], got [${
+            batch.posteriorNoise!.shape
+          }]`,
+        );
+      }
+      // z = mean + std * eps, and the KL, per latent element.
+      const z = new Float32Array(n * per), std = new Float32Array(n * per);
+      let kl = 0;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < per; j++) {
+          const mean = m[i * 2 * per + j];
+          const logvar = Math.min(LOGVAR_MAX, Math.max(LOGVAR_MIN, m[i * 2 * per + per + j]));
+          const s = f(Math.exp(f(0.5 * logvar))), v = f(Math.exp(logvar));
+          std[i * per + j] = s;
+          z[i * per + j] = f(mean + f(s * eps[i * per + j]));
+          kl += 0.5 * (mean * mean + v - 1 - logvar);
+        }
+      }
+      kl /= n;
+      const zt = gpu.upload(z, [n, lat, h, w], "f32", "z");
+      held.push(zt);
+      p.params.watch(decTape);
+      decTape.watch(zt);
+      const decoded = decTape.run(() => p.decoder.forward(gpu, zt));
+      held.push(decoded);
+      const { loss: mse, grad } = mseLoss(await gpu.read(decoded), px.data);
+      const gy = gpu.upload(grad, decoded.shape, "f32", "loss gradient");
+      held.push(gy);
+      const grads = decTape.gradients(decoded, gy);
+      const dzt = grads.get(zt.root)!;
+      grads.delete(zt.root);
+      const dz = await gpu.read(dzt);
+      dzt.release();
+      // dL/dmean = dz + kw * mean / n; dL/dlogvar = dz * eps * std / 2 + kw * (var - 1) / (2 n),
+      // zero where the clamp held logvar.
+      const kw = p.klWeight;
+      const seed = new Float32Array(m.length);
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < per; j++) {
+          const k = i * per + j, mean = m[i * 2 * per + j], raw = m[i * 2 * per + per + j];
+          const logvar = Math.min(LOGVAR_MAX, Math.max(LOGVAR_MIN, raw));
+          seed[i * 2 * per + j] = dz[k] + (kw * mean) / n;
+          seed[i * 2 * per + per + j] = raw < LOGVAR_MIN || raw > LOGVAR_MAX
+            ? 0
+            : 0.5 * dz[k] * eps[k] * std[k] + (kw * 0.5 * (Math.exp(logvar) - 1)) / n;
+        }
+      }
+      const seedT = gpu.upload(seed, moments.shape, "f32", "moments gradient");
+      held.push(seedT);
+      for (const [root, g] of encTape.gradients(moments, seedT)) grads.set(root, g);
+      const gradNorm = await p.params.update(grads);
+      return { loss: mse + kw * kl, gradNorm };
+    } finally {
+      encTape.dispose();
+      decTape.dispose();
+      for (const t of held) t?.release();
+    }
+  }
+
+  gradients(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.gradients();
+  }
+
+  parameters(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.values();
+  }
+
+  setParameters(values: Map<string, Float32Array>): void {
+    this.#live();
+    this.#p.params.set(values);
+  }
+
+  /** Writes the whole VAE (encoder, decoder, quant convs) under diffusers names. */
+  async save(path: string): Promise<void> {
+    this.#live();
+    if (!path.endsWith(".safetensors")) {
+      throw new InputError(`save: ${path}: expected a .safetensors path`);
+    }
+    const values = await this.#p.params.values();
+    const tensors = [...values].map(([name, data]) => ({
+      name,
+      shape: this.#p.shapes.get(name)!,
+      dtype: "F32" as const,
+      data,
+    }));
+    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#p.params.dispose();
+    this.#p.release();
+    if (this.#p.ownsGpu) this.#gpu.destroy();
+  }
+
+  #live(): void {
+    if (this.#disposed) throw new Error("trainer: used after dispose()");
+  }
+}
