@@ -156,6 +156,25 @@ export class DiffusionTrainer implements Trainer {
     }
   }
 
+  async loss(batch: TrainBatch): Promise<number> {
+    this.#live();
+    const gpu = this.#gpu, p = this.#p;
+    const targets = await diffusionTargets(gpu, batch, {
+      video: p.motion !== null,
+      vae: p.vae,
+      alphasCumprod: p.alphasCumprod,
+      generator: this.#generator,
+    });
+    const context = this.#context(batch, targets.batch);
+    const x = gpu.upload(targets.noisy, targets.shape, "f32", "noisy latents");
+    const pred = p.unet.forward(gpu, x, targets.timesteps, context, targets.frames);
+    try {
+      return mseLoss(await gpu.read(pred), targets.noise).loss;
+    } finally {
+      for (const t of [x, pred, context]) t.release();
+    }
+  }
+
   /** The UNet's text context [b, 77, D]: given, or the frozen text encoder's last hidden state. */
   #context(batch: TrainBatch, b: number): Tensor {
     const gpu = this.#gpu, p = this.#p;

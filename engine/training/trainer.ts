@@ -63,6 +63,11 @@ export interface TrainerOptions {
   precision?: "f32" | "f16";
   /** Seeds every draw the trainer makes (new-module init, noise, timesteps). */
   seed?: number;
+  /**
+   * Activation checkpointing (`gradient_checkpointing`): the UNet's blocks keep nothing for the
+   * backward and run their forward again there; same results, less memory, more compute.
+   */
+  gradientCheckpointing?: boolean;
   /** Run on this Gpu (default: a new one, destroyed by dispose()). */
   gpu?: Gpu;
 }
@@ -100,6 +105,8 @@ export interface Trainer {
   readonly trainable: readonly string[];
   /** One forward, backward and AdamW update on `batch`. */
   step(batch: TrainBatch): Promise<TrainStepResult>;
+  /** The loss on `batch` without training (validation); draws what the batch omits. */
+  loss(batch: TrainBatch): Promise<number>;
   /** The gradients of the last step, before clipping, by parameter name. */
   gradients(): Promise<Map<string, Float32Array>>;
   /** The current trainable parameters by name. */
@@ -205,6 +212,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     if (mo) stores.push(mo);
     const textEncoder = new ClipTextEncoder(te, model.clipConfig);
     const unet = new UNet3D(un, mo, model.unetConfig, motion?.config ?? null);
+    unet.checkpointing = options.gradientCheckpointing ?? false;
     const vae = new VaeEncoder(va, model.vaeConfig);
     for (const s of stores) await s.loadAll();
     const s = options.noiseSchedule ?? {};

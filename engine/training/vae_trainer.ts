@@ -61,13 +61,7 @@ export class VaeTrainer implements Trainer {
   async step(batch: TrainBatch): Promise<TrainStepResult> {
     this.#live();
     const gpu = this.#gpu, p = this.#p;
-    const px = batch.pixels;
-    if (!px || px.shape.length !== 4 || px.shape[1] !== 3) {
-      throw new InputError(`pixels: a VAE batch is images [b, 3, H, W], got [${px?.shape ?? ""}]`);
-    }
-    if (px.shape[2] % 8 || px.shape[3] % 8) {
-      throw new InputError(`pixels: H and W must be multiples of 8, got [${px.shape}]`);
-    }
+    const px = images(batch);
     const encTape = new GradientTape(gpu), decTape = new GradientTape(gpu);
     const held: (Tensor | null)[] = [];
     try {
@@ -79,28 +73,8 @@ export class VaeTrainer implements Trainer {
       const [n, c2, h, w] = moments.shape;
       const lat = c2 / 2, per = lat * h * w;
       const m = await gpu.read(moments);
-      const eps = batch.posteriorNoise?.data ?? this.#generator.randn([n, lat, h, w]);
-      if (eps.length !== n * per) {
-        throw new InputError(
-          `posteriorNoise: expected [${n}, ${lat}, ${h}, ${w}], got [${
-            batch.posteriorNoise!.shape
-          }]`,
-        );
-      }
-      // z = mean + std * eps, and the KL, per latent element.
-      const z = new Float32Array(n * per), std = new Float32Array(n * per);
-      let kl = 0;
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < per; j++) {
-          const mean = m[i * 2 * per + j];
-          const logvar = Math.min(LOGVAR_MAX, Math.max(LOGVAR_MIN, m[i * 2 * per + per + j]));
-          const s = f(Math.exp(f(0.5 * logvar))), v = f(Math.exp(logvar));
-          std[i * per + j] = s;
-          z[i * per + j] = f(mean + f(s * eps[i * per + j]));
-          kl += 0.5 * (mean * mean + v - 1 - logvar);
-        }
-      }
-      kl /= n;
+      const eps = this.#eps(batch, [n, lat, h, w]);
+      const { z, std, kl } = posterior(m, eps, n, per);
       const zt = gpu.upload(z, [n, lat, h, w], "f32", "z");
       held.push(zt);
       p.params.watch(decTape);
@@ -139,6 +113,41 @@ export class VaeTrainer implements Trainer {
       decTape.dispose();
       for (const t of held) t?.release();
     }
+  }
+
+  async loss(batch: TrainBatch): Promise<number> {
+    this.#live();
+    const gpu = this.#gpu, p = this.#p;
+    const px = images(batch);
+    const held: Tensor[] = [];
+    try {
+      const x = gpu.upload(px.data, px.shape, "f32", "images");
+      held.push(x);
+      const moments = p.encoder.moments(gpu, x);
+      held.push(moments);
+      const [n, c2, h, w] = moments.shape;
+      const per = (c2 / 2) * h * w;
+      const eps = this.#eps(batch, [n, c2 / 2, h, w]);
+      const { z, kl } = posterior(await gpu.read(moments), eps, n, per);
+      const zt = gpu.upload(z, [n, c2 / 2, h, w], "f32", "z");
+      held.push(zt);
+      const decoded = p.decoder.forward(gpu, zt);
+      held.push(decoded);
+      return mseLoss(await gpu.read(decoded), px.data).loss + p.klWeight * kl;
+    } finally {
+      for (const t of held) t.release();
+    }
+  }
+
+  /** The posterior sample's eps [n, latent, h, w]: given, or drawn. */
+  #eps(batch: TrainBatch, shape: number[]): Float32Array {
+    const eps = batch.posteriorNoise?.data ?? this.#generator.randn(shape);
+    if (eps.length !== shape.reduce((a, b) => a * b, 1)) {
+      throw new InputError(
+        `posteriorNoise: expected [${shape}], got [${batch.posteriorNoise!.shape}]`,
+      );
+    }
+    return eps;
   }
 
   gradients(): Promise<Map<string, Float32Array>> {
@@ -183,4 +192,41 @@ export class VaeTrainer implements Trainer {
   #live(): void {
     if (this.#disposed) throw new Error("trainer: used after dispose()");
   }
+}
+
+/** The images of a VAE batch, checked. */
+function images(batch: TrainBatch): { shape: number[]; data: Float32Array } {
+  const px = batch.pixels;
+  if (!px || px.shape.length !== 4 || px.shape[1] !== 3) {
+    throw new InputError(`pixels: a VAE batch is images [b, 3, H, W], got [${px?.shape ?? ""}]`);
+  }
+  if (px.shape[2] % 8 || px.shape[3] % 8) {
+    throw new InputError(`pixels: H and W must be multiples of 8, got [${px.shape}]`);
+  }
+  return px;
+}
+
+/**
+ * From moments [n, 2 * per] (mean then logvar per sample): z = mean + std * eps (float32 as
+ * torch), std, and KL = 0.5 * sum(mean^2 + var - 1 - logvar) per sample, averaged.
+ */
+function posterior(
+  m: Float32Array,
+  eps: Float32Array,
+  n: number,
+  per: number,
+): { z: Float32Array; std: Float32Array; kl: number } {
+  const z = new Float32Array(n * per), std = new Float32Array(n * per);
+  let kl = 0;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < per; j++) {
+      const mean = m[i * 2 * per + j];
+      const logvar = Math.min(LOGVAR_MAX, Math.max(LOGVAR_MIN, m[i * 2 * per + per + j]));
+      const s = f(Math.exp(f(0.5 * logvar))), v = f(Math.exp(logvar));
+      std[i * per + j] = s;
+      z[i * per + j] = f(mean + f(s * eps[i * per + j]));
+      kl += 0.5 * (mean * mean + v - 1 - logvar);
+    }
+  }
+  return { z, std, kl: kl / n };
 }
