@@ -56,6 +56,23 @@
  * pipe.dispose();
  * ```
  *
+ * @example Training a motion module (the AnimateDiff paper's step, on WebGPU)
+ * ```ts
+ * import { createTrainer } from "@zoetrope/animatediff";
+ *
+ * const trainer = await createTrainer({
+ *   model: "models/sd15",            // frozen text-to-image model
+ *   train: "motion",                 // a new module, proj_out zero-initialised
+ *   optimizer: { lr: 1e-4 },
+ *   maxGradNorm: 1,
+ *   seed: 42,
+ * });
+ * // pixels: [b, frames, 3, H, W] in [-1, 1]
+ * const { loss, gradNorm } = await trainer.step({ pixels, prompts: ["a dog running"] });
+ * await trainer.save("my_motion_module.safetensors");
+ * trainer.dispose();
+ * ```
+ *
  * @module
  */
 
@@ -85,6 +102,15 @@ export type {
 } from "./engine/pipeline_types.ts";
 export type { MotionNormMode } from "./engine/models/motion.ts";
 export type { Fidelity } from "./engine/models/unet.ts";
+export {
+  createTrainer,
+  type TrainBatch,
+  type Trainer,
+  type TrainerOptions,
+  type TrainStepResult,
+  type TrainTarget,
+  type TrainTensor,
+} from "./engine/training/trainer.ts";
 export { AbortError, InputError } from "./kernels/gpu/errors.ts";
 export { Gpu, type GpuInfo, type GpuOptions } from "./kernels/gpu/device.ts";
 export { EngineLimitError, NoAdapterError } from "./kernels/gpu/errors.ts";

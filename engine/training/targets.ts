@@ -13,7 +13,9 @@ import type { TorchGenerator } from "../rng.ts";
 
 /** A host tensor of a training batch: shape and float32 values. */
 export interface TrainTensor {
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** Row-major float32 values. */
   data: Float32Array;
 }
 

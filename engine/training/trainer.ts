@@ -48,6 +48,7 @@ export interface TrainerOptions {
   motionModule?: string;
   /** MotionAdapter config.json (or folder) for a new or single-file module. */
   motionModuleConfig?: string;
+  /** What is trained: motion modules, a MotionLoRA, the whole UNet, or the VAE. */
   train: TrainTarget;
   /** motion-lora: rank and alpha. */
   lora?: { rank: number; alpha: number };
@@ -78,6 +79,7 @@ export interface TrainBatch {
   pixels?: TrainTensor;
   /** Instead of pixels: x0 times the VAE scaling factor; motion [b, 4, frames, h, w], unet [b, 4, h, w]. */
   latents?: TrainTensor;
+  /** One caption per sample, through the frozen text encoder (its last hidden state). */
   prompts?: string[];
   /** Instead of prompts: [b, 77, dim]. */
   encoderHiddenStates?: TrainTensor;
@@ -115,6 +117,7 @@ export interface Trainer {
   setParameters(values: Map<string, Float32Array>): void;
   /** Writes the trained weights (motion: original AnimateDiff keys with the pe tables). */
   save(path: string): Promise<void>;
+  /** Frees the GPU memory the trainer holds (and its Gpu, when it made it). */
   dispose(): void;
 }
 
