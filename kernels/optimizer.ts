@@ -57,10 +57,21 @@ ${mainPerGroupWgsl("g", "1u")}
   }
 }`);
 
-const adamwKernel = defineKernel("adamw", ({ dtype }) => /* wgsl */ `
+/** AdamW's compile-time choice: also write the updated weight to a storage-dtype working copy. */
+interface AdamWVariant {
+  working: boolean;
+}
+
+const adamwKernel = defineKernel<AdamWVariant>("adamw", {
+  key: (v) => (v.working ? "w" : "p"),
+  source: ({ dtype, variant }) => /* wgsl */ `
 // adamw: 1 grad [n] (storage dtype), 2 coef [2] f32 (norm, gradient factor), 3 param [n] f32,
 // 4 m [n] f32, 5 v [n] f32 — param, m and v updated in place (torch.optim.AdamW, foreach off;
-// the scalar factors are computed in float64 on the host and rounded once, as torch does):
+// the scalar factors are computed in float64 on the host and rounded once, as torch does)${
+    variant.working
+      ? ";\n// 6 working [n] (storage dtype) = the updated param, rounded (mixed precision)"
+      : ""
+  }:
 // g *= coef; p *= 1 - lr * wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
 ${prelude(dtype)}
@@ -74,6 +85,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> param: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
+${variant.working ? "@group(0) @binding(6) var<storage, read_write> working: array<T>;" : ""}
 
 ${MAIN_1D_WGSL}
   let g = f32(grad[i]) * coef[1];
@@ -82,8 +94,11 @@ ${MAIN_1D_WGSL}
   let vi = p.beta2 * v[i] + p.one_minus_beta2 * g * g;
   m[i] = mi;
   v[i] = vi;
-  param[i] = w - p.step_size * mi / (sqrt(vi) / p.bc2_sqrt + p.eps);
-}`);
+  let updated = w - p.step_size * mi / (sqrt(vi) / p.bc2_sqrt + p.eps);
+  param[i] = updated;
+  ${variant.working ? "working[i] = T(updated);" : ""}
+}`,
+});
 
 /** Options of {@link gradNorm}. */
 export interface GradNormOptions {
@@ -146,7 +161,8 @@ export interface AdamWOptions {
 
 /**
  * One AdamW update of an f32 `param` and its f32 moments `m`, `v` (all updated in place) with
- * `grad` times the factor in `stats[1]` (see {@link gradNorm}).
+ * `grad` times the factor in `stats[1]` (see {@link gradNorm}). Mixed precision: `working`, the
+ * f16 copy the model computes with, receives the updated weight rounded.
  *
  * @example
  * ```ts
@@ -155,9 +171,15 @@ export interface AdamWOptions {
  */
 export function adamw(
   gpu: Gpu,
-  t: { param: Tensor; grad: Tensor; m: Tensor; v: Tensor; stats: Tensor },
+  t: { param: Tensor; grad: Tensor; m: Tensor; v: Tensor; stats: Tensor; working?: Tensor },
   o: AdamWOptions,
 ): void {
+  if (t.working && (t.working.size !== t.param.size || t.working.dtype !== t.grad.dtype)) {
+    throw new Error(
+      `adamw: expected the working copy ${fmtShape(t.working.shape)} ${t.working.dtype} to match ` +
+        `param ${fmtShape(t.param.shape)} and the gradient's dtype ${t.grad.dtype}`,
+    );
+  }
   const n = t.param.size;
   for (const [name, x] of [["grad", t.grad], ["m", t.m], ["v", t.v]] as const) {
     if (x.size !== n) {
@@ -179,7 +201,10 @@ export function adamw(
       .f32(1 - o.lr * o.weightDecay).f32(o.lr / (1 - b1 ** o.step)).f32(
         Math.sqrt(1 - b2 ** o.step),
       ),
-    bindings: [t.grad, t.stats, t.param, t.m, t.v],
+    variant: { working: t.working !== undefined },
+    bindings: t.working
+      ? [t.grad, t.stats, t.param, t.m, t.v, t.working]
+      : [t.grad, t.stats, t.param, t.m, t.v],
     groups: launch1d(n),
   });
 }

@@ -7,7 +7,7 @@
  */
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
-import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
 import { writeSafetensors } from "../../weights/safetensors.ts";
@@ -40,23 +40,28 @@ const LORA_PROJECTIONS = ["toQ", "toK", "toV", "toOut"] as const;
  *
  * @example
  * ```ts
- * const { modules, tensors } = attachMotionLoras(gpu, unet, { rank: 32, alpha: 32 }, 1);
+ * const { modules, tensors } = attachMotionLoras(gpu, unet, { rank: 32, alpha: 32 }, { seed: 1, dtype: "f32" });
  * ```
  */
 export function attachMotionLoras(
   gpu: Gpu,
   unet: UNet3D,
   lora: { rank: number; alpha: number },
-  seed: number,
-): { modules: LoraModule[]; tensors: Tensor[] } {
+  o: { seed: number; dtype: DType },
+): { modules: LoraModule[]; tensors: { tensor: Tensor; initial: Float32Array }[] } {
   const { rank, alpha } = lora;
   if (!Number.isInteger(rank) || rank < 1 || !(alpha > 0)) {
     throw new InputError(
       `lora: expected an integer rank >= 1 and alpha > 0, got ${rank}, ${alpha}`,
     );
   }
-  const g = new TorchGenerator(seed + 1);
-  const modules: LoraModule[] = [], tensors: Tensor[] = [];
+  const g = new TorchGenerator(o.seed + 1);
+  const modules: LoraModule[] = [], tensors: { tensor: Tensor; initial: Float32Array }[] = [];
+  const make = (initial: Float32Array, shape: number[], name: string) => {
+    const tensor = gpu.upload(initial, shape, o.dtype, name);
+    tensors.push({ tensor, initial });
+    return tensor;
+  };
   for (const mm of unet.motionModules) {
     for (const block of mm.blocks) {
       for (const attn of [block.attn1, block.attn2]) {
@@ -64,21 +69,14 @@ export function attachMotionLoras(
           const linear = attn[key];
           const module = linear.weight.name.replace(/\.weight$/, "");
           const [out, inp] = linear.weight.gpuShape;
-          const down = gpu.upload(
+          const down = make(
             g.randn([rank, inp]).map((v) => v / rank),
             [rank, inp],
-            "f32",
             `${module}.lora_A.weight`,
           );
-          const up = gpu.upload(
-            new Float32Array(out * rank),
-            [out, rank],
-            "f32",
-            `${module}.lora_B.weight`,
-          );
+          const up = make(new Float32Array(out * rank), [out, rank], `${module}.lora_B.weight`);
           linear.lora = { down, up, scale: alpha / rank };
           modules.push({ module, linear });
-          tensors.push(down, up);
         }
       }
     }
@@ -88,6 +86,8 @@ export function attachMotionLoras(
 
 /** What a {@link DiffusionTrainer} works with. */
 export interface DiffusionParts {
+  /** Storage dtype of the model and its activations (f16: mixed precision). */
+  dtype: DType;
   textEncoder: ClipTextEncoder;
   unet: UNet3D;
   vae: VaeEncoder;
@@ -134,22 +134,25 @@ export class DiffusionTrainer implements Trainer {
     const targets = await diffusionTargets(gpu, batch, {
       video: p.motion !== null,
       vae: p.vae,
+      dtype: p.dtype,
       alphasCumprod: p.alphasCumprod,
       generator: this.#generator,
     });
     const context = this.#context(batch, targets.batch);
     const tape = new GradientTape(gpu);
     p.params.watch(tape);
-    const x = gpu.upload(targets.noisy, targets.shape, "f32", "noisy latents");
+    const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");
     let pred: Tensor | null = null, gy: Tensor | null = null;
     try {
       pred = tape.run(() => p.unet.forward(gpu, x, targets.timesteps, context, targets.frames));
       // loss = mean((pred - noise)^2); dL/dpred = 2 (pred - noise) / N, as torch's mse_loss.
       const out = await gpu.read(pred);
       const { loss, grad } = mseLoss(out, targets.noise);
-      gy = gpu.upload(grad, pred.shape, "f32", "loss gradient");
-      const gradNorm = await p.params.update(tape.gradients(pred, gy));
-      return { loss, gradNorm };
+      const lossScale = p.params.lossScale;
+      if (lossScale !== 1) { for (let i = 0; i < grad.length; i++) grad[i] *= lossScale; }
+      gy = gpu.upload(grad, pred.shape, p.dtype, "loss gradient");
+      const { norm, skipped } = await p.params.update(tape.gradients(pred, gy));
+      return { loss, gradNorm: norm, skipped, lossScale };
     } finally {
       tape.dispose();
       for (const t of [x, pred, gy, context]) t?.release();
@@ -162,11 +165,12 @@ export class DiffusionTrainer implements Trainer {
     const targets = await diffusionTargets(gpu, batch, {
       video: p.motion !== null,
       vae: p.vae,
+      dtype: p.dtype,
       alphasCumprod: p.alphasCumprod,
       generator: this.#generator,
     });
     const context = this.#context(batch, targets.batch);
-    const x = gpu.upload(targets.noisy, targets.shape, "f32", "noisy latents");
+    const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");
     const pred = p.unet.forward(gpu, x, targets.timesteps, context, targets.frames);
     try {
       return mseLoss(await gpu.read(pred), targets.noise).loss;
@@ -185,7 +189,7 @@ export class DiffusionTrainer implements Trainer {
           `encoderHiddenStates: expected [${b}, 77, dim], got [${e.shape.join(", ")}]`,
         );
       }
-      return gpu.upload(e.data, e.shape, "f32", "encoder hidden states");
+      return gpu.upload(e.data, e.shape, p.dtype, "encoder hidden states");
     }
     if (!batch.prompts || batch.prompts.length !== b) {
       throw new InputError(

@@ -1,7 +1,10 @@
 /**
  * The trainable parameters of a trainer and their optimiser state: f32 tensors updated in place
  * on the GPU, AdamW moments beside each, the last step's gradients, the global gradient norm with
- * torch's clipping, and host access by name (gradients, parameters, resume).
+ * torch's clipping, the learning-rate schedule, and host access by name (gradients, parameters,
+ * resume). Mixed precision: the model computes with f16 working copies of f32 master weights;
+ * the loss is scaled dynamically as torch's GradScaler does (start 2^16, halve and skip the
+ * update when a gradient overflows, double after 2000 good steps).
  * @module
  */
 
@@ -24,9 +27,50 @@ export const DEFAULT_ADAMW: AdamWSettings = {
 
 interface Entry {
   name: string;
+  /** What the model computes with (and the tape watches): the f32 master, or its f16 copy. */
   tensor: Tensor;
+  /** The f32 master weights (the same tensor in f32 training). */
+  master: Tensor;
   m: Tensor;
   v: Tensor;
+}
+
+/** A learning-rate schedule as diffusers' get_scheduler: linear warm-up, then constant or cosine. */
+export interface LrSchedule {
+  kind: "constant" | "cosine";
+  /** Steps of linear warm-up from 0 (default 0). */
+  warmupSteps?: number;
+  /** cosine: the step at which the rate reaches 0. */
+  totalSteps?: number;
+}
+
+/** torch.cuda.amp.GradScaler's defaults. */
+const LOSS_SCALE_START = 2 ** 16, LOSS_SCALE_GROWTH_INTERVAL = 2000;
+
+/**
+ * The learning-rate factor of (0-based) update `k`, as diffusers' schedules with warm-up:
+ * k / warmup during warm-up, then 1 (constant) or 0.5 (1 + cos(pi * progress)) (cosine).
+ *
+ * @example
+ * ```ts
+ * lrFactor({ kind: "cosine", warmupSteps: 10, totalSteps: 110 }, 60); // 0.5
+ * ```
+ */
+export function lrFactor(s: LrSchedule, k: number): number {
+  const warmup = s.warmupSteps ?? 0;
+  if (k < warmup) return k / Math.max(1, warmup);
+  if (s.kind === "constant") return 1;
+  const total = s.totalSteps ?? 0;
+  const progress = (k - warmup) / Math.max(1, total - warmup);
+  return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
+}
+
+/** What one update did. */
+export interface UpdateResult {
+  /** Global gradient norm before clipping (of the unscaled gradients). */
+  norm: number;
+  /** Mixed precision: a gradient overflowed, so the update was skipped and the scale halved. */
+  skipped: boolean;
 }
 
 /**
@@ -34,9 +78,9 @@ interface Entry {
  *
  * @example
  * ```ts
- * const params = new TrainableParameters(gpu, [{ name: "w", tensor: w }], DEFAULT_ADAMW, 1);
+ * const params = new TrainableParameters(gpu, [{ name: "w", tensor: w }], DEFAULT_ADAMW);
  * params.watch(tape);
- * const norm = await params.update(tape.gradients(y, gy)); // one AdamW step
+ * const { norm } = await params.update(tape.gradients(y, gy)); // one AdamW step
  * ```
  */
 export class TrainableParameters {
@@ -44,27 +88,50 @@ export class TrainableParameters {
   readonly #entries: Entry[];
   readonly #adam: AdamWSettings;
   readonly #maxGradNorm: number;
+  readonly #schedule: LrSchedule;
   #grads = new Map<string, Tensor>();
   #steps = 0;
+  /** Mixed precision: the current loss scale (1 in f32) and good updates since it last grew. */
+  #scale: number;
+  #goodSteps = 0;
 
+  /**
+   * `list`: each parameter's tensor as the model uses it; an f16 one needs `initial`, the f32
+   * values its master copy starts from.
+   */
   constructor(
     gpu: Gpu,
-    list: readonly { name: string; tensor: Tensor }[],
+    list: readonly { name: string; tensor: Tensor; initial?: Float32Array }[],
     adam: AdamWSettings,
-    maxGradNorm = 0,
+    options: { maxGradNorm?: number; schedule?: LrSchedule; lossScale?: number } = {},
   ) {
     this.#gpu = gpu;
     this.#adam = adam;
-    this.#maxGradNorm = maxGradNorm;
-    this.#entries = list.map(({ name, tensor }) => {
-      if (tensor.dtype !== "f32") throw new Error(`training: ${name} must be f32 (master weights)`);
+    this.#maxGradNorm = options.maxGradNorm ?? 0;
+    this.#schedule = options.schedule ?? { kind: "constant" };
+    const mixed = list.some((e) => e.tensor.dtype !== "f32");
+    this.#scale = mixed ? options.lossScale ?? LOSS_SCALE_START : 1;
+    this.#entries = list.map(({ name, tensor, initial }) => {
+      let master = tensor;
+      if (tensor.dtype !== "f32") {
+        if (!initial) {
+          throw new Error(`training: ${name} is ${tensor.dtype}; its f32 values are needed`);
+        }
+        master = gpu.upload(initial, tensor.shape, "f32", `${name} (master)`);
+      }
       return {
         name,
         tensor,
+        master,
         m: gpu.upload(new Float32Array(tensor.size), tensor.shape, "f32", "adam m"),
         v: gpu.upload(new Float32Array(tensor.size), tensor.shape, "f32", "adam v"),
       };
     });
+  }
+
+  /** The factor the loss is multiplied by before the backward (1 in f32 training). */
+  get lossScale(): number {
+    return this.#scale;
   }
 
   /** Parameter names, in order. */
@@ -83,11 +150,11 @@ export class TrainableParameters {
   }
 
   /**
-   * Takes this step's gradients (by tensor root, as GradientTape.gradients returns them; the
-   * ones of other tensors are released), clips them by their global norm and applies AdamW.
-   * Returns the norm before clipping.
+   * Takes this step's gradients (by tensor root, as GradientTape.gradients returns them, scaled
+   * by {@link lossScale}; the ones of other tensors are released), clips them by their global
+   * norm and applies AdamW at the scheduled rate.
    */
-  async update(grads: Map<Tensor, Tensor>): Promise<number> {
+  async update(grads: Map<Tensor, Tensor>): Promise<UpdateResult> {
     this.#releaseGrads();
     for (const e of this.#entries) {
       const g = grads.get(e.tensor.root);
@@ -97,16 +164,39 @@ export class TrainableParameters {
     }
     for (const g of grads.values()) g.release();
     const gpu = this.#gpu;
-    const stats = gradNorm(gpu, [...this.#grads.values()], { maxNorm: this.#maxGradNorm });
-    const step = this.#steps + 1;
-    for (const e of this.#entries) {
-      const grad = this.#grads.get(e.name)!;
-      adamw(gpu, { param: e.tensor, grad, m: e.m, v: e.v, stats }, { ...this.#adam, step });
-    }
+    const stats = gradNorm(gpu, [...this.#grads.values()], {
+      maxNorm: this.#maxGradNorm,
+      lossScale: this.#scale,
+    });
     try {
+      const mixed = this.#scale !== 1 || this.#entries.some((e) => e.master !== e.tensor);
+      if (mixed) {
+        // GradScaler: an overflow skips the update and halves the scale.
+        const [norm] = await gpu.read(stats);
+        if (!Number.isFinite(norm)) {
+          this.#scale /= 2;
+          this.#goodSteps = 0;
+          return { norm, skipped: true };
+        }
+      }
+      const step = this.#steps + 1;
+      const lr = this.#adam.lr * lrFactor(this.#schedule, this.#steps);
+      for (const e of this.#entries) {
+        const grad = this.#grads.get(e.name)!;
+        const working = e.master === e.tensor ? undefined : e.tensor;
+        adamw(gpu, { param: e.master, grad, m: e.m, v: e.v, stats, working }, {
+          ...this.#adam,
+          lr,
+          step,
+        });
+      }
       const [norm] = await gpu.read(stats);
       this.#steps = step;
-      return norm;
+      if (mixed && ++this.#goodSteps === LOSS_SCALE_GROWTH_INTERVAL) {
+        this.#scale *= 2;
+        this.#goodSteps = 0;
+      }
+      return { norm, skipped: false };
     } finally {
       stats.release();
     }
@@ -115,14 +205,17 @@ export class TrainableParameters {
   /** The last step's gradients (before clipping) by name. */
   async gradients(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
-    for (const [name, g] of this.#grads) out.set(name, await this.#gpu.read(g));
+    for (const [name, g] of this.#grads) {
+      const v = await this.#gpu.read(g);
+      out.set(name, this.#scale === 1 ? v : v.map((x) => x / this.#scale));
+    }
     return out;
   }
 
   /** The current values by name. */
   async values(): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
-    for (const e of this.#entries) out.set(e.name, await this.#gpu.read(e.tensor));
+    for (const e of this.#entries) out.set(e.name, await this.#gpu.read(e.master));
     return out;
   }
 
@@ -140,9 +233,11 @@ export class TrainableParameters {
     }
     for (const [name, data] of values) {
       const e = byName.get(name)!;
-      const tmp = this.#gpu.upload(data, e.tensor.shape, "f32", name);
-      this.#gpu.copy(tmp, e.tensor);
-      tmp.release();
+      for (const t of e.master === e.tensor ? [e.tensor] : [e.master, e.tensor]) {
+        const tmp = this.#gpu.upload(data, t.shape, t.dtype, name);
+        this.#gpu.copy(tmp, t);
+        tmp.release();
+      }
     }
   }
 
@@ -152,6 +247,7 @@ export class TrainableParameters {
     for (const e of this.#entries) {
       e.m.release();
       e.v.release();
+      if (e.master !== e.tensor) e.master.release();
     }
   }
 

@@ -7,6 +7,7 @@
  */
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
+import type { DType } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import type { VaeEncoder } from "../models/vae.ts";
 import type { TorchGenerator } from "../rng.ts";
@@ -45,7 +46,7 @@ const f = Math.fround;
  *
  * @example
  * ```ts
- * const t = await diffusionTargets(gpu, { latents, noise, timesteps: [10, 500] }, { video: true, vae, alphasCumprod, generator });
+ * const t = await diffusionTargets(gpu, { latents, noise, timesteps: [10, 500] }, { video: true, vae, dtype: "f32", alphasCumprod, generator });
  * ```
  */
 export async function diffusionTargets(
@@ -57,7 +58,13 @@ export async function diffusionTargets(
     timesteps?: number[];
     posteriorNoise?: TrainTensor;
   },
-  o: { video: boolean; vae: VaeEncoder; alphasCumprod: Float64Array; generator: TorchGenerator },
+  o: {
+    video: boolean;
+    vae: VaeEncoder;
+    dtype: DType;
+    alphasCumprod: Float64Array;
+    generator: TorchGenerator;
+  },
 ): Promise<DiffusionTargets> {
   let x0: Float32Array, b: number, frames: number, c: number, h: number, w: number;
   if (batch.latents) {
@@ -125,9 +132,9 @@ async function encode(
   pixels: Float32Array,
   shape: number[],
   batch: { posteriorNoise?: TrainTensor },
-  o: { vae: VaeEncoder; generator: TorchGenerator },
+  o: { vae: VaeEncoder; dtype: DType; generator: TorchGenerator },
 ): Promise<{ x0: Float32Array; c: number; h: number; w: number }> {
-  const x = gpu.upload(pixels, shape, "f32", "pixels");
+  const x = gpu.upload(pixels, shape, o.dtype, "pixels");
   const { mean, logvar } = o.vae.forward(gpu, x);
   x.release();
   const [, c, h, w] = mean.shape;

@@ -60,8 +60,19 @@ export interface TrainerOptions {
   noiseSchedule?: { betaStart?: number; betaEnd?: number; betaSchedule?: BetaSchedule };
   /** vae: weight of the KL term. */
   klWeight?: number;
-  /** "f32" (default). */
+  /**
+   * "f32" (default), or "f16": mixed precision (f16 weights and activations, f32 master weights
+   * and optimiser state, dynamic loss scaling); needs an adapter with shader-f16.
+   */
   precision?: "f32" | "f16";
+  /** Mixed precision: the starting loss scale (default 2^16, as torch's GradScaler). */
+  lossScale?: number;
+  /** Learning-rate schedule after the warm-up: "constant" (default) or "cosine" to 0. */
+  lrScheduler?: "constant" | "cosine";
+  /** Steps of linear learning-rate warm-up from 0 (default 0). */
+  lrWarmupSteps?: number;
+  /** cosine: the step at which the rate reaches 0. */
+  maxTrainSteps?: number;
   /** Seeds every draw the trainer makes (new-module init, noise, timesteps). */
   seed?: number;
   /**
@@ -97,6 +108,10 @@ export interface TrainStepResult {
   loss: number;
   /** The global L2 norm of the gradients before clipping. */
   gradNorm: number;
+  /** Mixed precision: a gradient overflowed, so no update was made (the loss scale halved). */
+  skipped: boolean;
+  /** The loss scale the step used (1 in f32). */
+  lossScale: number;
 }
 
 /** A model being trained (see {@link createTrainer}). */
@@ -146,14 +161,23 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       `train: expected one of ${AVAILABLE.join(", ")}, got "${options.train}"`,
     );
   }
-  if ((options.precision ?? "f32") !== "f32") {
-    throw new InputError(`precision: only "f32" training is available yet`);
+  const dtype = options.precision ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new InputError(`precision: expected "f32" or "f16", got "${dtype}"`);
+  }
+  if (options.lrScheduler === "cosine" && !(options.maxTrainSteps! > 0)) {
+    throw new InputError("maxTrainSteps: the cosine schedule needs the number of steps");
   }
   const seed = options.seed ?? 0;
   const demo = options.model ? null : loadTinyDemoModel(ARCHITECTURE);
   const model = demo?.model ??
     await loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE });
   const gpu = options.gpu ?? await Gpu.create();
+  if (dtype === "f16" && !gpu.hasF16) {
+    if (!options.gpu) gpu.destroy();
+    model.close();
+    throw new InputError(`precision: f16 needs shader-f16, which ${gpu.info.name} lacks`);
+  }
   const stores: WeightStore[] = [];
   const adapters: Tensor[] = [];
   const release = () => {
@@ -169,17 +193,37 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       eps: o.eps ?? DEFAULT_ADAMW.eps,
       weightDecay: o.weightDecay ?? DEFAULT_ADAMW.weightDecay,
     };
-    const params = (list: { name: string; tensor: Tensor }[]) =>
-      new TrainableParameters(gpu, list, adam, options.maxGradNorm ?? 0);
+    /** Trainable parameters from their tensors and, for f16 ones, their f32 host values. */
+    const params = async (
+      list: { name: string; tensor: Tensor; host?: { read(): Promise<Float32Array> } }[],
+    ) =>
+      new TrainableParameters(
+        gpu,
+        await Promise.all(list.map(async (e) => ({
+          name: e.name,
+          tensor: e.tensor,
+          initial: e.tensor.dtype === "f32" ? undefined : await e.host!.read(),
+        }))),
+        adam,
+        {
+          maxGradNorm: options.maxGradNorm,
+          lossScale: options.lossScale,
+          schedule: {
+            kind: options.lrScheduler ?? "constant",
+            warmupSteps: options.lrWarmupSteps,
+            totalSteps: options.maxTrainSteps,
+          },
+        },
+      );
     if (options.train === "vae") {
       const keep = (prefixes: string[]) => (n: string) => !prefixes.some((p) => n.startsWith(p));
       const en = new WeightStore(gpu, model.vae, {
-        dtype: "f32",
+        dtype,
         part: "vae encoder",
         ignore: keep(["encoder.", "quant_conv."]),
       });
       const de = new WeightStore(gpu, model.vae, {
-        dtype: "f32",
+        dtype,
         part: "vae decoder",
         ignore: keep(["decoder.", "post_quant_conv."]),
       });
@@ -189,9 +233,12 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       for (const s of stores) await s.loadAll();
       const all = [...en.params, ...de.params];
       return new VaeTrainer(gpu, {
+        dtype,
         encoder,
         decoder,
-        params: params(all.map((p) => ({ name: p.name, tensor: p.t }))),
+        params: await params(
+          all.map((p) => ({ name: p.name, tensor: p.t, host: model.vae.get(p.name) })),
+        ),
         klWeight: options.klWeight ?? DEFAULT_KL_WEIGHT,
         shapes: new Map(all.map((p) => [p.name, p.shape])),
         seed,
@@ -201,13 +248,13 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     }
     const motion = await motionWeights(options, model, seed);
     const tokenizer = await tokenizerOf(options, model, demo?.tokenizer ?? null);
-    const te = new WeightStore(gpu, model.textEncoder, { dtype: "f32", part: "text encoder" });
-    const un = new WeightStore(gpu, model.unet, { dtype: "f32", part: "unet" });
+    const te = new WeightStore(gpu, model.textEncoder, { dtype, part: "text encoder" });
+    const un = new WeightStore(gpu, model.unet, { dtype, part: "unet" });
     const mo = motion
-      ? new WeightStore(gpu, motion.tensors, { dtype: "f32", part: "motion module" })
+      ? new WeightStore(gpu, motion.tensors, { dtype, part: "motion module" })
       : null;
     const va = new WeightStore(gpu, model.vae, {
-      dtype: "f32",
+      dtype,
       part: "vae",
       ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
     });
@@ -220,6 +267,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     for (const s of stores) await s.loadAll();
     const s = options.noiseSchedule ?? {};
     const parts = {
+      dtype,
       textEncoder,
       unet,
       vae,
@@ -239,22 +287,30 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       ownsGpu: !options.gpu,
     };
     if (options.train === "motion-lora") {
-      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, seed);
-      adapters.push(...lora.tensors);
+      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, { seed, dtype });
+      adapters.push(...lora.tensors.map((t) => t.tensor));
       return new DiffusionTrainer(gpu, {
         ...parts,
-        params: params(lora.tensors.map((t) => ({ name: t.label, tensor: t }))),
+        params: await params(lora.tensors.map((t) => ({
+          name: t.tensor.label,
+          tensor: t.tensor,
+          host: { read: () => Promise.resolve(t.initial) },
+        }))),
         loras: lora.modules,
         saved: [],
       });
     }
     const store = options.train === "motion" ? mo! : un;
+    const hostMap = options.train === "motion" ? motion!.tensors : model.unet;
     const saved = store.params.map((p) => ({ name: p.name, tensor: p.t }));
     return new DiffusionTrainer(gpu, {
       ...parts,
       // Position tables are buffers, not parameters (as in AnimateDiff and diffusers): saved,
       // never trained.
-      params: params(saved.filter((p) => !p.name.endsWith(".pos_embed.pe"))),
+      params: await params(
+        saved.filter((p) => !p.name.endsWith(".pos_embed.pe"))
+          .map((p) => ({ ...p, host: hostMap.get(p.name) })),
+      ),
       loras: [],
       saved,
     });

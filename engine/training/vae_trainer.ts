@@ -8,7 +8,7 @@
  */
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
-import type { Tensor } from "../../kernels/gpu/tensor.ts";
+import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
 import { writeSafetensors } from "../../weights/safetensors.ts";
@@ -25,6 +25,8 @@ const f = Math.fround;
 
 /** What a {@link VaeTrainer} works with. */
 export interface VaeParts {
+  /** Storage dtype of the model and its activations (f16: mixed precision). */
+  dtype: DType;
   encoder: VaeEncoder;
   decoder: VaeDecoder;
   params: TrainableParameters;
@@ -65,7 +67,7 @@ export class VaeTrainer implements Trainer {
     const encTape = new GradientTape(gpu), decTape = new GradientTape(gpu);
     const held: (Tensor | null)[] = [];
     try {
-      const x = gpu.upload(px.data, px.shape, "f32", "images");
+      const x = gpu.upload(px.data, px.shape, p.dtype, "images");
       held.push(x);
       p.params.watch(encTape);
       const moments = encTape.run(() => p.encoder.moments(gpu, x));
@@ -75,19 +77,22 @@ export class VaeTrainer implements Trainer {
       const m = await gpu.read(moments);
       const eps = this.#eps(batch, [n, lat, h, w]);
       const { z, std, kl } = posterior(m, eps, n, per);
-      const zt = gpu.upload(z, [n, lat, h, w], "f32", "z");
+      const zt = gpu.upload(z, [n, lat, h, w], p.dtype, "z");
       held.push(zt);
       p.params.watch(decTape);
       decTape.watch(zt);
       const decoded = decTape.run(() => p.decoder.forward(gpu, zt));
       held.push(decoded);
       const { loss: mse, grad } = mseLoss(await gpu.read(decoded), px.data);
-      const gy = gpu.upload(grad, decoded.shape, "f32", "loss gradient");
+      const scale = p.params.lossScale;
+      if (scale !== 1) { for (let i = 0; i < grad.length; i++) grad[i] *= scale; }
+      const gy = gpu.upload(grad, decoded.shape, p.dtype, "loss gradient");
       held.push(gy);
       const grads = decTape.gradients(decoded, gy);
       const dzt = grads.get(zt.root)!;
       grads.delete(zt.root);
-      const dz = await gpu.read(dzt);
+      // dL/dz, unscaled.
+      const dz = (await gpu.read(dzt)).map((v) => v / scale);
       dzt.release();
       // dL/dmean = dz + kw * mean / n; dL/dlogvar = dz * eps * std / 2 + kw * (var - 1) / (2 n),
       // zero where the clamp held logvar.
@@ -103,11 +108,12 @@ export class VaeTrainer implements Trainer {
             : 0.5 * dz[k] * eps[k] * std[k] + (kw * 0.5 * (Math.exp(logvar) - 1)) / n;
         }
       }
-      const seedT = gpu.upload(seed, moments.shape, "f32", "moments gradient");
+      if (scale !== 1) { for (let i = 0; i < seed.length; i++) seed[i] *= scale; }
+      const seedT = gpu.upload(seed, moments.shape, p.dtype, "moments gradient");
       held.push(seedT);
       for (const [root, g] of encTape.gradients(moments, seedT)) grads.set(root, g);
-      const gradNorm = await p.params.update(grads);
-      return { loss: mse + kw * kl, gradNorm };
+      const { norm, skipped } = await p.params.update(grads);
+      return { loss: mse + kw * kl, gradNorm: norm, skipped, lossScale: scale };
     } finally {
       encTape.dispose();
       decTape.dispose();
@@ -121,7 +127,7 @@ export class VaeTrainer implements Trainer {
     const px = images(batch);
     const held: Tensor[] = [];
     try {
-      const x = gpu.upload(px.data, px.shape, "f32", "images");
+      const x = gpu.upload(px.data, px.shape, p.dtype, "images");
       held.push(x);
       const moments = p.encoder.moments(gpu, x);
       held.push(moments);
@@ -129,7 +135,7 @@ export class VaeTrainer implements Trainer {
       const per = (c2 / 2) * h * w;
       const eps = this.#eps(batch, [n, c2 / 2, h, w]);
       const { z, kl } = posterior(await gpu.read(moments), eps, n, per);
-      const zt = gpu.upload(z, [n, c2 / 2, h, w], "f32", "z");
+      const zt = gpu.upload(z, [n, c2 / 2, h, w], p.dtype, "z");
       held.push(zt);
       const decoded = p.decoder.forward(gpu, zt);
       held.push(decoded);
