@@ -111,6 +111,12 @@ export {
   type TrainTarget,
   type TrainTensor,
 } from "./engine/training/trainer.ts";
+export {
+  DISCRETE_GPU,
+  planTraining,
+  type TrainingPlan,
+  type TrainingPlanOptions,
+} from "./engine/training/memory.ts";
 export { AbortError, InputError } from "./kernels/gpu/errors.ts";
 export { Gpu, type GpuInfo, type GpuOptions } from "./kernels/gpu/device.ts";
 export { EngineLimitError, NoAdapterError } from "./kernels/gpu/errors.ts";

@@ -5,7 +5,9 @@
  * computed from one), and the tape keeps the tensors each backward reads. `gradients(y, gy)` then
  * walks the ops in reverse, runs each op's backward kernels and sums the gradients that reach
  * each tensor. Frozen weights are never watched: their ops pass gradients through to the
- * activations but compute no weight gradient.
+ * activations but compute no weight gradient. {@link GradientTape.checkpoint} trades compute for
+ * memory (activation checkpointing): a block runs without saving anything and is recorded as one
+ * op whose backward runs the block again on a nested tape.
  * @module
  */
 
@@ -65,6 +67,99 @@ export class GradientTape implements Tape {
     for (const t of [...op.saved, op.output]) {
       if (!this.#owned.has(t.root) && this.#gpu.adopt(t)) this.#owned.add(t.root);
     }
+  }
+
+  /**
+   * Activation checkpointing: runs `fn(...inputs)` saving nothing (its intermediates are freed
+   * as soon as its forward has used them) and records it as ONE op. That op's backward runs `fn`
+   * again on a nested tape watching the inputs and this tape's leaves that `fn` used, takes the
+   * gradients of fn's result, returns the inputs' gradients and hands the leaves' gradients to
+   * this tape's accumulation; the recomputed intermediates are freed after that backward. The
+   * launchers take the same (taped, unfused) paths in both runs, so results and gradients are
+   * those of recording `fn` directly. `fn` must read tracked tensors only through `inputs` (a
+   * captured activation is an error; frozen weights and leaves may be captured) and must give the
+   * same ops for the same inputs. Call it while this tape records (inside {@link run}).
+   *
+   * @example
+   * ```ts
+   * const tape = new GradientTape(gpu);
+   * tape.watch(w);
+   * const y = tape.run(() =>
+   *   gpu.scope(() => tape.checkpoint((x, t) => block.forward(gpu, x, t), [x, temb]))
+   * );
+   * const grads = tape.gradients(y, ones); // as without the checkpoint, with less memory held
+   * ```
+   */
+  checkpoint(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly Tensor[]): Tensor {
+    const gpu = this.#gpu;
+    if (gpu.tape !== this) {
+      throw new Error("GradientTape.checkpoint: this tape is not recording (call it inside run)");
+    }
+    const probe = new CheckpointProbe(this, inputs);
+    gpu.tape = probe;
+    let y: Tensor;
+    try {
+      y = fn(...inputs);
+    } finally {
+      gpu.tape = this;
+    }
+    // Nothing tracked went in, or the result does not depend on it: nothing to record.
+    if (!probe.produced(y)) return y;
+    const roots = probe.used();
+    // Only the tracked inputs' roots: the nested tape watches exactly what this one tracks, so
+    // every launcher takes the same path again.
+    const watched = [
+      ...new Set(inputs.map((t) => t.root).filter((r) => this.#tracked.has(r))),
+      ...roots.filter((r) => this.#leaves.has(r)),
+    ];
+    this.record({
+      name: "checkpoint",
+      inputs: roots,
+      output: y,
+      saved: inputs,
+      backward: (gy, needs) => this.#recompute(fn, inputs, { watched, roots, needs }, gy),
+    });
+    return y;
+  }
+
+  /** The checkpoint op's backward: `fn` again on a nested tape, then its gradients. */
+  #recompute(
+    fn: (...inputs: Tensor[]) => Tensor,
+    inputs: readonly Tensor[],
+    o: { watched: readonly Tensor[]; roots: readonly Tensor[]; needs: readonly boolean[] },
+    gy: Tensor,
+  ): (Tensor | null)[] {
+    const gpu = this.#gpu;
+    const inner = new GradientTape(gpu);
+    try {
+      for (const t of o.watched) inner.watch(t);
+      const outer = gpu.tape;
+      gpu.tape = inner;
+      let y: Tensor;
+      try {
+        y = fn(...inputs);
+      } finally {
+        gpu.tape = outer;
+      }
+      const grads = inner.gradients(y, gy);
+      const out = o.roots.map((r, k) => {
+        const g = grads.get(r) ?? null;
+        grads.delete(r);
+        if (o.needs[k]) return g;
+        g?.release();
+        return null;
+      });
+      for (const g of grads.values()) g.release();
+      return out;
+    } finally {
+      // The recomputed intermediates go once the ops recorded so far have run.
+      inner.dispose();
+    }
+  }
+
+  /** True when `t` is a watched leaf (a trainable parameter). */
+  isLeaf(t: Tensor): boolean {
+    return this.#leaves.has(t.root);
   }
 
   /** Runs `fn` with this tape recording on the gpu (tapes do not nest). */
@@ -153,6 +248,54 @@ export class GradientTape implements Tape {
     for (const t of this.#owned) if (!t.released) t.release();
     this.#owned.clear();
     this.#ops.length = 0;
+  }
+}
+
+/**
+ * What the gpu records through while a checkpointed block runs its forward: it tracks what the
+ * tape tracks plus the results of the block's own ops (so launchers take the taped paths), keeps
+ * nothing, and notes which tracked inputs and leaves the block's ops read.
+ */
+class CheckpointProbe implements Tape {
+  readonly #tape: GradientTape;
+  readonly #inputs: Set<Tensor>;
+  /** Results of the block's recorded ops. */
+  readonly #outputs = new Set<Tensor>();
+  /** Tracked input roots and leaves the block read, in first-use order. */
+  readonly #used = new Set<Tensor>();
+
+  constructor(tape: GradientTape, inputs: readonly Tensor[]) {
+    this.#tape = tape;
+    this.#inputs = new Set(inputs.map((t) => t.root));
+  }
+
+  tracks(t: Tensor): boolean {
+    return this.#outputs.has(t.root) || this.#tape.tracks(t);
+  }
+
+  record(op: TapeOp): void {
+    for (const t of op.inputs) {
+      const r = t.root;
+      if (this.#outputs.has(r) || !this.#tape.tracks(r)) continue;
+      if (!this.#inputs.has(r) && !this.#tape.isLeaf(r)) {
+        throw new Error(
+          `GradientTape.checkpoint: ${op.name} reads ${r.label} ${fmtShape(r.shape)}, which ` +
+            `needs a gradient but is not among the checkpoint's inputs; pass it as an input`,
+        );
+      }
+      this.#used.add(r);
+    }
+    this.#outputs.add(op.output.root);
+  }
+
+  /** True when `y` is the result of one of the block's recorded ops. */
+  produced(y: Tensor): boolean {
+    return this.#outputs.has(y.root);
+  }
+
+  /** The tracked inputs' roots and the leaves the block read. */
+  used(): Tensor[] {
+    return [...this.#used];
   }
 }
 

@@ -101,8 +101,7 @@ export class FeedForward {
     );
     const ff = (xs: Tensor, res?: Tensor, out?: Tensor) =>
       this.out.forward(gpu, geglu(gpu, this.proj.forward(gpu, xs)), { residual: res, out });
-    // Training runs it whole: a recorded op cannot write into a window of another tensor.
-    if (runs.length === 1 || gpu.tape) return ff(x, residual);
+    if (runs.length === 1) return ff(x, residual);
     const out = gpu.empty(x.shape, x.dtype, "feed_forward");
     for (const [s, n] of runs) {
       ff(x.window(rows, s, n), residual?.window(rows, s, n), out.window(rows, s, n));

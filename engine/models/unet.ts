@@ -34,6 +34,7 @@ export type Fidelity = "diffusers" | "original";
 import { timestepEmbedding } from "../../kernels/embedding.ts";
 import { unary } from "../../kernels/elementwise.ts";
 import { concat } from "../../kernels/layout.ts";
+import { GradientTape } from "../../kernels/autograd.ts";
 
 interface Level {
   resnets: ResnetBlock2D[];
@@ -62,6 +63,13 @@ export class UNet3D {
    * frame; with v1 motion modules the ResNet and output GroupNorms span all frames).
    */
   fidelity: Fidelity = "diffusers";
+  /**
+   * Activation checkpointing while a gradient tape records (training): each down and up layer
+   * (resnet -> attention -> motion module, with its skip concat) and each piece of the mid block
+   * runs under `GradientTape.checkpoint`, so only the tensors between those blocks are kept for
+   * the backward pass and each block runs its forward again there. No effect on inference.
+   */
+  checkpointing = false;
 
   constructor(
     w: WeightStore,
@@ -254,10 +262,14 @@ export class UNet3D {
       this.timeLinear1.forward(gpu, tProj, { activation: "silu" }),
     );
     const tembAct = unary(gpu, emb, "silu");
+    // fn(...xs), as one recomputed op when training with checkpointing (see `checkpointing`)
+    const tape = this.checkpointing && gpu.tape instanceof GradientTape ? gpu.tape : null;
+    const block = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) =>
+      tape ? tape.checkpoint(fn, xs) : fn(...xs);
     // resnet -> attention -> motion module of one layer of a level
-    const layer = (level: Level, j: number, x: Tensor) => {
-      let h = level.resnets[j].forward(gpu, x, tembAct, frames, span);
-      if (level.attentions) h = level.attentions[j].forward(gpu, h, context, frames);
+    const layer = (level: Level, j: number, x: Tensor, temb: Tensor, ctx: Tensor) => {
+      let h = level.resnets[j].forward(gpu, x, temb, frames, span);
+      if (level.attentions) h = level.attentions[j].forward(gpu, h, ctx, frames);
       if (level.motions?.length) h = level.motions[j].forward(gpu, h, frames, motionNorm);
       return h;
     };
@@ -265,19 +277,27 @@ export class UNet3D {
     let h = this.convIn.forward(gpu, sample);
     const skips: Tensor[] = [h];
     for (const level of this.down) {
-      for (let j = 0; j < level.resnets.length; j++) skips.push(h = layer(level, j, h));
+      for (let j = 0; j < level.resnets.length; j++) {
+        skips.push(h = block((x, t, ctx) => layer(level, j, x, t, ctx), [h, tembAct, context]));
+      }
       if (level.resample) skips.push(h = level.resample.forward(gpu, h));
     }
 
-    h = this.midResnets[0].forward(gpu, h, tembAct, frames, span);
-    if (this.midAttention) h = this.midAttention.forward(gpu, h, context, frames);
-    if (this.midMotion) h = this.midMotion.forward(gpu, h, frames, motionNorm);
-    h = this.midResnets[1].forward(gpu, h, tembAct, frames, span);
+    const [mid0, mid1] = this.midResnets;
+    h = block((x, t) => mid0.forward(gpu, x, t, frames, span), [h, tembAct]);
+    const midAttention = this.midAttention, midMotion = this.midMotion;
+    if (midAttention) {
+      h = block((x, ctx) => midAttention.forward(gpu, x, ctx, frames), [h, context]);
+    }
+    if (midMotion) h = block((x) => midMotion.forward(gpu, x, frames, motionNorm), [h]);
+    h = block((x, t) => mid1.forward(gpu, x, t, frames, span), [h, tembAct]);
 
     for (const level of this.up) {
       for (let j = 0; j < level.resnets.length; j++) {
         // channel concat with the skip: [n, C, H, W] ++ [n, Cs, H, W] -> [n, C + Cs, H, W]
-        h = layer(level, j, concat(gpu, [h, skips.pop()!], 1));
+        const up = (x: Tensor, skip: Tensor, t: Tensor, ctx: Tensor) =>
+          layer(level, j, concat(gpu, [x, skip], 1), t, ctx);
+        h = block(up, [h, skips.pop()!, tembAct, context]);
       }
       if (level.resample) {
         // Upsample to the next skip's size (differs from 2x when a latent side is not a

@@ -138,6 +138,7 @@ export class DiffusionTrainer implements Trainer {
       alphasCumprod: p.alphasCumprod,
       generator: this.#generator,
     });
+    p.params.dropGradients();
     const context = this.#context(batch, targets.batch);
     const tape = new GradientTape(gpu);
     p.params.watch(tape);
@@ -203,14 +204,24 @@ export class DiffusionTrainer implements Trainer {
     return p.textEncoder.forward(gpu, ids, b);
   }
 
-  gradients(): Promise<Map<string, Float32Array>> {
+  gradients(): Map<string, Float32Array> {
     this.#live();
     return this.#p.params.gradients();
   }
 
-  parameters(): Promise<Map<string, Float32Array>> {
+  parameters(): Map<string, Float32Array> {
     this.#live();
     return this.#p.params.values();
+  }
+
+  readGradients(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.readGradients();
+  }
+
+  readParameters(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.readValues();
   }
 
   setParameters(values: Map<string, Float32Array>): void {

@@ -44,6 +44,13 @@ export interface LrSchedule {
   totalSteps?: number;
 }
 
+/**
+ * Trainable sets up to this many values keep host copies of their gradients and weights after
+ * every step (one batched readback), so that `gradients()` and `parameters()` answer at once;
+ * larger ones are read on request (`readGradients()`, `readParameters()`).
+ */
+export const HOST_MIRROR_MAX_VALUES = 2 ** 26;
+
 /** torch.cuda.amp.GradScaler's defaults. */
 const LOSS_SCALE_START = 2 ** 16, LOSS_SCALE_GROWTH_INTERVAL = 2000;
 
@@ -94,6 +101,10 @@ export class TrainableParameters {
   /** Mixed precision: the current loss scale (1 in f32) and good updates since it last grew. */
   #scale: number;
   #goodSteps = 0;
+  /** Host copies (small sets only, see HOST_MIRROR_MAX_VALUES): last gradients and weights. */
+  readonly #mirrored: boolean;
+  #hostGrads = new Map<string, Float32Array>();
+  #hostValues = new Map<string, Float32Array>();
 
   /**
    * `list`: each parameter's tensor as the model uses it; an f16 one needs `initial`, the f32
@@ -111,6 +122,7 @@ export class TrainableParameters {
     this.#schedule = options.schedule ?? { kind: "constant" };
     const mixed = list.some((e) => e.tensor.dtype !== "f32");
     this.#scale = mixed ? options.lossScale ?? LOSS_SCALE_START : 1;
+    this.#mirrored = list.reduce((n, e) => n + e.tensor.size, 0) <= HOST_MIRROR_MAX_VALUES;
     this.#entries = list.map(({ name, tensor, initial }) => {
       let master = tensor;
       if (tensor.dtype !== "f32") {
@@ -174,6 +186,7 @@ export class TrainableParameters {
         // GradScaler: an overflow skips the update and halves the scale.
         const [norm] = await gpu.read(stats);
         if (!Number.isFinite(norm)) {
+          await this.#mirror();
           this.#scale /= 2;
           this.#goodSteps = 0;
           return { norm, skipped: true };
@@ -192,6 +205,7 @@ export class TrainableParameters {
       }
       const [norm] = await gpu.read(stats);
       this.#steps = step;
+      await this.#mirror();
       if (mixed && ++this.#goodSteps === LOSS_SCALE_GROWTH_INTERVAL) {
         this.#scale *= 2;
         this.#goodSteps = 0;
@@ -202,21 +216,64 @@ export class TrainableParameters {
     }
   }
 
-  /** The last step's gradients (before clipping) by name. */
-  async gradients(): Promise<Map<string, Float32Array>> {
-    const out = new Map<string, Float32Array>();
-    for (const [name, g] of this.#grads) {
-      const v = await this.#gpu.read(g);
-      out.set(name, this.#scale === 1 ? v : v.map((x) => x / this.#scale));
-    }
-    return out;
+  /** Whether host copies are kept (see HOST_MIRROR_MAX_VALUES). */
+  get mirrored(): boolean {
+    return this.#mirrored;
   }
 
-  /** The current values by name. */
-  async values(): Promise<Map<string, Float32Array>> {
-    const out = new Map<string, Float32Array>();
-    for (const e of this.#entries) out.set(e.name, await this.#gpu.read(e.master));
-    return out;
+  /** Refreshes the host copies of the gradients (unscaled) and the weights in one readback. */
+  async #mirror(): Promise<void> {
+    if (!this.#mirrored) return;
+    const names = [...this.#grads.keys()];
+    const all = await this.#gpu.readMany([
+      ...names.map((n) => this.#grads.get(n)!),
+      ...this.#entries.map((e) => e.master),
+    ]);
+    this.#hostGrads = new Map(names.map((n, i) => [n, this.#unscale(all[i])]));
+    this.#hostValues = new Map(this.#entries.map((e, i) => [e.name, all[names.length + i]]));
+  }
+
+  /** Reads the weights into the host copies (after construction). */
+  async init(): Promise<void> {
+    await this.#mirror();
+  }
+
+  #unscale(v: Float32Array): Float32Array {
+    return this.#scale === 1 ? v : v.map((x) => x / this.#scale);
+  }
+
+  /** The last step's gradients (before clipping) by name, from the host copies. */
+  gradients(): Map<string, Float32Array> {
+    this.#needMirror("gradients", "readGradients");
+    return new Map(this.#hostGrads);
+  }
+
+  /** The current weights by name, from the host copies. */
+  values(): Map<string, Float32Array> {
+    this.#needMirror("parameters", "readParameters");
+    return new Map(this.#hostValues);
+  }
+
+  /** The last step's gradients (before clipping) by name, read from the GPU. */
+  async readGradients(): Promise<Map<string, Float32Array>> {
+    const names = [...this.#grads.keys()];
+    const all = await this.#gpu.readMany(names.map((n) => this.#grads.get(n)!));
+    return new Map(names.map((n, i) => [n, this.#unscale(all[i])]));
+  }
+
+  /** The current weights by name, read from the GPU. */
+  async readValues(): Promise<Map<string, Float32Array>> {
+    const all = await this.#gpu.readMany(this.#entries.map((e) => e.master));
+    return new Map(this.#entries.map((e, i) => [e.name, all[i]]));
+  }
+
+  #needMirror(what: string, instead: string): void {
+    if (this.#mirrored) return;
+    const n = this.#entries.reduce((s, e) => s + e.tensor.size, 0);
+    throw new Error(
+      `trainer.${what}(): ${n} trainable values are too many to copy to the host every step; ` +
+        `use await trainer.${instead}()`,
+    );
   }
 
   /** Sets some parameters by name (all names checked first, so nothing changes on an error). */
@@ -238,6 +295,7 @@ export class TrainableParameters {
         this.#gpu.copy(tmp, t);
         tmp.release();
       }
+      if (this.#mirrored) this.#hostValues.set(name, Float32Array.from(data));
     }
   }
 
@@ -249,6 +307,14 @@ export class TrainableParameters {
       e.v.release();
       if (e.master !== e.tensor) e.master.release();
     }
+  }
+
+  /**
+   * Frees the last step's gradients on the GPU (their host copies stay): a step calls it before
+   * its backward, so two steps' gradients are never held at once.
+   */
+  dropGradients(): void {
+    this.#releaseGrads();
   }
 
   #releaseGrads(): void {

@@ -124,10 +124,17 @@ export interface Trainer {
   step(batch: TrainBatch): Promise<TrainStepResult>;
   /** The loss on `batch` without training (validation); draws what the batch omits. */
   loss(batch: TrainBatch): Promise<number>;
-  /** The gradients of the last step, before clipping, by parameter name. */
-  gradients(): Promise<Map<string, Float32Array>>;
-  /** The current trainable parameters by name. */
-  parameters(): Promise<Map<string, Float32Array>>;
+  /**
+   * The gradients of the last step, before clipping, by parameter name (host copies kept for
+   * trainable sets of up to 2^26 values; larger ones: {@link readGradients}).
+   */
+  gradients(): Map<string, Float32Array>;
+  /** The current trainable parameters by name (host copies, as {@link gradients}). */
+  parameters(): Map<string, Float32Array>;
+  /** The gradients of the last step read from the GPU (any size). */
+  readGradients(): Promise<Map<string, Float32Array>>;
+  /** The current trainable parameters read from the GPU (any size). */
+  readParameters(): Promise<Map<string, Float32Array>>;
   /** Sets some trainable parameters by name (resume, tests). */
   setParameters(values: Map<string, Float32Array>): void;
   /** Writes the trained weights (motion: original AnimateDiff keys with the pe tables). */
@@ -196,8 +203,8 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     /** Trainable parameters from their tensors and, for f16 ones, their f32 host values. */
     const params = async (
       list: { name: string; tensor: Tensor; host?: { read(): Promise<Float32Array> } }[],
-    ) =>
-      new TrainableParameters(
+    ) => {
+      const tp = new TrainableParameters(
         gpu,
         await Promise.all(list.map(async (e) => ({
           name: e.name,
@@ -215,6 +222,9 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
           },
         },
       );
+      await tp.init();
+      return tp;
+    };
     if (options.train === "vae") {
       const keep = (prefixes: string[]) => (n: string) => !prefixes.some((p) => n.startsWith(p));
       const en = new WeightStore(gpu, model.vae, {

@@ -64,6 +64,7 @@ export class VaeTrainer implements Trainer {
     this.#live();
     const gpu = this.#gpu, p = this.#p;
     const px = images(batch);
+    p.params.dropGradients();
     const encTape = new GradientTape(gpu), decTape = new GradientTape(gpu);
     const held: (Tensor | null)[] = [];
     try {
@@ -156,14 +157,24 @@ export class VaeTrainer implements Trainer {
     return eps;
   }
 
-  gradients(): Promise<Map<string, Float32Array>> {
+  gradients(): Map<string, Float32Array> {
     this.#live();
     return this.#p.params.gradients();
   }
 
-  parameters(): Promise<Map<string, Float32Array>> {
+  parameters(): Map<string, Float32Array> {
     this.#live();
     return this.#p.params.values();
+  }
+
+  readGradients(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.readGradients();
+  }
+
+  readParameters(): Promise<Map<string, Float32Array>> {
+    this.#live();
+    return this.#p.params.readValues();
   }
 
   setParameters(values: Map<string, Float32Array>): void {
@@ -177,7 +188,7 @@ export class VaeTrainer implements Trainer {
     if (!path.endsWith(".safetensors")) {
       throw new InputError(`save: ${path}: expected a .safetensors path`);
     }
-    const values = await this.#p.params.values();
+    const values = await this.#p.params.readValues();
     const tensors = [...values].map(([name, data]) => ({
       name,
       shape: this.#p.shapes.get(name)!,

@@ -151,3 +151,16 @@ gpuTest("runtime: a lost device gives a clear DeviceLostError on the next dispat
   assert(err instanceof DeviceLostError, `expected DeviceLostError, got ${err}`);
   assert(/GPU device lost/.test((err as Error).message), (err as Error).message);
 });
+
+gpuTest("readMany: f32, f16 and windows read back together equal one read each", async (gpu) => {
+  const a = gpu.upload(Float32Array.from({ length: 7 }, (_, i) => i - 3.5), [7]);
+  const big = gpu.upload(Float32Array.from({ length: 12 }, (_, i) => i / 4), [3, 4]);
+  const tensors = [a, big.window(3, 1, 1), big];
+  if (gpu.hasF16) tensors.push(gpu.upload(Float32Array.of(0.5, -2, 3), [3], "f16"));
+  const many = await gpu.readMany(tensors);
+  for (let i = 0; i < tensors.length; i++) {
+    assertEquals([...many[i]], [...await gpu.read(tensors[i])]);
+  }
+  assertEquals([...many[1]], [1, 1.25, 1.5, 1.75]);
+  for (const t of tensors) t.release();
+});
