@@ -72,6 +72,8 @@ export interface TrainingPlanOptions {
   train: "motion" | "unet";
   /** Activation checkpointing of the UNet's blocks (`gradient_checkpointing`). Default false. */
   gradientCheckpointing?: boolean;
+  /** "f32" (default) or "f16": mixed precision (f16 weights and activations, f32 master weights). */
+  precision?: "f32" | "f16";
   /**
    * The base model's configs. Default SD1.5's.
    * @ignore
@@ -116,6 +118,8 @@ export interface TrainingPlan {
   train: "motion" | "unet";
   /** Whether the UNet's blocks are recomputed in the backward. */
   gradientCheckpointing: boolean;
+  /** f32 training or f16 mixed precision. */
+  precision: "f32" | "f16";
   /** Clips (or images) per step. */
   batch: number;
   /** Frames per clip (1 for images). */
@@ -173,6 +177,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
   const batch = o.batch ?? 1, frames = video ? o.frames ?? 16 : 1;
   const width = o.width ?? 256, height = o.height ?? 256;
   const checkpointing = o.gradientCheckpointing ?? false;
+  const dtype = o.precision ?? "f32";
   for (const [what, v] of [["batch", batch], ["frames", frames]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new InputError(`${what}: expected an integer >= 1`);
   }
@@ -181,12 +186,17 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
   }
   const motion = video ? o.motion ?? newMotionConfig(configs.unet) : null;
   const shapes = ARCHITECTURE.model(configs);
-  const gpu = Gpu.virtual(o.adapter ?? DISCRETE_GPU);
+  const adapter = o.adapter ?? DISCRETE_GPU;
+  const gpu = Gpu.virtual(
+    dtype === "f16" && !adapter.features.includes("shader-f16")
+      ? { ...adapter, features: [...adapter.features, "shader-f16"] }
+      : adapter,
+  );
   const stores: WeightStore[] = [];
   let trainer: DiffusionTrainer | null = null;
   try {
     const store = (map: ShapeMap, part: string, ignore?: (n: string) => boolean) => {
-      const s = new WeightStore(gpu, shapesOnly(map), { dtype: "f32", part, ignore });
+      const s = new WeightStore(gpu, shapesOnly(map), { dtype, part, ignore });
       stores.push(s);
       return s;
     };
@@ -223,11 +233,16 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
     };
     const trained = (video ? mo! : un).params
       .filter((p) => !p.name.endsWith(".pos_embed.pe"))
-      .map((p) => ({ name: p.name, tensor: p.t }));
+      // Mixed precision: the f32 master copies start from these (only their size matters here).
+      .map((p) => ({
+        name: p.name,
+        tensor: p.t,
+        initial: dtype === "f32" ? undefined : new Float32Array(p.t.size),
+      }));
     const params = new StagedParameters(gpu, trained, mark);
     // The trainer's own step (engine/training/diffusion.ts), on shapes.
     trainer = new DiffusionTrainer(gpu, {
-      dtype: "f32",
+      dtype,
       textEncoder,
       unet,
       vae,
@@ -265,6 +280,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
       adapter: gpu.info.name,
       train: o.train,
       gradientCheckpointing: checkpointing,
+      precision: dtype,
       batch,
       frames,
       width,
@@ -272,7 +288,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
       weightsBytes,
       trainableParameters: count,
       optimizerBytes: 8 * count,
-      gradientBytes: 4 * count,
+      gradientBytes: (dtype === "f32" ? 4 : 2) * count,
       stages,
       peakBytes: peak,
       workingSetBytes: workingSet,
@@ -295,7 +311,7 @@ class StagedParameters extends TrainableParameters {
 
   constructor(
     gpu: Gpu,
-    list: { name: string; tensor: Tensor }[],
+    list: { name: string; tensor: Tensor; initial?: Float32Array }[],
     mark: (stage: "backward" | "optimizer") => void,
   ) {
     super(gpu, list, DEFAULT_ADAMW, { maxGradNorm: 1 });

@@ -14,9 +14,10 @@ import { assert, assertEquals } from "../../assert.ts";
 /** A 24 GB GPU (decimal, as vendors count). */
 const BUDGET = 24e9;
 
-function plan(gradientCheckpointing: boolean): Promise<TrainingPlan> {
+function plan(gradientCheckpointing: boolean, precision?: "f16"): Promise<TrainingPlan> {
   return planTraining({
     train: "motion",
+    precision,
     motion: ANIMATEDIFF_V2_CONFIG,
     gradientCheckpointing,
     batch: 1,
@@ -54,4 +55,13 @@ Deno.test("training plan: SD1.5 + AnimateDiff v2, 16 x 256 x 256 f32 fits 24 GB 
     off.stages.forward - on.stages.forward > 5e9,
     `checkpointing should keep far less for the backward: ${describe(on)} vs ${describe(off)}`,
   );
+});
+
+Deno.test("training plan: mixed precision needs far less than f32 (f16 weights and activations)", async () => {
+  const f32 = await plan(true), f16 = await plan(true, "f16");
+  assertEquals(f16.precision, "f16");
+  // Frozen weights halve; the f32 master copy, AdamW's m and v stay f32.
+  assertEquals(f16.weightsBytes * 2, f32.weightsBytes);
+  assertEquals(f16.optimizerBytes, f32.optimizerBytes);
+  assert(f16.peakBytes < 0.8 * f32.peakBytes, `f16 ${describe(f16)} vs f32 ${describe(f32)}`);
 });
