@@ -21,7 +21,8 @@ import type { ClipTokenizer } from "../tokenizer.ts";
 import { TorchGenerator } from "../rng.ts";
 import { diffusionTargets } from "./targets.ts";
 import type { TrainableParameters } from "./parameters.ts";
-import type { TrainBatch, Trainer, TrainStepResult } from "./trainer.ts";
+import type { TrainBatch, TrainStepResult } from "./trainer.ts";
+import { TrainerBase } from "./base.ts";
 
 /** One LoRA-adapted projection: its diffusers module name and its Linear. */
 export interface LoraModule {
@@ -108,29 +109,19 @@ export interface DiffusionParts {
 }
 
 /** The epsilon-prediction trainer (see the module doc). */
-export class DiffusionTrainer implements Trainer {
-  readonly #gpu: Gpu;
+export class DiffusionTrainer extends TrainerBase {
   readonly #p: DiffusionParts;
   readonly #generator: TorchGenerator;
-  #disposed = false;
 
   constructor(gpu: Gpu, parts: DiffusionParts) {
-    this.#gpu = gpu;
+    super(gpu, parts);
     this.#p = parts;
     this.#generator = new TorchGenerator(parts.seed);
   }
 
-  get steps(): number {
-    return this.#p.params.steps;
-  }
-
-  get trainable(): readonly string[] {
-    return this.#p.params.names;
-  }
-
-  async step(batch: TrainBatch): Promise<TrainStepResult> {
-    this.#live();
-    const gpu = this.#gpu, p = this.#p;
+  /** The step's host inputs, text context and noisy latents on the GPU. */
+  async #inputs(batch: TrainBatch) {
+    const gpu = this.gpu, p = this.#p;
     const targets = await diffusionTargets(gpu, batch, {
       video: p.motion !== null,
       vae: p.vae,
@@ -138,21 +129,26 @@ export class DiffusionTrainer implements Trainer {
       alphasCumprod: p.alphasCumprod,
       generator: this.#generator,
     });
-    p.params.dropGradients();
     const context = this.#context(batch, targets.batch);
-    const tape = new GradientTape(gpu);
-    p.params.watch(tape);
     const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");
+    return { targets, context, x };
+  }
+
+  async step(batch: TrainBatch): Promise<TrainStepResult> {
+    const gpu = this.gpu, p = this.#p, params = this.params;
+    params.dropGradients();
+    const { targets, context, x } = await this.#inputs(batch);
+    const tape = new GradientTape(gpu);
+    params.watch(tape);
     let pred: Tensor | null = null, gy: Tensor | null = null;
     try {
       pred = tape.run(() => p.unet.forward(gpu, x, targets.timesteps, context, targets.frames));
       // loss = mean((pred - noise)^2); dL/dpred = 2 (pred - noise) / N, as torch's mse_loss.
       const out = await gpu.read(pred);
-      const { loss, grad } = mseLoss(out, targets.noise);
-      const lossScale = p.params.lossScale;
-      if (lossScale !== 1) { for (let i = 0; i < grad.length; i++) grad[i] *= lossScale; }
+      const lossScale = params.lossScale;
+      const { loss, grad } = mseLoss(out, targets.noise, lossScale);
       gy = gpu.upload(grad, pred.shape, p.dtype, "loss gradient");
-      const { norm, skipped } = await p.params.update(tape.gradients(pred, gy));
+      const { norm, skipped } = await params.update(tape.gradients(pred, gy));
       return { loss, gradNorm: norm, skipped, lossScale };
     } finally {
       tape.dispose();
@@ -161,20 +157,11 @@ export class DiffusionTrainer implements Trainer {
   }
 
   async loss(batch: TrainBatch): Promise<number> {
-    this.#live();
-    const gpu = this.#gpu, p = this.#p;
-    const targets = await diffusionTargets(gpu, batch, {
-      video: p.motion !== null,
-      vae: p.vae,
-      dtype: p.dtype,
-      alphasCumprod: p.alphasCumprod,
-      generator: this.#generator,
-    });
-    const context = this.#context(batch, targets.batch);
-    const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");
-    const pred = p.unet.forward(gpu, x, targets.timesteps, context, targets.frames);
+    this.live();
+    const { targets, context, x } = await this.#inputs(batch);
+    const pred = this.#p.unet.forward(this.gpu, x, targets.timesteps, context, targets.frames);
     try {
-      return mseLoss(await gpu.read(pred), targets.noise).loss;
+      return mseLoss(await this.gpu.read(pred), targets.noise).loss;
     } finally {
       for (const t of [x, pred, context]) t.release();
     }
@@ -182,7 +169,7 @@ export class DiffusionTrainer implements Trainer {
 
   /** The UNet's text context [b, 77, D]: given, or the frozen text encoder's last hidden state. */
   #context(batch: TrainBatch, b: number): Tensor {
-    const gpu = this.#gpu, p = this.#p;
+    const gpu = this.gpu, p = this.#p;
     if (batch.encoderHiddenStates) {
       const e = batch.encoderHiddenStates;
       if (e.shape.length !== 3 || e.shape[0] !== b) {
@@ -204,41 +191,12 @@ export class DiffusionTrainer implements Trainer {
     return p.textEncoder.forward(gpu, ids, b);
   }
 
-  gradients(): Map<string, Float32Array> {
-    this.#live();
-    return this.#p.params.gradients();
-  }
-
-  parameters(): Map<string, Float32Array> {
-    this.#live();
-    return this.#p.params.values();
-  }
-
-  readGradients(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    return this.#p.params.readGradients();
-  }
-
-  readParameters(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    return this.#p.params.readValues();
-  }
-
-  setParameters(values: Map<string, Float32Array>): void {
-    this.#live();
-    this.#p.params.set(values);
-  }
-
-  async save(path: string): Promise<void> {
-    this.#live();
-    if (!path.endsWith(".safetensors")) {
-      throw new InputError(`save: ${path}: expected a .safetensors path`);
-    }
+  protected async write(path: string): Promise<void> {
     if (this.#p.loras.length) return await this.#saveMotionLora(path);
     const motion = this.#p.motion !== null;
     const tensors = [];
     for (const { name, tensor } of this.#p.saved) {
-      const data = await this.#gpu.read(tensor);
+      const data = await this.gpu.read(tensor);
       // Motion modules: the original AnimateDiff keys, both pe copies, no `module.` prefix.
       for (const n of motion ? originalMotionNames(name) : [name]) {
         tensors.push({ name: n, shape: tensor.shape, dtype: "F32" as const, data });
@@ -261,8 +219,8 @@ export class DiffusionTrainer implements Trainer {
         : module.slice(module.lastIndexOf(".") + 1);
       const file = originalMotionNames(`${module}.weight`)[0]
         .replace(new RegExp(`\\.${proj}(\\.0)?\\.weight$`), "");
-      const down = await this.#gpu.read(lora.down);
-      const up = (await this.#gpu.read(lora.up)).map((v) => v * lora.scale);
+      const down = await this.gpu.read(lora.down);
+      const up = (await this.gpu.read(lora.up)).map((v) => v * lora.scale);
       for (const [role, t, data] of [["down", lora.down, down], ["up", lora.up, up]] as const) {
         tensors.push({
           name: `${file}.processor.${proj}_lora.${role}.weight`,
@@ -275,22 +233,14 @@ export class DiffusionTrainer implements Trainer {
     await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
   }
 
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
+  protected override disposeParts(): void {
     for (const { linear } of this.#p.loras) linear.lora = null;
-    this.#p.params.dispose();
-    this.#p.release();
-    if (this.#p.ownsGpu) this.#gpu.destroy();
-  }
-
-  #live(): void {
-    if (this.#disposed) throw new Error("trainer: used after dispose()");
   }
 }
 
 /**
- * torch's `mse_loss(pred, target)` (mean) in float64 and its gradient `2 (pred - target) / N`.
+ * torch's `mse_loss(pred, target)` (mean) in float64 and its gradient `2 (pred - target) / N`,
+ * times `gradScale` (mixed precision's loss scale).
  *
  * @example
  * ```ts
@@ -300,6 +250,7 @@ export class DiffusionTrainer implements Trainer {
 export function mseLoss(
   pred: Float32Array,
   target: Float32Array,
+  gradScale = 1,
 ): { loss: number; grad: Float32Array } {
   const n = pred.length;
   let sum = 0;
@@ -307,7 +258,7 @@ export function mseLoss(
   for (let i = 0; i < n; i++) {
     const d = pred[i] - target[i];
     sum += d * d;
-    grad[i] = (2 * d) / n;
+    grad[i] = (2 * d * gradScale) / n;
   }
   return { loss: sum / n, grad };
 }

@@ -16,7 +16,8 @@ import type { VaeDecoder, VaeEncoder } from "../models/vae.ts";
 import { TorchGenerator } from "../rng.ts";
 import { mseLoss } from "./diffusion.ts";
 import type { TrainableParameters } from "./parameters.ts";
-import type { TrainBatch, Trainer, TrainStepResult } from "./trainer.ts";
+import type { TrainBatch, TrainStepResult } from "./trainer.ts";
+import { TrainerBase } from "./base.ts";
 
 /** logvar clamp of diffusers' DiagonalGaussianDistribution. */
 const LOGVAR_MIN = -30, LOGVAR_MAX = 20;
@@ -30,6 +31,7 @@ export interface VaeParts {
   encoder: VaeEncoder;
   decoder: VaeDecoder;
   params: TrainableParameters;
+  /** Weight of the KL term. */
   klWeight: number;
   /** The parameters' shapes as stored in files (what save() writes). */
   shapes: Map<string, readonly number[]>;
@@ -40,37 +42,26 @@ export interface VaeParts {
 }
 
 /** The VAE trainer (see the module doc). */
-export class VaeTrainer implements Trainer {
-  readonly #gpu: Gpu;
+export class VaeTrainer extends TrainerBase {
   readonly #p: VaeParts;
   readonly #generator: TorchGenerator;
-  #disposed = false;
 
   constructor(gpu: Gpu, parts: VaeParts) {
-    this.#gpu = gpu;
+    super(gpu, parts);
     this.#p = parts;
     this.#generator = new TorchGenerator(parts.seed);
   }
 
-  get steps(): number {
-    return this.#p.params.steps;
-  }
-
-  get trainable(): readonly string[] {
-    return this.#p.params.names;
-  }
-
   async step(batch: TrainBatch): Promise<TrainStepResult> {
-    this.#live();
-    const gpu = this.#gpu, p = this.#p;
+    const gpu = this.gpu, p = this.#p, params = this.params;
     const px = images(batch);
-    p.params.dropGradients();
+    params.dropGradients();
     const encTape = new GradientTape(gpu), decTape = new GradientTape(gpu);
     const held: (Tensor | null)[] = [];
     try {
       const x = gpu.upload(px.data, px.shape, p.dtype, "images");
       held.push(x);
-      p.params.watch(encTape);
+      params.watch(encTape);
       const moments = encTape.run(() => p.encoder.moments(gpu, x));
       held.push(moments);
       const [n, c2, h, w] = moments.shape;
@@ -80,12 +71,12 @@ export class VaeTrainer implements Trainer {
       const { z, std, kl } = posterior(m, eps, n, per);
       const zt = gpu.upload(z, [n, lat, h, w], p.dtype, "z");
       held.push(zt);
-      p.params.watch(decTape);
+      params.watch(decTape);
       decTape.watch(zt);
       const decoded = decTape.run(() => p.decoder.forward(gpu, zt));
       held.push(decoded);
       const { loss: mse, grad } = mseLoss(await gpu.read(decoded), px.data);
-      const scale = p.params.lossScale;
+      const scale = params.lossScale;
       if (scale !== 1) { for (let i = 0; i < grad.length; i++) grad[i] *= scale; }
       const gy = gpu.upload(grad, decoded.shape, p.dtype, "loss gradient");
       held.push(gy);
@@ -113,7 +104,7 @@ export class VaeTrainer implements Trainer {
       const seedT = gpu.upload(seed, moments.shape, p.dtype, "moments gradient");
       held.push(seedT);
       for (const [root, g] of encTape.gradients(moments, seedT)) grads.set(root, g);
-      const { norm, skipped } = await p.params.update(grads);
+      const { norm, skipped } = await params.update(grads);
       return { loss: mse + kw * kl, gradNorm: norm, skipped, lossScale: scale };
     } finally {
       encTape.dispose();
@@ -123,8 +114,8 @@ export class VaeTrainer implements Trainer {
   }
 
   async loss(batch: TrainBatch): Promise<number> {
-    this.#live();
-    const gpu = this.#gpu, p = this.#p;
+    this.live();
+    const gpu = this.gpu, p = this.#p;
     const px = images(batch);
     const held: Tensor[] = [];
     try {
@@ -157,38 +148,9 @@ export class VaeTrainer implements Trainer {
     return eps;
   }
 
-  gradients(): Map<string, Float32Array> {
-    this.#live();
-    return this.#p.params.gradients();
-  }
-
-  parameters(): Map<string, Float32Array> {
-    this.#live();
-    return this.#p.params.values();
-  }
-
-  readGradients(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    return this.#p.params.readGradients();
-  }
-
-  readParameters(): Promise<Map<string, Float32Array>> {
-    this.#live();
-    return this.#p.params.readValues();
-  }
-
-  setParameters(values: Map<string, Float32Array>): void {
-    this.#live();
-    this.#p.params.set(values);
-  }
-
   /** Writes the whole VAE (encoder, decoder, quant convs) under diffusers names. */
-  async save(path: string): Promise<void> {
-    this.#live();
-    if (!path.endsWith(".safetensors")) {
-      throw new InputError(`save: ${path}: expected a .safetensors path`);
-    }
-    const values = await this.#p.params.readValues();
+  protected async write(path: string): Promise<void> {
+    const values = await this.params.readValues();
     const tensors = [...values].map(([name, data]) => ({
       name,
       shape: this.#p.shapes.get(name)!,
@@ -196,18 +158,6 @@ export class VaeTrainer implements Trainer {
       data,
     }));
     await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
-  }
-
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.#p.params.dispose();
-    this.#p.release();
-    if (this.#p.ownsGpu) this.#gpu.destroy();
-  }
-
-  #live(): void {
-    if (this.#disposed) throw new Error("trainer: used after dispose()");
   }
 }
 

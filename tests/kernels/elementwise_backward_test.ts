@@ -5,9 +5,6 @@
  */
 
 import { GradientTape } from "../../kernels/autograd.ts";
-import type { Gpu } from "../../kernels/gpu/device.ts";
-import { roundToF16 } from "../../kernels/gpu/half.ts";
-import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { add, geglu, mul, scale, sumTo, unary, type UnaryOp } from "../../kernels/elementwise.ts";
 import {
   binaryBackwardCpu,
@@ -18,8 +15,9 @@ import {
   unaryBackwardCpu,
   unaryCpu,
 } from "../../kernels/elementwise_cpu.ts";
-import { assertClose, assertEquals, assertRejects, randomArray } from "../assert.ts";
+import { assertClose, assertEquals, assertRejects } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
+import { data, finiteDifferences, tapeRun } from "./backward.ts";
 
 // Tolerances. Finite differences (h = 1e-2 on f32 inputs, float64 loss over f32-rounded
 // forward outputs): atol 1e-3 / rtol 1e-3 (truncation ~h^2 f''' / 6 < 2e-5, output rounding
@@ -29,71 +27,6 @@ import { gpuTest } from "../gpu.ts";
 // sum over at most 6 terms.
 const FD = { atol: 1e-3, rtol: 1e-3 };
 const TOL = { f32: { atol: 1e-5, rtol: 1e-4 }, f16: { atol: 1e-2, rtol: 1e-2 } };
-const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-
-/**
- * dL/d(xs[k]) by central differences of L = sum(f(xs) * gy) in float64, each step the actual
- * f32 difference of the perturbed input.
- */
-function finiteDifferences(
-  f: (xs: Float32Array[]) => Float32Array,
-  xs: Float32Array[],
-  gy: Float32Array,
-  k: number,
-  h = 1e-2,
-): Float64Array {
-  const loss = (ys: Float32Array) => ys.reduce((s, y, i) => s + y * gy[i], 0);
-  const g = new Float64Array(xs[k].length);
-  for (let i = 0; i < g.length; i++) {
-    const v = xs[k][i];
-    const p = xs.map((x) => x.slice()), m = xs.map((x) => x.slice());
-    p[k][i] = v + h;
-    m[k][i] = v - h;
-    g[i] = (loss(f(p)) - loss(f(m))) / (p[k][i] - m[k][i]);
-  }
-  return g;
-}
-
-function data(shape: readonly number[], seed: number, dtype: DType = "f32"): Float32Array {
-  const v = randomArray(numel(shape), seed, 2);
-  return dtype === "f16" ? roundToF16(v) : v;
-}
-
-/** One tape input: its values and shape, and whether the tape watches it (default yes). */
-interface Input {
-  data: Float32Array;
-  shape: number[];
-  watch?: boolean;
-}
-
-/**
- * Runs `fn` on a tape over uploaded `inputs`, then the backward of gy; returns y and each
- * input's gradient (null where the tape gave none).
- */
-async function tapeRun(
-  gpu: Gpu,
-  dtype: DType,
-  inputs: readonly Input[],
-  fn: (ts: Tensor[]) => Tensor,
-  gyOf: (shape: readonly number[]) => Float32Array,
-): Promise<{ y: Float32Array; shape: readonly number[]; grads: (Float32Array | null)[] }> {
-  const ts = inputs.map((i) => gpu.upload(i.data, i.shape, dtype));
-  const tape = new GradientTape(gpu);
-  ts.forEach((t, i) => inputs[i].watch !== false && tape.watch(t));
-  const y = tape.run(() => gpu.scope(() => fn(ts)));
-  const gy = gpu.upload(gyOf(y.shape), y.shape, dtype);
-  const grads = tape.gradients(y, gy);
-  const out = [];
-  for (const t of ts) {
-    const g = grads.get(t);
-    out.push(g ? await gpu.read(g) : null);
-  }
-  const result = { y: await gpu.read(y), shape: y.shape, grads: out };
-  for (const g of grads.values()) g.release();
-  for (const t of [...ts, y, gy]) t.release();
-  tape.dispose();
-  return result;
-}
 
 // ---------------------------------------------------------------- cases
 

@@ -4,10 +4,8 @@
  * GradientTape) against the CPU backward, f32 and f16.
  */
 
-import { GradientTape } from "../../kernels/autograd.ts";
 import type { Gpu } from "../../kernels/gpu/device.ts";
-import { roundToF16 } from "../../kernels/gpu/half.ts";
-import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
+import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import { concat, padAxis, permute, repeatInterleave, slice } from "../../kernels/layout.ts";
 import {
   concatBackwardCpu,
@@ -36,8 +34,9 @@ import {
   tokenEmbeddingBackwardCpu,
   tokenEmbeddingCpu,
 } from "../../kernels/embedding_cpu.ts";
-import { assertClose, assertEquals, randomArray } from "../assert.ts";
+import { assertClose, assertEquals } from "../assert.ts";
 import { gpuTest } from "../gpu.ts";
+import { data, finiteDifferences, numel, tapeRun } from "./backward.ts";
 
 // Tolerances. These ops are linear, so finite differences (h = 1e-2, float64 loss over the f32
 // forward) are exact up to f32 rounding of the outputs: atol 1e-4 / rtol 1e-4. GPU vs CPU
@@ -46,61 +45,6 @@ import { gpuTest } from "../gpu.ts";
 // reference) atol 1e-2 / rtol 5e-3: one f16 rounding of a sum of at most 8 values of |v| <= 2.
 const FD = { atol: 1e-4, rtol: 1e-4 };
 const TOL = { f32: { atol: 1e-5, rtol: 1e-5 }, f16: { atol: 1e-2, rtol: 5e-3 } };
-const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
-
-/**
- * dL/d(xs[k]) by central differences of L = sum(f(xs) * gy) in float64, each step the actual
- * f32 difference of the perturbed input.
- */
-function finiteDifferences(
-  f: (xs: Float32Array[]) => Float32Array,
-  xs: Float32Array[],
-  gy: Float32Array,
-  k: number,
-  h = 1e-2,
-): Float64Array {
-  const loss = (ys: Float32Array) => ys.reduce((s, y, i) => s + y * gy[i], 0);
-  const g = new Float64Array(xs[k].length);
-  for (let i = 0; i < g.length; i++) {
-    const v = xs[k][i];
-    const p = xs.map((x) => x.slice()), m = xs.map((x) => x.slice());
-    p[k][i] = v + h;
-    m[k][i] = v - h;
-    g[i] = (loss(f(p)) - loss(f(m))) / (p[k][i] - m[k][i]);
-  }
-  return g;
-}
-
-function data(shape: readonly number[], seed: number, dtype: DType = "f32"): Float32Array {
-  const v = randomArray(numel(shape), seed, 2);
-  return dtype === "f16" ? roundToF16(v) : v;
-}
-
-/**
- * Runs `fn` on a tape watching every uploaded input, then the backward of a random gy (seed
- * 99); returns gy, y's shape and each input's gradient.
- */
-async function tapeRun(
-  gpu: Gpu,
-  dtype: DType,
-  inputs: readonly { data: Float32Array; shape: number[] }[],
-  fn: (ts: Tensor[]) => Tensor,
-): Promise<{ gy: Float32Array; shape: readonly number[]; grads: Float32Array[] }> {
-  const ts = inputs.map((i) => gpu.upload(i.data, i.shape, dtype));
-  const tape = new GradientTape(gpu);
-  ts.forEach((t) => tape.watch(t));
-  const y = tape.run(() => gpu.scope(() => fn(ts)));
-  const gyData = data(y.shape, 99, dtype);
-  const gy = gpu.upload(gyData, y.shape, dtype);
-  const grads = tape.gradients(y, gy);
-  const out = [];
-  for (const t of ts) out.push(await gpu.read(grads.get(t)!));
-  for (const g of grads.values()) g.release();
-  const shape = y.shape;
-  for (const t of [...ts, y, gy]) t.release();
-  tape.dispose();
-  return { gy: gyData, shape, grads: out };
-}
 
 /** One op's case: inputs, the GPU op, its CPU forward and CPU backward (given gy). */
 interface Case {
@@ -257,11 +201,12 @@ for (const dtype of ["f32", "f16"] as const) {
           dtype,
           xs.map((d, j) => ({ data: d, shape: k.inputs[j].shape })),
           (ts) => k.gpu(gpu, ts),
+          (shape) => data(shape, 99, dtype),
         );
         assertEquals(numel(r.shape), k.forward(xs).length);
         const want = k.backward(xs, r.gy);
         r.grads.forEach((g, j) =>
-          assertClose(g, want[j], { ...TOL[dtype], msg: `${k.name} input ${j}` })
+          assertClose(g!, want[j], { ...TOL[dtype], msg: `${k.name} input ${j}` })
         );
       }
     },

@@ -11,29 +11,13 @@ import {
 } from "../../../engine/training/trainer.ts";
 import { GradientTape } from "../../../kernels/autograd.ts";
 import { linear } from "../../../kernels/matmul.ts";
-import { type GoldenTensor, loadGoldens } from "../../goldens.ts";
 import { assert } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
+import { goldens, relL2, tensor, TINY, trainJson } from "./fixture.ts";
 
-const TINY = new URL("../../fixtures/tiny/", import.meta.url).pathname;
-const TRAIN = new URL("../../fixtures/train-tiny/", import.meta.url);
-const json = JSON.parse(await Deno.readTextFile(new URL("goldens.json", TRAIN)));
+const json = trainJson;
 /** Same ops, same order: only the order of summing a parameter's gradient over blocks differs. */
 const TOL = 1e-6;
-
-function tensor(g: GoldenTensor): { shape: number[]; data: Float32Array } {
-  return { shape: g.shape, data: g.data as Float32Array };
-}
-
-/** ||a - b|| / ||b||. */
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < b.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d) / Math.sqrt(n);
-}
 
 async function trainer(train: "motion" | "unet", checkpointing: boolean): Promise<Trainer> {
   const options: TrainerOptions = {
@@ -87,7 +71,7 @@ async function compare(
 }
 
 gpuTest("checkpointing: motion step on train-tiny, same loss and gradients", async () => {
-  const g = await loadGoldens(new URL("goldens.safetensors", TRAIN));
+  const g = await goldens("goldens.safetensors");
   await compare("motion", {
     pixels: tensor(g.get("video.pixels")!),
     posteriorNoise: tensor(g.get("video.posterior_noise")!),
@@ -100,7 +84,7 @@ gpuTest("checkpointing: motion step on train-tiny, same loss and gradients", asy
 gpuTest(
   "checkpointing: unet step on train-tiny (every weight a leaf), same loss and gradients",
   async () => {
-    const g = await loadGoldens(new URL("goldens.safetensors", TRAIN));
+    const g = await goldens("goldens.safetensors");
     await compare("unet", {
       latents: tensor(g.get("unet.latents")!),
       noise: tensor(g.get("unet.noise")!),

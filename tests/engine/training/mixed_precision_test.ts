@@ -7,24 +7,14 @@
  */
 
 import { createTrainer } from "../../../engine/training/trainer.ts";
-import { type GoldenTensor, loadGoldens } from "../../goldens.ts";
 import { assert } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
+import { goldens, relL2, tensor, TINY, trainJson } from "./fixture.ts";
 
-const TINY = new URL("../../fixtures/tiny/", import.meta.url).pathname;
-const TRAIN = new URL("../../fixtures/train-tiny/", import.meta.url);
-const json = JSON.parse(await Deno.readTextFile(new URL("goldens.json", TRAIN)));
-
-const tensor = (g: GoldenTensor) => ({ shape: g.shape, data: g.data as Float32Array });
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < b.length; i++) [d, n] = [d + (a[i] - b[i]) ** 2, n + b[i] ** 2];
-  return Math.sqrt(d / n);
-}
+const json = trainJson;
 
 async function batch() {
-  const g = await loadGoldens(new URL("goldens.safetensors", TRAIN));
+  const g = await goldens("goldens.safetensors");
   return {
     g,
     batch: {
@@ -63,7 +53,7 @@ gpuTest({
   f16: true,
 }, async () => {
   const { g, batch: b } = await batch();
-  const mg = await loadGoldens(new URL("motion_grads.safetensors", TRAIN));
+  const mg = await goldens("motion_grads.safetensors");
   const t = await trainer();
   try {
     const r = await t.step(b);

@@ -8,35 +8,12 @@
 import { createTrainer, type Trainer } from "../../../engine/training/trainer.ts";
 import { loadMotionModule } from "../../../weights/load.ts";
 import { applyMotionLoras, loadLora } from "../../../weights/lora.ts";
-import { type GoldenTensor, loadGoldens } from "../../goldens.ts";
+import type { GoldenTensor } from "../../goldens.ts";
 import { assert, assertRejects } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
+import { goldens, rel, relL2, tensor, TINY, trainJson } from "./fixture.ts";
 
-const TINY = new URL("../../fixtures/tiny/", import.meta.url).pathname;
-const TRAIN = new URL("../../fixtures/train-tiny/", import.meta.url);
-const json = JSON.parse(await Deno.readTextFile(new URL("goldens.json", TRAIN)));
-
-function goldens(file: string): Promise<Map<string, GoldenTensor>> {
-  return loadGoldens(new URL(file, TRAIN));
-}
-
-function tensor(g: GoldenTensor): { shape: number[]; data: Float32Array } {
-  return { shape: g.shape, data: g.data as Float32Array };
-}
-
-/** ||a - b|| / ||b||. */
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < b.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d) / Math.sqrt(n);
-}
-
-function rel(a: number, b: number): number {
-  return Math.abs(a - b) / Math.abs(b);
-}
+const json = trainJson;
 
 /** Every named tensor of `want` (prefix stripped) within `tol` relative L2 of `got`. */
 function checkAll(
