@@ -46,6 +46,16 @@ export interface TorchGeneratorOptions {
  * const latents = g.randn([1, 4, 16, 64, 64]); // == torch.randn(..., generator=Generator().manual_seed(42))
  * ```
  */
+/** A {@link TorchGenerator}'s state as plain JSON (see `getState`). */
+export interface GeneratorState {
+  /** The 624 mt19937 words. */
+  words: number[];
+  /** Position in the words. */
+  index: number;
+  /** The cached second value of the last normal pair, or null. */
+  nextDoubleNormal: number | null;
+}
+
 export class TorchGenerator {
   /** The seed as torch stores it (unsigned 64-bit). */
   readonly seed: bigint;
@@ -69,6 +79,38 @@ export class TorchGenerator {
       s[j] = (Math.imul(1812433253, prev) + j) >>> 0;
     }
     this.#index = N;
+  }
+
+  /**
+   * The generator's whole state (mt19937 words, position, cached normal), for checkpoints that
+   * resume a run exactly; {@link setState} restores it.
+   *
+   * @example
+   * ```ts
+   * const saved = g.getState();
+   * const a = g.randn([4]);
+   * g.setState(saved);
+   * const b = g.randn([4]); // equal to a
+   * ```
+   */
+  getState(): GeneratorState {
+    return {
+      words: [...this.#state],
+      index: this.#index,
+      nextDoubleNormal: this.#nextDoubleNormal ?? null,
+    };
+  }
+
+  /** Restores a state from {@link getState} (checked). */
+  setState(state: GeneratorState): void {
+    const ok = Array.isArray(state?.words) && state.words.length === N &&
+      state.words.every((w) => Number.isInteger(w) && w >= 0 && w < 2 ** 32) &&
+      Number.isInteger(state.index) && state.index >= 0 && state.index <= N &&
+      (state.nextDoubleNormal === null || Number.isFinite(state.nextDoubleNormal));
+    if (!ok) throw new Error("TorchGenerator.setState: not a generator state");
+    this.#state.set(state.words);
+    this.#index = state.index;
+    this.#nextDoubleNormal = state.nextDoubleNormal ?? undefined;
   }
 
   /** Next raw 32-bit output of the mt19937 engine (`generator->random()`). */

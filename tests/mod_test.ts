@@ -36,6 +36,7 @@ const VALUE_EXPORTS = [
   "Animation",
   "AnimationPipeline",
   "DEFAULT_LIMITS",
+  "DISCRETE_GPU",
   "EngineLimitError",
   "Gpu",
   "InputError",
@@ -45,6 +46,7 @@ const VALUE_EXPORTS = [
   "SCHEDULERS",
   "convertToSafetensors",
   "createApp",
+  "createTrainer",
   "defaultMemoryBudget",
   "encodeAnimation",
   "encodeApng",
@@ -55,6 +57,7 @@ const VALUE_EXPORTS = [
   "loadPipeline",
   "parsePromptConfig",
   "planGeneration",
+  "planTraining",
   "schedulerConfigFromDiffusers",
 ];
 
@@ -66,6 +69,8 @@ Deno.test("mod.ts exports exactly the public API values and no internals", () =>
   assertEquals(typeof mod.loadPipeline, "function", "loadPipeline");
   assertEquals(typeof mod.AnimationPipeline.load, "function", "AnimationPipeline.load");
   assertEquals(typeof mod.createApp, "function", "createApp");
+  assertEquals(typeof mod.createTrainer, "function", "createTrainer");
+  assertEquals(typeof mod.planTraining, "function", "planTraining");
   assertEquals([...mod.SCHEDULERS], ["ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"]);
   assertEquals([...mod.ANIMATION_FORMATS], ["gif", "apng", "png-zip"]);
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaStart, 0.00085, "AnimateDiff beta_start");

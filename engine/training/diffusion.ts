@@ -22,7 +22,7 @@ import { TorchGenerator } from "../rng.ts";
 import { diffusionTargets } from "./targets.ts";
 import type { TrainableParameters } from "./parameters.ts";
 import type { TrainBatch, TrainStepResult } from "./trainer.ts";
-import { TrainerBase } from "./base.ts";
+import { TrainerBase, type TrainerResources } from "./base.ts";
 
 /** One LoRA-adapted projection: its diffusers module name and its Linear. */
 export interface LoraModule {
@@ -86,7 +86,7 @@ export function attachMotionLoras(
 }
 
 /** What a {@link DiffusionTrainer} works with. */
-export interface DiffusionParts {
+export interface DiffusionParts extends TrainerResources {
   /** Storage dtype of the model and its activations (f16: mixed precision). */
   dtype: DType;
   textEncoder: ClipTextEncoder;
@@ -111,12 +111,10 @@ export interface DiffusionParts {
 /** The epsilon-prediction trainer (see the module doc). */
 export class DiffusionTrainer extends TrainerBase {
   readonly #p: DiffusionParts;
-  readonly #generator: TorchGenerator;
 
   constructor(gpu: Gpu, parts: DiffusionParts) {
     super(gpu, parts);
     this.#p = parts;
-    this.#generator = new TorchGenerator(parts.seed);
   }
 
   /** The step's host inputs, text context and noisy latents on the GPU. */
@@ -127,7 +125,7 @@ export class DiffusionTrainer extends TrainerBase {
       vae: p.vae,
       dtype: p.dtype,
       alphasCumprod: p.alphasCumprod,
-      generator: this.#generator,
+      generator: this.generator,
     });
     const context = this.#context(batch, targets.batch);
     const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");

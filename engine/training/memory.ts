@@ -242,6 +242,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
     const params = new StagedParameters(gpu, trained, mark);
     // The trainer's own step (engine/training/diffusion.ts), on shapes.
     trainer = new DiffusionTrainer(gpu, {
+      train: o.train,
       dtype,
       textEncoder,
       unet,

@@ -72,6 +72,14 @@ export function lrFactor(s: LrSchedule, k: number): number {
   return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress))));
 }
 
+/** The optimiser state of a trainer (see TrainableParameters.exportState). */
+export interface ParameterState {
+  steps: number;
+  lossScale: number;
+  goodSteps: number;
+  tensors: { name: string; shape: number[]; data: Float32Array }[];
+}
+
 /** What one update did. */
 export interface UpdateResult {
   /** Global gradient norm before clipping (of the unscaled gradients). */
@@ -297,6 +305,68 @@ export class TrainableParameters {
       }
       if (this.#mirrored) this.#hostValues.set(name, Float32Array.from(data));
     }
+  }
+
+  /**
+   * Everything an exact resume needs, by tensor name: the f32 master weights (`param.<name>`),
+   * AdamW's moments (`adam_m.<name>`, `adam_v.<name>`), and the counters (updates, loss scale).
+   */
+  async exportState(): Promise<ParameterState> {
+    const tensors = this.#entries.flatMap((e) => [
+      { name: `param.${e.name}`, t: e.master },
+      { name: `adam_m.${e.name}`, t: e.m },
+      { name: `adam_v.${e.name}`, t: e.v },
+    ]);
+    const values = await this.#gpu.readMany(tensors.map((x) => x.t));
+    return {
+      steps: this.#steps,
+      lossScale: this.#scale,
+      goodSteps: this.#goodSteps,
+      tensors: tensors.map((x, i) => ({ name: x.name, shape: [...x.t.shape], data: values[i] })),
+    };
+  }
+
+  /** Restores {@link exportState}'s state (every tensor checked before anything changes). */
+  async importState(state: ParameterState): Promise<void> {
+    const byName = new Map(state.tensors.map((t) => [t.name, t]));
+    const targets: { t: Tensor; data: Float32Array; working?: Tensor }[] = [];
+    for (const e of this.#entries) {
+      for (const [prefix, t] of [["param", e.master], ["adam_m", e.m], ["adam_v", e.v]] as const) {
+        const x = byName.get(`${prefix}.${e.name}`);
+        if (!x || x.data.length !== t.size) {
+          throw new InputError(
+            `checkpoint: ${prefix}.${e.name} is ${
+              x ? `${x.data.length} values, not ${t.size}` : "missing"
+            }`,
+          );
+        }
+        targets.push({
+          t,
+          data: x.data,
+          working: prefix === "param" && e.master !== e.tensor ? e.tensor : undefined,
+        });
+      }
+    }
+    if (byName.size !== targets.length) {
+      throw new InputError(
+        `checkpoint: ${
+          byName.size - targets.length
+        } tensors that this trainer does not have (another train target or model?)`,
+      );
+    }
+    for (const { t, data, working } of targets) {
+      for (const dst of working ? [t, working] : [t]) {
+        const tmp = this.#gpu.upload(data, dst.shape, dst.dtype, "checkpoint");
+        this.#gpu.copy(tmp, dst);
+        tmp.release();
+      }
+    }
+    this.#steps = state.steps;
+    this.#scale = state.lossScale;
+    this.#goodSteps = state.goodSteps;
+    this.#releaseGrads();
+    this.#hostGrads = new Map();
+    await this.#mirror();
   }
 
   /** Frees the optimiser state and gradients (not the parameters: their owners free them). */

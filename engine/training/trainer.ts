@@ -137,6 +137,13 @@ export interface Trainer {
   readParameters(): Promise<Map<string, Float32Array>>;
   /** Sets some trainable parameters by name (resume, tests). */
   setParameters(values: Map<string, Float32Array>): void;
+  /**
+   * Writes what an exact resume needs (weights, AdamW moments, counters, the generator) to a
+   * .safetensors file.
+   */
+  saveCheckpoint(path: string): Promise<void>;
+  /** Continues from a {@link saveCheckpoint} file of the same target and model. */
+  loadCheckpoint(path: string): Promise<void>;
   /** Writes the trained weights (motion: original AnimateDiff keys with the pe tables). */
   save(path: string): Promise<void>;
   /** Frees the GPU memory the trainer holds (and its Gpu, when it made it). */
@@ -243,6 +250,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       for (const s of stores) await s.loadAll();
       const all = [...en.params, ...de.params];
       return new VaeTrainer(gpu, {
+        train: "vae",
         dtype,
         encoder,
         decoder,
@@ -277,6 +285,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     for (const s of stores) await s.loadAll();
     const s = options.noiseSchedule ?? {};
     const parts = {
+      train: options.train,
       dtype,
       textEncoder,
       unet,

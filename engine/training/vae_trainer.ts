@@ -17,7 +17,7 @@ import { TorchGenerator } from "../rng.ts";
 import { mseLoss } from "./diffusion.ts";
 import type { TrainableParameters } from "./parameters.ts";
 import type { TrainBatch, TrainStepResult } from "./trainer.ts";
-import { TrainerBase } from "./base.ts";
+import { TrainerBase, type TrainerResources } from "./base.ts";
 
 /** logvar clamp of diffusers' DiagonalGaussianDistribution. */
 const LOGVAR_MIN = -30, LOGVAR_MAX = 20;
@@ -25,7 +25,7 @@ const LOGVAR_MIN = -30, LOGVAR_MAX = 20;
 const f = Math.fround;
 
 /** What a {@link VaeTrainer} works with. */
-export interface VaeParts {
+export interface VaeParts extends TrainerResources {
   /** Storage dtype of the model and its activations (f16: mixed precision). */
   dtype: DType;
   encoder: VaeEncoder;
@@ -44,12 +44,10 @@ export interface VaeParts {
 /** The VAE trainer (see the module doc). */
 export class VaeTrainer extends TrainerBase {
   readonly #p: VaeParts;
-  readonly #generator: TorchGenerator;
 
   constructor(gpu: Gpu, parts: VaeParts) {
     super(gpu, parts);
     this.#p = parts;
-    this.#generator = new TorchGenerator(parts.seed);
   }
 
   async step(batch: TrainBatch): Promise<TrainStepResult> {
@@ -139,7 +137,7 @@ export class VaeTrainer extends TrainerBase {
 
   /** The posterior sample's eps [n, latent, h, w]: given, or drawn. */
   #eps(batch: TrainBatch, shape: number[]): Float32Array {
-    const eps = batch.posteriorNoise?.data ?? this.#generator.randn(shape);
+    const eps = batch.posteriorNoise?.data ?? this.generator.randn(shape);
     if (eps.length !== shape.reduce((a, b) => a * b, 1)) {
       throw new InputError(
         `posteriorNoise: expected [${shape}], got [${batch.posteriorNoise!.shape}]`,
