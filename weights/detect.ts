@@ -46,6 +46,7 @@ export type WeightsKind =
   | "motion-adapter"
   | "lora-kohya"
   | "lora-diffusers"
+  | "motion-lora"
   | "unknown";
 
 /** Human wording of each kind, for one-line errors. */
@@ -64,6 +65,7 @@ export const KIND_DESCRIPTIONS: Record<WeightsKind, string> = {
   "motion-adapter": "a diffusers MotionAdapter",
   "lora-kohya": "a kohya LoRA",
   "lora-diffusers": "a diffusers/peft LoRA",
+  "motion-lora": "an AnimateDiff MotionLoRA",
   "unknown": "an unrecognised weights file",
 };
 
@@ -119,13 +121,13 @@ export function detectKind(tensors: Iterable<string> | ShapeSource): WeightsKind
 function detectLayout(tensorNames: Iterable<string>): WeightsKind {
   const names = [...tensorNames].map(stripWrapperPrefix);
   if (names.length === 0) return "unknown";
-  if (names.some((n) => /^lora_(unet|te\d?)_/.test(n))) return "lora-kohya";
-  if (
-    names.some((n) => {
-      const k = parseLoraKey(n);
-      return k !== null && k.role !== "alpha";
-    })
-  ) return "lora-diffusers";
+  const lora = names.map(parseLoraKey).filter((k) => k !== null);
+  // A LoRA whose every module is in a motion module: AnimateDiff's MotionLoRA.
+  const motionOnly = lora.length > 0 && lora.every((k) => k.module.includes("motion_modules"));
+  if (names.some((n) => /^lora_(unet|te\d?)_/.test(n))) {
+    return motionOnly ? "motion-lora" : "lora-kohya";
+  }
+  if (lora.some((k) => k.role !== "alpha")) return motionOnly ? "motion-lora" : "lora-diffusers";
   if (
     names.some((n) =>
       /^(model\.diffusion_model|first_stage_model|cond_stage_model|conditioner)\./.test(n)

@@ -116,7 +116,7 @@ export async function inspectWeights(
       const motion = await loadMotionModule(path, options);
       summary.config = motion.config;
       motion.close();
-    } else if (kind === "lora-kohya" || kind === "lora-diffusers") {
+    } else if (kind === "lora-kohya" || kind === "lora-diffusers" || kind === "motion-lora") {
       const lora = await loadLora(await loraFile(path), { architecture: options.architecture });
       const parts: Record<string, number> = {};
       const ranks = new Set<number>(), alphas = new Set<number>(), kinds = new Set<string>();

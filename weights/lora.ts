@@ -82,7 +82,7 @@ export interface LoraWeights {
   /** The file the LoRA came from. */
   readonly source: string;
   /** File layout. */
-  readonly kind: "lora-kohya" | "lora-diffusers";
+  readonly kind: "lora-kohya" | "lora-diffusers" | "motion-lora";
   /** Modules keyed by canonical target module path (resolved against the model given to loadLora, else standard SD1.5). */
   readonly modules: Map<string, LoraModule>;
   /** Modules as read, before resolution (applyLoras resolves these against its model). */
@@ -264,7 +264,7 @@ export async function loadLora(
   const file = await openTensorFile(path);
   try {
     const kind = detectKind(file.tensors);
-    if (kind !== "lora-kohya" && kind !== "lora-diffusers") {
+    if (kind !== "lora-kohya" && kind !== "lora-diffusers" && kind !== "motion-lora") {
       throw new InputError(
         `${path}: this is ${KIND_DESCRIPTIONS[kind]}; expected a LoRA (kohya or diffusers/peft)`,
       );

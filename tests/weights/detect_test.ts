@@ -223,3 +223,29 @@ Deno.test("detect: given shapes, detectKind tells SD checkpoint families apart",
   // Names alone (no shapes) keep the layout answer.
   assertEquals(detectKind(["model.diffusion_model.input_blocks.0.0.weight"]), "sd15-checkpoint");
 });
+
+Deno.test("detect: a LoRA on motion modules only is a MotionLoRA, in every spelling", () => {
+  const m = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0";
+  assertEquals(
+    detectKind([
+      `${m}.attention_blocks.0.processor.to_q_lora.down.weight`,
+      `${m}.attention_blocks.0.processor.to_q_lora.up.weight`,
+    ]),
+    "motion-lora",
+  );
+  assertEquals(
+    detectKind([
+      "lora_unet_down_blocks_0_motion_modules_0_transformer_blocks_0_attn1_to_q.lora_down.weight",
+      "lora_unet_down_blocks_0_motion_modules_0_transformer_blocks_0_attn1_to_q.lora_up.weight",
+    ]),
+    "motion-lora",
+  );
+  // One spatial module makes it an ordinary LoRA.
+  assertEquals(
+    detectKind([
+      `${m}.attention_blocks.0.processor.to_q_lora.down.weight`,
+      "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight",
+    ]),
+    "lora-diffusers",
+  );
+});

@@ -8,8 +8,11 @@
 import { createTrainer, type Trainer } from "../../../engine/training/trainer.ts";
 import { loadMotionModule } from "../../../weights/load.ts";
 import { applyMotionLoras, loadLora } from "../../../weights/lora.ts";
+import { inspectWeights } from "../../../engine/inspect.ts";
+import { openTensorFile } from "../../../weights/open.ts";
+import { originalMotionNames } from "../../../weights/names.ts";
 import type { GoldenTensor } from "../../goldens.ts";
-import { assert, assertRejects } from "../../assert.ts";
+import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
 import { goldens, rel, relL2, tensor, TINY, trainJson } from "./fixture.ts";
 
@@ -224,6 +227,25 @@ gpuTest(
       const path = `${dir}/motion_lora.safetensors`;
       await trainer.save(path);
       const params = await trainer.parameters();
+      assertEquals((await inspectWeights(path)).kind, "motion-lora");
+      // The original layout, key for key: <original module>.processor.<proj>_lora.<down|up>.weight,
+      // which AnimateDiff's load_diffusers_lora maps back to <original module>.<proj>.weight.
+      const file = await openTensorFile(path);
+      const keys = [...file.tensors.keys()].sort();
+      file.close();
+      const wantKeys = (json.lora_targets as string[]).flatMap((t) => {
+        const proj = t.endsWith(".to_out.0") ? "to_out" : t.slice(t.lastIndexOf(".") + 1);
+        const module = originalMotionNames(`${t}.weight`)[0].replace(
+          /\.(to_[a-z]+)(\.0)?\.weight$/,
+          "",
+        );
+        return ["down", "up"].map((r) => `${module}.processor.${proj}_lora.${r}.weight`);
+      }).sort();
+      assertEquals(keys, wantKeys);
+      assert(
+        keys[0].includes(".temporal_transformer.") && keys[0].includes(".attention_blocks."),
+        keys[0],
+      );
       const lora = await loadLora(path);
       assert(lora.modules.size === json.lora_targets.length, `${lora.modules.size} modules loaded`);
       const motion = await loadMotionModule(TINY + "motion_adapter");
