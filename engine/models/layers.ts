@@ -24,6 +24,8 @@ export interface LinearLora {
   up: Tensor;
   /** alpha / rank. */
   scale: number;
+  /** The LoRA's alpha (what kohya files store). */
+  alpha: number;
 }
 
 /**

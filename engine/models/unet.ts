@@ -207,6 +207,12 @@ export class UNet3D {
     this.convOut = new Conv2d(w, "conv_out", { cin: ch[0], cout: c.outChannels, k: 3 });
   }
 
+  /** Every spatial transformer (Transformer2D), down blocks first, then the mid block's, then up. */
+  get spatialTransformers(): Transformer2D[] {
+    const of = (levels: Level[]) => levels.flatMap((l) => l.attentions ?? []);
+    return [...of(this.down), ...(this.midAttention ? [this.midAttention] : []), ...of(this.up)];
+  }
+
   /** Every motion module, down blocks first, then the mid block's, then the up blocks'. */
   get motionModules(): MotionModule[] {
     const of = (levels: Level[]) => levels.flatMap((l) => l.motions ?? []);

@@ -11,7 +11,14 @@ import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
 import { writeSafetensors } from "../../weights/safetensors.ts";
-import { originalMotionNames } from "../../weights/names.ts";
+import {
+  kohyaName,
+  ldmClipName,
+  ldmUNetName,
+  ldmVaeName,
+  originalMotionNames,
+} from "../../weights/names.ts";
+import type { ModelWeights } from "../../weights/types.ts";
 import type { MotionConfig } from "../../weights/model_config.ts";
 import type { ClipTextEncoder } from "../models/clip.ts";
 import type { Linear } from "../models/layers.ts";
@@ -30,23 +37,28 @@ export interface LoraModule {
   linear: Linear;
 }
 
-/** The projections of a motion module's attentions that a MotionLoRA adapts. */
+/** The projections of an attention that a LoRA adapts (to_q, to_k, to_v, to_out.0). */
 const LORA_PROJECTIONS = ["toQ", "toK", "toV", "toOut"] as const;
 
+/** Where LoRAs go: the motion modules' attentions (MotionLoRA) or the UNet's spatial ones. */
+export type LoraPlace = "motion" | "spatial";
+
 /**
- * Puts a new LoRA on every motion-module attention projection (to_q, to_k, to_v, to_out.0):
+ * Puts a new LoRA on every attention projection (to_q, to_k, to_v, to_out.0) of the motion
+ * modules (a MotionLoRA) or of the UNet's spatial transformers (a DreamBooth-style LoRA):
  * A [rank, in] ~ N(0, 1/rank^2) and B [out, rank] = 0, as diffusers' LoRALinearLayer, so the
  * adapted model starts as the base one. The tensors are labelled with their parameter names
  * (`<module>.lora_A.weight`, `.lora_B.weight`).
  *
  * @example
  * ```ts
- * const { modules, tensors } = attachMotionLoras(gpu, unet, { rank: 32, alpha: 32 }, { seed: 1, dtype: "f32" });
+ * const { modules, tensors } = attachLoras(gpu, unet, "motion", { rank: 32, alpha: 32 }, { seed: 1, dtype: "f32" });
  * ```
  */
-export function attachMotionLoras(
+export function attachLoras(
   gpu: Gpu,
   unet: UNet3D,
+  place: LoraPlace,
   lora: { rank: number; alpha: number },
   o: { seed: number; dtype: DType },
 ): { modules: LoraModule[]; tensors: { tensor: Tensor; initial: Float32Array }[] } {
@@ -63,8 +75,9 @@ export function attachMotionLoras(
     tensors.push({ tensor, initial });
     return tensor;
   };
-  for (const mm of unet.motionModules) {
-    for (const block of mm.blocks) {
+  const owners = place === "motion" ? unet.motionModules : unet.spatialTransformers;
+  for (const owner of owners) {
+    for (const block of owner.blocks) {
       for (const attn of [block.attn1, block.attn2]) {
         for (const key of LORA_PROJECTIONS) {
           const linear = attn[key];
@@ -76,7 +89,7 @@ export function attachMotionLoras(
             `${module}.lora_A.weight`,
           );
           const up = make(new Float32Array(out * rank), [out, rank], `${module}.lora_B.weight`);
-          linear.lora = { down, up, scale: alpha / rank };
+          linear.lora = { down, up, scale: alpha / rank, alpha };
           modules.push({ module, linear });
         }
       }
@@ -96,8 +109,10 @@ export interface DiffusionParts extends TrainerResources {
   /** Set when training on clips (motion, motion-lora); null: images through a plain UNet. */
   motion: MotionConfig | null;
   params: TrainableParameters;
-  /** motion-lora: the adapted projections (what save() writes). */
+  /** motion-lora, unet with lora: the adapted projections (what save() writes). */
   loras: LoraModule[];
+  /** unet: the frozen VAE and text encoder written beside the trained UNet in a single file. */
+  baseModel: ModelWeights | null;
   /** motion / unet: what save() writes (the parameters and the part's buffers, e.g. pe tables). */
   saved: { name: string; tensor: Tensor }[];
   alphasCumprod: Float64Array;
@@ -190,7 +205,10 @@ export class DiffusionTrainer extends TrainerBase {
   }
 
   protected async write(path: string): Promise<void> {
-    if (this.#p.loras.length) return await this.#saveMotionLora(path);
+    if (this.#p.loras.length) {
+      return this.#p.motion ? await this.#saveMotionLora(path) : await this.#saveKohyaLora(path);
+    }
+    if (this.#p.baseModel) return await this.#saveSingleFile(path, this.#p.baseModel);
     const motion = this.#p.motion !== null;
     const tensors = [];
     for (const { name, tensor } of this.#p.saved) {
@@ -227,6 +245,73 @@ export class DiffusionTrainer extends TrainerBase {
           data,
         });
       }
+    }
+    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+  }
+
+  /**
+   * A UNet LoRA in kohya's layout (what A1111, ComfyUI and our `--lora` load):
+   * `lora_unet_<module with _>.lora_down.weight` = A, `.lora_up.weight` = B and `.alpha`.
+   */
+  async #saveKohyaLora(path: string): Promise<void> {
+    const tensors = [];
+    let rank = 0, alpha = 0;
+    for (const { module, linear } of this.#p.loras) {
+      const lora = linear.lora!;
+      const [down, up] = await this.gpu.readMany([lora.down, lora.up]);
+      const k = `lora_unet_${kohyaName(module)}`;
+      rank = lora.down.shape[0];
+      alpha = lora.alpha;
+      tensors.push(
+        {
+          name: `${k}.lora_down.weight`,
+          shape: lora.down.shape,
+          dtype: "F32" as const,
+          data: down,
+        },
+        { name: `${k}.lora_up.weight`, shape: lora.up.shape, dtype: "F32" as const, data: up },
+        { name: `${k}.alpha`, shape: [], dtype: "F32" as const, data: Float32Array.of(alpha) },
+      );
+    }
+    await writeSafetensors(path, tensors, {
+      metadata: { ss_network_dim: String(rank), ss_network_alpha: String(alpha) },
+    });
+  }
+
+  /**
+   * A fine-tuned UNet as the single-file checkpoint every SD1.5 tool loads (LDM names): the
+   * trained UNet with the frozen VAE and text encoder it was trained with.
+   */
+  async #saveSingleFile(path: string, model: ModelWeights): Promise<void> {
+    const c = this.#p.unet.config;
+    const tensors = [];
+    for (const { name, tensor } of this.#p.saved) {
+      tensors.push({
+        name: ldmUNetName(name, c),
+        shape: [...model.unet.get(name)!.shape],
+        dtype: "F32" as const,
+        data: await this.gpu.read(tensor),
+      });
+    }
+    const levels = model.vaeConfig.blockOutChannels.length;
+    for (const [name, t] of model.vae) {
+      const ldm = ldmVaeName(name, levels);
+      // LDM's VAE attention projections are 1x1 convolutions.
+      const conv = /first_stage_model\..*attn_1\.(q|k|v|proj_out)\.weight$/.test(ldm);
+      tensors.push({
+        name: ldm,
+        shape: conv && t.shape.length === 2 ? [...t.shape, 1, 1] : [...t.shape],
+        dtype: "F32" as const,
+        data: () => t.read(),
+      });
+    }
+    for (const [name, t] of model.textEncoder) {
+      tensors.push({
+        name: ldmClipName(name),
+        shape: [...t.shape],
+        dtype: "F32" as const,
+        data: () => t.read(),
+      });
     }
     await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
   }

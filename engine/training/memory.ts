@@ -252,6 +252,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
       params,
       loras: [],
       saved: [],
+      baseModel: null,
       alphasCumprod: alphasCumprod(ANIMATEDIFF_SCHEDULER_CONFIG),
       seed: 0,
       release: () => {},

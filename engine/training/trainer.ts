@@ -24,7 +24,7 @@ import { alphasCumprod } from "../schedulers/schedule.ts";
 import { ANIMATEDIFF_SCHEDULER_CONFIG, type BetaSchedule } from "../schedulers/config.ts";
 import { newMotionConfig, newMotionModule } from "./init.ts";
 import { DEFAULT_ADAMW, TrainableParameters } from "./parameters.ts";
-import { attachMotionLoras, DiffusionTrainer } from "./diffusion.ts";
+import { attachLoras, DiffusionTrainer } from "./diffusion.ts";
 import { VaeTrainer } from "./vae_trainer.ts";
 import type { TrainTensor } from "./targets.ts";
 
@@ -50,7 +50,10 @@ export interface TrainerOptions {
   motionModuleConfig?: string;
   /** What is trained: motion modules, a MotionLoRA, the whole UNet, or the VAE. */
   train: TrainTarget;
-  /** motion-lora: rank and alpha. */
+  /**
+   * motion-lora: rank and alpha of the MotionLoRA (default 32, 32); with train "unet": train a
+   * LoRA on the UNet's spatial attentions instead of every UNet weight (DreamBooth-LoRA style).
+   */
   lora?: { rank: number; alpha: number };
   /** AdamW (torch semantics). Defaults: lr 1e-4, betas [0.9, 0.999], eps 1e-8, decay 1e-2. */
   optimizer?: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number };
@@ -305,8 +308,9 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       },
       ownsGpu: !options.gpu,
     };
-    if (options.train === "motion-lora") {
-      const lora = attachMotionLoras(gpu, unet, options.lora ?? DEFAULT_LORA, { seed, dtype });
+    if (options.train === "motion-lora" || (options.train === "unet" && options.lora)) {
+      const place = options.train === "unet" ? "spatial" : "motion";
+      const lora = attachLoras(gpu, unet, place, options.lora ?? DEFAULT_LORA, { seed, dtype });
       adapters.push(...lora.tensors.map((t) => t.tensor));
       return new DiffusionTrainer(gpu, {
         ...parts,
@@ -317,6 +321,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
         }))),
         loras: lora.modules,
         saved: [],
+        baseModel: null,
       });
     }
     const store = options.train === "motion" ? mo! : un;
@@ -332,6 +337,7 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       ),
       loras: [],
       saved,
+      baseModel: options.train === "unet" ? model : null,
     });
   } catch (e) {
     release();

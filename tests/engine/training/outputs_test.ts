@@ -8,7 +8,9 @@
 import { createTrainer } from "../../../engine/training/trainer.ts";
 import { loadPipeline } from "../../../engine/pipeline.ts";
 import { TorchGenerator } from "../../../engine/rng.ts";
-import { loadMotionModule } from "../../../weights/load.ts";
+import { loadModel, loadMotionModule } from "../../../weights/load.ts";
+import { applyLoras, loadLora } from "../../../weights/lora.ts";
+import { detectKind } from "../../../weights/detect.ts";
 import { openTensorFile } from "../../../weights/open.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
@@ -79,6 +81,113 @@ gpuTest(
       const [before, after] = [await frames(`${dir}/untrained.safetensors`), await frames(path)];
       assertEquals(before.length, after.length);
       assert(before.some((f, i) => f.some((v, k) => v !== after[i][k])), "frames unchanged");
+    } finally {
+      trainer.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+/** A text-to-image batch of the tiny model: 2 latents images with random context. */
+function imageBatch(seed: number) {
+  const g = new TorchGenerator(seed);
+  return {
+    latents: { shape: [2, 4, 4, 4], data: g.randn([2, 4, 4, 4]) },
+    encoderHiddenStates: { shape: [2, 77, 32], data: g.randn([2, 77, 32]) },
+  };
+}
+
+gpuTest(
+  "train unet: the fine-tune saves as an SD1.5 single file that loads back exactly",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const trainer = await createTrainer({
+      model: TINY + "model",
+      train: "unet",
+      optimizer: { lr: 1e-3 },
+      gpu: await testGpu(),
+    });
+    try {
+      await trainer.step(imageBatch(1));
+      const path = `${dir}/finetune.safetensors`;
+      await trainer.save(path);
+      assertEquals(detectKind((await openTensorFile(path)).tensors.keys()), "sd15-checkpoint");
+      const back = await loadModel(path, { config: TINY + "model" });
+      const base = await loadModel(TINY + "model");
+      for (const [name, values] of trainer.parameters()) {
+        const v = await back.unet.get(name)!.read();
+        assert(v.every((x, i) => Object.is(x, values[i])), `unet ${name} changed through the file`);
+      }
+      for (const part of ["vae", "textEncoder"] as const) {
+        for (const [name, t] of base[part]) {
+          const [a, b] = [await t.read(), await back[part].get(name)!.read()];
+          assert(a.every((x, i) => Object.is(x, b[i])), `${part} ${name} changed`);
+        }
+      }
+      back.close();
+      base.close();
+    } finally {
+      trainer.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "train unet with lora: a kohya LoRA on the spatial attentions that merges as W + s B A",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const trainer = await createTrainer({
+      model: TINY + "model",
+      train: "unet",
+      lora: { rank: 2, alpha: 1 },
+      optimizer: { lr: 1e-2 },
+      gpu: await testGpu(),
+    });
+    try {
+      await trainer.step(imageBatch(2));
+      const names = [...trainer.trainable];
+      assert(
+        names.length > 0 &&
+          names.every((n) =>
+            /attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.to_(q|k|v|out\.0)\.lora_[AB]\.weight$/
+              .test(n)
+          ),
+        names[0],
+      );
+      const path = `${dir}/unet_lora.safetensors`;
+      await trainer.save(path);
+      const file = await openTensorFile(path);
+      assertEquals(detectKind(file.tensors.keys()), "lora-kohya");
+      assertEquals(file.tensors.size, (names.length / 2) * 3); // down, up, alpha per module
+      file.close();
+      const params = trainer.parameters();
+      const model = await loadModel(TINY + "model");
+      const merged = applyLoras(model, [{ lora: await loadLora(path, { model }), scale: 1 }]);
+      const target = names[0].replace(/\.lora_[AB]\.weight$/, "");
+      const [a, b] = [
+        params.get(`${target}.lora_A.weight`)!,
+        params.get(`${target}.lora_B.weight`)!,
+      ];
+      const w = await model.unet.get(`${target}.weight`)!.read();
+      const got = await merged.unet.get(`${target}.weight`)!.read();
+      const rank = 2, cols = a.length / rank;
+      const want = w.map((v, i) => {
+        const row = Math.floor(i / cols), col = i % cols;
+        let d = 0;
+        for (let k = 0; k < rank; k++) d += b[row * rank + k] * a[k * cols + col];
+        return v + 0.5 * d;
+      });
+      assert(b.some((v) => v !== 0), "B moved off zero");
+      let err = 0, norm = 0;
+      for (let i = 0; i < w.length; i++) {
+        [err, norm] = [
+          err + (got[i] - want[i]) ** 2,
+          norm + want[i] ** 2,
+        ];
+      }
+      assert(Math.sqrt(err / norm) < 1e-6, `merged ${target}: ${Math.sqrt(err / norm)}`);
+      merged.close();
     } finally {
       trainer.dispose();
       await Deno.remove(dir, { recursive: true });
