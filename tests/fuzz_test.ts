@@ -22,7 +22,7 @@ import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, loadLora } from "../weights/lora.ts";
 import type { ModelWeights } from "../weights/types.ts";
 import { openZip } from "../weights/zip.ts";
-import { OP } from "./weights/pickle_writer.ts";
+import { OP } from "../weights/pickle_writer.ts";
 import type { HostTensor } from "../weights/types.ts";
 import { writeTinySingleFile } from "./weights/tiny_files.ts";
 import { writeCustomTorchZip, writeLegacyTorch } from "./weights/torch_fixtures.ts";

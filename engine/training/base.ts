@@ -7,7 +7,12 @@
 
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
-import { openSafetensors, writeSafetensors } from "../../weights/safetensors.ts";
+import {
+  openSafetensors,
+  type TensorToWrite,
+  writeSafetensors,
+} from "../../weights/safetensors.ts";
+import { writeTorchZip } from "../../weights/torch_save.ts";
 import { TorchGenerator } from "../rng.ts";
 import type { ParameterState, TrainableParameters } from "./parameters.ts";
 import type { TrainBatch, Trainer, TrainStepResult } from "./trainer.ts";
@@ -41,8 +46,21 @@ export abstract class TrainerBase implements Trainer {
 
   abstract step(batch: TrainBatch): Promise<TrainStepResult>;
   abstract loss(batch: TrainBatch): Promise<number>;
-  /** Writes the checked `.safetensors` path (see {@link save}). */
+  /** Writes the checked `.safetensors` or `.ckpt` path (see {@link save}, {@link writeWeights}). */
   protected abstract write(path: string): Promise<void>;
+
+  /**
+   * Writes tensors as the path's format: `.safetensors`, or `.ckpt` as torch.save writes it (what
+   * `torch.load` in the original AnimateDiff scripts reads).
+   */
+  protected async writeWeights(
+    path: string,
+    tensors: TensorToWrite[],
+    metadata: Record<string, string> = { format: "pt" },
+  ): Promise<void> {
+    if (path.endsWith(".ckpt")) await writeTorchZip(path, tensors);
+    else await writeSafetensors(path, tensors, { metadata });
+  }
 
   /** The trainable parameters (for subclasses' steps). */
   protected get params(): TrainableParameters {
@@ -80,8 +98,8 @@ export abstract class TrainerBase implements Trainer {
 
   async save(path: string): Promise<void> {
     this.live();
-    if (!path.endsWith(".safetensors")) {
-      throw new InputError(`save: ${path}: expected a .safetensors path`);
+    if (!/\.(safetensors|ckpt)$/.test(path)) {
+      throw new InputError(`save: ${path}: expected a .safetensors or .ckpt path`);
     }
     await this.write(path);
   }

@@ -10,7 +10,6 @@ import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
-import { writeSafetensors } from "../../weights/safetensors.ts";
 import {
   kohyaName,
   ldmClipName,
@@ -218,7 +217,7 @@ export class DiffusionTrainer extends TrainerBase {
         tensors.push({ name: n, shape: tensor.shape, dtype: "F32" as const, data });
       }
     }
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+    await this.writeWeights(path, tensors);
   }
 
   /**
@@ -246,7 +245,7 @@ export class DiffusionTrainer extends TrainerBase {
         });
       }
     }
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+    await this.writeWeights(path, tensors);
   }
 
   /**
@@ -273,8 +272,9 @@ export class DiffusionTrainer extends TrainerBase {
         { name: `${k}.alpha`, shape: [], dtype: "F32" as const, data: Float32Array.of(alpha) },
       );
     }
-    await writeSafetensors(path, tensors, {
-      metadata: { ss_network_dim: String(rank), ss_network_alpha: String(alpha) },
+    await this.writeWeights(path, tensors, {
+      ss_network_dim: String(rank),
+      ss_network_alpha: String(alpha),
     });
   }
 
@@ -313,7 +313,7 @@ export class DiffusionTrainer extends TrainerBase {
         data: () => t.read(),
       });
     }
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+    await this.writeWeights(path, tensors);
   }
 
   protected override disposeParts(): void {

@@ -11,7 +11,6 @@ import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
-import { writeSafetensors } from "../../weights/safetensors.ts";
 import type { VaeDecoder, VaeEncoder } from "../models/vae.ts";
 import { TorchGenerator } from "../rng.ts";
 import { mseLoss } from "./diffusion.ts";
@@ -155,7 +154,7 @@ export class VaeTrainer extends TrainerBase {
       dtype: "F32" as const,
       data,
     }));
-    await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
+    await this.writeWeights(path, tensors);
   }
 }
 

@@ -6,7 +6,7 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "../../weights/safetensors.ts";
-import { writeTorchZip } from "./torch_writer.ts";
+import { writeTorchZip } from "../../weights/torch_save.ts";
 import { decodeToFloat32, encodeFromFloat32 } from "../../weights/dtype.ts";
 import { tinyModelTensors, tinyMotionTensors } from "../../weights/tiny.ts";
 import {

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { detectTensorFileKind, openTensorFile, unwrapStateDict } from "../../weights/open.ts";
 import { encodeSafetensors } from "../../weights/safetensors.ts";
-import { writeTorchZip } from "./torch_writer.ts";
+import { writeTorchZip } from "../../weights/torch_save.ts";
 import type { HostTensor } from "../../weights/types.ts";
 import { f32Bytes, writeLegacyTorch } from "./torch_fixtures.ts";
 

@@ -6,10 +6,10 @@ import {
   unpickle,
   unpickleFrom,
 } from "../../weights/pickle.ts";
-import { PickleWriter } from "./pickle_writer.ts";
+import { PickleWriter } from "../../weights/pickle_writer.ts";
 import { openTorchFile } from "../../weights/torch_file.ts";
 import { pickleTensorDict, writeCustomTorchZip } from "./torch_fixtures.ts";
-import { OP } from "./pickle_writer.ts";
+import { OP } from "../../weights/pickle_writer.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 
 const P = { path: "evil.ckpt" };

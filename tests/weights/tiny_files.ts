@@ -14,7 +14,7 @@ import {
 } from "../../weights/tiny.ts";
 import type { HostTensor } from "../../weights/types.ts";
 import { type TensorToWrite, writeSafetensors } from "../../weights/safetensors.ts";
-import { writeTorchZip } from "./torch_writer.ts";
+import { writeTorchZip } from "../../weights/torch_save.ts";
 import { ldmClipName, ldmUNetName, ldmVaeName, originalMotionNames } from "../../weights/names.ts";
 import {
   clipConfigJson,

@@ -1,8 +1,8 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { PickleWriter } from "./pickle_writer.ts";
+import { PickleWriter } from "../../weights/pickle_writer.ts";
 import { hasReadRaw, openSafetensors, type TensorToWrite } from "../../weights/safetensors.ts";
 import { openTorchFile } from "../../weights/torch_file.ts";
-import { writeTorchZip } from "./torch_writer.ts";
+import { writeTorchZip } from "../../weights/torch_save.ts";
 import {
   f32Bytes,
   type PickledTensor,

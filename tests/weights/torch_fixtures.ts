@@ -3,7 +3,7 @@
  * orders, strides) and the legacy (pre-1.6) torch.save format. Used by tests only.
  */
 
-import { OP, PickleWriter } from "./pickle_writer.ts";
+import { OP, PickleWriter } from "../../weights/pickle_writer.ts";
 import { openZip, ZipWriter } from "../../weights/zip.ts";
 
 /** A tensor as a pickle `_rebuild_tensor_v2` call, for hand-built pickles. */

@@ -6,11 +6,11 @@
  * @module
  */
 
-import { numelOf } from "../../weights/dtype.ts";
+import { numelOf } from "./dtype.ts";
 import { PickleWriter } from "./pickle_writer.ts";
-import { tensorBytes, type TensorToWrite } from "../../weights/safetensors.ts";
-import type { StorageDType } from "../../weights/types.ts";
-import { ZipWriter } from "../../weights/zip.ts";
+import { tensorBytes, type TensorToWrite } from "./safetensors.ts";
+import type { StorageDType } from "./types.ts";
+import { ZipWriter } from "./zip.ts";
 
 const STORAGE_CLASS: Record<StorageDType, string> = {
   F64: "DoubleStorage",
