@@ -12,7 +12,6 @@ import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { GradientTape } from "../../kernels/autograd.ts";
 import type { VaeDecoder, VaeEncoder } from "../models/vae.ts";
-import { TorchGenerator } from "../rng.ts";
 import { mseLoss } from "./diffusion.ts";
 import type { TrainableParameters } from "./parameters.ts";
 import type { TrainBatch, TrainStepResult } from "./trainer.ts";

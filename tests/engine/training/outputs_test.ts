@@ -59,14 +59,14 @@ gpuTest(
         assert(back.every((v, i) => Object.is(v, values[i])), `${name} changed through the file`);
       }
       // As a .ckpt (torch.save's zip, what the original scripts' torch.load reads): the same.
-    await trainer.save(`${dir}/trained.ckpt`);
-    const ckpt = await loadMotionModule(`${dir}/trained.ckpt`);
-    for (const [name, values] of trained) {
-      const back = await ckpt.tensors.get(name)!.read();
-      assert(back.every((v, i) => Object.is(v, values[i])), `${name} changed through the .ckpt`);
-    }
-    ckpt.close();
-    const proj = [...trained.keys()].find((n) => n.endsWith("proj_out.weight"))!;
+      await trainer.save(`${dir}/trained.ckpt`);
+      const ckpt = await loadMotionModule(`${dir}/trained.ckpt`);
+      for (const [name, values] of trained) {
+        const back = await ckpt.tensors.get(name)!.read();
+        assert(back.every((v, i) => Object.is(v, values[i])), `${name} changed through the .ckpt`);
+      }
+      ckpt.close();
+      const proj = [...trained.keys()].find((n) => n.endsWith("proj_out.weight"))!;
       assert(trained.get(proj)!.some((v) => v !== 0), "training moved proj_out off zero");
       motion.close();
       // The animation differs from the untrained (identity, module-less) one.
