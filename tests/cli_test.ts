@@ -7,6 +7,7 @@
  * Sizes are tiny (<= 64x64, <= 5 frames, <= 2 steps) to keep the file under ~90 s on 2 cores.
  */
 
+import { type CliResult, runScript } from "./subprocess.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
@@ -38,24 +39,9 @@ const TINY_MODEL = [
 ];
 const SMALL = ["--frames", "4", "--width", "64", "--height", "64", "--steps", "2"];
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `deno run -A cli.ts ...args` in `cwd`; killed after 180 s. */
-async function runCli(args: string[], cwd: string): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
-    cwd,
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(180_000),
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function runCli(args: string[], cwd: string): Promise<CliResult> {
+  return runScript(CLI, args, cwd);
 }
 
 function describe(r: CliResult): string {

@@ -7,6 +7,7 @@
  * Runs that reach the GPU need an adapter: ignored without one outside CI, failing under CI=true.
  */
 
+import { type CliResult, runScript } from "./subprocess.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
@@ -17,24 +18,9 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TRAIN = join(ROOT, "train.ts");
 const TINY = join(ROOT, "tests/fixtures/tiny");
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `deno run -A train.ts ...args` in `cwd`; killed after 180 s. */
-async function runTrain(args: string[], cwd: string): Promise<CliResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args],
-    cwd,
-    env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(180_000),
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function runTrain(args: string[], cwd: string): Promise<CliResult> {
+  return runScript(TRAIN, args, cwd);
 }
 
 function describe(r: CliResult): string {

@@ -209,14 +209,17 @@ export class UNet3D {
 
   /** Every spatial transformer (Transformer2D), down blocks first, then the mid block's, then up. */
   get spatialTransformers(): Transformer2D[] {
-    const of = (levels: Level[]) => levels.flatMap((l) => l.attentions ?? []);
-    return [...of(this.down), ...(this.midAttention ? [this.midAttention] : []), ...of(this.up)];
+    return this.#inOrder((l) => l.attentions, this.midAttention);
   }
 
   /** Every motion module, down blocks first, then the mid block's, then the up blocks'. */
   get motionModules(): MotionModule[] {
-    const of = (levels: Level[]) => levels.flatMap((l) => l.motions ?? []);
-    return [...of(this.down), ...(this.midMotion ? [this.midMotion] : []), ...of(this.up)];
+    return this.#inOrder((l) => l.motions, this.midMotion);
+  }
+
+  #inOrder<T>(pick: (l: Level) => T[] | null, mid: T | null): T[] {
+    const of = (levels: Level[]) => levels.flatMap((l) => pick(l) ?? []);
+    return [...of(this.down), ...(mid ? [mid] : []), ...of(this.up)];
   }
 
   /**

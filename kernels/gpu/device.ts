@@ -775,32 +775,7 @@ export class Gpu {
    * @ignore
    */
   async read(t: Tensor): Promise<Float32Array> {
-    t.assertLive("read");
-    this.#flush(false);
-    if (this.virtual) return new Float32Array(t.size);
-    // Copies start and end on 4-byte boundaries (a window may start mid-word in f16).
-    const head = t.byteOffset % 4;
-    const start = t.byteOffset - head;
-    const span = Math.max(4, Math.ceil((head + t.byteLength) / 4) * 4);
-    const staging = this.device.createBuffer({
-      size: span,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      label: `readback ${t.label}`,
-    });
-    this.recorder.copy(t.buffer, start, staging, 0, Math.min(span, t.buffer.size - start));
-    this.recorder.submit();
-    try {
-      await staging.mapAsync(GPUMapMode.READ);
-    } catch (e) {
-      await this.#checkErrors();
-      throw e;
-    }
-    const copy = staging.getMappedRange().slice(head);
-    staging.unmap();
-    staging.destroy();
-    await this.#checkErrors();
-    if (t.dtype === "f16") return f16ToF32(new Uint16Array(copy, 0, t.size));
-    return new Float32Array(copy, 0, t.size);
+    return (await this.readMany([t]))[0];
   }
 
   /**
