@@ -112,6 +112,8 @@ export interface DiffusionParts extends TrainerResources {
   loras: LoraModule[];
   /** unet: the frozen VAE and text encoder written beside the trained UNet in a single file. */
   baseModel: ModelWeights | null;
+  /** unet with the text encoder trained too: its weights (written instead of the base's). */
+  textSaved: { name: string; tensor: Tensor }[];
   /** motion / unet: what save() writes (the parameters and the part's buffers, e.g. pe tables). */
   saved: { name: string; tensor: Tensor }[];
   alphasCumprod: Float64Array;
@@ -131,7 +133,7 @@ export class DiffusionTrainer extends TrainerBase {
     this.#p = parts;
   }
 
-  /** The step's host inputs, text context and noisy latents on the GPU. */
+  /** The step's host inputs and the noisy latents on the GPU. */
   async #inputs(batch: TrainBatch) {
     const gpu = this.gpu, p = this.#p;
     const targets = await diffusionTargets(gpu, batch, {
@@ -141,20 +143,24 @@ export class DiffusionTrainer extends TrainerBase {
       alphasCumprod: p.alphasCumprod,
       generator: this.generator,
     });
-    const context = this.#context(batch, targets.batch);
     const x = gpu.upload(targets.noisy, targets.shape, p.dtype, "noisy latents");
-    return { targets, context, x };
+    return { targets, x };
   }
 
   async step(batch: TrainBatch): Promise<TrainStepResult> {
     const gpu = this.gpu, p = this.#p, params = this.params;
     params.dropGradients();
-    const { targets, context, x } = await this.#inputs(batch);
+    const { targets, x } = await this.#inputs(batch);
     const tape = new GradientTape(gpu);
     params.watch(tape);
-    let pred: Tensor | null = null, gy: Tensor | null = null;
+    let pred: Tensor | null = null, gy: Tensor | null = null, context: Tensor | null = null;
     try {
-      pred = tape.run(() => p.unet.forward(gpu, x, targets.timesteps, context, targets.frames));
+      // The text encoder runs on the tape too: it records nothing while frozen, and passes the
+      // gradient on to its weights when they are trained.
+      pred = tape.run(() => {
+        context = this.#context(batch, targets.batch);
+        return p.unet.forward(gpu, x, targets.timesteps, context, targets.frames);
+      });
       // loss = mean((pred - noise)^2); dL/dpred = 2 (pred - noise) / N, as torch's mse_loss.
       const out = await gpu.read(pred);
       const lossScale = params.lossScale;
@@ -170,7 +176,8 @@ export class DiffusionTrainer extends TrainerBase {
 
   async loss(batch: TrainBatch): Promise<number> {
     this.live();
-    const { targets, context, x } = await this.#inputs(batch);
+    const { targets, x } = await this.#inputs(batch);
+    const context = this.#context(batch, targets.batch);
     const pred = this.#p.unet.forward(this.gpu, x, targets.timesteps, context, targets.frames);
     try {
       return mseLoss(await this.gpu.read(pred), targets.noise).loss;
@@ -305,12 +312,14 @@ export class DiffusionTrainer extends TrainerBase {
         data: () => t.read(),
       });
     }
+    const trainedText = new Map(this.#p.textSaved.map((e) => [e.name, e.tensor]));
     for (const [name, t] of model.textEncoder) {
+      const trained = trainedText.get(name);
       tensors.push({
         name: ldmClipName(name),
         shape: [...t.shape],
         dtype: "F32" as const,
-        data: () => t.read(),
+        data: () => trained ? this.gpu.read(trained) : t.read(),
       });
     }
     await this.writeWeights(path, tensors);

@@ -253,6 +253,7 @@ export async function planTraining(options: TrainingPlanOptions): Promise<Traini
       loras: [],
       saved: [],
       baseModel: null,
+      textSaved: [],
       alphasCumprod: alphasCumprod(ANIMATEDIFF_SCHEDULER_CONFIG),
       seed: 0,
       release: () => {},

@@ -44,6 +44,11 @@ export interface TrainerOptions {
   modelConfig?: string;
   /** Folder with vocab.json + merges.txt (default: the model's). */
   tokenizer?: string;
+  /**
+   * unet: train the text encoder too (a text-to-image model from scratch, e.g. the demo); the
+   * batch then needs prompts.
+   */
+  trainTextEncoder?: boolean;
   /** Continue from this motion module; omitted: a new one (proj_out zero-initialised). */
   motionModule?: string;
   /** MotionAdapter config.json (or folder) for a new or single-file module. */
@@ -181,6 +186,9 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
   const dtype = options.precision ?? "f32";
   if (dtype !== "f32" && dtype !== "f16") {
     throw new InputError(`precision: expected "f32" or "f16", got "${dtype}"`);
+  }
+  if (options.trainTextEncoder && (options.train !== "unet" || options.lora)) {
+    throw new InputError('trainTextEncoder: only with train "unet" (without lora)');
   }
   if (options.lrScheduler === "cosine" && !(options.maxTrainSteps! > 0)) {
     throw new InputError("maxTrainSteps: the cosine schedule needs the number of steps");
@@ -322,19 +330,25 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
         loras: lora.modules,
         saved: [],
         baseModel: null,
+        textSaved: [],
       });
     }
     const store = options.train === "motion" ? mo! : un;
     const hostMap = options.train === "motion" ? motion!.tensors : model.unet;
     const saved = store.params.map((p) => ({ name: p.name, tensor: p.t }));
+    const textSaved = options.trainTextEncoder
+      ? te.params.map((p) => ({ name: p.name, tensor: p.t, host: model.textEncoder.get(p.name) }))
+      : [];
     return new DiffusionTrainer(gpu, {
       ...parts,
       // Position tables are buffers, not parameters (as in AnimateDiff and diffusers): saved,
       // never trained.
-      params: await params(
-        saved.filter((p) => !p.name.endsWith(".pos_embed.pe"))
+      params: await params([
+        ...saved.filter((p) => !p.name.endsWith(".pos_embed.pe"))
           .map((p) => ({ ...p, host: hostMap.get(p.name) })),
-      ),
+        ...textSaved,
+      ]),
+      textSaved,
       loras: [],
       saved,
       baseModel: options.train === "unet" ? model : null,

@@ -11,6 +11,7 @@ import { TorchGenerator } from "../../../engine/rng.ts";
 import { loadModel, loadMotionModule } from "../../../weights/load.ts";
 import { applyLoras, loadLora } from "../../../weights/lora.ts";
 import { detectKind } from "../../../weights/detect.ts";
+import { ClipTokenizer } from "../../../engine/tokenizer.ts";
 import { openTensorFile } from "../../../weights/open.ts";
 import { assert, assertEquals } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";
@@ -196,6 +197,53 @@ gpuTest(
       }
       assert(Math.sqrt(err / norm) < 1e-6, `merged ${target}: ${Math.sqrt(err / norm)}`);
       merged.close();
+    } finally {
+      trainer.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "train unet with the text encoder: CLIP learns too (only the prompts' token rows)",
+  async () => {
+    const dir = await Deno.makeTempDir();
+    const trainer = await createTrainer({
+      model: TINY + "model",
+      train: "unet",
+      trainTextEncoder: true,
+      optimizer: { lr: 1e-3 },
+      gpu: await testGpu(),
+    });
+    try {
+      const prompts = ["a red circle", "a blue square"];
+      const g = new TorchGenerator(4);
+      await trainer.step({
+        latents: { shape: [2, 4, 4, 4], data: g.randn([2, 4, 4, 4]) },
+        prompts,
+      });
+      const grads = trainer.gradients();
+      const table = "text_model.embeddings.token_embedding.weight";
+      assert(grads.has(table) && grads.has("conv_in.weight"), "UNet and CLIP are both trained");
+      // Only rows of tokens in the prompts (and the padding / start / end tokens) get gradient.
+      const tok = ClipTokenizer.fromFiles({
+        vocabJson: await Deno.readTextFile(TINY + "model/tokenizer/vocab.json"),
+        mergesTxt: await Deno.readTextFile(TINY + "model/tokenizer/merges.txt"),
+      });
+      const used = new Set(prompts.flatMap((p) => [...tok.encode(p).ids]));
+      const d = 32, gt = grads.get(table)!;
+      for (let row = 0; row < gt.length / d; row++) {
+        const nonzero = gt.subarray(row * d, (row + 1) * d).some((v) => v !== 0);
+        assertEquals(nonzero, used.has(row), `token row ${row}`);
+      }
+      // The single file carries the trained text encoder.
+      const path = `${dir}/model.safetensors`;
+      await trainer.save(path);
+      const back = await loadModel(path, { config: TINY + "model" });
+      const want = trainer.parameters().get(table)!;
+      const got = await back.textEncoder.get(table)!.read();
+      assert(got.every((v, i) => Object.is(v, want[i])), "trained token table written");
+      back.close();
     } finally {
       trainer.dispose();
       await Deno.remove(dir, { recursive: true });
