@@ -187,7 +187,7 @@ export function tinyMotionConfig(version: "v1" | "v2" | "v3" = "v2"): MotionConf
 }
 
 /** GPT-2/CLIP bytes_to_unicode, in CLIP's vocabulary order. */
-function byteSymbols(): string[] {
+export function byteSymbols(): string[] {
   const bs: number[] = [];
   for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
   for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
