@@ -40,6 +40,12 @@ const AVAILABLE: readonly TrainTarget[] = ["motion", "motion-lora", "unet", "vae
 export interface TrainerOptions {
   /** SD1.5 diffusers folder or single file; omitted: the built-in demo model. */
   model?: string;
+  /**
+   * Instead of `model`: weights in memory (e.g. `newModel(configs, seed)` to train from scratch,
+   * with `tokenizer` files set for prompts).
+   * @ignore
+   */
+  modelWeights?: ModelWeights;
   /** diffusers folder giving GroupNorm groups / heads for a single-file model. */
   modelConfig?: string;
   /** Folder with vocab.json + merges.txt (default: the model's). */
@@ -194,8 +200,8 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
     throw new InputError("maxTrainSteps: the cosine schedule needs the number of steps");
   }
   const seed = options.seed ?? 0;
-  const demo = options.model ? null : loadTinyDemoModel(ARCHITECTURE);
-  const model = demo?.model ??
+  const demo = options.model || options.modelWeights ? null : loadTinyDemoModel(ARCHITECTURE);
+  const model = options.modelWeights ?? demo?.model ??
     await loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE });
   const gpu = options.gpu ?? await Gpu.create();
   if (dtype === "f16" && !gpu.hasF16) {
