@@ -1,0 +1,193 @@
+import { assert, assertEquals } from "../assert.ts";
+import {
+  allPrompts,
+  COLOUR_RGB,
+  COLOURS,
+  DARK_RGB,
+  MARGIN,
+  MOTIONS,
+  parsePrompt,
+  promptOf,
+  renderClip,
+  renderStill,
+  SHAPES,
+  WorldRng,
+} from "../../tools/demo/world.ts";
+
+const SIZE = { width: 32, height: 32 };
+
+Deno.test("world: one seed gives the same pixels, another seed different ones", () => {
+  for (const background of ["dark", "paper"] as const) {
+    const a = renderClip(11, { background, frames: 4, ...SIZE });
+    const b = renderClip(11, { background, frames: 4, ...SIZE });
+    const c = renderClip(12, { background, frames: 4, ...SIZE });
+    assertEquals(a.caption, b.caption);
+    assertEquals(a.truth, b.truth);
+    for (let t = 0; t < 4; t++) assertEquals([...a.frames[t].data], [...b.frames[t].data]);
+    assert(
+      a.frames[0].data.some((v, i) => v !== c.frames[0].data[i]),
+      `${background}: seeds 11 and 12 drew the same frame`,
+    );
+  }
+  assertEquals(new WorldRng(3).next(), new WorldRng(3).next());
+});
+
+Deno.test("world: every colour, shape and motion renders as its prompt says", () => {
+  for (const colour of COLOURS) {
+    for (const shape of SHAPES) {
+      for (const motion of MOTIONS) {
+        const frames = 4;
+        const { frames: fs, caption, truth } = renderClip(7, {
+          colour,
+          shape,
+          motion,
+          frames,
+          ...SIZE,
+        });
+        const what = caption;
+        assertEquals(caption, `a ${colour} ${shape} ${motion}`);
+        assertEquals([truth.colour, truth.shape, truth.motion, truth.background], [
+          colour,
+          shape,
+          motion,
+          "dark",
+        ]);
+        assertEquals([fs.length, truth.centres.length, truth.sizes.length], [
+          frames,
+          frames,
+          frames,
+        ]);
+        // The flat colour appears, exactly, in every frame.
+        const [r, g, b] = COLOUR_RGB[colour];
+        for (const f of fs) {
+          let hits = 0;
+          for (let p = 0; p < f.data.length; p += 4) {
+            if (f.data[p] === r && f.data[p + 1] === g && f.data[p + 2] === b) hits++;
+          }
+          assert(hits >= 4, `${what}: only ${hits} pixels of its colour`);
+        }
+        const [first, last] = [truth.centres[0], truth.centres[frames - 1]];
+        const dx = last[0] - first[0], dy = last[1] - first[1];
+        const grow = truth.sizes[frames - 1] / truth.sizes[0];
+        const expected = {
+          "moving left": dx < -8 && dy === 0 && grow === 1,
+          "moving right": dx > 8 && dy === 0 && grow === 1,
+          "moving up": dy < -8 && dx === 0 && grow === 1,
+          "moving down": dy > 8 && dx === 0 && grow === 1,
+          "growing": dx === 0 && dy === 0 && grow >= 2,
+          "shrinking": dx === 0 && dy === 0 && grow <= 0.5,
+        }[motion];
+        assert(expected, `${what}: dx ${dx}, dy ${dy}, size x${grow}`);
+      }
+    }
+  }
+});
+
+Deno.test("world: the object stays whole inside the frame, margin kept, in every frame", () => {
+  for (let seed = 0; seed < 300; seed++) {
+    const w = seed % 2 ? 32 : 48, h = seed % 3 ? 32 : 40;
+    const { frames, truth, caption } = renderClip(seed, { frames: 6, width: w, height: h });
+    // Analytic extent of each frame's shape from the truth...
+    truth.centres.forEach(([x, y], t) => {
+      const s = truth.sizes[t];
+      const [up, down] = truth.shape === "triangle" ? [2 / 3, 1 / 3] : [0.5, 0.5];
+      const box = [x - s / 2, x + s / 2, y - up * s, y + down * s];
+      assert(
+        box[0] >= MARGIN - 1e-9 && box[1] <= w - MARGIN + 1e-9 && box[2] >= MARGIN - 1e-9 &&
+          box[3] <= h - MARGIN + 1e-9,
+        `seed ${seed} (${caption}) frame ${t}: box ${box} outside ${w}x${h} less ${MARGIN}`,
+      );
+    });
+    // ...and in the pixels: the outer ring keeps the plain background.
+    for (const [t, f] of frames.entries()) {
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          if (x >= MARGIN && y >= MARGIN && x < w - MARGIN && y < h - MARGIN) continue;
+          const p = (y * w + x) * 4;
+          assertEquals(
+            [f.data[p], f.data[p + 1], f.data[p + 2]],
+            [...DARK_RGB],
+            `seed ${seed} frame ${t}: pixel (${x}, ${y}) is not background`,
+          );
+        }
+      }
+    }
+  }
+});
+
+Deno.test("world: edges are anti-aliased (values between background and colour)", () => {
+  for (const shape of SHAPES) {
+    const { frames } = renderClip(5, { colour: "blue", shape, frames: 1, width: 64, height: 64 });
+    const [r, g, b] = COLOUR_RGB.blue;
+    let between = 0, full = 0;
+    for (let p = 0; p < frames[0].data.length; p += 4) {
+      const px = frames[0].data;
+      if (px[p] === r && px[p + 1] === g && px[p + 2] === b) full++;
+      else if (px[p + 2] > DARK_RGB[2] && px[p + 2] < b) between++;
+    }
+    assert(full > 20, `${shape}: ${full} full pixels`);
+    // A shape's edge pixels are partly covered: at least a few per side.
+    assert(between >= 8, `${shape}: only ${between} edge pixels between background and colour`);
+  }
+});
+
+Deno.test("world: paper is light, textured and seeded; dark is plain", () => {
+  const stats = (data: Uint8ClampedArray) => {
+    const ring: number[] = [];
+    for (let p = 0; p < 32 * 4; p += 4) ring.push(data[p]); // the top row: always background
+    const mean = ring.reduce((a, b) => a + b, 0) / ring.length;
+    const sd = Math.sqrt(ring.reduce((a, b) => a + (b - mean) ** 2, 0) / ring.length);
+    return { mean, sd };
+  };
+  const paper = renderClip(1, { background: "paper", frames: 2, ...SIZE });
+  const { mean, sd } = stats(paper.frames[0].data);
+  assert(mean > 200 && sd > 0.8, `paper: mean ${mean}, sd ${sd}`);
+  const dark = stats(renderClip(1, { frames: 1, ...SIZE }).frames[0].data);
+  assertEquals(dark, { mean: DARK_RGB[0], sd: 0 });
+  // The texture is the same paper in every frame of a clip, and another sheet for another seed.
+  const top = (d: Uint8ClampedArray) => [...d.subarray(0, 32 * 4)];
+  assertEquals(top(paper.frames[0].data), top(paper.frames[1].data));
+  const other = renderClip(2, { background: "paper", frames: 1, ...SIZE });
+  assert(top(other.frames[0].data).some((v, i) => v !== top(paper.frames[0].data)[i]));
+});
+
+Deno.test("world: stills are one clip frame, captioned by colour and shape", () => {
+  const still = renderStill(4, { colour: "green", shape: "triangle", ...SIZE });
+  assertEquals(still.caption, "a green triangle");
+  assertEquals([still.frame.width, still.frame.height], [32, 32]);
+  assertEquals([still.truth.centres.length, still.truth.sizes.length], [1, 1]);
+  const full = renderStill(4, {
+    colour: "green",
+    shape: "triangle",
+    captionWithMotion: true,
+    ...SIZE,
+  });
+  assertEquals(full.caption, promptOf(full.truth));
+  assertEquals([...full.frame.data], [...still.frame.data]);
+});
+
+Deno.test("world: prompts read back; bad prompts and options throw", () => {
+  assertEquals(allPrompts().length, 108);
+  assertEquals(new Set(allPrompts()).size, 108);
+  for (const p of allPrompts()) assertEquals(promptOf(parsePrompt(p)), p);
+  for (
+    const bad of ["a pink circle growing", "a red hexagon growing", "a red circle spinning", ""]
+  ) {
+    let threw = false;
+    try {
+      parsePrompt(bad);
+    } catch (e) {
+      threw = (e as Error).message.includes("parsePrompt");
+    }
+    assert(threw, `"${bad}" was accepted`);
+  }
+  for (const bad of [{ frames: 0 }, { width: 8 }, { colour: "pink" as "red" }]) {
+    let threw = false;
+    try {
+      renderClip(1, bad);
+    } catch (e) {
+      threw = (e as Error).message.startsWith("renderClip: expected");
+    }
+    assert(threw, `renderClip accepted ${JSON.stringify(bad)}`);
+  }
+});
