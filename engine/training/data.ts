@@ -126,6 +126,11 @@ export interface DatasetCursor {
   order: number[];
   /** Position of the next clip in `order`. */
   next: number;
+  /**
+   * Clips found unreadable so far (never drawn again): a resumed run skips them too, so it
+   * draws exactly as the run that stopped. Absent in cursors of older checkpoints.
+   */
+  unreadable?: number[];
 }
 
 const DEFAULTS = { sampleSize: 256, sampleStride: 4, sampleNFrames: 16 };
@@ -235,17 +240,24 @@ export class ClipDataset {
 
   /** A copy of the epoch cursor (save it with a checkpoint). */
   cursor(): DatasetCursor {
-    return { ...this.#cursor, order: [...this.#cursor.order] };
+    return { ...this.#cursor, order: [...this.#cursor.order], unreadable: [...this.#bad] };
   }
 
   /** Continues from a saved cursor (the generator state must be restored alongside). */
   restore(cursor: DatasetCursor): void {
-    if (cursor.order.some((i) => !Number.isInteger(i) || i < 0 || i >= this.clips.length)) {
+    const unreadable = cursor.unreadable ?? [];
+    if (
+      [...cursor.order, ...unreadable].some((i) =>
+        !Number.isInteger(i) || i < 0 || i >= this.clips.length
+      )
+    ) {
       throw new RangeError(
-        `ClipDataset.restore: cursor order names clips outside 0..${this.clips.length - 1}`,
+        `ClipDataset.restore: cursor names clips outside 0..${this.clips.length - 1}`,
       );
     }
-    this.#cursor = { ...cursor, order: [...cursor.order] };
+    const { epoch, order, next } = cursor;
+    this.#cursor = { epoch, order: [...order], next };
+    this.#bad = new Set(unreadable);
   }
 
   /** The next clip of the epoch order, shuffling a new epoch (randperm) when one ends. */

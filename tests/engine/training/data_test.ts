@@ -240,6 +240,20 @@ Deno.test("ClipDataset: bad clips reported once and skipped; an empty dataset is
     const late = skipped.filter(([p]) => p.endsWith("/late"));
     assertEquals(late.length, 1, "reported once");
     assert(/^unreadable: decodePng: CRC mismatch/.test(late[0][1]), late[0][1]);
+    // The cursor carries the clip found unreadable: a restored dataset skips it without a
+    // decode (and without the draws of a retry), so it continues exactly.
+    const cursor = dataset.cursor();
+    assertEquals(cursor.unreadable!.length, 1);
+    const again = await open(options);
+    again.dataset.restore(cursor);
+    const [ga, gb] = [new TorchGenerator(11), new TorchGenerator(11)];
+    for (let i = 0; i < 3; i++) {
+      assertEquals(
+        (await again.dataset.batch(2, ga)).samples,
+        (await dataset.batch(2, gb)).samples,
+      );
+    }
+    assertEquals(again.skipped.filter(([p]) => p.endsWith("/late")).length, 0, "no retry");
     // verify: the damage is found at open time instead.
     const verified = await open({ ...options, verify: true });
     assertEquals(verified.dataset.length, 1);
