@@ -24,20 +24,14 @@
  */
 
 import type { Frame } from "../../engine/output/frame.ts";
+import { DEMO_COLOURS, DEMO_MOTIONS, DEMO_SHAPES } from "../../weights/demo.ts";
 
-/** The colour words, in a fixed order. */
-export const COLOURS = ["red", "orange", "yellow", "green", "blue", "purple"] as const;
+/** The colour, shape and motion words: the demo vocabulary's (weights/demo.ts), in its order. */
+export const COLOURS = DEMO_COLOURS;
 /** The shape words. */
-export const SHAPES = ["circle", "square", "triangle"] as const;
+export const SHAPES = DEMO_SHAPES;
 /** The motion phrases. */
-export const MOTIONS = [
-  "moving left",
-  "moving right",
-  "moving up",
-  "moving down",
-  "growing",
-  "shrinking",
-] as const;
+export const MOTIONS = DEMO_MOTIONS;
 /** The two backgrounds: `dark` (the base model's world) and `paper` (`demo:paper`'s). */
 export const BACKGROUNDS = ["dark", "paper"] as const;
 
