@@ -1,0 +1,128 @@
+/**
+ * The demo training recipe at micro scale (32 x 32, 4-frame clips, two steps a stage): every
+ * stage runs, the outputs are f16 and load through the same loaders as real checkpoints
+ * (loadModel, loadMotionModule, loadLora), and loadPipeline generates with them, base and paper.
+ */
+
+import { join } from "node:path";
+import { assert, assertEquals } from "../assert.ts";
+import { gpuTest, testGpu } from "../gpu.ts";
+import {
+  microRecipe,
+  OUTPUT_FILES,
+  type RecipeSummary,
+  runRecipe,
+} from "../../tools/demo/recipe.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
+import { loadPipeline } from "../../engine/pipeline.ts";
+import { loadModel, loadMotionModule } from "../../weights/load.ts";
+import { loadLora } from "../../weights/lora.ts";
+import { openSafetensors } from "../../weights/safetensors.ts";
+import { detectKind } from "../../weights/detect.ts";
+
+gpuTest(
+  "demo recipe: every stage at micro scale writes f16 weights that load and generate",
+  async () => {
+    const out = await Deno.makeTempDir({ prefix: "zoetrope-recipe-" });
+    const gpu = await testGpu();
+    try {
+      const config = microRecipe(7);
+      const seen: string[] = [];
+      const summary = await runRecipe(config, {
+        out,
+        gpu,
+        onProgress: (p) => seen.push(`${p.stage} ${p.step}/${p.steps}`),
+      });
+      assertEquals(seen, [
+        "vae 1/2",
+        "vae 2/2",
+        "unet 1/2",
+        "unet 2/2",
+        "motion 1/2",
+        "motion 2/2",
+        "paper 1/2",
+        "paper 2/2",
+      ]);
+      assertEquals(config.vae.scalingFactor, 1, "the caller's config is left alone");
+      const sf = summary.config.vae.scalingFactor;
+      assert(Number.isFinite(sf) && sf > 0 && sf !== 1, `measured scaling factor ${sf}`);
+      for (const [stage, r] of Object.entries(summary.stages)) {
+        assert(r.secondsPerStep > 0 && Number.isFinite(r.firstLoss), `${stage}: ${r}`);
+      }
+      const written: RecipeSummary = JSON.parse(
+        await Deno.readTextFile(join(out, OUTPUT_FILES.summary)),
+      );
+      assertEquals(Object.keys(written.stages), ["vae", "unet", "motion", "paper"]);
+      assertEquals(written.config.vae.scalingFactor, sf);
+
+      // Every weights file is f16; the motion module keeps the original AnimateDiff layout.
+      for (
+        const file of [
+          OUTPUT_FILES.unet,
+          OUTPUT_FILES.vae,
+          OUTPUT_FILES.textEncoder,
+          OUTPUT_FILES.motion,
+          OUTPUT_FILES.paperLora,
+        ]
+      ) {
+        const f = await openSafetensors(join(out, file));
+        const dtypes = new Set([...f.tensors.values()].map((t) => t.dtype));
+        if (file === OUTPUT_FILES.motion) {
+          assertEquals(detectKind(f.tensors), "motion-module");
+          assert([...f.tensors.keys()].every((k) => k.includes(".temporal_transformer.")), file);
+        }
+        if (file === OUTPUT_FILES.paperLora) assertEquals(detectKind(f.tensors), "lora-kohya");
+        f.close();
+        assertEquals([...dtypes], ["F16"], file);
+        assert(written.weightBytes[file] > 0, `${file} in the summary`);
+      }
+
+      // The loaders read them strictly (every tensor checked against the inferred configs).
+      const model = await loadModel(out, { architecture: ARCHITECTURE });
+      assertEquals(model.unetConfig.blockOutChannels, config.unet.blockOutChannels);
+      assertEquals(model.vaeConfig.scalingFactor, sf);
+      assertEquals(model.clipConfig.vocabSize, config.clip.vocabSize);
+      const motionModule = join(out, OUTPUT_FILES.motion);
+      const motionModuleConfig = join(out, OUTPUT_FILES.motionConfig);
+      const motion = await loadMotionModule(motionModule, {
+        config: motionModuleConfig,
+        architecture: ARCHITECTURE,
+      });
+      assertEquals(motion.config.heads, config.motion.heads);
+      const proj = [...motion.tensors.keys()].find((n) => n.endsWith("proj_out.weight"))!;
+      assert((await motion.tensors.get(proj)!.read()).some((v) => v !== 0), "proj_out trained");
+      const lora = await loadLora(join(out, OUTPUT_FILES.paperLora), { model });
+      assert(lora.modules.size > 0, "the paper LoRA targets the UNet");
+      lora.close();
+      motion.close();
+      model.close();
+
+      // A generation with them, base and paper, through the same pipeline as real checkpoints.
+      for (const loras of [[], [{ path: join(out, OUTPUT_FILES.paperLora) }]]) {
+        const pipe = await loadPipeline({
+          model: out,
+          motionModule,
+          motionModuleConfig,
+          loras,
+          device: gpu,
+        });
+        try {
+          const r = await pipe.generate({
+            prompt: "a red circle moving right",
+            frames: 4,
+            width: 32,
+            height: 32,
+            steps: 2,
+            seed: 1,
+          });
+          assertEquals(r.frames.length, 4);
+          assertEquals([r.frames[0].width, r.frames[0].height], [32, 32]);
+        } finally {
+          pipe.dispose();
+        }
+      }
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+);

@@ -1,0 +1,858 @@
+/**
+ * The demo models' training recipe (../shared/DESIGN.md "The built-in demo models"), the
+ * AnimateDiff paper's in miniature, as four stages that each carry the weights of the last
+ * forward in memory:
+ *
+ * 1. `vae`: a small AutoencoderKL (64 x 64 RGB <-> 8 x 8 x 4 latents) trained on stills of both
+ *    backgrounds; its latent scaling factor is then measured (1 / std of the latents, as SD's
+ *    0.18215 was).
+ * 2. `unet`: a text-to-image UNet and its CLIP-style text encoder (the demo tokenizer) trained
+ *    together from scratch on dark-background stills, with the VAE frozen.
+ * 3. `motion`: a motion module from zero-init trained on dark clips, everything else frozen.
+ * 4. `paper`: the personalised variant `demo:paper`: a UNet LoRA (or a full fine-tune) on
+ *    paper-background stills only. The motion module never sees paper.
+ *
+ * Stills carry the clip's full prompt (`captionWithMotion`): the motion module reads text only
+ * through the frozen UNet's cross-attention, so the UNet and text encoder must have seen the
+ * motion words (trained embeddings, and a UNet that attends to sequences holding them); with
+ * `a <colour> <shape>` captions the motion tokens would stay at their random initialisation and
+ * every prompt the demo is asked would be out of the UNet's training distribution.
+ *
+ * Every draw is seeded: the world's samples from {@link WorldRng}, the weights' initialisation and
+ * the trainers' noise and timesteps from the recipe seed. Training data seeds stay below 800,000
+ * (the bench generates from 900,000 up). Outputs are f16 safetensors in a diffusers-style folder:
+ * `unet/`, `vae/`, `text_encoder/`, `tokenizer/` (loadModel reads the folder), the motion module
+ * in the original AnimateDiff layout with its MotionAdapter config beside it, the paper LoRA
+ * (kohya layout) or UNet, and `recipe.json` (configs and each stage's time and losses). Within a
+ * run the trained parts pass from stage to stage in memory (f32); a lone stage (`stage` option)
+ * starts from the f16 files instead.
+ * @module
+ */
+
+import { join } from "node:path";
+import { Gpu } from "../../kernels/gpu/device.ts";
+import { createTrainer, type TrainerOptions } from "../../engine/training/trainer.ts";
+import { newModel } from "../../engine/training/init.ts";
+import { newMotionConfig } from "../../engine/training/init.ts";
+import { ARCHITECTURE } from "../../engine/models/architecture.ts";
+import { WeightStore } from "../../engine/weight_store.ts";
+import { VaeEncoder } from "../../engine/models/vae.ts";
+import type {
+  ClipConfig,
+  MotionConfig,
+  UNetConfig,
+  VaeConfig,
+} from "../../weights/model_config.ts";
+import type { ModelWeights, TensorMap } from "../../weights/types.ts";
+import { memoryTensor } from "../../weights/tiny.ts";
+import { demoTokenizer, demoVocabSize } from "../../weights/demo.ts";
+import { openSafetensors, writeSafetensors } from "../../weights/safetensors.ts";
+import {
+  clipConfigJson,
+  motionAdapterConfigJson,
+  unetConfigJson,
+  vaeConfigJson,
+} from "../../weights/detect.ts";
+import {
+  allPrompts,
+  type Background,
+  parsePrompt,
+  renderClip,
+  renderStill,
+  WorldRng,
+} from "./world.ts";
+
+/** The stages, in order. */
+export const STAGES = ["vae", "unet", "motion", "paper"] as const;
+/** A stage of the recipe. */
+export type Stage = typeof STAGES[number];
+
+/**
+ * How one stage trains: steps, samples per step and AdamW's rate (warm-up, then cosine to 0).
+ *
+ * @example
+ * ```ts
+ * const s: StageSettings = { steps: 1000, batch: 8, lr: 1e-3, warmup: 50 };
+ * ```
+ */
+export interface StageSettings {
+  /** Optimiser steps. */
+  steps: number;
+  /** Stills (or clips, for `motion`) per step. */
+  batch: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Linear warm-up steps. */
+  warmup: number;
+}
+
+/**
+ * The whole recipe: sizes, model configs and each stage's settings.
+ *
+ * @example
+ * ```ts
+ * const config: RecipeConfig = { ...DEMO_RECIPE, seed: 2 };
+ * ```
+ */
+export interface RecipeConfig {
+  /** Seeds every draw. */
+  seed: number;
+  /** Frame side in pixels (a multiple of 8). */
+  size: number;
+  /** Frames per training clip. */
+  frames: number;
+  unet: UNetConfig;
+  vae: VaeConfig;
+  clip: ClipConfig;
+  /** The motion module's heads, groups and table length (its channels follow the UNet). */
+  motion: Pick<MotionConfig, "heads" | "normGroups" | "maxSeqLength">;
+  /** demo:paper: a UNet LoRA of this rank and alpha, or null for a full fine-tune. */
+  paperLora: { rank: number; alpha: number } | null;
+  /** Share of captions replaced by "" (classifier-free guidance needs the unconditional model). */
+  nullTextRatio: number;
+  /** Global gradient-norm clipping. */
+  maxGradNorm: number;
+  stages: Record<Stage, StageSettings>;
+}
+
+/** CLIP's sequence length (the text encoder's positions). */
+const MAX_POSITIONS = 77;
+/** Training data seeds are drawn below this (the demo bench generates from 900,000 up). */
+const DATA_SEED_LIMIT = 800_000;
+/** Stills measured for the VAE's scaling factor. */
+const SCALING_SAMPLES = 64;
+
+/**
+ * The full-size recipe: about two hours on lavapipe (2 CPU cores); see tools/demo/train.ts.
+ *
+ * @example
+ * ```ts
+ * await runRecipe(DEMO_RECIPE, { out: "demo-weights" });
+ * ```
+ */
+export const DEMO_RECIPE: RecipeConfig = {
+  seed: 0,
+  size: 64,
+  frames: 8,
+  vae: {
+    inChannels: 3,
+    latentChannels: 4,
+    blockOutChannels: [16, 32, 64, 64],
+    layersPerBlock: 1,
+    normGroups: 8,
+    normEps: 1e-6,
+    scalingFactor: 1,
+    hasQuantConv: true,
+  },
+  unet: {
+    inChannels: 4,
+    outChannels: 4,
+    blockOutChannels: [32, 64],
+    layersPerBlock: 1,
+    downBlockAttention: [true, true],
+    upBlockAttention: [true, true],
+    midBlockAttention: true,
+    crossAttentionDim: 64,
+    attentionHeads: [2, 4],
+    transformerLayersPerBlock: 1,
+    normGroups: 8,
+    normEps: 1e-5,
+    useLinearProjection: false,
+    flipSinToCos: true,
+    freqShift: 0,
+    timeEmbeddingDim: 128,
+  },
+  clip: demoClipConfig({ hiddenSize: 64, intermediateSize: 256, layers: 2, heads: 4 }),
+  motion: { heads: 4, normGroups: 8, maxSeqLength: 32 },
+  paperLora: { rank: 16, alpha: 16 },
+  nullTextRatio: 0.1,
+  maxGradNorm: 1,
+  stages: {
+    // Measured on lavapipe (2 cores): ~1.7, 1.8, 1.7 and 1.4 s/step, about 1h58m in all.
+    vae: { steps: 1000, batch: 4, lr: 1e-3, warmup: 50 },
+    unet: { steps: 2000, batch: 16, lr: 5e-4, warmup: 100 },
+    motion: { steps: 800, batch: 2, lr: 5e-4, warmup: 40 },
+    paper: { steps: 300, batch: 16, lr: 1e-3, warmup: 20 },
+  },
+};
+
+/**
+ * A text encoder config for the demo tokenizer's vocabulary.
+ *
+ * @example
+ * ```ts
+ * demoClipConfig({ hiddenSize: 32, intermediateSize: 64, layers: 1, heads: 2 }).vocabSize; // demoVocabSize()
+ * ```
+ */
+export function demoClipConfig(
+  o: Pick<ClipConfig, "hiddenSize" | "intermediateSize" | "layers" | "heads">,
+): ClipConfig {
+  const vocabSize = demoVocabSize();
+  return {
+    ...o,
+    vocabSize,
+    maxPositions: MAX_POSITIONS,
+    layerNormEps: 1e-5,
+    hiddenAct: "quick_gelu",
+    eosTokenId: vocabSize - 1,
+  };
+}
+
+/**
+ * A micro recipe for tests and smoke runs: 32 x 32 frames, 4 frames a clip, the smallest
+ * models the architecture allows and two steps a stage.
+ *
+ * @example
+ * ```ts
+ * await runRecipe(microRecipe(), { out: await Deno.makeTempDir() });
+ * ```
+ */
+export function microRecipe(seed = 0): RecipeConfig {
+  const stage = { steps: 2, batch: 2, lr: 1e-3, warmup: 0 };
+  return {
+    ...DEMO_RECIPE,
+    seed,
+    size: 32,
+    frames: 4,
+    vae: { ...DEMO_RECIPE.vae, blockOutChannels: [8, 8, 8, 8], normGroups: 4 },
+    unet: {
+      ...DEMO_RECIPE.unet,
+      blockOutChannels: [16, 16],
+      crossAttentionDim: 16,
+      attentionHeads: [2, 2],
+      normGroups: 4,
+      timeEmbeddingDim: 32,
+    },
+    clip: demoClipConfig({ hiddenSize: 16, intermediateSize: 32, layers: 1, heads: 2 }),
+    motion: { heads: 2, normGroups: 4, maxSeqLength: 32 },
+    paperLora: { rank: 2, alpha: 2 },
+    stages: { vae: stage, unet: stage, motion: { ...stage, batch: 1 }, paper: stage },
+  };
+}
+
+/** The motion module's config for a recipe. */
+export function motionConfigOf(config: RecipeConfig): MotionConfig {
+  return newMotionConfig(config.unet, config.motion);
+}
+
+/**
+ * Parameter counts of each part of a recipe's models.
+ *
+ * @example
+ * ```ts
+ * parameterCounts(DEMO_RECIPE).unet; // trainable values of the UNet
+ * ```
+ */
+export function parameterCounts(config: RecipeConfig): Record<string, number> {
+  const count = (m: Map<string, number[]>, skip = (_: string) => false) =>
+    [...m].reduce((s, [n, shape]) => s + (skip(n) ? 0 : shape.reduce((a, b) => a * b, 1)), 0);
+  const shapes = ARCHITECTURE.model({ unet: config.unet, vae: config.vae, clip: config.clip });
+  const out: Record<string, number> = {
+    vae: count(shapes.vae),
+    unet: count(shapes.unet),
+    textEncoder: count(shapes.textEncoder),
+    motion: count(ARCHITECTURE.motion(motionConfigOf(config)), (n) => n.endsWith(".pe")),
+  };
+  if (config.paperLora) {
+    // One A [rank, in] and B [out, rank] per spatial attention projection.
+    const r = config.paperLora.rank;
+    out.paperLora = [...shapes.unet].reduce(
+      (s, [n, shape]) =>
+        /attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.to_(q|k|v|out\.0)\.weight$/.test(n)
+          ? s + r * (shape[0] + shape[1])
+          : s,
+      0,
+    );
+  } else out.paperUnet = out.unet;
+  return out;
+}
+
+/**
+ * A stage's progress after each step.
+ *
+ * @example
+ * ```ts
+ * const onProgress = (p: StageProgress) => console.error(p.stage, p.step, p.loss);
+ * ```
+ */
+export interface StageProgress {
+  stage: Stage;
+  /** Steps done. */
+  step: number;
+  /** Steps this run of the stage takes. */
+  steps: number;
+  /** This step's loss. */
+  loss: number;
+  /** Mean wall seconds per step so far. */
+  secondsPerStep: number;
+  /** Seconds left at that rate. */
+  etaSeconds: number;
+}
+
+/**
+ * What a stage did.
+ *
+ * @example
+ * ```ts
+ * const r: StageReport = summary.stages.vae!;
+ * r.secondsPerStep;
+ * ```
+ */
+export interface StageReport {
+  /** Steps taken (the config's times the steps scale, at least 1). */
+  steps: number;
+  /** Wall seconds of the whole stage (data, training, writing). */
+  seconds: number;
+  /** Mean wall seconds per training step. */
+  secondsPerStep: number;
+  /** Seconds the stage's full (unscaled) steps would take at that rate. */
+  fullSeconds: number;
+  /** Mean loss over the first and last tenth of the steps. */
+  firstLoss: number;
+  lastLoss: number;
+  /** Trainable values. */
+  parameters: number;
+}
+
+/**
+ * `recipe.json`: the configs as trained and each stage's report.
+ *
+ * @example
+ * ```ts
+ * const s: RecipeSummary = JSON.parse(await Deno.readTextFile("out/recipe.json"));
+ * ```
+ */
+export interface RecipeSummary {
+  config: RecipeConfig;
+  /** The motion module's config (MotionAdapter keys are in motion_module.config.json). */
+  motionConfig: MotionConfig;
+  stepsScale: number;
+  stages: Partial<Record<Stage, StageReport>>;
+  /** Bytes of every weights file written (f16). */
+  weightBytes: Record<string, number>;
+  totalWeightBytes: number;
+  /** Sum of the stages' seconds (this run). */
+  seconds: number;
+}
+
+/**
+ * Options of {@link runRecipe}.
+ *
+ * @example
+ * ```ts
+ * const o: RunRecipeOptions = { out: "demo-weights", stepsScale: 0.01, stage: "motion" };
+ * ```
+ */
+export interface RunRecipeOptions {
+  /** Output folder (created). */
+  out: string;
+  /** Multiplies every stage's steps (at least one step is taken). Default 1. */
+  stepsScale?: number;
+  /** Run only this stage, from the previous stages' outputs in `out`. */
+  stage?: Stage;
+  /** Called after every step. */
+  onProgress?: (p: StageProgress) => void;
+  /** Called when a stage ends. */
+  onStage?: (stage: Stage, report: StageReport) => void;
+  /** Run on this Gpu (default: a new one, destroyed at the end). */
+  gpu?: Gpu;
+}
+
+/** The output files, relative to the output folder. */
+export const OUTPUT_FILES = {
+  unet: "unet/diffusion_pytorch_model.safetensors",
+  vae: "vae/diffusion_pytorch_model.safetensors",
+  textEncoder: "text_encoder/model.safetensors",
+  motion: "motion_module.safetensors",
+  motionConfig: "motion_module.config.json",
+  paperLora: "paper_lora.safetensors",
+  paperUnet: "paper/unet/diffusion_pytorch_model.safetensors",
+  summary: "recipe.json",
+} as const;
+
+/**
+ * Runs the recipe (or one stage of it) and writes its outputs; returns the summary it wrote.
+ *
+ * @example
+ * ```ts
+ * const summary = await runRecipe(DEMO_RECIPE, { out: "demo-weights", stepsScale: 0.01 });
+ * summary.stages.unet!.secondsPerStep;
+ * ```
+ */
+export async function runRecipe(
+  config: RecipeConfig,
+  options: RunRecipeOptions,
+): Promise<RecipeSummary> {
+  checkConfig(config);
+  const out = options.out, scale = options.stepsScale ?? 1;
+  if (!(scale > 0)) throw new RangeError(`stepsScale: expected a number > 0, got ${scale}`);
+  await Deno.mkdir(out, { recursive: true });
+  const previous = options.stage ? await readSummary(out) : null;
+  if (options.stage && !previous) {
+    throw new Error(`stage ${options.stage}: ${join(out, OUTPUT_FILES.summary)} is missing`);
+  }
+  // A single stage continues the configs the earlier stages were trained with (the VAE's
+  // measured scaling factor among them); the caller's config is never changed.
+  const used: RecipeConfig = structuredClone(previous?.config ?? config);
+  const summary: RecipeSummary = {
+    config: used,
+    motionConfig: motionConfigOf(used),
+    stepsScale: scale,
+    stages: previous?.stages ?? {},
+    weightBytes: {},
+    totalWeightBytes: 0,
+    seconds: 0,
+  };
+  const gpu = options.gpu ?? await Gpu.create();
+  const ctx: StageContext = { config: used, carried: {}, gpu, out, scale, options };
+  try {
+    for (const stage of options.stage ? [options.stage] : STAGES) {
+      const t0 = performance.now();
+      const report = await STAGE_RUNNERS[stage](ctx);
+      report.seconds = (performance.now() - t0) / 1000;
+      summary.stages[stage] = report;
+      summary.seconds += report.seconds;
+      options.onStage?.(stage, report);
+      await writeSummary(out, summary);
+    }
+  } finally {
+    if (!options.gpu) gpu.destroy();
+  }
+  return summary;
+}
+
+function checkConfig(c: RecipeConfig): void {
+  if (!Number.isInteger(c.size) || c.size < 16 || c.size % 8) {
+    throw new RangeError(`size: expected a multiple of 8 >= 16, got ${c.size}`);
+  }
+  const levels = c.vae.blockOutChannels.length;
+  if (levels !== 4) {
+    throw new RangeError(
+      `vae.blockOutChannels: expected 4 levels (8x downsampling), got ${levels}`,
+    );
+  }
+  if (c.unet.crossAttentionDim !== c.clip.hiddenSize) {
+    throw new RangeError(
+      `unet.crossAttentionDim ${c.unet.crossAttentionDim} must equal clip.hiddenSize ${c.clip.hiddenSize}`,
+    );
+  }
+  if (c.clip.vocabSize !== demoVocabSize()) {
+    throw new RangeError(`clip.vocabSize: expected demoVocabSize() ${demoVocabSize()}`);
+  }
+  for (const stage of STAGES) {
+    const s = c.stages[stage];
+    if (!(s.steps >= 1 && s.batch >= 1 && s.lr > 0 && s.warmup >= 0)) {
+      throw new RangeError(`stages.${stage}: expected steps, batch >= 1, lr > 0, warmup >= 0`);
+    }
+  }
+}
+
+interface StageContext {
+  config: RecipeConfig;
+  /** Trained parts carried forward in memory (f32); a lone `--stage` reads the files instead. */
+  carried: Partial<Record<PartName, TensorMap>>;
+  gpu: Gpu;
+  out: string;
+  scale: number;
+  options: RunRecipeOptions;
+}
+
+type StageRunner = (ctx: StageContext) => Promise<StageReport>;
+
+const STAGE_RUNNERS: Record<Stage, StageRunner> = {
+  vae: trainVaeStage,
+  unet: trainTextToImageStage,
+  motion: trainMotionStage,
+  paper: trainPaperStage,
+};
+
+/** Stage 1: the VAE on stills of both backgrounds, then its scaling factor. */
+async function trainVaeStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const model = newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 1);
+  const data = new StillSource(c, "vae", null);
+  const { report, params } = await train(ctx, "vae", {
+    modelWeights: model,
+    train: "vae",
+  }, () => ({ pixels: data.next(c.stages.vae.batch).pixels }));
+  const vae = withValues(model.vae, params);
+  c.vae.scalingFactor = await measureScalingFactor(ctx.gpu, c, vae);
+  await writePart(ctx, "vae", vae);
+  await writeJson(join(ctx.out, "vae/config.json"), vaeConfigJson(c.vae));
+  return report;
+}
+
+/** Stage 2: UNet + text encoder from scratch on dark stills, the VAE frozen. */
+async function trainTextToImageStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const fresh = newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 2);
+  const model: ModelWeights = {
+    ...fresh,
+    vae: await readPart(ctx, "vae"),
+    tokenizer: demoTokenizer(),
+  };
+  const data = new StillSource(c, "unet", "dark");
+  const { report, params } = await train(ctx, "unet", {
+    modelWeights: model,
+    train: "unet",
+    trainTextEncoder: true,
+  }, () => data.next(c.stages.unet.batch));
+  await writePart(ctx, "unet", withValues(fresh.unet, params));
+  await writePart(ctx, "textEncoder", withValues(fresh.textEncoder, params));
+  await writeJson(join(ctx.out, "unet/config.json"), unetConfigJson(c.unet));
+  await writeJson(join(ctx.out, "text_encoder/config.json"), clipConfigJson(c.clip));
+  const tok = demoTokenizer();
+  await Deno.mkdir(join(ctx.out, "tokenizer"), { recursive: true });
+  await Deno.writeTextFile(join(ctx.out, "tokenizer/vocab.json"), tok.vocabJson);
+  await Deno.writeTextFile(join(ctx.out, "tokenizer/merges.txt"), tok.mergesTxt);
+  await writeJson(join(ctx.out, "model_index.json"), {
+    _class_name: "StableDiffusionPipeline",
+    unet: ["diffusers", "UNet2DConditionModel"],
+    vae: ["diffusers", "AutoencoderKL"],
+    text_encoder: ["transformers", "CLIPTextModel"],
+    tokenizer: ["transformers", "CLIPTokenizer"],
+  });
+  return report;
+}
+
+/** Stage 3: a motion module from zero-init on dark clips, everything else frozen. */
+async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const data = new ClipSource(c);
+  const config = motionConfigOf(c);
+  await writeJson(join(ctx.out, OUTPUT_FILES.motionConfig), motionAdapterConfigJson(config));
+  const { report } = await train(
+    ctx,
+    "motion",
+    {
+      modelWeights: await readModel(ctx, c),
+      train: "motion",
+      motionModuleConfig: join(ctx.out, OUTPUT_FILES.motionConfig),
+    },
+    () => data.next(c.stages.motion.batch),
+    async (trainer) => {
+      // trainer.save writes the original AnimateDiff layout in f32; the shipped file is f16.
+      await savedAsF16(ctx, trainer, "motion");
+    },
+  );
+  return report;
+}
+
+/** Stage 4: demo:paper, the base UNet personalised on paper stills (a LoRA or a fine-tune). */
+async function trainPaperStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const data = new StillSource(c, "paper", "paper");
+  const model = await readModel(ctx, c);
+  const unet = model.unet;
+  const { report, params } = await train(
+    ctx,
+    "paper",
+    {
+      modelWeights: model,
+      train: "unet",
+      lora: c.paperLora ?? undefined,
+    },
+    () => data.next(c.stages.paper.batch),
+    async (trainer) => {
+      if (c.paperLora) await savedAsF16(ctx, trainer, "paperLora");
+    },
+  );
+  if (!c.paperLora) {
+    await writePart(ctx, "paperUnet", withValues(unet, params));
+    await writeJson(join(ctx.out, "paper/unet/config.json"), unetConfigJson(c.unet));
+  }
+  return report;
+}
+
+type Trainer = Awaited<ReturnType<typeof createTrainer>>;
+
+/** The training loop of one stage: seeded, warm-up then cosine, progress after every step. */
+async function train(
+  ctx: StageContext,
+  stage: Stage,
+  options: TrainerOptions,
+  batch: () => Parameters<Trainer["step"]>[0],
+  save?: (trainer: Trainer) => Promise<void>,
+): Promise<{ report: StageReport; params: Map<string, Float32Array> }> {
+  const s = ctx.config.stages[stage];
+  const steps = Math.max(1, Math.round(s.steps * ctx.scale));
+  const trainer = await createTrainer({
+    ...options,
+    optimizer: { lr: s.lr },
+    maxGradNorm: ctx.config.maxGradNorm,
+    lrScheduler: "cosine",
+    lrWarmupSteps: Math.min(s.warmup, steps - 1),
+    maxTrainSteps: steps,
+    seed: ctx.config.seed * 4 + STAGES.indexOf(stage) + 11,
+    gpu: ctx.gpu,
+  });
+  try {
+    const losses: number[] = [];
+    let trainSeconds = 0;
+    for (let i = 0; i < steps; i++) {
+      const b = batch();
+      const t0 = performance.now();
+      const { loss } = await trainer.step(b);
+      trainSeconds += (performance.now() - t0) / 1000;
+      if (!Number.isFinite(loss)) throw new Error(`${stage}: step ${i + 1}: the loss is ${loss}`);
+      losses.push(loss);
+      const secondsPerStep = trainSeconds / (i + 1);
+      ctx.options.onProgress?.({
+        stage,
+        step: i + 1,
+        steps,
+        loss,
+        secondsPerStep,
+        etaSeconds: secondsPerStep * (steps - i - 1),
+      });
+    }
+    const tenth = Math.max(1, Math.floor(steps / 10));
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const params = await trainer.readParameters();
+    await save?.(trainer);
+    const secondsPerStep = trainSeconds / steps;
+    const report: StageReport = {
+      steps,
+      seconds: 0,
+      secondsPerStep,
+      fullSeconds: secondsPerStep * s.steps,
+      firstLoss: mean(losses.slice(0, tenth)),
+      lastLoss: mean(losses.slice(-tenth)),
+      parameters: [...params.values()].reduce((n, v) => n + v.length, 0),
+    };
+    return { report, params };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** `map` with the trained values of its names from `params` (others unchanged). */
+function withValues(map: TensorMap, params: Map<string, Float32Array>): TensorMap {
+  const out: TensorMap = new Map();
+  for (const [name, t] of map) {
+    const v = params.get(name);
+    out.set(name, v ? memoryTensor(t.shape, v) : t);
+  }
+  return out;
+}
+
+/** Pixels in [-1, 1], [3, H, W], of an RGBA frame, written at `offset`. */
+function putPixels(out: Float32Array, offset: number, rgba: Uint8ClampedArray): void {
+  const n = rgba.length / 4;
+  for (let p = 0; p < n; p++) {
+    for (let c = 0; c < 3; c++) out[offset + c * n + p] = rgba[p * 4 + c] / 127.5 - 1;
+  }
+}
+
+/** Prompts dealt evenly (each pass shuffled), captions dropped at the null-text ratio. */
+class PromptDealer {
+  readonly #rng: WorldRng;
+  readonly #prompts = allPrompts();
+  #order: string[] = [];
+
+  constructor(readonly config: RecipeConfig, label: string) {
+    this.#rng = new WorldRng(`${label} ${config.seed}`);
+  }
+
+  /** The next prompt, a data seed, and the caption to train with. */
+  next(): { prompt: string; seed: number; caption: (text: string) => string } {
+    if (this.#order.length === 0) {
+      this.#order = [...this.#prompts];
+      for (let i = this.#order.length - 1; i > 0; i--) {
+        const j = this.#rng.int(i + 1);
+        [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
+      }
+    }
+    const prompt = this.#order.pop()!;
+    const seed = this.#rng.int(DATA_SEED_LIMIT);
+    const drop = this.#rng.next() < this.config.nullTextRatio;
+    return { prompt, seed, caption: (text) => (drop ? "" : text) };
+  }
+}
+
+/** Stills of one background (or both, alternating) with their full prompts. */
+class StillSource {
+  readonly #dealer: PromptDealer;
+  #count = 0;
+
+  constructor(
+    readonly config: RecipeConfig,
+    label: string,
+    readonly background: Background | null,
+  ) {
+    this.#dealer = new PromptDealer(config, `stills ${label}`);
+  }
+
+  next(b: number): { pixels: { shape: number[]; data: Float32Array }; prompts: string[] } {
+    const s = this.config.size, per = 3 * s * s;
+    const data = new Float32Array(b * per);
+    const prompts: string[] = [];
+    for (let i = 0; i < b; i++) {
+      const { prompt, seed, caption } = this.#dealer.next();
+      const background = this.background ?? (this.#count++ % 2 ? "paper" : "dark");
+      const still = renderStill(seed, {
+        ...parsePrompt(prompt),
+        background,
+        width: s,
+        height: s,
+        captionWithMotion: true,
+      });
+      putPixels(data, i * per, still.frame.data);
+      prompts.push(caption(still.caption));
+    }
+    return { pixels: { shape: [b, 3, s, s], data }, prompts };
+  }
+}
+
+/** Dark clips with their prompts, [b, frames, 3, H, W]. */
+class ClipSource {
+  readonly #dealer: PromptDealer;
+
+  constructor(readonly config: RecipeConfig) {
+    this.#dealer = new PromptDealer(config, "clips");
+  }
+
+  next(b: number): { pixels: { shape: number[]; data: Float32Array }; prompts: string[] } {
+    const { size: s, frames: f } = this.config, per = 3 * s * s;
+    const data = new Float32Array(b * f * per);
+    const prompts: string[] = [];
+    for (let i = 0; i < b; i++) {
+      const { prompt, seed, caption } = this.#dealer.next();
+      const clip = renderClip(seed, { ...parsePrompt(prompt), frames: f, width: s, height: s });
+      clip.frames.forEach((frame, t) => putPixels(data, (i * f + t) * per, frame.data));
+      prompts.push(caption(clip.caption));
+    }
+    return { pixels: { shape: [b, f, 3, s, s], data }, prompts };
+  }
+}
+
+/** 1 / std of the VAE's latent means over stills of both backgrounds (as SD's 0.18215). */
+async function measureScalingFactor(gpu: Gpu, c: RecipeConfig, vae: TensorMap): Promise<number> {
+  const store = new WeightStore(gpu, vae, {
+    dtype: "f32",
+    part: "vae",
+    ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
+  });
+  try {
+    const encoder = new VaeEncoder(store, c.vae);
+    await store.loadAll();
+    const { pixels } = new StillSource(c, "scaling", null).next(SCALING_SAMPLES);
+    const x = gpu.upload(pixels.data, pixels.shape, "f32", "pixels");
+    const { mean, logvar } = encoder.forward(gpu, x);
+    const m = await gpu.read(mean);
+    for (const t of [x, mean, logvar]) t.release();
+    const mu = m.reduce((a, v) => a + v, 0) / m.length;
+    const std = Math.sqrt(m.reduce((a, v) => a + (v - mu) ** 2, 0) / m.length);
+    if (!(std > 0) || !Number.isFinite(std)) throw new Error(`vae: latent std is ${std}`);
+    return 1 / std;
+  } finally {
+    store.dispose();
+  }
+}
+
+type PartName = "unet" | "vae" | "textEncoder" | "paperUnet";
+
+/** Keeps a part in memory for the next stages and writes it as f16 under its diffusers names. */
+async function writePart(
+  ctx: StageContext,
+  part: PartName,
+  tensors: TensorMap,
+): Promise<void> {
+  ctx.carried[part] = tensors;
+  const path = join(ctx.out, OUTPUT_FILES[part]);
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await writeSafetensors(
+    path,
+    [...tensors].map(([name, t]) => ({
+      name,
+      shape: t.shape,
+      dtype: "F16" as const,
+      data: () => t.read(),
+    })),
+    { metadata: { format: "pt" } },
+  );
+}
+
+/** Saves through trainer.save (its layout and metadata), then rewrites the file in f16. */
+async function savedAsF16(
+  ctx: StageContext,
+  trainer: Trainer,
+  part: "motion" | "paperLora",
+): Promise<void> {
+  const path = join(ctx.out, OUTPUT_FILES[part]), f32 = `${path}.f32.safetensors`;
+  await trainer.save(f32);
+  const file = await openSafetensors(f32);
+  try {
+    await writeSafetensors(
+      path,
+      [...file.tensors].map(([name, t]) => ({
+        name,
+        shape: t.shape,
+        dtype: "F16" as const,
+        data: () => t.read(),
+      })),
+      { metadata: file.metadata },
+    );
+  } finally {
+    file.close();
+    await Deno.remove(f32);
+  }
+}
+
+/** A part an earlier stage trained: carried in memory, or read from its f16 file. */
+async function readPart(ctx: StageContext, part: PartName): Promise<TensorMap> {
+  const carried = ctx.carried[part];
+  if (carried) return carried;
+  const path = join(ctx.out, OUTPUT_FILES[part]);
+  const file = await openSafetensors(path).catch((e) => {
+    throw new Error(`${path}: ${(e as Error).message} (run the earlier stages first)`);
+  });
+  try {
+    const map: TensorMap = new Map();
+    for (const [name, t] of file.tensors) map.set(name, memoryTensor(t.shape, await t.read()));
+    return map;
+  } finally {
+    file.close();
+  }
+}
+
+/** The base model the earlier stages trained, with the demo tokenizer. */
+async function readModel(ctx: StageContext, c: RecipeConfig): Promise<ModelWeights> {
+  return {
+    source: `${ctx.out} (demo recipe)`,
+    unet: await readPart(ctx, "unet"),
+    vae: await readPart(ctx, "vae"),
+    textEncoder: await readPart(ctx, "textEncoder"),
+    unetConfig: c.unet,
+    vaeConfig: c.vae,
+    clipConfig: c.clip,
+    tokenizer: demoTokenizer(),
+    close() {},
+  };
+}
+
+async function writeJson(path: string, json: unknown): Promise<void> {
+  await Deno.mkdir(join(path, ".."), { recursive: true });
+  await Deno.writeTextFile(path, JSON.stringify(json, null, 2) + "\n");
+}
+
+async function readSummary(out: string): Promise<RecipeSummary | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(join(out, OUTPUT_FILES.summary)));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/** Writes recipe.json with the sizes of every weights file now in `out`. */
+async function writeSummary(out: string, summary: RecipeSummary): Promise<void> {
+  summary.weightBytes = {};
+  for (const file of Object.values(OUTPUT_FILES)) {
+    if (!file.endsWith(".safetensors")) continue;
+    const info = await Deno.stat(join(out, file)).catch(() => null);
+    if (info) summary.weightBytes[file] = info.size;
+  }
+  summary.totalWeightBytes = Object.values(summary.weightBytes).reduce((a, b) => a + b, 0);
+  await writeJson(join(out, OUTPUT_FILES.summary), summary);
+}
