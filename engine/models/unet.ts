@@ -34,7 +34,7 @@ export type Fidelity = "diffusers" | "original";
 import { timestepEmbedding } from "../../kernels/embedding.ts";
 import { unary } from "../../kernels/elementwise.ts";
 import { concat } from "../../kernels/layout.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../training/autograd.ts";
 
 interface Level {
   resnets: ResnetBlock2D[];

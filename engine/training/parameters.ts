@@ -11,7 +11,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
-import type { GradientTape } from "../../kernels/autograd.ts";
+import type { GradientTape } from "./autograd.ts";
 import { adamw, type AdamWOptions, gradNorm } from "../../kernels/optimizer.ts";
 
 /** AdamW settings of a trainer (torch.optim.AdamW names; the step is counted here). */

@@ -10,7 +10,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "./autograd.ts";
 import type { VaeDecoder, VaeEncoder } from "../models/vae.ts";
 import { mseLoss } from "./diffusion.ts";
 import type { TrainableParameters } from "./parameters.ts";

@@ -285,7 +285,7 @@ export class Gpu {
   poison = false;
 
   /**
-   * The autograd tape recording launched ops (kernels/autograd.ts), or null (inference).
+   * The autograd tape recording launched ops (engine/training/autograd.ts), or null (inference).
    * @ignore
    */
   tape: Tape | null = null;

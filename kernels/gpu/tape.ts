@@ -3,7 +3,7 @@
  * its backward reads, and the backward itself. Launchers call {@link taped} with their output;
  * when no tape is on (inference) or no input is tracked (frozen weights, plain data) it records
  * nothing and costs nothing. The tape itself (keeping saved tensors alive, running the backward
- * in reverse, accumulating gradients) is kernels/autograd.ts.
+ * in reverse, accumulating gradients) is engine/training/autograd.ts.
  * @module
  */
 
@@ -33,7 +33,7 @@ export interface TapeOp {
   backward(gy: Tensor, needs: readonly boolean[]): (Tensor | null)[];
 }
 
-/** Where launchers record ops (see kernels/autograd.ts for the implementation). */
+/** Where launchers record ops (see engine/training/autograd.ts for the implementation). */
 export interface Tape {
   /** True when gradients must reach `t` (a watched leaf, or the output of a recorded op). */
   tracks(t: Tensor): boolean;

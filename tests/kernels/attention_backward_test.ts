@@ -5,7 +5,7 @@ import {
   type AttentionCpuOptions,
   attentionForwardCpu,
 } from "../../kernels/attention_cpu.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import { roundToF16 } from "../../kernels/gpu/half.ts";
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";

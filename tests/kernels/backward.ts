@@ -7,7 +7,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
 import { roundToF16 } from "../../kernels/gpu/half.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import { randomArray } from "../assert.ts";
 
 /** Elements of a shape. */

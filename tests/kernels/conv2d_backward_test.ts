@@ -1,7 +1,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import { roundToF16 } from "../../kernels/gpu/half.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import { conv2d, conv2dBackward, convOutSize } from "../../kernels/conv2d.ts";
 import { conv2dBackwardCpu, conv2dCpu } from "../../kernels/conv2d_cpu.ts";
 import { type GemmPath, setGemmPathOverride } from "../../kernels/gemm_direct.ts";

@@ -4,7 +4,7 @@
  * backward, sumTo against its reference, and tapes over chains of ops.
  */
 
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import { add, geglu, mul, scale, sumTo, unary, type UnaryOp } from "../../kernels/elementwise.ts";
 import {
   binaryBackwardCpu,

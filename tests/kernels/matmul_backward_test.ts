@@ -1,7 +1,7 @@
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import { roundToF16 } from "../../kernels/gpu/half.ts";
 import type { DType, Tensor } from "../../kernels/gpu/tensor.ts";
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import { type GemmPath, setGemmPathOverride } from "../../kernels/gemm_direct.ts";
 import { linear, linearBackward, matmul, matmulBackward } from "../../kernels/matmul.ts";
 import {

@@ -4,7 +4,7 @@
  * against the CPU references (f32 and f16), and the ops recorded on a GradientTape.
  */
 
-import { GradientTape } from "../../kernels/autograd.ts";
+import { GradientTape } from "../../engine/training/autograd.ts";
 import type { Gpu } from "../../kernels/gpu/device.ts";
 import { roundToF16 } from "../../kernels/gpu/half.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";

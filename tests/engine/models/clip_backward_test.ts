@@ -7,7 +7,7 @@
 import { ARCHITECTURE } from "../../../engine/models/architecture.ts";
 import { ClipTextEncoder } from "../../../engine/models/clip.ts";
 import { WeightStore } from "../../../engine/weight_store.ts";
-import { GradientTape } from "../../../kernels/autograd.ts";
+import { GradientTape } from "../../../engine/training/autograd.ts";
 import { loadModel } from "../../../weights/load.ts";
 import { loadGoldens } from "../../goldens.ts";
 import { assert } from "../../assert.ts";

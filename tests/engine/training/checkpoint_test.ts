@@ -9,7 +9,7 @@ import {
   type Trainer,
   type TrainerOptions,
 } from "../../../engine/training/trainer.ts";
-import { GradientTape } from "../../../kernels/autograd.ts";
+import { GradientTape } from "../../../engine/training/autograd.ts";
 import { linear } from "../../../kernels/matmul.ts";
 import { assert } from "../../assert.ts";
 import { gpuTest, testGpu } from "../../gpu.ts";

@@ -11,10 +11,10 @@
  * @module
  */
 
-import type { Gpu } from "./gpu/device.ts";
-import { fmtShape, type Tensor } from "./gpu/tensor.ts";
-import type { Tape, TapeOp } from "./gpu/tape.ts";
-import { add } from "./elementwise.ts";
+import type { Gpu } from "../../kernels/gpu/device.ts";
+import { fmtShape, type Tensor } from "../../kernels/gpu/tensor.ts";
+import type { Tape, TapeOp } from "../../kernels/gpu/tape.ts";
+import { add } from "../../kernels/elementwise.ts";
 
 /**
  * A tape that records ops while it runs and computes gradients of one result with respect to the
