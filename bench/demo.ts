@@ -30,7 +30,7 @@ export const DEFAULT_COUNT = 48;
 
 /** Usage text. */
 export const DEMO_USAGE: string =
-  "usage: deno task bench:demo [--model PATH] [--motion-module PATH] " +
+  "usage: deno task bench:demo [--model PATH] [--motion-module PATH] [--motion-module-config P] " +
   "[--background dark|paper] [--count N] [--seed N] [--frames N] [--size N] [--steps N] " +
   "[--guidance X] [--gifs DIR] [--json FILE]";
 
@@ -47,6 +47,8 @@ export interface DemoBenchOptions {
   model?: string;
   /** Its motion module. */
   motionModule?: string;
+  /** The motion module's MotionAdapter config.json (or folder), for a single file with non-default heads or groups. */
+  motionModuleConfig?: string;
   /** Background the model should draw (default: `paper` for models named `*paper*`, else dark). */
   background?: Background;
   /** Prompt/seed pairs per model. */
@@ -100,6 +102,7 @@ export function parseDemoArgs(args: readonly string[]): DemoBenchOptions {
     if (flag === "--help" || flag === "-h") out.help = true;
     else if (flag === "--model") out.model = value();
     else if (flag === "--motion-module") out.motionModule = value();
+    else if (flag === "--motion-module-config") out.motionModuleConfig = value();
     else if (flag === "--background") {
       const b = value();
       if (b !== "dark" && b !== "paper") {
@@ -241,6 +244,7 @@ interface Variant {
   name: string;
   model?: string;
   motionModule?: string;
+  motionModuleConfig?: string;
   background: Background;
   /** Reported as unavailable instead of failing when it does not load. */
   optional: boolean;
@@ -254,6 +258,7 @@ function variantsOf(o: DemoBenchOptions): Variant[] {
       name: o.model,
       model: o.model,
       motionModule: o.motionModule,
+      motionModuleConfig: o.motionModuleConfig,
       background,
       optional: false,
     }];
@@ -283,7 +288,11 @@ async function main(): Promise<number> {
   for (const v of variantsOf(o)) {
     let pipe;
     try {
-      pipe = await loadPipeline({ model: v.model, motionModule: v.motionModule });
+      pipe = await loadPipeline({
+        model: v.model,
+        motionModule: v.motionModule,
+        motionModuleConfig: v.motionModuleConfig,
+      });
     } catch (e) {
       if (!v.optional) throw e;
       const reason = (e as Error).message.split("\n")[0];
