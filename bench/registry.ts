@@ -6,6 +6,7 @@
 
 import type { KernelCase } from "../tests/kernels/case.ts";
 import { cases as attention } from "../tests/kernels/attention_cases.ts";
+import { cases as backward } from "../tests/kernels/backward_cases.ts";
 import { cases as conv2d } from "../tests/kernels/conv2d_cases.ts";
 import { cases as elementwise } from "../tests/kernels/elementwise_cases.ts";
 import { cases as embedding } from "../tests/kernels/embedding_cases.ts";
@@ -30,6 +31,7 @@ export const caseTables: Readonly<Record<string, readonly KernelCase[]>> = {
   layout,
   resample,
   embedding,
+  backward,
 };
 
 /** Every case of every table. */
