@@ -179,6 +179,55 @@ gpuTest("train: bad options are refused with one line", async () => {
     () => createTrainer({ train: "motion-lora" }),
     /motionModule: a MotionLoRA trains on a given motion module/,
   );
+  const gpu = await testGpu();
+  const model = TINY + "model";
+  await assertRejects(
+    () => createTrainer({ model, train: "motion", lrScheduler: "cosine", gpu }),
+    /maxTrainSteps: the cosine schedule needs the number of steps/,
+  );
+  await assertRejects(
+    () => createTrainer({ model, train: "motion", trainTextEncoder: true, gpu }),
+    /trainTextEncoder: only with train "unet"/,
+  );
+  await assertRejects(
+    () => createTrainer({ model, train: "unet", lora: { rank: 0, alpha: 1 }, gpu }),
+    /lora: expected an integer rank >= 1 and alpha > 0, got 0, 1/,
+  );
+  // Bad batches and paths: one line each, and the trainer stays usable.
+  const trainer = await createTrainer({ model, train: "unet", gpu });
+  try {
+    const latents = { shape: [1, 4, 4, 4], data: new Float32Array(64) };
+    const context = { shape: [1, 77, 32], data: new Float32Array(77 * 32) };
+    const bad: [Parameters<typeof trainer.step>[0], RegExp][] = [
+      [{ encoderHiddenStates: context }, /a training batch needs pixels or latents/],
+      [
+        { latents: { shape: [4, 4, 4], data: new Float32Array(64) } },
+        /latents: expected \[b, 4, h, w\]/,
+      ],
+      [
+        { latents, encoderHiddenStates: context, timesteps: [1000] },
+        /timesteps: expected 1 integers in \[0, 1000\)/,
+      ],
+      [{ latents }, /prompts: expected 1 prompts/],
+      [{
+        latents,
+        encoderHiddenStates: { shape: [2, 77, 32], data: new Float32Array(2 * 77 * 32) },
+      }, /encoderHiddenStates: expected \[1, 77, dim\]/],
+      [{
+        pixels: { shape: [1, 3, 60, 64], data: new Float32Array(3 * 60 * 64) },
+        encoderHiddenStates: context,
+      }, /pixels: H and W must be multiples of 8/],
+    ];
+    for (const [batch, pattern] of bad) await assertRejects(() => trainer.step(batch), pattern);
+    await assertRejects(
+      () => trainer.save("/tmp/x.bin"),
+      /expected a \.safetensors or \.ckpt path/,
+    );
+    const r = await trainer.step({ latents, encoderHiddenStates: context });
+    assert(Number.isFinite(r.loss) && trainer.steps === 1, `usable after the errors: ${r.loss}`);
+  } finally {
+    trainer.dispose();
+  }
 });
 
 gpuTest(
