@@ -366,6 +366,8 @@ const backwardKernel = defineKernel<GroupNormVariant>("group_norm_bwd", {
 ${backwardPrelude(dtype, variant)}
 ${bindingsWgsl(["x: array<V>", "weight: array<T>", "bias: array<T>", "gy: array<V>"])}
 ${outputsWgsl(5, ["part: array<f32>", "dx: array<V>"])}
+var<workgroup> seg: array<vec2<f32>, WG>;
+var<workgroup> segw: array<vec2<f32>, WG>;
 
 ${mainPerGroupWgsl("sg", "p.nstat")}
   let g = sg % p.groups;
@@ -385,30 +387,46 @@ ${mainPerGroupWgsl("sg", "p.nstat")}
     }
   }
   let rstd = 1.0 / sqrt(wg_sum(hsum(q), lid) / p.count + p.eps);
-  // a = sum dz * w, b = sum dz * w * xhat over the group.
+  // Per-channel sums of dz and dz * xhat (the dweight / dbias partials), WG channels at a time:
+  // each channel of a batch owned by a segment of tpc threads, whose sums meet in workgroup
+  // memory (two barriers a batch, not a tree reduction per channel). a = sum dz * w and
+  // b = sum dz * w * xhat over the group follow from the channel sums.
   var a = 0.0;
   var b = 0.0;
-  for (var cl = 0u; cl < p.cg; cl++) {
-    let c = g * p.cg + cl;
-    let w = f32(weight[c]);
-    let bb = f32(bias[c]);
+  for (var c0 = 0u; c0 < p.cg; c0 += WG) {
+    let nb = min(WG, p.cg - c0);
+    let tpc = WG / nb;
     var s1 = VF(0.0);
     var s2 = VF(0.0);
-    for (var j = lid; j < p.frames * p.su; j += WG) {
-      let u = base + (j / p.su) * p.row + cl * p.su + j % p.su;
-      let xh = (VF(x[u]) - mean) * rstd;
-      let d = dz(xh * w + bb, VF(gy[u]));
-      s1 += d;
-      s2 += d * xh;
+    if (lid < nb * tpc) {
+      let cl = c0 + lid / tpc;
+      let c = g * p.cg + cl;
+      let w = f32(weight[c]);
+      let bb = f32(bias[c]);
+      for (var j = lid % tpc; j < p.frames * p.su; j += tpc) {
+        let u = base + (j / p.su) * p.row + cl * p.su + j % p.su;
+        let xh = (VF(x[u]) - mean) * rstd;
+        let d = dz(xh * w + bb, VF(gy[u]));
+        s1 += d;
+        s2 += d * xh;
+      }
     }
-    let t1 = wg_sum(hsum(s1), lid);
-    let t2 = wg_sum(hsum(s2), lid);
-    if (lid == 0u) {
-      part[(sg * p.cg + cl) * 2u] = t1;
-      part[(sg * p.cg + cl) * 2u + 1u] = t2;
+    seg[lid] = vec2<f32>(hsum(s1), hsum(s2));
+    workgroupBarrier();
+    if (lid < nb) {
+      var t = vec2<f32>(0.0);
+      for (var k = 0u; k < tpc; k++) { t += seg[lid * tpc + k]; }
+      let e = (sg * p.cg + c0 + lid) * 2u;
+      part[e] = t.x;
+      part[e + 1u] = t.y;
+      segw[lid] = t * f32(weight[g * p.cg + c0 + lid]);
     }
-    a += w * t1;
-    b += w * t2;
+    workgroupBarrier();
+    for (var k = 0u; k < nb; k++) {
+      a += segw[k].x;
+      b += segw[k].y;
+    }
+    workgroupBarrier();
   }
   a /= p.count;
   b /= p.count;

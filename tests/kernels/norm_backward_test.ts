@@ -133,6 +133,10 @@ const GN_CASES: GnCase[] = [
   { shape: [4, 8, 3, 3], groups: 4, frames: 2, silu: true }, // frames 2, scalar
   { shape: [2, 8, 4, 4], groups: 2, silu: true }, // vec4 path
   { shape: [6, 4, 4, 2], groups: 2, frames: 3 }, // frames 3, vec4
+  // Channel sums by thread segments: 40 channels a group (6 threads each, 16 idle), and 300
+  // (two batches: 256 channels of one thread, then 44 of five).
+  { shape: [2, 80, 3, 1], groups: 2, silu: true },
+  { shape: [2, 600, 2, 2], groups: 2, frames: 2 },
 ];
 
 gpuTest("group_norm backward f32 matches the CPU reference", async (gpu) => {
