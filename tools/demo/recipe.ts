@@ -31,7 +31,11 @@
 
 import { join } from "node:path";
 import { Gpu } from "../../kernels/gpu/device.ts";
-import { createTrainer, type TrainerOptions } from "../../engine/training/trainer.ts";
+import {
+  createTrainer,
+  type TrainerOptions,
+  type TrainTensor,
+} from "../../engine/training/trainer.ts";
 import { newModel } from "../../engine/training/init.ts";
 import { newMotionConfig } from "../../engine/training/init.ts";
 import { ARCHITECTURE } from "../../engine/models/architecture.ts";
@@ -60,6 +64,7 @@ import {
   renderClip,
   renderStill,
   WorldRng,
+  type WorldStill,
 } from "./world.ts";
 
 /** The stages, in order. */
@@ -84,6 +89,12 @@ export interface StageSettings {
   lr: number;
   /** Linear warm-up steps. */
   warmup: number;
+  /**
+   * Stills (or clips) rendered and encoded by the frozen VAE once, before the stage; each step
+   * draws from them with a fresh posterior sample, caption dropout and noise. Omitted: every
+   * step renders and encodes its own (the VAE stage always does).
+   */
+  pool?: number;
 }
 
 /**
@@ -119,6 +130,12 @@ export interface RecipeConfig {
 const MAX_POSITIONS = 77;
 /** Training data seeds are drawn below this (the demo bench generates from 900,000 up). */
 const DATA_SEED_LIMIT = 800_000;
+/** One VAE step in this many trains on full frames; the others on crops around the object. */
+const VAE_FULL_EVERY = 4;
+/** VAE crop steps take this many crops (half the frame side) per full-frame still. */
+const VAE_CROP_FACTOR = 4;
+/** Images a pool encodes per VAE pass. */
+const POOL_ENCODE_IMAGES = 32;
 /** Stills measured for the VAE's scaling factor. */
 const SCALING_SAMPLES = 64;
 
@@ -169,10 +186,10 @@ export const DEMO_RECIPE: RecipeConfig = {
   maxGradNorm: 1,
   stages: {
     // Measured on lavapipe (2 cores): ~1.7, 1.8, 1.7 and 1.4 s/step, about 1h58m in all.
-    vae: { steps: 1000, batch: 4, lr: 1e-3, warmup: 50 },
-    unet: { steps: 2000, batch: 16, lr: 5e-4, warmup: 100 },
-    motion: { steps: 800, batch: 2, lr: 5e-4, warmup: 40 },
-    paper: { steps: 300, batch: 16, lr: 1e-3, warmup: 20 },
+    vae: { steps: 1400, batch: 4, lr: 2e-3, warmup: 50 },
+    unet: { steps: 2000, batch: 16, lr: 5e-4, warmup: 100, pool: 6144 },
+    motion: { steps: 800, batch: 2, lr: 5e-4, warmup: 40, pool: 1024 },
+    paper: { steps: 300, batch: 16, lr: 1e-3, warmup: 20, pool: 2048 },
   },
 };
 
@@ -226,7 +243,12 @@ export function microRecipe(seed = 0): RecipeConfig {
     clip: demoClipConfig({ hiddenSize: 16, intermediateSize: 32, layers: 1, heads: 2 }),
     motion: { heads: 2, normGroups: 4, maxSeqLength: 32 },
     paperLora: { rank: 2, alpha: 2 },
-    stages: { vae: stage, unet: stage, motion: { ...stage, batch: 1 }, paper: stage },
+    stages: {
+      vae: stage,
+      unet: { ...stage, pool: 3 },
+      motion: { ...stage, batch: 1, pool: 2 },
+      paper: stage,
+    },
   };
 }
 
@@ -354,6 +376,8 @@ export interface RunRecipeOptions {
   onProgress?: (p: StageProgress) => void;
   /** Called when a stage ends. */
   onStage?: (stage: Stage, report: StageReport) => void;
+  /** Called when a stage's latent pool is encoded: its size and the seconds it took. */
+  onPool?: (stage: Stage, size: number, seconds: number) => void;
   /** Run on this Gpu (default: a new one, destroyed at the end). */
   gpu?: Gpu;
 }
@@ -388,7 +412,7 @@ export async function runRecipe(
   if (!(scale > 0)) throw new RangeError(`stepsScale: expected a number > 0, got ${scale}`);
   await Deno.mkdir(out, { recursive: true });
   const previous = options.stage ? await readSummary(out) : null;
-  if (options.stage && !previous) {
+  if (options.stage && options.stage !== "vae" && !previous) {
     throw new Error(`stage ${options.stage}: ${join(out, OUTPUT_FILES.summary)} is missing`);
   }
   // A single stage continues the configs the earlier stages were trained with (the VAE's
@@ -471,10 +495,20 @@ async function trainVaeStage(ctx: StageContext): Promise<StageReport> {
   const c = ctx.config;
   const model = newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 1);
   const data = new StillSource(c, "vae", null);
+  // The objects cover ~2% of a frame, so full frames alone teach the backgrounds long before
+  // the objects: all but one step in VAE_FULL_EVERY train on crops around the object instead
+  // (the VAE is convolutional), VAE_CROP_FACTOR times as many at a quarter of the pixels each.
+  let step = 0;
   const { report, params } = await train(ctx, "vae", {
     modelWeights: model,
     train: "vae",
-  }, () => ({ pixels: data.next(c.stages.vae.batch).pixels }));
+  }, () => {
+    const b = c.stages.vae.batch;
+    const crop = step++ % VAE_FULL_EVERY !== 0;
+    return {
+      pixels: crop ? data.next(b * VAE_CROP_FACTOR, c.size / 2).pixels : data.next(b).pixels,
+    };
+  });
   const vae = withValues(model.vae, params);
   c.vae.scalingFactor = await measureScalingFactor(ctx.gpu, c, vae);
   await writePart(ctx, "vae", vae);
@@ -491,7 +525,7 @@ async function trainTextToImageStage(ctx: StageContext): Promise<StageReport> {
     vae: await readPart(ctx, "vae"),
     tokenizer: demoTokenizer(),
   };
-  const data = new StillSource(c, "unet", "dark");
+  const data = await pooled(ctx, model.vae, "unet", new StillSource(c, "unet", "dark"));
   const { report, params } = await train(ctx, "unet", {
     modelWeights: model,
     train: "unet",
@@ -518,14 +552,15 @@ async function trainTextToImageStage(ctx: StageContext): Promise<StageReport> {
 /** Stage 3: a motion module from zero-init on dark clips, everything else frozen. */
 async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
   const c = ctx.config;
-  const data = new ClipSource(c);
+  const model = await readModel(ctx, c);
+  const data = await pooled(ctx, model.vae, "motion", new ClipSource(c));
   const config = motionConfigOf(c);
   await writeJson(join(ctx.out, OUTPUT_FILES.motionConfig), motionAdapterConfigJson(config));
   const { report } = await train(
     ctx,
     "motion",
     {
-      modelWeights: await readModel(ctx, c),
+      modelWeights: model,
       train: "motion",
       motionModuleConfig: join(ctx.out, OUTPUT_FILES.motionConfig),
     },
@@ -541,8 +576,8 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
 /** Stage 4: demo:paper, the base UNet personalised on paper stills (a LoRA or a fine-tune). */
 async function trainPaperStage(ctx: StageContext): Promise<StageReport> {
   const c = ctx.config;
-  const data = new StillSource(c, "paper", "paper");
   const model = await readModel(ctx, c);
+  const data = await pooled(ctx, model.vae, "paper", new StillSource(c, "paper", "paper"));
   const unet = model.unet;
   const { report, params } = await train(
     ctx,
@@ -644,14 +679,42 @@ function putPixels(out: Float32Array, offset: number, rgba: Uint8ClampedArray): 
   }
 }
 
+/**
+ * A `side`-pixel square of a still holding its object, at a random offset (inside the frame).
+ */
+function cropAround(still: WorldStill, side: number, rng: WorldRng): Uint8ClampedArray {
+  const { width, height, data } = still.frame;
+  const [cx, cy] = still.truth.centres[0];
+  const r = Math.min(still.truth.sizes[0] / 2, side / 2);
+  const place = (c: number, full: number) => {
+    const lo = Math.max(0, Math.ceil(c + r - side)), hi = Math.min(full - side, Math.floor(c - r));
+    return hi >= lo
+      ? lo + rng.int(hi - lo + 1)
+      : Math.max(0, Math.min(full - side, Math.round(c - side / 2)));
+  };
+  const x0 = place(cx, width), y0 = place(cy, height);
+  const out = new Uint8ClampedArray(side * side * 4);
+  for (let y = 0; y < side; y++) {
+    out.set(
+      data.subarray(((y0 + y) * width + x0) * 4, ((y0 + y) * width + x0 + side) * 4),
+      y * side * 4,
+    );
+  }
+  return out;
+}
+
 /** Prompts dealt evenly (each pass shuffled), captions dropped at the null-text ratio. */
 class PromptDealer {
-  readonly #rng: WorldRng;
+  readonly rng: WorldRng;
   readonly #prompts = allPrompts();
   #order: string[] = [];
 
+  /** Share of captions dropped (the recipe's null-text ratio unless a pool sets it). */
+  dropRatio: number;
+
   constructor(readonly config: RecipeConfig, label: string) {
-    this.#rng = new WorldRng(`${label} ${config.seed}`);
+    this.rng = new WorldRng(`${label} ${config.seed}`);
+    this.dropRatio = config.nullTextRatio;
   }
 
   /** The next prompt, a data seed, and the caption to train with. */
@@ -659,20 +722,21 @@ class PromptDealer {
     if (this.#order.length === 0) {
       this.#order = [...this.#prompts];
       for (let i = this.#order.length - 1; i > 0; i--) {
-        const j = this.#rng.int(i + 1);
+        const j = this.rng.int(i + 1);
         [this.#order[i], this.#order[j]] = [this.#order[j], this.#order[i]];
       }
     }
     const prompt = this.#order.pop()!;
-    const seed = this.#rng.int(DATA_SEED_LIMIT);
-    const drop = this.#rng.next() < this.config.nullTextRatio;
+    const seed = this.rng.int(DATA_SEED_LIMIT);
+    const drop = this.rng.next() < this.dropRatio;
     return { prompt, seed, caption: (text) => (drop ? "" : text) };
   }
 }
 
 /** Stills of one background (or both, alternating) with their full prompts. */
-class StillSource {
-  readonly #dealer: PromptDealer;
+class StillSource implements SampleSource {
+  readonly dealer: PromptDealer;
+  readonly frames = null;
   #count = 0;
 
   constructor(
@@ -680,15 +744,19 @@ class StillSource {
     label: string,
     readonly background: Background | null,
   ) {
-    this.#dealer = new PromptDealer(config, `stills ${label}`);
+    this.dealer = new PromptDealer(config, `stills ${label}`);
   }
 
-  next(b: number): { pixels: { shape: number[]; data: Float32Array }; prompts: string[] } {
-    const s = this.config.size, per = 3 * s * s;
+  /** `b` stills, or with `crop`, `crop`-pixel squares of them around the object. */
+  next(
+    b: number,
+    crop?: number,
+  ): { pixels: { shape: number[]; data: Float32Array }; prompts: string[] } {
+    const s = this.config.size, side = crop ?? s, per = 3 * side * side;
     const data = new Float32Array(b * per);
     const prompts: string[] = [];
     for (let i = 0; i < b; i++) {
-      const { prompt, seed, caption } = this.#dealer.next();
+      const { prompt, seed, caption } = this.dealer.next();
       const background = this.background ?? (this.#count++ % 2 ? "paper" : "dark");
       const still = renderStill(seed, {
         ...parsePrompt(prompt),
@@ -697,19 +765,22 @@ class StillSource {
         height: s,
         captionWithMotion: true,
       });
-      putPixels(data, i * per, still.frame.data);
+      const rgba = crop ? cropAround(still, crop, this.dealer.rng) : still.frame.data;
+      putPixels(data, i * per, rgba);
       prompts.push(caption(still.caption));
     }
-    return { pixels: { shape: [b, 3, s, s], data }, prompts };
+    return { pixels: { shape: [b, 3, side, side], data }, prompts };
   }
 }
 
 /** Dark clips with their prompts, [b, frames, 3, H, W]. */
-class ClipSource {
-  readonly #dealer: PromptDealer;
+class ClipSource implements SampleSource {
+  readonly dealer: PromptDealer;
+  readonly frames: number;
 
   constructor(readonly config: RecipeConfig) {
-    this.#dealer = new PromptDealer(config, "clips");
+    this.dealer = new PromptDealer(config, "clips");
+    this.frames = config.frames;
   }
 
   next(b: number): { pixels: { shape: number[]; data: Float32Array }; prompts: string[] } {
@@ -717,7 +788,7 @@ class ClipSource {
     const data = new Float32Array(b * f * per);
     const prompts: string[] = [];
     for (let i = 0; i < b; i++) {
-      const { prompt, seed, caption } = this.#dealer.next();
+      const { prompt, seed, caption } = this.dealer.next();
       const clip = renderClip(seed, { ...parsePrompt(prompt), frames: f, width: s, height: s });
       clip.frames.forEach((frame, t) => putPixels(data, (i * f + t) * per, frame.data));
       prompts.push(caption(clip.caption));
@@ -726,8 +797,124 @@ class ClipSource {
   }
 }
 
-/** 1 / std of the VAE's latent means over stills of both backgrounds (as SD's 0.18215). */
-async function measureScalingFactor(gpu: Gpu, c: RecipeConfig, vae: TensorMap): Promise<number> {
+/** What a stage trains on: pixels with prompts, or (pooled) latents with prompts. */
+type Samples = { pixels?: TrainTensor; latents?: TrainTensor; prompts: string[] };
+
+/** A sample source (stills or clips): `b` samples with their captions. */
+interface SampleSource {
+  readonly dealer: PromptDealer;
+  readonly frames: number | null;
+  next(b: number): { pixels: TrainTensor; prompts: string[] };
+}
+
+/**
+ * The stage's samples: from a {@link LatentPool} of the stage's `pool` size when it has one,
+ * else rendered every step.
+ */
+async function pooled(
+  ctx: StageContext,
+  vae: TensorMap,
+  stage: Stage,
+  source: SampleSource,
+): Promise<{ next(b: number): Samples }> {
+  const size = ctx.config.stages[stage].pool;
+  if (!size) return source;
+  const t0 = performance.now();
+  const pool = await LatentPool.build(ctx.gpu, ctx.config, vae, source, size, `${stage} pool`);
+  ctx.options.onPool?.(stage, size, (performance.now() - t0) / 1000);
+  return pool;
+}
+
+/**
+ * Stills or clips encoded once by the frozen VAE (posterior means and log-variances kept on the
+ * host); each draw takes random items, samples their posterior afresh (times the scaling
+ * factor, as the trainer does with pixels) and drops captions at the null-text ratio.
+ */
+class LatentPool {
+  readonly #rng: WorldRng;
+
+  private constructor(
+    readonly config: RecipeConfig,
+    readonly mean: Float32Array,
+    readonly logvar: Float32Array,
+    readonly captions: string[],
+    /** Values of one item: 4 x frames x h x w, diffusers' video layout for clips. */
+    readonly itemShape: number[],
+    label: string,
+  ) {
+    this.#rng = new WorldRng(`${label} draws ${config.seed}`);
+  }
+
+  static async build(
+    gpu: Gpu,
+    c: RecipeConfig,
+    vae: TensorMap,
+    source: SampleSource,
+    count: number,
+    label: string,
+  ): Promise<LatentPool> {
+    const frames = source.frames ?? 1, lat = c.size / 8, hw = lat * lat;
+    const per = 4 * frames * hw;
+    const mean = new Float32Array(count * per), logvar = new Float32Array(count * per);
+    const captions: string[] = [];
+    // Captions are kept whole; the pool drops them per draw.
+    const ratio = source.dealer.dropRatio;
+    source.dealer.dropRatio = 0;
+    const chunk = Math.max(1, Math.floor(POOL_ENCODE_IMAGES / frames));
+    await withEncoder(gpu, c, vae, async (encode) => {
+      for (let i0 = 0; i0 < count; i0 += chunk) {
+        const n = Math.min(chunk, count - i0);
+        const { pixels, prompts } = source.next(n);
+        captions.push(...prompts);
+        const [m, lv] = await encode(pixels.data, [n * frames, 3, c.size, c.size]);
+        // [(n * frames), 4, hw] -> [n, 4, frames, hw]
+        for (let i = 0; i < n; i++) {
+          for (let f = 0; f < frames; f++) {
+            for (let ch = 0; ch < 4; ch++) {
+              const from = ((i * frames + f) * 4 + ch) * hw;
+              const to = (i0 + i) * per + (ch * frames + f) * hw;
+              mean.set(m.subarray(from, from + hw), to);
+              logvar.set(lv.subarray(from, from + hw), to);
+            }
+          }
+        }
+      }
+    });
+    source.dealer.dropRatio = ratio;
+    const itemShape = source.frames ? [4, frames, lat, lat] : [4, lat, lat];
+    return new LatentPool(c, mean, logvar, captions, itemShape, label);
+  }
+
+  next(b: number): Samples {
+    const per = this.itemShape.reduce((x, y) => x * y, 1);
+    const data = new Float32Array(b * per), prompts: string[] = [];
+    const scale = this.config.vae.scalingFactor;
+    for (let i = 0; i < b; i++) {
+      const k = this.#rng.int(this.captions.length);
+      for (let j = 0; j < per; j++) {
+        // diffusers clamps the posterior's log-variance to [-30, 20].
+        const lv = Math.min(20, Math.max(-30, this.logvar[k * per + j]));
+        data[i * per + j] = (this.mean[k * per + j] + Math.exp(0.5 * lv) * this.#gauss()) * scale;
+      }
+      prompts.push(this.#rng.next() < this.config.nullTextRatio ? "" : this.captions[k]);
+    }
+    return { latents: { shape: [b, ...this.itemShape], data }, prompts };
+  }
+
+  /** A standard normal draw (Box-Muller). */
+  #gauss(): number {
+    const u = 1 - this.#rng.next(), v = this.#rng.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+}
+
+/** Runs `fn` with an encoder of the frozen VAE: pixels in, posterior (mean, logvar) out. */
+async function withEncoder<R>(
+  gpu: Gpu,
+  c: RecipeConfig,
+  vae: TensorMap,
+  fn: (encode: (pixels: Float32Array, shape: number[]) => Promise<Float32Array[]>) => Promise<R>,
+): Promise<R> {
   const store = new WeightStore(gpu, vae, {
     dtype: "f32",
     part: "vae",
@@ -736,18 +923,26 @@ async function measureScalingFactor(gpu: Gpu, c: RecipeConfig, vae: TensorMap): 
   try {
     const encoder = new VaeEncoder(store, c.vae);
     await store.loadAll();
-    const { pixels } = new StillSource(c, "scaling", null).next(SCALING_SAMPLES);
-    const x = gpu.upload(pixels.data, pixels.shape, "f32", "pixels");
-    const { mean, logvar } = encoder.forward(gpu, x);
-    const m = await gpu.read(mean);
-    for (const t of [x, mean, logvar]) t.release();
-    const mu = m.reduce((a, v) => a + v, 0) / m.length;
-    const std = Math.sqrt(m.reduce((a, v) => a + (v - mu) ** 2, 0) / m.length);
-    if (!(std > 0) || !Number.isFinite(std)) throw new Error(`vae: latent std is ${std}`);
-    return 1 / std;
+    return await fn(async (pixels, shape) => {
+      const x = gpu.upload(pixels, shape, "f32", "pixels");
+      const { mean, logvar } = encoder.forward(gpu, x);
+      const [m, lv] = await gpu.readMany([mean, logvar]);
+      for (const t of [x, mean, logvar]) t.release();
+      return [m, lv];
+    });
   } finally {
     store.dispose();
   }
+}
+
+/** 1 / std of the VAE's latent means over stills of both backgrounds (as SD's 0.18215). */
+async function measureScalingFactor(gpu: Gpu, c: RecipeConfig, vae: TensorMap): Promise<number> {
+  const { pixels } = new StillSource(c, "scaling", null).next(SCALING_SAMPLES);
+  const [m] = await withEncoder(gpu, c, vae, (encode) => encode(pixels.data, pixels.shape));
+  const mu = m.reduce((a, v) => a + v, 0) / m.length;
+  const std = Math.sqrt(m.reduce((a, v) => a + (v - mu) ** 2, 0) / m.length);
+  if (!(std > 0) || !Number.isFinite(std)) throw new Error(`vae: latent std is ${std}`);
+  return 1 / std;
 }
 
 type PartName = "unet" | "vae" | "textEncoder" | "paperUnet";

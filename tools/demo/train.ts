@@ -132,6 +132,8 @@ async function main(args: string[]): Promise<number> {
           `${p.secondsPerStep.toFixed(2)} s/step  ETA ${duration(p.etaSeconds)}`,
       );
     },
+    onPool: (stage, size, seconds) =>
+      log(`  ${stage}: ${size} samples encoded by the frozen VAE in ${duration(seconds)}`),
     onStage: (stage, r) =>
       log(
         `${stage}: ${r.steps} steps in ${duration(r.seconds)} (${r.secondsPerStep.toFixed(2)} ` +
