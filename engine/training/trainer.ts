@@ -75,6 +75,11 @@ export interface TrainerOptions {
   /** vae: weight of the KL term. */
   klWeight?: number;
   /**
+   * vae: train only the decoder (and post_quant_conv), the encoder frozen, so that the latent
+   * space a UNet was trained on stays as it is. Default false.
+   */
+  vaeDecoderOnly?: boolean;
+  /**
    * "f32" (default), or "f16": mixed precision (f16 weights and activations, f32 master weights
    * and optimiser state, dynamic loss scaling); needs an adapter with shader-f16.
    */
@@ -265,12 +270,13 @@ export async function createTrainer(options: TrainerOptions): Promise<Trainer> {
       const encoder = new VaeEncoder(en, model.vaeConfig);
       const decoder = new VaeDecoder(de, model.vaeConfig);
       for (const s of stores) await s.loadAll();
-      const all = [...en.params, ...de.params];
+      const all = options.vaeDecoderOnly ? [...de.params] : [...en.params, ...de.params];
       return new VaeTrainer(gpu, {
         train: "vae",
         dtype,
         encoder,
         decoder,
+        decoderOnly: options.vaeDecoderOnly ?? false,
         params: await params(
           all.map((p) => ({ name: p.name, tensor: p.t, host: model.vae.get(p.name) })),
         ),

@@ -28,6 +28,8 @@ export interface VaeParts extends TrainerResources {
   dtype: DType;
   encoder: VaeEncoder;
   decoder: VaeDecoder;
+  /** The encoder is frozen: no encoder backward. */
+  decoderOnly?: boolean;
   params: TrainableParameters;
   /** Weight of the KL term. */
   klWeight: number;
@@ -97,9 +99,11 @@ export class VaeTrainer extends TrainerBase {
         }
       }
       if (scale !== 1) { for (let i = 0; i < seed.length; i++) seed[i] *= scale; }
-      const seedT = gpu.upload(seed, moments.shape, p.dtype, "moments gradient");
-      held.push(seedT);
-      for (const [root, g] of encTape.gradients(moments, seedT)) grads.set(root, g);
+      if (!p.decoderOnly) {
+        const seedT = gpu.upload(seed, moments.shape, p.dtype, "moments gradient");
+        held.push(seedT);
+        for (const [root, g] of encTape.gradients(moments, seedT)) grads.set(root, g);
+      }
       const { norm, skipped } = await params.update(grads);
       return { loss: mse + kw * kl, gradNorm: norm, skipped, lossScale: scale };
     } finally {

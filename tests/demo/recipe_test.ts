@@ -42,17 +42,27 @@ gpuTest(
         "motion 2/2",
         "paper 1/2",
         "paper 2/2",
+        "decoder 1/2",
+        "decoder 2/2",
       ]);
       assertEquals(config.vae.scalingFactor, 1, "the caller's config is left alone");
       const sf = summary.config.vae.scalingFactor;
       assert(Number.isFinite(sf) && sf > 0 && sf !== 1, `measured scaling factor ${sf}`);
       for (const [stage, r] of Object.entries(summary.stages)) {
+        if (stage === "calibrate") continue; // closed form: no steps
         assert(r.secondsPerStep > 0 && Number.isFinite(r.firstLoss), `${stage}: ${r}`);
       }
       const written: RecipeSummary = JSON.parse(
         await Deno.readTextFile(join(out, OUTPUT_FILES.summary)),
       );
-      assertEquals(Object.keys(written.stages), ["vae", "unet", "motion", "paper"]);
+      assertEquals(Object.keys(written.stages), [
+        "vae",
+        "unet",
+        "motion",
+        "paper",
+        "decoder",
+        "calibrate",
+      ]);
       assertEquals(written.config.vae.scalingFactor, sf);
 
       // Every weights file is f16; the motion module keeps the original AnimateDiff layout.
@@ -96,6 +106,26 @@ gpuTest(
       lora.close();
       motion.close();
       model.close();
+
+      // The decoder stage (rerun alone) trains the decoder only: the encoder, hence the latent
+      // space the UNet learned, stays as it was.
+      const vaeOf = async () => {
+        const f = await openSafetensors(join(out, OUTPUT_FILES.vae));
+        const m = new Map<string, Float32Array>();
+        for (const [n, t] of f.tensors) m.set(n, await t.read());
+        f.close();
+        return m;
+      };
+      const before = await vaeOf();
+      await runRecipe(config, { out, gpu, stage: "decoder" });
+      const after = await vaeOf();
+      let encoderSame = true, decoderChanged = false;
+      for (const [n, v] of before) {
+        const same = v.every((x, i) => x === after.get(n)![i]);
+        if (n.startsWith("encoder.") || n.startsWith("quant_conv.")) encoderSame &&= same;
+        if (n.startsWith("decoder.") && !same) decoderChanged = true;
+      }
+      assert(encoderSame && decoderChanged, "the decoder stage trains the decoder alone");
 
       // A generation with them, base and paper, through the same pipeline as real checkpoints.
       for (const loras of [[], [{ path: join(out, OUTPUT_FILES.paperLora) }]]) {

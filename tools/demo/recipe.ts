@@ -40,7 +40,7 @@ import { newModel } from "../../engine/training/init.ts";
 import { newMotionConfig } from "../../engine/training/init.ts";
 import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 import { WeightStore } from "../../engine/weight_store.ts";
-import { VaeEncoder } from "../../engine/models/vae.ts";
+import { VaeDecoder, VaeEncoder } from "../../engine/models/vae.ts";
 import type {
   ClipConfig,
   MotionConfig,
@@ -68,9 +68,19 @@ import {
 } from "./world.ts";
 
 /** The stages, in order. */
-export const STAGES = ["vae", "unet", "motion", "paper"] as const;
+export const STAGES = ["vae", "unet", "motion", "paper", "decoder", "calibrate"] as const;
 /** A stage of the recipe. */
 export type Stage = typeof STAGES[number];
+/** The stages that train (calibrate is closed-form). */
+export type TrainedStage = Exclude<Stage, "calibrate">;
+/** Each trained stage's index in its seed (fixed: the seeds do not move with the stage list). */
+const TRAINED_STAGE_INDEX: Record<TrainedStage, number> = {
+  vae: 0,
+  unet: 1,
+  motion: 2,
+  paper: 3,
+  decoder: 4,
+};
 
 /**
  * How one stage trains: steps, samples per step and AdamW's rate (warm-up, then cosine to 0).
@@ -123,7 +133,7 @@ export interface RecipeConfig {
   nullTextRatio: number;
   /** Global gradient-norm clipping. */
   maxGradNorm: number;
-  stages: Record<Stage, StageSettings>;
+  stages: Record<TrainedStage, StageSettings>;
 }
 
 /** CLIP's sequence length (the text encoder's positions). */
@@ -140,7 +150,7 @@ const POOL_ENCODE_IMAGES = 32;
 const SCALING_SAMPLES = 64;
 
 /**
- * The full-size recipe: about two hours on lavapipe (2 CPU cores); see tools/demo/train.ts.
+ * The full-size recipe: 1 h 47 min on lavapipe (2 CPU cores); see tools/demo/train.ts.
  *
  * @example
  * ```ts
@@ -185,11 +195,13 @@ export const DEMO_RECIPE: RecipeConfig = {
   nullTextRatio: 0.1,
   maxGradNorm: 1,
   stages: {
-    // Measured on lavapipe (2 cores): ~1.7, 1.8, 1.7 and 1.4 s/step, about 1h58m in all.
+    // Measured on lavapipe (2 cores, shared): 2.0, 1.4, 1.5, 1.7 and 2.1 s/step; 1 h 47 min in all
+    // with the latent pools' encoding (weights/demo_model/recipe.json has every stage's figures).
     vae: { steps: 1400, batch: 4, lr: 2e-3, warmup: 50 },
-    unet: { steps: 2000, batch: 16, lr: 5e-4, warmup: 100, pool: 6144 },
-    motion: { steps: 800, batch: 2, lr: 5e-4, warmup: 40, pool: 1024 },
-    paper: { steps: 300, batch: 16, lr: 1e-3, warmup: 20, pool: 2048 },
+    unet: { steps: 1200, batch: 16, lr: 5e-4, warmup: 60, pool: 4096 },
+    motion: { steps: 480, batch: 2, lr: 5e-4, warmup: 25, pool: 768 },
+    paper: { steps: 180, batch: 16, lr: 1e-3, warmup: 12, pool: 2048 },
+    decoder: { steps: 240, batch: 4, lr: 5e-4, warmup: 12 },
   },
 };
 
@@ -248,6 +260,7 @@ export function microRecipe(seed = 0): RecipeConfig {
       unet: { ...stage, pool: 3 },
       motion: { ...stage, batch: 1, pool: 2 },
       paper: stage,
+      decoder: stage,
     },
   };
 }
@@ -463,7 +476,7 @@ function checkConfig(c: RecipeConfig): void {
   if (c.clip.vocabSize !== demoVocabSize()) {
     throw new RangeError(`clip.vocabSize: expected demoVocabSize() ${demoVocabSize()}`);
   }
-  for (const stage of STAGES) {
+  for (const stage of Object.keys(c.stages) as TrainedStage[]) {
     const s = c.stages[stage];
     if (!(s.steps >= 1 && s.batch >= 1 && s.lr > 0 && s.warmup >= 0)) {
       throw new RangeError(`stages.${stage}: expected steps, batch >= 1, lr > 0, warmup >= 0`);
@@ -485,6 +498,8 @@ type StageRunner = (ctx: StageContext) => Promise<StageReport>;
 
 const STAGE_RUNNERS: Record<Stage, StageRunner> = {
   vae: trainVaeStage,
+  calibrate: calibrateStage,
+  decoder: trainDecoderStage,
   unet: trainTextToImageStage,
   motion: trainMotionStage,
   paper: trainPaperStage,
@@ -514,6 +529,56 @@ async function trainVaeStage(ctx: StageContext): Promise<StageReport> {
   await writePart(ctx, "vae", vae);
   await writeJson(join(ctx.out, "vae/config.json"), vaeConfigJson(c.vae));
   return report;
+}
+
+/**
+ * Stage 5: the VAE decoder trained on, its encoder frozen (the latent space the UNet learned
+ * stays): the short VAE stage leaves the hues of small objects on the dark background off (a red
+ * disc comes back orange), and the demo's prompts are about those hues. Nothing trained earlier
+ * reads the decoder, so this stage can run last.
+ */
+async function trainDecoderStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const base = await readPart(ctx, "vae");
+  const model: ModelWeights = {
+    ...newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 1),
+    vae: base,
+  };
+  const data = new StillSource(c, "decoder", null);
+  let step = 0;
+  const { report, params } = await train(ctx, "decoder", {
+    modelWeights: model,
+    train: "vae",
+    vaeDecoderOnly: true,
+  }, () => {
+    const b = c.stages.decoder.batch;
+    const crop = step++ % VAE_FULL_EVERY !== 0;
+    return {
+      pixels: crop ? data.next(b * VAE_CROP_FACTOR, c.size / 2).pixels : data.next(b).pixels,
+    };
+  });
+  await writePart(ctx, "vae", withValues(base, params));
+  return report;
+}
+
+/**
+ * Stage 1b: the decoder's output colours calibrated in closed form (no training steps; nothing
+ * later depends on the decoder, so a lone `--stage calibrate` after a run gives the same
+ * model).
+ */
+async function calibrateStage(ctx: StageContext): Promise<StageReport> {
+  const c = ctx.config;
+  const vae = await calibrateDecoderColours(ctx.gpu, c, await readPart(ctx, "vae"));
+  await writePart(ctx, "vae", vae);
+  return {
+    steps: 0,
+    seconds: 0,
+    secondsPerStep: 0,
+    fullSeconds: 0,
+    firstLoss: 0,
+    lastLoss: 0,
+    parameters: 12,
+  };
 }
 
 /** Stage 2: UNet + text encoder from scratch on dark stills, the VAE frozen. */
@@ -604,7 +669,7 @@ type Trainer = Awaited<ReturnType<typeof createTrainer>>;
 /** The training loop of one stage: seeded, warm-up then cosine, progress after every step. */
 async function train(
   ctx: StageContext,
-  stage: Stage,
+  stage: TrainedStage,
   options: TrainerOptions,
   batch: () => Parameters<Trainer["step"]>[0],
   save?: (trainer: Trainer) => Promise<void>,
@@ -618,7 +683,7 @@ async function train(
     lrScheduler: "cosine",
     lrWarmupSteps: Math.min(s.warmup, steps - 1),
     maxTrainSteps: steps,
-    seed: ctx.config.seed * 4 + STAGES.indexOf(stage) + 11,
+    seed: ctx.config.seed * 4 + TRAINED_STAGE_INDEX[stage] + 11,
     gpu: ctx.gpu,
   });
   try {
@@ -814,7 +879,7 @@ interface SampleSource {
 async function pooled(
   ctx: StageContext,
   vae: TensorMap,
-  stage: Stage,
+  stage: TrainedStage,
   source: SampleSource,
 ): Promise<{ next(b: number): Samples }> {
   const size = ctx.config.stages[stage].pool;
@@ -933,6 +998,90 @@ async function withEncoder<R>(
   } finally {
     store.dispose();
   }
+}
+
+/** Stills the decoder's colour calibration fits on. */
+const CALIBRATION_SAMPLES = 128;
+/** Weight of a background pixel in the calibration (object pixels weigh 1). */
+const BACKGROUND_WEIGHT = 0.02;
+
+/**
+ * The decoder's output colours calibrated in closed form: a short VAE run reproduces shapes and
+ * places before it settles the hues of small objects (a red disc comes back orange), and the
+ * demo's prompts are about those hues. Stills of both backgrounds go through the VAE (posterior
+ * means); an affine colour map y' = A y + c is fitted by weighted least squares from the
+ * decoded to the true pixels (object pixels, told apart by their saturation, weigh 1,
+ * background pixels BACKGROUND_WEIGHT) and folded into `decoder.conv_out` (W' = A W,
+ * b' = A b + c), which is linear, so the decoder stays a plain AutoencoderKL decoder.
+ */
+export async function calibrateDecoderColours(
+  gpu: Gpu,
+  c: RecipeConfig,
+  vae: TensorMap,
+): Promise<TensorMap> {
+  const store = new WeightStore(gpu, vae, { dtype: "f32", part: "vae" });
+  const { pixels } = new StillSource(c, "calibration", null).next(CALIBRATION_SAMPLES);
+  let decoded: Float32Array;
+  try {
+    const encoder = new VaeEncoder(store, c.vae), decoder = new VaeDecoder(store, c.vae);
+    await store.loadAll();
+    const x = gpu.upload(pixels.data, pixels.shape, "f32", "pixels");
+    const { mean, logvar } = encoder.forward(gpu, x);
+    const y = decoder.forward(gpu, mean);
+    decoded = await gpu.read(y);
+    for (const t of [x, mean, logvar, y]) t.release();
+  } finally {
+    store.dispose();
+  }
+  // Normal equations of each output channel k: (sum w u u^T) a_k = sum w u t_k, u = [r, g, b, 1].
+  const plane = c.size * c.size;
+  const ata = new Float64Array(16), atb = new Float64Array(12);
+  for (let n = 0; n < CALIBRATION_SAMPLES; n++) {
+    for (let q = 0; q < plane; q++) {
+      const at = (img: Float32Array, ch: number) => img[(n * 3 + ch) * plane + q];
+      const t = [at(pixels.data, 0), at(pixels.data, 1), at(pixels.data, 2)];
+      const u = [at(decoded, 0), at(decoded, 1), at(decoded, 2), 1];
+      const saturation = Math.max(...t) - Math.min(...t);
+      const w = saturation > 0.5 ? 1 : BACKGROUND_WEIGHT;
+      for (let i = 0; i < 4; i++) {
+        for (let j = 0; j < 4; j++) ata[i * 4 + j] += w * u[i] * u[j];
+        for (let k = 0; k < 3; k++) atb[k * 4 + i] += w * u[i] * t[k];
+      }
+    }
+  }
+  const A = [0, 1, 2].map((k) => solve4(ata, atb.subarray(k * 4, k * 4 + 4)));
+  const out: TensorMap = new Map(vae);
+  const wt = vae.get("decoder.conv_out.weight")!, bt = vae.get("decoder.conv_out.bias")!;
+  const W = await wt.read(), b = await bt.read();
+  const per = W.length / 3;
+  const W2 = new Float32Array(W.length), b2 = new Float32Array(3);
+  for (let k = 0; k < 3; k++) {
+    for (let j = 0; j < 3; j++) {
+      for (let e = 0; e < per; e++) W2[k * per + e] += A[k][j] * W[j * per + e];
+      b2[k] += A[k][j] * b[j];
+    }
+    b2[k] += A[k][3];
+  }
+  out.set("decoder.conv_out.weight", memoryTensor(wt.shape, W2));
+  out.set("decoder.conv_out.bias", memoryTensor(bt.shape, b2));
+  return out;
+}
+
+/** Solves the 4 x 4 system m x = v (Gaussian elimination with partial pivoting). */
+function solve4(m: Float64Array, v: Float64Array): number[] {
+  const a = Array.from({ length: 4 }, (_, i) => [...m.subarray(i * 4, i * 4 + 4), v[i]]);
+  for (let col = 0; col < 4; col++) {
+    let p = col;
+    for (let r = col + 1; r < 4; r++) if (Math.abs(a[r][col]) > Math.abs(a[p][col])) p = r;
+    [a[col], a[p]] = [a[p], a[col]];
+    if (Math.abs(a[col][col]) < 1e-12) throw new Error("vae colour calibration: singular system");
+    for (let r = 0; r < 4; r++) {
+      if (r === col) continue;
+      const f = a[r][col] / a[col][col];
+      for (let k = col; k < 5; k++) a[r][k] -= f * a[col][k];
+    }
+  }
+  return a.map((row, i) => row[4] / row[i]);
 }
 
 /** 1 / std of the VAE's latent means over stills of both backgrounds (as SD's 0.18215). */
