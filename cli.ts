@@ -38,6 +38,11 @@ import { detectKind } from "./weights/detect.ts";
 import { main as weightsMain } from "./weights/cli.ts";
 import { ARCHITECTURE } from "./engine/models/architecture.ts";
 import { statOrNull } from "./weights/fs.ts";
+import { DEMO_MOTION_MODULE_NAME, isDemoModelName } from "./weights/demo_model.ts";
+import type { FreeInitOptions } from "./engine/free_init.ts";
+import { readMedia } from "./engine/input/media.ts";
+import type { Frame } from "./engine/output/frame.ts";
+import { DEMO_COLOURS, DEMO_MOTIONS, DEMO_SHAPES } from "./weights/demo.ts";
 
 /** The engine's request defaults, and the CLI's own. */
 const DEFAULTS = { ...REQUEST_DEFAULTS, precision: "f32", out: "animation.gif" } as const;
@@ -45,13 +50,20 @@ const DEFAULTS = { ...REQUEST_DEFAULTS, precision: "f32", out: "animation.gif" }
 const HELP = `Usage: deno task animate [flags]
 
 Text to animation with Stable Diffusion 1.5 + AnimateDiff motion modules, on WebGPU.
-Without --model it runs a tiny random-weights demo model (offline, seconds on a CPU).
+Without --model it runs the built-in demo model, trained by Zoetrope on a synthetic world: prompts
+"a <colour> <shape> <motion>" (offline, seconds on a CPU; --model demo:paper draws them on paper).
 
   --prompt TEXT              what to animate (required unless --config)
+  --prompt-map "F: TEXT"      prompt travel: the prompt at keyframe F (repeatable); every frame's text
+                             embedding interpolates its two keyframes' (--prompt, when given, goes in
+                             front of each)
   --negative-prompt TEXT     what to avoid (default: empty)
-  --model PATH               diffusers folder, single-file .safetensors/.ckpt, or hf:owner/repo[/file][@rev]
+  --model PATH               diffusers folder, single-file .safetensors/.ckpt, hf:owner/repo[/file][@rev],
+                             or demo / demo:paper (the built-in demo models; the default is demo)
   --motion-module PATH       AnimateDiff motion module .ckpt/.safetensors (v1/v2/v3) or MotionAdapter folder
   --lora PATH[:SCALE]        kohya or diffusers LoRA; repeatable (default scale 1.0)
+  --embedding PATH[=TOKEN]   textual inversion embedding (A1111 .pt/.safetensors, diffusers learned_embeds)
+                             bound to TOKEN (default: the file name); repeatable
   --tokenizer DIR            folder with vocab.json + merges.txt (default: the model's tokenizer/)
   --model-config DIR         diffusers folder giving GroupNorm groups / heads for a single-file model
   --motion-module-config P   MotionAdapter config.json (or folder) for a single-file motion module
@@ -61,11 +73,26 @@ Without --model it runs a tiny random-weights demo model (offline, seconds on a 
                              predictions averaged where they overlap (default: all frames in one window)
   --context-overlap N        frames shared by neighbouring windows (default: context length / 4)
   --context-loop             closed loop: windows wrap from the last frame to the first (seamless loops)
+  --context-weighting W      flat (the mean, default) or pyramid (1..m..1 across a window, as AnimateDiff-Evolved)
+  --free-noise               FreeNoise: later windows start from shuffled noise of earlier ones (coherent long clips)
   --width N, --height N      size in pixels, multiples of 8 (default ${DEFAULTS.width}x${DEFAULTS.height})
   --steps N                  denoising steps (default ${DEFAULTS.steps})
   --guidance G               classifier-free guidance scale (default ${DEFAULTS.guidance})
   --scheduler NAME           ${SCHEDULERS.join("|")} (default ${DEFAULTS.scheduler})
   --clip-skip N              1 = last CLIP layer, 2 = penultimate (A1111 numbering; default 1)
+  --motion-scale S           multiplies the motion modules' attention keys (logits = S q.k / sqrt(d)):
+                             above 1 sharper, below 1 softer motion (default 1; (0, 10])
+  --video PATH               video to video: GIF, APNG or a folder of PNG frames, encoded and noised to
+                             --strength; its frame count and size are the defaults (DDIM or LCM)
+  --image PATH               image to video: a PNG or GIF that starts every frame
+  --strength S               how much of the input is replaced, (0, 1] (default 0.8)
+  --free-init N              FreeInit: N denoising passes (N x the time), each later one from the last
+                             result's low frequencies + fresh noise's high ones (diffusers' enable_free_init)
+  --free-init-method M       butterworth|gaussian|ideal|box (default butterworth); --free-init-order N (4),
+                             --free-init-spatial F / --free-init-temporal F (stop frequencies, 0.25),
+                             --free-init-fast (pass k of N takes steps * (k + 1) / N steps)
+  --motion-effect E          motion modules' output x + E (module(x) - x): 0 = no motion, below 1 less,
+                             above 1 more (default 1; [0, 10])
   --seed N                   random seed (default: random; same seed = same noise as torch)
   --fps N                    playback frames per second (default ${DEFAULTS.fps})
   --loop N                   GIF/APNG loop count, 0 = forever (default 0)
@@ -91,6 +118,8 @@ const OPTIONS = {
   model: { type: "string" },
   "motion-module": { type: "string" },
   lora: { type: "string", multiple: true },
+  "prompt-map": { type: "string", multiple: true },
+  embedding: { type: "string", multiple: true },
   tokenizer: { type: "string" },
   "model-config": { type: "string" },
   "motion-module-config": { type: "string" },
@@ -101,9 +130,22 @@ const OPTIONS = {
   guidance: { type: "string" },
   scheduler: { type: "string" },
   "clip-skip": { type: "string" },
+  "motion-scale": { type: "string" },
+  "free-init": { type: "string" },
+  video: { type: "string" },
+  image: { type: "string" },
+  strength: { type: "string" },
+  "free-init-method": { type: "string" },
+  "free-init-order": { type: "string" },
+  "free-init-spatial": { type: "string" },
+  "free-init-temporal": { type: "string" },
+  "free-init-fast": { type: "boolean" },
+  "motion-effect": { type: "string" },
   "context-length": { type: "string" },
   "context-overlap": { type: "string" },
   "context-loop": { type: "boolean" },
+  "context-weighting": { type: "string" },
+  "free-noise": { type: "boolean" },
   seed: { type: "string" },
   fps: { type: "string" },
   loop: { type: "string" },
@@ -121,8 +163,11 @@ const OPTIONS = {
 
 type Flags = ReturnType<typeof parse>;
 
-const DEMO_NOTE = "note: no --model given: this used the built-in tiny RANDOM-WEIGHTS demo model " +
-  "(the output is noise-like). For real animations pass --model <SD1.5 checkpoint> " +
+const DEMO_NOTE = "note: this used the built-in demo model, a small model trained by Zoetrope on " +
+  `a synthetic world: it draws "a <colour> <shape> <motion>" with colours ${
+    DEMO_COLOURS.join(", ")
+  }; shapes ${DEMO_SHAPES.join(", ")}; motions ${DEMO_MOTIONS.join(", ")} ` +
+  "(--model demo:paper: on paper). For real animations pass --model <SD1.5 checkpoint> " +
   "--motion-module <AnimateDiff motion module>; see README.";
 
 /**
@@ -171,6 +216,59 @@ function intFlag(v: string | undefined, name: string): number | undefined {
   return Number(v);
 }
 
+/**
+ * `--prompt-map "F: TEXT"` flags as a prompt map (undefined when none); a flag without a frame
+ * number is a one-line error. Range checks happen with the request (they need the frame count).
+ */
+export function parsePromptMapFlags(
+  values: readonly string[] | undefined,
+): Record<number, string> | undefined {
+  if (!values?.length) return undefined;
+  const map: Record<number, string> = {};
+  for (const v of values) {
+    const m = /^\s*(\d+)\s*:(.*)$/s.exec(v);
+    if (!m) {
+      throw new InputError(
+        `--prompt-map must be "FRAME: PROMPT" (e.g. "8: a girl crying"), got "${v.slice(0, 60)}"`,
+      );
+    }
+    const frame = Number(m[1]);
+    if (frame in map) throw new InputError(`--prompt-map: keyframe ${frame} is given twice`);
+    map[frame] = m[2].trim();
+  }
+  return map;
+}
+
+/** The frames of a `--video` / `--image` file (one-line InputError when unreadable). */
+async function mediaFlag(path: string, flag: string): Promise<Frame[]> {
+  try {
+    return await readMedia(path);
+  } catch (e) {
+    throw new InputError(`--${flag}: ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** The `--free-init*` flags as FreeInit options (undefined without `--free-init`). */
+function freeInitFlags(flags: Flags): FreeInitOptions | undefined {
+  const iterations = intFlag(flags["free-init"], "free-init");
+  const others = ["free-init-method", "free-init-order", "free-init-spatial", "free-init-temporal"]
+    .filter((k) => flags[k as keyof Flags] !== undefined);
+  if (iterations === undefined) {
+    if (others.length || flags["free-init-fast"]) {
+      throw new InputError(`--${others[0] ?? "free-init-fast"} needs --free-init N`);
+    }
+    return undefined;
+  }
+  return {
+    iterations,
+    method: flags["free-init-method"] as FreeInitOptions["method"],
+    order: intFlag(flags["free-init-order"], "free-init-order"),
+    spatialStop: numFlag(flags["free-init-spatial"], "free-init-spatial"),
+    temporalStop: numFlag(flags["free-init-temporal"], "free-init-temporal"),
+    fastSampling: flags["free-init-fast"] ? true : undefined,
+  };
+}
+
 function numFlag(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -214,6 +312,24 @@ export function parseLoraFlag(v: string): LoraSpec {
   return { path: v, scale: 1 };
 }
 
+/**
+ * `--embedding PATH[=TOKEN]`: the file and the token it binds (default: the file name).
+ *
+ * @example
+ * ```ts
+ * parseEmbeddingFlag("emb/easynegative.pt=bad-hands"); // { path: "emb/easynegative.pt", token: "bad-hands" }
+ * ```
+ */
+export function parseEmbeddingFlag(v: string): { path: string; token?: string } {
+  const i = v.lastIndexOf("=");
+  if (i <= 0) return { path: v };
+  const token = v.slice(i + 1).trim();
+  if (!token || /\s/.test(token)) {
+    throw new InputError(`--embedding: token "${token}" must be one word (PATH=TOKEN)`);
+  }
+  return { path: v.slice(0, i), token };
+}
+
 function existsSync(path: string): boolean {
   try {
     Deno.statSync(path);
@@ -250,6 +366,7 @@ function withFlag(e: unknown, files: [flag: string, path: string | undefined][])
 
 async function checkPath(path: string | undefined, flag: string): Promise<void> {
   if (!path || path.startsWith("hf:")) return;
+  if (flag === "model" ? isDemoModelName(path) : path === DEMO_MOTION_MODULE_NAME) return;
   if (!(await statOrNull(path))) throw new InputError(`--${flag}: ${path} does not exist`);
 }
 
@@ -338,6 +455,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     flags.quiet ? false : flags.progress ? true : Deno.stderr.isTerminal(),
   );
   const extraLoras = (flags.lora ?? []).map(parseLoraFlag);
+  const flagEmbeddings = (flags.embedding ?? []).map(parseEmbeddingFlag);
   const precision = (flags.precision ?? DEFAULTS.precision) as "f32" | "f16";
   if (precision !== "f32" && precision !== "f16") {
     throw new InputError(`--precision must be f32 or f16, got ${flags.precision}`);
@@ -365,23 +483,41 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     contextOverlap: intFlag(flags["context-overlap"], "context-overlap"),
     fps: numFlag(flags.fps, "fps"),
     seed: seedFlag(flags.seed),
+    motionScale: numFlag(flags["motion-scale"], "motion-scale"),
+    motionEffect: numFlag(flags["motion-effect"], "motion-effect"),
+    freeInit: freeInitFlags(flags),
+    strength: numFlag(flags.strength, "strength"),
+    video: flags.video === undefined ? undefined : await mediaFlag(flags.video, "video"),
+    image: flags.image === undefined ? undefined : (await mediaFlag(flags.image, "image"))[0],
   };
-  const jobRequest = (job: PromptJob, c: typeof common, demo: boolean): GenerateRequest => ({
-    prompt: job.prompt,
-    negativePrompt: job.negativePrompt,
-    frames: c.frames ?? job.frames ?? (demo ? DEMO_DEFAULTS.frames : DEFAULTS.frames),
-    width: c.width ?? job.width ?? (demo ? DEMO_DEFAULTS.width : DEFAULTS.width),
-    height: c.height ?? job.height ?? (demo ? DEMO_DEFAULTS.height : DEFAULTS.height),
-    steps: c.steps ?? job.steps ?? (demo ? DEMO_DEFAULTS.steps : DEFAULTS.steps),
-    guidance: c.guidance ?? job.guidance ?? DEFAULTS.guidance,
-    scheduler,
-    seed: c.seed ?? job.seed,
-    clipSkip: c.clipSkip ?? DEFAULTS.clipSkip,
-    fps: c.fps ?? DEFAULTS.fps,
-    contextLength: c.contextLength,
-    contextOverlap: c.contextOverlap,
-    contextLoop: flags["context-loop"] ? true : undefined,
-  });
+  const jobRequest = (job: PromptJob, c: typeof common, demo: boolean): GenerateRequest => {
+    const d = demo ? { ...DEFAULTS, ...DEMO_DEFAULTS } : DEFAULTS;
+    return {
+      prompt: job.prompt,
+      negativePrompt: job.negativePrompt,
+      frames: c.frames ?? job.frames ?? d.frames,
+      width: c.width ?? job.width ?? d.width,
+      height: c.height ?? job.height ?? d.height,
+      steps: c.steps ?? job.steps ?? d.steps,
+      guidance: c.guidance ?? job.guidance ?? d.guidance,
+      promptMap: job.promptMap,
+      motionScale: c.motionScale ?? job.motionScale,
+      motionEffect: c.motionEffect ?? job.motionEffect,
+      freeInit: c.freeInit ?? job.freeInit,
+      video: c.video,
+      image: c.image,
+      strength: c.strength,
+      scheduler,
+      seed: c.seed ?? job.seed,
+      clipSkip: c.clipSkip ?? DEFAULTS.clipSkip,
+      fps: c.fps ?? DEFAULTS.fps,
+      contextLength: c.contextLength,
+      contextOverlap: c.contextOverlap,
+      contextLoop: flags["context-loop"] ? true : undefined,
+      contextWeighting: flags["context-weighting"] as GenerateRequest["contextWeighting"],
+      freeNoise: flags["free-noise"] ? true : undefined,
+    };
+  };
   const maxMemory = flags["max-memory"] === undefined
     ? undefined
     : parseByteSizeFlag(flags["max-memory"], "--max-memory");
@@ -395,8 +531,10 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     for (const job of jobs) {
       await resolveV1Base(job);
       const loras: LoraSpec[] = [...job.loras, ...extraLoras];
-      const key = JSON.stringify([job.model, job.motionModule, loras]);
+      const embeddings = [...(job.embeddings ?? []), ...flagEmbeddings];
+      const key = JSON.stringify([job.model, job.motionModule, loras, embeddings]);
       await checkPath(job.model, "model");
+      for (const e of embeddings) await checkPath(e.path, "embedding");
       await checkPath(job.motionModule, "motion-module");
       for (const l of loras) await checkPath(l.path, "lora");
       const flagOf = (e: unknown) =>
@@ -415,6 +553,7 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
         model: job.model,
         motionModule: job.motionModule,
         loras,
+        embeddings,
         tokenizer: flags.tokenizer,
         modelConfig: flags["model-config"],
         motionModuleConfig: flags["motion-module-config"],
@@ -423,7 +562,10 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
       };
       if (flags["dry-run"]) {
         // The plan, without loading weights onto the GPU or generating anything.
-        const plan = await planGeneration(loadOptions, jobRequest(job, common, !job.model)).catch(
+        const plan = await planGeneration(
+          loadOptions,
+          jobRequest(job, common, !job.model || isDemoModelName(job.model)),
+        ).catch(
           (e) => {
             throw flagOf(e);
           },
@@ -502,7 +644,9 @@ function parseByteSizeFlag(v: string, flag: string): number {
 /** The memory plan as `--dry-run` prints it. */
 function formatPlan(p: MemoryPlan, job: PromptJob): string {
   const gb = fmtBytes;
-  const what = job.model ? `${job.model} + ${job.motionModule}` : "the built-in demo model";
+  const what = job.model && !isDemoModelName(job.model)
+    ? `${job.model} + ${job.motionModule}`
+    : `the built-in demo model (${job.model ?? "demo"})`;
   const budget = p.budgetBytes === null
     ? "unknown (WebGPU does not report GPU memory; --max-memory sets one)"
     : gb(p.budgetBytes);
@@ -573,15 +717,19 @@ export async function main(args: string[]): Promise<number> {
         throw new InputError(`--out must be a directory with --config; ${outDir} is a file`);
       }
     } else {
-      if (flags.prompt === undefined) {
-        throw new InputError("--prompt is required (or --config FILE.yaml); see --help");
+      const promptMap = parsePromptMapFlags(flags["prompt-map"]);
+      if (flags.prompt === undefined && !promptMap) {
+        throw new InputError(
+          "--prompt is required (or --prompt-map, or --config FILE.yaml); see --help",
+        );
       }
       jobs = [{
         entry: "cli",
         index: 0,
         model: flags.model,
         motionModule: flags["motion-module"],
-        prompt: flags.prompt,
+        prompt: flags.prompt ?? "",
+        promptMap,
         negativePrompt: flags["negative-prompt"] ?? "",
         loras: [],
       }];

@@ -21,18 +21,12 @@
  * ```ts
  * import { loadPipeline } from "@zoetrope/animatediff";
  *
- * // No model given: the tiny random-weights demo model (offline, for trying the API).
+ * // No model given: the built-in demo model, trained by Zoetrope on a synthetic world (offline).
  * const pipe = await loadPipeline();
  * try {
- *   const anim = await pipe.generate({
- *     prompt: "a lighthouse in a storm",
- *     frames: 8,
- *     width: 64,
- *     height: 64,
- *     steps: 4,
- *     seed: 42,
- *   });
- *   await Deno.writeFile("storm.gif", anim.toGif());
+ *   // The demo's own defaults apply: 8 frames of 64 x 64, 12 steps, guidance 2.
+ *   const anim = await pipe.generate({ prompt: "a red circle moving right", seed: 42 });
+ *   await Deno.writeFile("red-circle.gif", anim.toGif());
  * } finally {
  *   pipe.dispose();
  * }
@@ -101,6 +95,9 @@ export type {
   Stage,
 } from "./engine/pipeline_types.ts";
 export type { MotionNormMode } from "./engine/models/motion.ts";
+export type { FreeInitMethod, FreeInitOptions, ResolvedFreeInit } from "./engine/free_init.ts";
+export type { Keyframes } from "./engine/prompt_travel.ts";
+export type { ContextWeighting } from "./engine/context_windows.ts";
 export type { Fidelity } from "./engine/models/unet.ts";
 export {
   createTrainer,

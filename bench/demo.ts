@@ -4,7 +4,7 @@
  * animation back with the world's classifier (tools/demo/classify.ts) and prints the rates:
  * colour, shape, motion and background right, and exactly one object.
  *
- *   deno task bench:demo                        # the built-in demo, then demo:paper if available
+ *   deno task bench:demo                        # the built-in demo, then demo:paper
  *   deno task bench:demo --model m.safetensors --motion-module mm.safetensors [--background paper]
  *   flags: --count N (>= 1, default 48) --seed N --frames N --size N --steps N --guidance X
  *          --gifs DIR (write every animation) --json FILE
@@ -265,7 +265,7 @@ function variantsOf(o: DemoBenchOptions): Variant[] {
   }
   return [
     { name: "demo", background: o.background ?? "dark", optional: false },
-    { name: "demo:paper", model: "demo:paper", background: "paper", optional: true },
+    { name: "demo:paper", model: "demo:paper", background: "paper", optional: false },
   ];
 }
 
@@ -301,14 +301,14 @@ async function main(): Promise<number> {
       continue;
     }
     try {
-      const demo = pipe.info.demo || (v.model ?? "").startsWith("demo");
-      const size = o.size ?? (demo ? DEMO_DEFAULTS.width : REQUEST_DEFAULTS.width);
+      const d = pipe.info.demo ? { ...REQUEST_DEFAULTS, ...DEMO_DEFAULTS } : REQUEST_DEFAULTS;
+      const size = o.size ?? d.width;
       const settings = {
-        frames: o.frames ?? (demo ? DEMO_DEFAULTS.frames : REQUEST_DEFAULTS.frames),
+        frames: o.frames ?? d.frames,
         width: size,
         height: size,
-        steps: o.steps ?? (demo ? DEMO_DEFAULTS.steps : REQUEST_DEFAULTS.steps),
-        guidance: o.guidance ?? REQUEST_DEFAULTS.guidance,
+        steps: o.steps ?? d.steps,
+        guidance: o.guidance ?? d.guidance,
       };
       const t0 = performance.now();
       const results = [];

@@ -58,6 +58,31 @@ export function contextWindowStarts(
   return starts;
 }
 
+/** How overlapping windows' predictions are combined per frame. */
+export type ContextWeighting = "flat" | "pyramid";
+/** The weightings. */
+export const CONTEXT_WEIGHTINGS: readonly ContextWeighting[] = ["flat", "pyramid"];
+
+/**
+ * Weight of each position of a window of `length` frames: all 1 (`flat`), or rising 1..m and
+ * falling back to 1 (`pyramid`, AnimateDiff-Evolved's default), so that a frame leans on the
+ * windows where it sits near the middle.
+ *
+ * @example
+ * ```ts
+ * contextWeights(8, "pyramid"); // [1, 2, 3, 4, 4, 3, 2, 1]
+ * contextWeights(5, "pyramid"); // [1, 2, 3, 2, 1]
+ * ```
+ */
+export function contextWeights(length: number, weighting: ContextWeighting): number[] {
+  if (weighting === "flat") return new Array(length).fill(1);
+  const half = Math.floor(length / 2);
+  return Array.from(
+    { length },
+    (_, p) => Math.min(p + 1, length - p, length % 2 ? half + 1 : half),
+  );
+}
+
 /** A run of frames covered by the same windows. */
 export interface FrameSpan {
   /** First frame and one past the last. */
@@ -106,7 +131,11 @@ export function predictNoiseWindowed(
     contextLength: number;
     contextOverlap: number;
     contextLoop?: boolean;
+    /** How overlapping windows combine (default flat: the mean). */
+    contextWeighting?: ContextWeighting;
     videos: number;
+    /** Prompt travel: the context holds one row per frame (else one per video). */
+    keyframes?: unknown;
   },
 ): Tensor {
   const gpu = p.gpu;
@@ -122,27 +151,105 @@ export function predictNoiseWindowed(
     const eps = starts.map((s) => {
       const runs: [number, number][] = s + L <= f ? [[s, L]] : [[s, f - s], [0, s + L - f]];
       const x = joined(videos.flatMap((v) => runs.map(([a, n]) => framesOf(latents, f, v, a, n))));
-      return predictNoise(p, x, t, inputScale, context, { ...r, frames: L });
+      // Prompt travel: the window takes its own frames' embeddings, in each guidance half.
+      const halves = Array.from({ length: context.shape[0] / (r.videos * f) }, (_, h) => h);
+      const ctx = r.keyframes
+        ? joined(
+          halves.flatMap((h) =>
+            videos.flatMap((v) =>
+              runs.map(([a, n]) => framesOf(context, f, h * r.videos + v, a, n))
+            )
+          ),
+        )
+        : context;
+      return predictNoise(p, x, t, inputScale, ctx, { ...r, frames: L });
     });
-    const spans = frameSpans(f, starts, L);
+    const weights = contextWeights(L, r.contextWeighting ?? "flat");
+    const pyramid = r.contextWeighting === "pyramid";
+    // Pyramid weights vary along a span: its frames are combined one by one.
+    const spans = frameSpans(f, starts, L).flatMap((s) =>
+      pyramid && s.windows.length > 1
+        ? Array.from({ length: s.end - s.start }, (_, k) => ({
+          ...s,
+          start: s.start + k,
+          end: s.start + k + 1,
+        }))
+        : [s]
+    );
     return joined(videos.flatMap((v) =>
       spans.map((span) => {
         const n = span.end - span.start;
-        const terms = span.windows.map((w) =>
-          framesOf(eps[w], L, v, (span.start - starts[w] + f) % f, n)
-        );
-        return terms.length === 1 ? terms[0] : mean(gpu, terms);
+        const terms = span.windows.map((w) => {
+          const pos = (span.start - starts[w] + f) % f;
+          return { x: framesOf(eps[w], L, v, pos, n), c: weights[pos] };
+        });
+        return terms.length === 1 ? terms[0].x : weightedMean(gpu, terms);
       })
     ));
   });
 }
 
-/** Mean of same-shape tensors, 4 terms per linear combination. */
-function mean(gpu: Gpu, xs: readonly Tensor[]): Tensor {
-  const c = 1 / xs.length;
-  let acc = linearCombination(gpu, xs.slice(0, 4).map((x) => ({ c, x })));
-  for (let i = 4; i < xs.length; i += 3) {
-    acc = linearCombination(gpu, [{ c: 1, x: acc }, ...xs.slice(i, i + 3).map((x) => ({ c, x }))]);
+/** sum c_i x_i / sum c_i of same-shape tensors, 4 terms per linear combination. */
+function weightedMean(gpu: Gpu, terms: readonly { c: number; x: Tensor }[]): Tensor {
+  const total = terms.reduce((s, t) => s + t.c, 0);
+  const scaled = terms.map((t) => ({ c: t.c / total, x: t.x }));
+  let acc = linearCombination(gpu, scaled.slice(0, 4));
+  for (let i = 4; i < scaled.length; i += 3) {
+    acc = linearCombination(gpu, [{ c: 1, x: acc }, ...scaled.slice(i, i + 3)]);
   }
   return acc;
+}
+
+/**
+ * FreeNoise's noise re-use (Qiu et al. 2023, as diffusers' `_prepare_latents_free_noise` and
+ * AnimateDiff-Evolved): the first window keeps its noise; every later stretch of
+ * `length - overlap` frames takes a shuffled copy of the frames `length` before it, so all
+ * windows start from permutations of the same noise and long clips stay coherent. `noise` is
+ * [videos, channels, frames, h, w] (diffusers' layout); the permutations come from `seed`
+ * (a small seeded generator of ours, not torch's randperm). Returns a new array.
+ *
+ * @example
+ * ```ts
+ * const reused = freeNoise(noise, { videos: 1, channels: 4, frames: 32, plane: 64 * 64 }, 16, 4, 42);
+ * ```
+ */
+export function freeNoise(
+  noise: Float32Array,
+  shape: { videos: number; channels: number; frames: number; plane: number },
+  length: number,
+  overlap: number,
+  seed: number | bigint,
+): Float32Array {
+  const { videos, channels, frames: f, plane } = shape;
+  const out = noise.slice();
+  const delta = length - overlap;
+  if (f <= length || delta < 1) return out;
+  let state = Number(BigInt.asUintN(32, BigInt(seed))) ^ 0x9e3779b9;
+  const next = () => {
+    // mulberry32
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const copy = (from: number, to: number) => {
+    for (let v = 0; v < videos; v++) {
+      for (let c = 0; c < channels; c++) {
+        const base = (v * channels + c) * f * plane;
+        out.copyWithin(base + to * plane, base + from * plane, base + (from + 1) * plane);
+      }
+    }
+  };
+  for (let start = 0; start < f - length; start += delta) {
+    const place = start + length;
+    if (place >= f) break;
+    const n = Math.min(delta, f - place);
+    const idx = Array.from({ length: n }, (_, i) => start + i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(next() * (i + 1));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+    }
+    idx.forEach((from, i) => copy(from, place + i));
+  }
+  return out;
 }

@@ -6,6 +6,7 @@
  */
 
 import type { Tensor } from "../kernels/gpu/tensor.ts";
+import type { VaeEncoder } from "./models/vae.ts";
 import { AbortError, InputError } from "../kernels/gpu/errors.ts";
 import { linearCombination } from "../kernels/elementwise.ts";
 import { TorchGenerator } from "./rng.ts";
@@ -14,9 +15,11 @@ import { ANIMATEDIFF_SCHEDULER_CONFIG, type SchedulerConfig } from "./schedulers
 import type { GenerateOptions } from "./pipeline_types.ts";
 import type { PipelineParts } from "./load.ts";
 import type { ResolvedRequest } from "./request.ts";
-import { encodePrompt } from "./prompt.ts";
-import { predictNoiseWindowed } from "./context_windows.ts";
+import { encodePrompt, encodePromptTravel } from "./prompt.ts";
+import { freeNoise, predictNoiseWindowed } from "./context_windows.ts";
 import { toChannelMajor, toFrameMajor } from "./latents.ts";
+import { freeInitFilter, freeInitMix } from "./free_init.ts";
+import { alphasCumprod } from "./schedulers/schedule.ts";
 
 /**
  * Advanced options of {@link AnimationPipeline.generateLatents}.
@@ -60,70 +63,95 @@ export async function denoise(
   const cfg = r.guidance > 1;
   const tEnc = performance.now();
   onProgress?.({ stage: "encode", step: 0, total: 1, elapsedMs: 0 });
-  const context = encodePrompt(
-    p,
-    { ...r, prompts: options.prompts, negativePrompts: options.negativePrompts },
-    cfg,
-    onProgress,
-  );
+  if (r.keyframes && options.prompts) {
+    throw new InputError("promptMap: prompt travel is for generate(), not generateBatch()");
+  }
+  const context = r.keyframes
+    ? encodePromptTravel(p, { ...r, keyframes: r.keyframes }, cfg, onProgress)
+    : encodePrompt(
+      p,
+      { ...r, prompts: options.prompts, negativePrompts: options.negativePrompts },
+      cfg,
+      onProgress,
+    );
   await gpu.sync();
   timings.encode = performance.now() - tEnc;
   onProgress?.({ stage: "encode", step: 1, total: 1, elapsedMs: timings.encode });
 
-  const scheduler: Scheduler = createScheduler(
-    r.scheduler,
-    options.schedulerConfig ?? ANIMATEDIFF_SCHEDULER_CONFIG,
-    r.steps,
-  );
+  const config = options.schedulerConfig ?? ANIMATEDIFF_SCHEDULER_CONFIG;
   const gen = new TorchGenerator(r.seed);
   const shape = [b, 4, f, h, w];
-  const noise = options.initialLatents ?? gen.randn(shape);
+  if (r.init) {
+    try {
+      if (options.initialLatents) {
+        throw new InputError("initialLatents cannot be combined with a video or image input");
+      }
+      if (b !== 1) throw new InputError("video and image inputs take one prompt (generate)");
+      if (!p.vaeEncoder) throw new InputError("this pipeline has no VAE encoder for video input");
+      const encoder = await p.vaeEncoder();
+      return await denoiseFrom(p, r, await encodeInit(p, encoder, r, config, gen), {
+        context,
+        config,
+        gen,
+        options,
+        timings,
+        throwIfAborted,
+      });
+    } catch (e) {
+      context.release();
+      throw e;
+    }
+  }
+  let noise = options.initialLatents ?? gen.randn(shape);
+  if (r.freeNoise && !options.initialLatents && r.contextLength < f) {
+    noise = freeNoise(
+      noise,
+      { videos: b, channels: 4, frames: f, plane: h * w },
+      r.contextLength,
+      r.contextOverlap,
+      r.seed,
+    );
+  }
   if (noise.length !== b * 4 * f * h * w) {
     context.release();
     throw new InputError(
       `initial latents have ${noise.length} values, expected ${b * 4 * f * h * w}`,
     );
   }
+  // FreeInit: several passes; pass k > 0 starts from the last result re-noised to t = N - 1
+  // with the first pass's noise, low frequencies kept, high ones from fresh noise.
+  const passes = r.freeInit?.iterations ?? 1;
+  const stepsOf = (k: number) =>
+    r.freeInit?.fastSampling ? Math.floor(r.steps / passes * (k + 1)) : r.steps;
+  const schedulerOf = (k: number): Scheduler => createScheduler(r.scheduler, config, stepsOf(k));
   // [b, 4, f, h, w] -> [b*f, 4, h, w]: frames folded into the batch, video-major.
   const upload = (data: Float32Array, k: number) =>
     gpu.upload(toFrameMajor(data, f, h, w, k), [b * f, 4, h, w], p.dtype, "latents");
+  let scheduler = schedulerOf(0);
   let latents = upload(noise, scheduler.initNoiseSigma);
   const ops: VectorOps<Tensor> = {
     lincomb: (terms) => linearCombination(gpu, terms),
     randn: () => upload(gen.randn(shape), 1),
     release: (x) => x.release(),
   };
-  const total = scheduler.timesteps.length;
+  let total = 0;
+  for (let k = 0; k < passes; k++) total += k === 0 ? scheduler.timesteps.length : stepsOf(k);
   const tLoop = performance.now();
-  onProgress?.({ stage: "denoise", step: 0, total, elapsedMs: 0 });
+  const report = stepReporter(p, r, options, total);
   try {
-    for (let i = 0; i < total; i++) {
-      throwIfAborted();
-      const eps = predictNoiseWindowed(
-        p,
-        latents,
-        scheduler.timesteps[i],
-        scheduler.modelInputScale(i),
-        context,
-        { ...r, videos: b },
-      );
-      const { prevSample, predOriginal } = scheduler.step(ops, i, eps, latents);
-      eps.release();
-      predOriginal?.release();
-      latents.release();
-      latents = prevSample;
-      await gpu.sync();
-      if (options.onStepLatents) {
-        options.onStepLatents(i, await readLatents(p, latents, r));
+    for (let pass = 0; pass < passes; pass++) {
+      if (pass > 0) {
+        const prev = await readLatents(p, latents, r);
+        latents.release();
+        scheduler.reset(ops);
+        scheduler = schedulerOf(pass);
+        latents = upload(freeInitNoise(r, config, prev, noise, gen, [b, f, h, w]), 1);
       }
-      const elapsed = performance.now() - tLoop;
-      onProgress?.({
-        stage: "denoise",
-        step: i + 1,
-        total,
-        elapsedMs: elapsed,
-        etaMs: (elapsed / (i + 1)) * (total - i - 1),
-      });
+      for (let i = 0; i < scheduler.timesteps.length; i++) {
+        throwIfAborted();
+        latents = await schedulerStep(p, r, scheduler, ops, i, latents, context, b);
+        await report(latents);
+      }
     }
   } catch (e) {
     latents.release();
@@ -146,4 +174,184 @@ export async function readLatents(
 ): Promise<Float32Array> {
   const data = await p.gpu.read(latents);
   return toChannelMajor(data, r.frames, r.height / 8, r.width / 8);
+}
+
+/**
+ * FreeInit's start of the next pass (diffusers' `_apply_free_init`): the last pass's latents
+ * re-noised to t = N - 1 with the first pass's noise (times init_noise_sigma), z_t; fresh noise
+ * z drawn from the request's generator after that; their spectral mix, low frequencies from z_t.
+ */
+function freeInitNoise(
+  r: ResolvedRequest,
+  config: SchedulerConfig,
+  prev: Float32Array,
+  noise: Float32Array,
+  gen: TorchGenerator,
+  [b, f, h, w]: number[],
+): Float32Array {
+  const fi = r.freeInit!;
+  const a = Math.fround(alphasCumprod(config)[config.numTrainTimesteps - 1]);
+  const sa = Math.fround(Math.sqrt(a)), sb = Math.fround(Math.sqrt(Math.fround(1 - a)));
+  const sigma = createScheduler(r.scheduler, config, r.steps).initNoiseSigma;
+  const zt = new Float32Array(prev.length);
+  for (let i = 0; i < zt.length; i++) {
+    zt[i] = sa * prev[i] + sb * Math.fround(noise[i] * sigma);
+  }
+  const z = gen.randn([b, 4, f, h, w]);
+  return freeInitMix(zt, z, freeInitFilter([f, h, w], fi), b * 4, [f, h, w]);
+}
+
+/**
+ * Video / image to video, as diffusers' AnimateDiffVideoToVideoPipeline: the frames through the
+ * VAE encoder, a posterior sample (eps drawn [F, 4, h, w] from the request's generator) times
+ * the scaling factor, then noise drawn [1, F, 4, h, w] (frames before channels, as diffusers
+ * draws it) added at the first kept timestep. Returns the noisy latents [F, 4, h, w] and the
+ * index of the first denoising step.
+ */
+async function encodeInit(
+  p: PipelineParts,
+  encoder: VaeEncoder,
+  r: ResolvedRequest,
+  config: SchedulerConfig,
+  gen: TorchGenerator,
+): Promise<{ latents: Float32Array; start: number }> {
+  const gpu = p.gpu, init = r.init!;
+  const f = r.frames, H = r.height, W = r.width, hw = (H / 8) * (W / 8);
+  const mean = new Float32Array(f * 4 * hw), logvar = new Float32Array(f * 4 * hw);
+  for (let f0 = 0; f0 < f; f0 += ENCODE_FRAMES) {
+    const n = Math.min(ENCODE_FRAMES, f - f0);
+    const px = new Float32Array(n * 3 * H * W);
+    for (let i = 0; i < n; i++) {
+      const d = init.frames[f0 + i].data;
+      for (let q = 0; q < H * W; q++) {
+        for (let c = 0; c < 3; c++) {
+          px[(i * 3 + c) * H * W + q] = 2 * Math.fround(d[q * 4 + c] / 255) - 1;
+        }
+      }
+    }
+    const x = gpu.upload(px, [n, 3, H, W], p.dtype, "video frames");
+    const out = encoder.forward(gpu, x);
+    const [m, lv] = await gpu.readMany([out.mean, out.logvar]);
+    for (const t of [x, out.mean, out.logvar]) t.release();
+    mean.set(m, f0 * 4 * hw);
+    logvar.set(lv, f0 * 4 * hw);
+  }
+  const eps = gen.randn([f, 4, H / 8, W / 8]);
+  const sf = p.vae.config.scalingFactor;
+  const x0 = new Float32Array(mean.length);
+  for (let i = 0; i < x0.length; i++) {
+    const std = Math.fround(Math.exp(0.5 * Math.min(20, Math.max(-30, logvar[i]))));
+    x0[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std * eps[i])));
+  }
+  const noise = gen.randn([1, f, 4, H / 8, W / 8]);
+  const steps = createScheduler(r.scheduler, config, r.steps).timesteps;
+  const start = Math.max(r.steps - Math.min(Math.floor(r.steps * init.strength), r.steps), 0);
+  const a = Math.fround(alphasCumprod(config)[steps[start]]);
+  const sa = Math.fround(Math.sqrt(a)), sb = Math.fround(Math.sqrt(Math.fround(1 - a)));
+  const latents = new Float32Array(x0.length);
+  for (let i = 0; i < x0.length; i++) latents[i] = sa * x0[i] + sb * noise[i];
+  return { latents, start };
+}
+
+/** Frames the VAE encoder takes at once for video input. */
+const ENCODE_FRAMES = 4;
+
+/** The denoising loop from step `start` on noisy latents [F, 4, h, w] (video input). */
+async function denoiseFrom(
+  p: PipelineParts,
+  r: ResolvedRequest,
+  from: { latents: Float32Array; start: number },
+  o: {
+    context: Tensor;
+    config: SchedulerConfig;
+    gen: TorchGenerator;
+    options: LatentOptions;
+    timings: Record<string, number>;
+    throwIfAborted: () => void;
+  },
+): Promise<Tensor> {
+  const gpu = p.gpu, f = r.frames, h = r.height / 8, w = r.width / 8;
+  const scheduler = createScheduler(r.scheduler, o.config, r.steps);
+  let latents = gpu.upload(from.latents, [f, 4, h, w], p.dtype, "latents");
+  const ops: VectorOps<Tensor> = {
+    lincomb: (terms) => linearCombination(gpu, terms),
+    randn: () =>
+      gpu.upload(toFrameMajor(o.gen.randn([1, 4, f, h, w]), f, h, w, 1), [f, 4, h, w], p.dtype),
+    release: (x) => x.release(),
+  };
+  const tLoop = performance.now();
+  const report = stepReporter(p, r, o.options, scheduler.timesteps.length - from.start);
+  try {
+    for (let i = from.start; i < scheduler.timesteps.length; i++) {
+      o.throwIfAborted();
+      latents = await schedulerStep(p, r, scheduler, ops, i, latents, o.context, 1);
+      await report(latents);
+    }
+  } catch (e) {
+    latents.release();
+    throw e;
+  } finally {
+    scheduler.reset(ops);
+    o.context.release();
+  }
+  o.timings.denoise = performance.now() - tLoop;
+  gpu.pool.trim();
+  return latents;
+}
+
+/**
+ * One step of the loop: the (windowed, guided) noise prediction at step `i` and the scheduler's
+ * update; frees `latents` and returns the next ones.
+ */
+async function schedulerStep(
+  p: PipelineParts,
+  r: ResolvedRequest,
+  scheduler: Scheduler,
+  ops: VectorOps<Tensor>,
+  i: number,
+  latents: Tensor,
+  context: Tensor,
+  videos: number,
+): Promise<Tensor> {
+  const eps = predictNoiseWindowed(
+    p,
+    latents,
+    scheduler.timesteps[i],
+    scheduler.modelInputScale(i),
+    context,
+    { ...r, videos },
+  );
+  const { prevSample, predOriginal } = scheduler.step(ops, i, eps, latents);
+  eps.release();
+  predOriginal?.release();
+  latents.release();
+  await p.gpu.sync();
+  return prevSample;
+}
+
+/**
+ * Reports the loop's progress (and the latents after each step, when asked for): the start
+ * now, then one call per step.
+ */
+function stepReporter(
+  p: PipelineParts,
+  r: ResolvedRequest,
+  options: LatentOptions,
+  total: number,
+): (latents: Tensor) => Promise<void> {
+  const t0 = performance.now();
+  let done = 0;
+  options.onProgress?.({ stage: "denoise", step: 0, total, elapsedMs: 0 });
+  return async (latents) => {
+    if (options.onStepLatents) options.onStepLatents(done, await readLatents(p, latents, r));
+    done++;
+    const elapsed = performance.now() - t0;
+    options.onProgress?.({
+      stage: "denoise",
+      step: done,
+      total,
+      elapsedMs: elapsed,
+      etaMs: (elapsed / done) * (total - done),
+    });
+  };
 }

@@ -11,14 +11,21 @@ import { DeviceLostError, EngineLimitError, GpuError, InputError } from "../kern
 import { WeightStore } from "./weight_store.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
 import { type Fidelity, UNet3D } from "./models/unet.ts";
-import { VaeDecoder } from "./models/vae.ts";
+import { VaeDecoder, VaeEncoder } from "./models/vae.ts";
 import { ARCHITECTURE } from "./models/architecture.ts";
 import { ClipTokenizer } from "./tokenizer.ts";
 import type { PipelineOptions, Precision } from "./pipeline_types.ts";
 import type { ModelWeights, MotionWeights } from "../weights/types.ts";
 import { loadModel, loadMotionModule } from "../weights/load.ts";
 import { applyLoras, applyMotionLoras, loadLora } from "../weights/lora.ts";
-import { loadTinyDemoModel } from "../weights/tiny.ts";
+import {
+  DEMO_MODEL_FILES,
+  DEMO_MOTION_MODULE_NAME,
+  demoModelDir,
+  isDemoModelName,
+} from "../weights/demo_model.ts";
+import { join } from "node:path";
+import { loadEmbedding, withEmbeddings } from "../weights/embeddings.ts";
 import { resolveHubFile } from "../weights/hub.ts";
 
 /** What every job of a generation works with: the Gpu, the models on it and the tokenizer. */
@@ -30,6 +37,11 @@ export interface PipelineParts {
   readonly textEncoder: ClipTextEncoder;
   readonly unet: UNet3D;
   readonly vae: VaeDecoder;
+  /**
+   * The VAE encoder (video-to-video, image-to-video), bound on first use from the model's files;
+   * absent where the pipeline has no files to read it from.
+   */
+  readonly vaeEncoder?: () => Promise<VaeEncoder>;
 }
 
 /** The parts with the weight stores they were bound through (text encoder, UNet, motion, VAE). */
@@ -42,47 +54,118 @@ export interface LoadedWeights {
   model: ModelWeights;
   motion: MotionWeights;
   tokenizer: ClipTokenizer;
-  /** The embedded demo model. */
+  /** A built-in demo model (`demo` or `demo:paper`). */
   demo: boolean;
 }
 
 /**
  * Opens what `options` names (files are read lazily), merges LoRAs and loads the tokenizer. No
- * model means the embedded demo model.
+ * model (or `demo`) means the built-in demo model, `demo:paper` its paper variant (the base with
+ * the paper LoRA merged); either comes with the demo's motion module unless one is named.
  */
 export async function loadWeights(options: PipelineOptions): Promise<LoadedWeights> {
-  const demo = !options.model ? loadTinyDemoModel(ARCHITECTURE) : null;
-  let model: ModelWeights = demo ? demo.model : await inputErrors(
+  const demoName = options.model === undefined
+    ? "demo"
+    : isDemoModelName(options.model)
+    ? options.model
+    : null;
+  const demoDir = demoName || options.motionModule === DEMO_MOTION_MODULE_NAME
+    ? await inputErrors("model", demoModelDir())
+    : null;
+  let model: ModelWeights = await inputErrors(
     "model",
-    loadModel(options.model!, { config: options.modelConfig, architecture: ARCHITECTURE }),
+    loadModel(demoName ? demoDir! : options.model!, {
+      config: demoName ? undefined : options.modelConfig,
+      architecture: ARCHITECTURE,
+    }),
   );
   let motion: MotionWeights;
-  if (options.motionModule) {
-    motion = await inputErrors(
-      "motionModule",
-      loadMotionModule(options.motionModule, {
-        config: options.motionModuleConfig,
-        architecture: ARCHITECTURE,
-      }),
-    );
-  } else if (demo) motion = demo.motion;
-  else {
+  const motionPath = options.motionModule === DEMO_MOTION_MODULE_NAME || !options.motionModule
+    ? demoDir && join(demoDir, DEMO_MODEL_FILES.motion)
+    : options.motionModule;
+  if (!motionPath) {
+    model.close();
     throw new InputError(
       "motionModule is required with a model (an AnimateDiff motion module .ckpt/.safetensors " +
         "or MotionAdapter folder)",
     );
   }
-  if (options.loras?.length) {
+  motion = await inputErrors(
+    "motionModule",
+    loadMotionModule(motionPath, {
+      config: motionPath === options.motionModule
+        ? options.motionModuleConfig
+        : join(demoDir!, DEMO_MODEL_FILES.motionConfig),
+      architecture: ARCHITECTURE,
+    }),
+  );
+  const loras = [
+    ...(demoName === "demo:paper" ? [{ path: join(demoDir!, DEMO_MODEL_FILES.paperLora) }] : []),
+    ...(options.loras ?? []),
+  ];
+  if (loras.length) {
     const scaled = [];
-    for (const spec of options.loras) {
+    for (const spec of loras) {
       const lora = await inputErrors("loras", loadLora(spec.path, { model, motion }));
       scaled.push({ lora, scale: spec.scale ?? 1 });
     }
     model = applyLoras(model, scaled);
     motion = applyMotionLoras(motion, scaled, { model });
   }
-  const tokenizer = await loadTokenizer(options, model, demo?.tokenizer ?? null);
-  return { model, motion, tokenizer, demo: demo !== null };
+  const tokenizer = await loadTokenizer(options, model);
+  if (options.embeddings?.length) {
+    const embeddings = [];
+    for (const spec of options.embeddings) {
+      embeddings.push(await loadEmbedding(spec, model.clipConfig.hiddenSize));
+    }
+    let id = model.clipConfig.vocabSize;
+    for (const e of embeddings) {
+      tokenizer.addEmbeddingTokens(e.token, e.count, id);
+      id += e.count;
+    }
+    model = withEmbeddings(model, embeddings);
+  }
+  return { model, motion, tokenizer, demo: demoName !== null };
+}
+
+/**
+ * Opens the base model `options` names (files read lazily; the demo's folder for `demo`,
+ * `demo:paper` or no model), without LoRAs: what the VAE encoder is read from on first use.
+ */
+export async function openBaseModel(options: PipelineOptions): Promise<ModelWeights> {
+  const demo = options.model === undefined || isDemoModelName(options.model);
+  return await inputErrors(
+    "model",
+    loadModel(demo ? await demoModelDir() : options.model!, {
+      config: demo ? undefined : options.modelConfig,
+      architecture: ARCHITECTURE,
+    }),
+  );
+}
+
+/** Binds the VAE encoder of `model` on `gpu` (its decoder half ignored); closes `model`. */
+export async function bindVaeEncoder(
+  gpu: Gpu,
+  model: ModelWeights,
+  dtype: DType,
+): Promise<{ encoder: VaeEncoder; store: WeightStore }> {
+  try {
+    const store = new WeightStore(gpu, model.vae, {
+      dtype,
+      part: "vae",
+      ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
+    });
+    try {
+      const encoder = new VaeEncoder(store, model.vaeConfig);
+      await inputErrors("model", store.loadAll());
+      return { encoder, store };
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+  } finally {
+    model.close();
+  }
 }
 
 /**
@@ -176,7 +259,6 @@ async function readText(path: string, what: string): Promise<string> {
 async function loadTokenizer(
   options: PipelineOptions,
   model: ModelWeights,
-  demo: { vocabJson: string; mergesTxt: string } | null,
 ): Promise<ClipTokenizer> {
   if (options.tokenizer) {
     const dir = options.tokenizer.replace(/\/$/, "");
@@ -186,7 +268,6 @@ async function loadTokenizer(
     });
   }
   if (model.tokenizer) return ClipTokenizer.fromFiles(model.tokenizer);
-  if (demo) return ClipTokenizer.fromFiles(demo);
   // Single-file checkpoints carry no tokenizer: SD1.5 uses CLIP ViT-L/14's.
   try {
     const vocab = await resolveHubFile("hf:openai/clip-vit-large-patch14/vocab.json");

@@ -183,8 +183,9 @@ export class MemoryPlanner {
     const onProgress = (e: ProgressEvent) => {
       if (e.stage !== stage && e.stage in stages) mark(e.stage as keyof typeof stages);
     };
-    // Every step allocates alike: a few stand for all of them.
-    const few = { ...r, steps: Math.min(r.steps, 3) };
+    // Every step allocates alike: a few stand for all of them. A video or image input is planned
+    // as text to video of its size (the VAE encoder pass it adds is not in the plan).
+    const few = { ...r, steps: Math.min(r.steps, 3), init: null };
     try {
       if (o.decode) await generate(parts, few, { prompts }, { onProgress });
       else (await denoise(parts, few, { onProgress, prompts }, {})).release();

@@ -41,23 +41,40 @@ export function predictNoise(
   t: number,
   inputScale: number,
   context: Tensor,
-  r: { frames: number; guidance: number },
+  r: {
+    frames: number;
+    guidance: number;
+    motionScale?: number;
+    motionEffect?: number;
+    /** Prompt travel: the context holds one row per frame (else one per video). */
+    keyframes?: unknown;
+  },
 ): Tensor {
   const gpu = p.gpu;
-  const cfg = context.shape[0] * r.frames === 2 * latents.shape[0];
+  // Rows of one guidance half: one per video, or one per frame with prompt travel.
+  const rows = r.keyframes ? latents.shape[0] : latents.shape[0] / r.frames;
+  const cfg = context.shape[0] === 2 * rows;
   return gpu.scope(() => {
     const x = inputScale === 1 ? latents : scale(gpu, latents, inputScale);
-    if (!cfg) return p.unet.forward(gpu, x, t, context, r.frames);
+    const motion = { scale: r.motionScale ?? 1, effect: r.motionEffect ?? 1 };
+    if (!cfg) return p.unet.forward(gpu, x, t, context, r.frames, motion);
     if (splitCfg(p, latents)) {
       // The unconditional and conditional passes one after the other: half the activations.
-      const b = context.shape[0] / 2;
+      const b = rows;
       const [u, c] = [0, 1].map((half) =>
-        p.unet.forward(gpu, x, t, slice(gpu, context, 0, half * b, (half + 1) * b), r.frames)
+        p.unet.forward(
+          gpu,
+          x,
+          t,
+          slice(gpu, context, 0, half * b, (half + 1) * b),
+          r.frames,
+          motion,
+        )
       );
       return cfgGuide(gpu, u, c, r.guidance);
     }
     // [b*f, 4, h, w] -> [2*b*f, 4, h, w] = (uncond videos, cond videos)
-    const eps = p.unet.forward(gpu, concat(gpu, [x, x], 0), t, context, r.frames);
+    const eps = p.unet.forward(gpu, concat(gpu, [x, x], 0), t, context, r.frames, motion);
     return cfgCombine(gpu, eps, r.guidance);
   });
 }

@@ -13,7 +13,8 @@ import { InputError } from "../kernels/gpu/errors.ts";
 import type { DType } from "../kernels/gpu/tensor.ts";
 import type { ClipTextEncoder } from "./models/clip.ts";
 import type { Fidelity, UNet3D } from "./models/unet.ts";
-import type { VaeDecoder } from "./models/vae.ts";
+import type { VaeDecoder, VaeEncoder } from "./models/vae.ts";
+import type { WeightStore } from "./weight_store.ts";
 import type { MotionNormMode } from "./models/motion.ts";
 import type { ClipTokenizer } from "./tokenizer.ts";
 import type {
@@ -25,7 +26,14 @@ import type {
   ProgressEvent,
 } from "./pipeline_types.ts";
 import type { ModelWeights, MotionWeights } from "../weights/types.ts";
-import { bindParts, type BoundParts, checkFidelity, loadWeights } from "./load.ts";
+import {
+  bindParts,
+  bindVaeEncoder,
+  type BoundParts,
+  checkFidelity,
+  loadWeights,
+  openBaseModel,
+} from "./load.ts";
 import { type ResolvedRequest, resolveRequest } from "./request.ts";
 import { denoise, type LatentOptions, readLatents } from "./denoise.ts";
 import { type Batch, generate } from "./generate.ts";
@@ -83,13 +91,21 @@ export class AnimationPipeline {
   readonly #parts: BoundParts;
   readonly #planner: MemoryPlanner;
   readonly #ownsGpu: boolean;
+  readonly #openBase: (() => Promise<ModelWeights>) | null;
+  #encoder: Promise<{ encoder: VaeEncoder; store: WeightStore }> | null = null;
   #disposed = false;
 
   private constructor(
     parts: BoundParts,
-    init: { info: PipelineInfo; ownsGpu: boolean; budget: number | null },
+    init: {
+      info: PipelineInfo;
+      ownsGpu: boolean;
+      budget: number | null;
+      openBase?: () => Promise<ModelWeights>;
+    },
   ) {
     this.#parts = parts;
+    this.#openBase = init.openBase ?? null;
     this.info = init.info;
     this.gpu = parts.gpu;
     this.dtype = parts.dtype;
@@ -121,6 +137,7 @@ export class AnimationPipeline {
     });
     return await AnimationPipeline.fromWeights({
       ...weights,
+      openBase: () => openBaseModel(options),
       precision,
       fidelity: options.fidelity,
       device: options.device,
@@ -146,6 +163,8 @@ export class AnimationPipeline {
     onProgress?: (e: ProgressEvent) => void;
     startedAt?: number;
     maxMemory?: number;
+    /** Reopens the base model's files (for the VAE encoder on first use). */
+    openBase?: () => Promise<ModelWeights>;
   }): Promise<AnimationPipeline> {
     const { model, motion } = init;
     const t0 = init.startedAt ?? performance.now();
@@ -179,6 +198,7 @@ export class AnimationPipeline {
           },
           ownsGpu,
           budget: init.maxMemory ?? defaultMemoryBudget(gpu.info),
+          openBase: init.openBase,
         });
       } catch (e) {
         if (ownsGpu) gpu.destroy();
@@ -214,6 +234,7 @@ export class AnimationPipeline {
       maxFrames: this.info.maxFrames,
       motionVersion: this.info.motionVersion,
       clipLayers: this.textEncoder.config.layers,
+      demo: this.info.demo,
     });
   }
 
@@ -303,10 +324,27 @@ export class AnimationPipeline {
     if (this.#disposed) throw new Error("pipeline was disposed");
   }
 
+  /**
+   * The VAE encoder, bound on first use from the model's files (video and image inputs).
+   * @ignore
+   */
+  readonly vaeEncoder = async (): Promise<VaeEncoder> => {
+    if (!this.#openBase) {
+      throw new InputError(
+        "video and image inputs need a pipeline loaded from files (loadPipeline), not fromWeights",
+      );
+    }
+    const open = this.#openBase;
+    this.#encoder ??= open().then((model) => bindVaeEncoder(this.gpu, model, this.dtype));
+    this.#encoder.catch(() => (this.#encoder = null));
+    return (await this.#encoder).encoder;
+  };
+
   /** Releases all GPU memory (and the device when the pipeline created it). */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.#encoder?.then((e) => e.store.dispose(), () => {});
     this.#planner.dispose();
     for (const s of this.#parts.stores) s.dispose();
     this.gpu.pool.trim();

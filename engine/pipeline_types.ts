@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { FreeInitOptions } from "./free_init.ts";
 import type { Frame } from "./output/frame.ts";
 import type { Gpu } from "../kernels/gpu/device.ts";
 import type { SCHEDULERS } from "./request.ts";
@@ -68,10 +69,19 @@ export interface LoraSpec {
  * ```
  */
 export interface PipelineOptions {
-  /** Diffusers folder, single-file .safetensors/.ckpt, or `hf:` reference. Default: the tiny random-weights demo model. */
+  /**
+   * Diffusers folder, single-file .safetensors/.ckpt, `hf:` reference, or a built-in demo model:
+   * `demo` (the default) or `demo:paper`.
+   */
   model?: string;
   /** Original AnimateDiff motion module (.ckpt/.safetensors) or MotionAdapter folder. Default: the demo's. */
   motionModule?: string;
+  /**
+   * Textual-inversion embeddings (A1111 `.pt` / `.safetensors`, diffusers `learned_embeds`):
+   * each bound to `token` (default: the file name), usable in prompts and negative prompts; a
+   * multi-vector embedding's token stands for all its vectors.
+   */
+  embeddings?: readonly { path: string; token?: string }[];
   /** LoRAs merged into the base model and motion module, in order. */
   loras?: LoraSpec[];
   /** Folder with vocab.json + merges.txt (default: the model's tokenizer/). */
@@ -123,8 +133,15 @@ export interface PipelineOptions {
  * ```
  */
 export interface GenerateRequest {
-  /** What to animate. */
+  /** What to animate ("" allowed with `promptMap`, else in front of every keyframe prompt). */
   prompt: string;
+  /**
+   * Prompt travel: keyframe prompts by frame, `{0: "a girl smiling", 8: "a girl crying"}`; each
+   * frame's text embedding is the linear interpolation of its two neighbouring keyframes' (frames
+   * after the last key hold it, frames before the first hold the first). The negative prompt
+   * stays one. Keys are frames in [0, frames - 1]. Not with generateBatch.
+   */
+  promptMap?: Readonly<Record<number | string, string>>;
   /** What to steer away from (default ""). */
   negativePrompt?: string;
   /**
@@ -145,6 +162,16 @@ export interface GenerateRequest {
    * animation loops seamlessly (default false).
    */
   contextLoop?: boolean;
+  /**
+   * With contextLength: how overlapping windows combine per frame: "flat" (the mean, default)
+   * or "pyramid" (weights 1..m..1 across a window, AnimateDiff-Evolved's default).
+   */
+  contextWeighting?: "flat" | "pyramid";
+  /**
+   * With contextLength: FreeNoise's noise re-use: every window after the first starts from a
+   * shuffled copy of the noise `contextLength` frames earlier, so long clips stay coherent.
+   */
+  freeNoise?: boolean;
   /** Width and height in pixels, multiples of 8 (default 512). */
   width?: number;
   /** Height in pixels, a multiple of 8 (default 512). */
@@ -164,6 +191,40 @@ export interface GenerateRequest {
   clipSkip?: number;
   /** Playback rate stored in the result (default 8). */
   fps?: number;
+  /**
+   * Motion scale (default 1): multiplies the motion modules' temporal-attention keys, logits =
+   * s * q.k / sqrt(d) (AnimateDiff-Evolved's `scale_multival`). Above 1 sharpens which frames
+   * each frame follows; below 1 spreads it. In (0, 10].
+   */
+  motionScale?: number;
+  /**
+   * Motion effect (default 1): every motion module's output becomes x + e * (module(x) - x)
+   * (AnimateDiff-Evolved's `effect_multival`): 0 = no motion module at all, below 1 less
+   * motion, above 1 more. In [0, 10].
+   */
+  motionEffect?: number;
+  /**
+   * FreeInit (diffusers' `enable_free_init`): `iterations` denoising passes (default 3), each
+   * after the first starting from the last result re-noised with the first noise, its low
+   * frequencies kept (`method` butterworth | gaussian | ideal | box, `order`, `spatialStop`,
+   * `temporalStop`, defaults 4, 0.25, 0.25) and its high ones from fresh noise; `fastSampling`
+   * gives pass k of n floor(steps / n * (k + 1)) steps. Costs `iterations` times the denoising.
+   */
+  freeInit?: FreeInitOptions;
+  /**
+   * Video to video (diffusers' AnimateDiffVideoToVideoPipeline): the input frames (RGBA) are
+   * encoded by the VAE and noised to `strength`; the clip is denoised from there. Its length is
+   * the default frame count, its size the default width and height (other sizes are resized).
+   * DDIM or LCM.
+   */
+  video?: readonly Frame[];
+  /** Image to video: this image starts every frame (as a video of `frames` copies of it). */
+  image?: Frame;
+  /**
+   * How much of the input `video` / `image` is replaced, in (0, 1] (default 0.8): the denoising
+   * starts at step steps - floor(steps * strength).
+   */
+  strength?: number;
 }
 
 /**
@@ -254,7 +315,7 @@ export interface GenerateOptions {
  * ```
  */
 export interface PipelineInfo {
-  /** Where the base model came from (path, `hf:` reference, or "tiny-demo"). */
+  /** Where the base model came from (path or `hf:` reference; the demo's folder for the demo). */
   model: string;
   /** Where the motion module came from. */
   motionModule: string;
@@ -266,7 +327,7 @@ export interface PipelineInfo {
   precision: Precision;
   /** Name of the GPU adapter. */
   adapter: string;
-  /** True for the built-in random-weights demo model. */
+  /** True for the built-in demo models (`demo`, `demo:paper`). */
   demo: boolean;
 }
 

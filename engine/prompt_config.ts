@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { FreeInitOptions } from "./free_init.ts";
 import { parse } from "npm:yaml@^2.9.1";
 import { InputError } from "../kernels/gpu/errors.ts";
 
@@ -59,6 +60,19 @@ export interface PromptJob {
   height?: number;
   /** Frames (`L`). */
   frames?: number;
+  /** Textual-inversion embeddings (`embeddings: [path | {path, token}]`, resolved). */
+  embeddings?: { path: string; token?: string }[];
+  /** Prompt travel (`prompt_map: {frame: prompt}`, as animatediff-cli-prompt-travel). */
+  promptMap?: Record<number, string>;
+  /**
+   * FreeInit (`free_init: {iterations, method, order, spatial_stop, temporal_stop,
+   * fast_sampling}`), see GenerateRequest.freeInit.
+   */
+  freeInit?: FreeInitOptions;
+  /** Motion scale (`motion_scale`, see GenerateRequest.motionScale). */
+  motionScale?: number;
+  /** Motion effect (`motion_effect`, see GenerateRequest.motionEffect). */
+  motionEffect?: number;
 }
 
 /** Fields of AnimateDiff's SparseCtrl / ControlNet entries: not supported, rejected by name. */
@@ -95,6 +109,11 @@ const KNOWN_KEYS = new Set([
   "W",
   "H",
   "L",
+  "motion_scale",
+  "motion_effect",
+  "prompt_map",
+  "free_init",
+  "embeddings",
 ]);
 
 function asList<T>(v: T | T[] | undefined): T[] {
@@ -183,7 +202,9 @@ export function parsePromptConfig(
           `supported; remove these fields`,
       );
     }
+    const promptMap = promptMapOf(e.prompt_map, source, name);
     const prompts = asList(e.prompt as string | string[]);
+    if (!prompts.length && promptMap) prompts.push("");
     if (!prompts.length) throw new InputError(`${source}: entry ${name} has no prompt`);
     const negatives = asList(e.n_prompt as string | string[]);
     negatives.forEach((n, i) => {
@@ -256,11 +277,91 @@ export function parsePromptConfig(
           width: num(e.W, "W", name),
           height: num(e.H, "H", name),
           frames: num(e.L, "L", name),
+          promptMap,
+          embeddings: embeddingsOf(e.embeddings, source, name, resolve),
+          freeInit: freeInitOf(e.free_init, source, name),
+          motionScale: num(e.motion_scale, "motion_scale", name),
+          motionEffect: num(e.motion_effect, "motion_effect", name),
         });
       });
     }
   }
   return jobs;
+}
+
+/** An entry's `embeddings`: paths, or {path, token} mappings. */
+function embeddingsOf(
+  v: unknown,
+  source: string,
+  name: string,
+  resolve: (p: string) => string,
+): { path: string; token?: string }[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  return asList(v as unknown[]).map((e, i) => {
+    if (typeof e === "string") return { path: resolve(e) };
+    const r = e as Record<string, unknown>;
+    if (
+      !r || typeof r !== "object" || typeof r.path !== "string" ||
+      (r.token !== undefined && typeof r.token !== "string")
+    ) {
+      throw new InputError(
+        `${source}: entry ${name}: embeddings[${i}] must be a path or {path, token}`,
+      );
+    }
+    return { path: resolve(r.path), token: r.token as string | undefined };
+  });
+}
+
+/** An entry's `free_init` mapping as FreeInit options (values checked with the request). */
+function freeInitOf(v: unknown, source: string, name: string): FreeInitOptions | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new InputError(`${source}: entry ${name}: free_init must be a mapping`);
+  }
+  const keys: Record<string, keyof FreeInitOptions> = {
+    iterations: "iterations",
+    method: "method",
+    order: "order",
+    spatial_stop: "spatialStop",
+    temporal_stop: "temporalStop",
+    fast_sampling: "fastSampling",
+  };
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (!(k in keys)) {
+      throw new InputError(
+        `${source}: entry ${name}: free_init.${k.slice(0, 30)} is not one of ${
+          Object.keys(keys).join(", ")
+        }`,
+      );
+    }
+    out[keys[k]] = typeof x === "bigint" ? Number(x) : x;
+  }
+  return out as FreeInitOptions;
+}
+
+/** An entry's `prompt_map` (frame -> prompt); frame keys must be integers. */
+function promptMapOf(
+  v: unknown,
+  source: string,
+  name: string,
+): Record<number, string> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new InputError(`${source}: entry ${name}: prompt_map must be a mapping {frame: prompt}`);
+  }
+  const map: Record<number, string> = {};
+  for (const [k, p] of Object.entries(v as Record<string, unknown>)) {
+    if (!/^\d+$/.test(k.trim()) || typeof p !== "string") {
+      throw new InputError(
+        `${source}: entry ${name}: prompt_map entries must be frame: "prompt", got ${
+          k.slice(0, 20)
+        }`,
+      );
+    }
+    map[Number(k.trim())] = p;
+  }
+  return map;
 }
 
 /** A file-name-safe slug of a prompt (AnimateDiff names samples `<index>-<prompt words>`). */

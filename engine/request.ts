@@ -5,6 +5,11 @@
  * @module
  */
 
+import { CONTEXT_WEIGHTINGS, type ContextWeighting } from "./context_windows.ts";
+import { LCM_ORIGINAL_STEPS } from "./schedulers/lcm.ts";
+import { checkPromptMap, type Keyframes } from "./prompt_travel.ts";
+import { type ResolvedFreeInit, resolveFreeInit } from "./free_init.ts";
+import { checkFrame, type Frame, resizeFrame } from "./output/frame.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import type { GenerateRequest, SchedulerName } from "./pipeline_types.ts";
 import { MAX_WINDOWED_FRAMES } from "./context_windows.ts";
@@ -19,7 +24,14 @@ import { MAX_WINDOWED_FRAMES } from "./context_windows.ts";
  * const ok = SCHEDULERS.includes("euler-a"); // true
  * ```
  */
-export const SCHEDULERS = ["ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"] as const;
+export const SCHEDULERS = [
+  "ddim",
+  "euler",
+  "euler-a",
+  "dpmpp-2m",
+  "dpmpp-2m-karras",
+  "lcm",
+] as const;
 
 /**
  * Largest accepted width/height in pixels.
@@ -56,10 +68,21 @@ export const REQUEST_DEFAULTS = {
   scheduler: "ddim" as SchedulerName,
   clipSkip: 1,
   fps: 8,
+  motionScale: 1,
+  motionEffect: 1,
 } as const;
 
-/** Defaults for the built-in tiny demo model (its native size; seconds on a CPU). */
-export const DEMO_DEFAULTS = { frames: 8, width: 64, height: 64, steps: 4 } as const;
+/** Largest motion scale and motion effect a request may ask for. */
+export const MAX_MOTION_CONTROL = 10;
+
+/** Defaults for the built-in demo models (their native size; seconds on a CPU). */
+export const DEMO_DEFAULTS = {
+  frames: 8,
+  width: 64,
+  height: 64,
+  steps: 12,
+  guidance: 2,
+} as const;
 
 /**
  * A fully resolved request (defaults applied, validated).
@@ -103,7 +126,26 @@ export interface ResolvedRequest {
   contextOverlap: number;
   /** Closed loop: windows wrap past the last frame to the first. */
   contextLoop: boolean;
+  /** How overlapping windows combine. */
+  contextWeighting: ContextWeighting;
+  /** FreeNoise: later windows start from shuffled noise of earlier ones. */
+  freeNoise: boolean;
+  /** Multiplier of the motion modules' temporal-attention keys (1 = as trained). */
+  motionScale: number;
+  /** Blend of the motion modules' output with their input (1 = as trained, 0 = no motion). */
+  motionEffect: number;
+  /** Prompt travel's keyframes (from `promptMap`), or null for one prompt for every frame. */
+  keyframes: Keyframes | null;
+  /** FreeInit's settings, or null for one denoising pass. */
+  freeInit: ResolvedFreeInit | null;
+  /** Video / image to video: the input frames (resized to width x height) and the strength. */
+  init: { frames: Frame[]; strength: number } | null;
 }
+
+/** The default strength of video and image inputs (diffusers' video-to-video default). */
+export const DEFAULT_STRENGTH = 0.8;
+/** Schedulers that take a video or image input (their noise is added as DDIM's). */
+export const INIT_SCHEDULERS: readonly SchedulerName[] = ["ddim", "lcm"];
 
 /** What a request is validated against: the loaded model's limits. */
 export interface RequestModel {
@@ -113,11 +155,13 @@ export interface RequestModel {
   motionVersion: string;
   /** Text-encoder layers (clip skip goes up to this + 1). */
   clipLayers: number;
+  /** A built-in demo model: {@link DEMO_DEFAULTS} replace the size, frames and steps defaults. */
+  demo?: boolean;
 }
 
 /** Applies defaults and validates a request; throws an InputError naming the field. */
 export function resolveRequest(req: GenerateRequest, model: RequestModel): ResolvedRequest {
-  const d = REQUEST_DEFAULTS;
+  const d = model.demo ? { ...REQUEST_DEFAULTS, ...DEMO_DEFAULTS } : REQUEST_DEFAULTS;
   const r: ResolvedRequest = {
     prompt: req.prompt,
     negativePrompt: req.negativePrompt ?? d.negativePrompt,
@@ -133,7 +177,32 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
     contextLength: 0,
     contextOverlap: 0,
     contextLoop: req.contextLoop ?? false,
+    contextWeighting: req.contextWeighting ?? "flat",
+    freeNoise: req.freeNoise ?? false,
+    motionScale: req.motionScale ?? d.motionScale,
+    motionEffect: req.motionEffect ?? d.motionEffect,
+    keyframes: null,
+    freeInit: null,
+    init: null,
   };
+  // A video's length and size are the defaults of the clip's.
+  const source = req.video ?? (req.image ? [req.image] : null);
+  if (source) {
+    if (req.video && req.image) throw new InputError("video and image are exclusive: give one");
+    if (source.length === 0) throw new InputError("video has no frames");
+    source.forEach((f, i) => {
+      try {
+        checkFrame(f, req.video ? `video frame ${i}` : "image");
+      } catch (e) {
+        throw new InputError((e as Error).message);
+      }
+    });
+    if (req.video && req.frames === undefined) r.frames = req.video.length;
+    if (req.width === undefined) r.width = Math.max(8, Math.round(source[0].width / 8) * 8);
+    if (req.height === undefined) r.height = Math.max(8, Math.round(source[0].height / 8) * 8);
+  } else if (req.strength !== undefined) {
+    throw new InputError("strength needs a video or an image");
+  }
   if (typeof r.prompt !== "string") throw new InputError("prompt must be a string");
   if (typeof r.negativePrompt !== "string") {
     throw new InputError("negativePrompt must be a string");
@@ -154,12 +223,8 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
         `positions; for longer animations set contextLength (CLI: --context-length) to at most ` +
         `${maxFrames})`,
     );
-    if (req.contextOverlap !== undefined || req.contextLoop !== undefined) {
-      throw new InputError(
-        `${
-          req.contextOverlap !== undefined ? "contextOverlap" : "contextLoop"
-        } needs contextLength`,
-      );
+    for (const k of ["contextOverlap", "contextLoop", "contextWeighting", "freeNoise"] as const) {
+      if (req[k] !== undefined) throw new InputError(`${k} needs contextLength`);
     }
     r.contextLength = r.frames;
   } else {
@@ -177,6 +242,14 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
     if (typeof r.contextLoop !== "boolean") {
       throw new InputError(`contextLoop must be true or false, got ${r.contextLoop}`);
     }
+    if (!CONTEXT_WEIGHTINGS.includes(r.contextWeighting)) {
+      throw new InputError(
+        `contextWeighting must be ${CONTEXT_WEIGHTINGS.join(" or ")}, got ${r.contextWeighting}`,
+      );
+    }
+    if (typeof r.freeNoise !== "boolean") {
+      throw new InputError(`freeNoise must be true or false, got ${r.freeNoise}`);
+    }
   }
   for (const [name, v] of [["width", r.width], ["height", r.height]] as const) {
     int(name, v, 8, MAX_SIDE);
@@ -191,6 +264,51 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
       `unknown scheduler "${r.scheduler}"; use one of ${SCHEDULERS.join(", ")}`,
     );
   }
+  if (req.promptMap !== undefined) r.keyframes = checkPromptMap(req.promptMap, r.frames, r.prompt);
+  if (req.freeInit !== undefined) {
+    r.freeInit = resolveFreeInit(req.freeInit);
+    if (r.freeInit.fastSampling && r.steps < r.freeInit.iterations) {
+      throw new InputError(
+        `freeInit.fastSampling needs at least one step per pass: steps ${r.steps} < ` +
+          `iterations ${r.freeInit.iterations}`,
+      );
+    }
+  }
+  if (source) {
+    const strength = req.strength ?? DEFAULT_STRENGTH;
+    if (!(strength > 0 && strength <= 1)) {
+      throw new InputError(`strength must be a number above 0 and at most 1, got ${strength}`);
+    }
+    if (req.video && req.video.length !== r.frames) {
+      throw new InputError(`video has ${req.video.length} frames, but frames is ${r.frames}`);
+    }
+    if (!INIT_SCHEDULERS.includes(r.scheduler)) {
+      throw new InputError(
+        `video and image inputs take the ${
+          INIT_SCHEDULERS.join(" or ")
+        } scheduler, got ${r.scheduler}`,
+      );
+    }
+    if (r.contextLength < r.frames || r.keyframes || r.freeInit) {
+      // Not combined yet: keep the error explicit rather than half-working.
+      throw new InputError(
+        "video and image inputs do not combine with contextLength, promptMap or freeInit yet",
+      );
+    }
+    if (Math.floor(r.steps * strength) < 1) {
+      throw new InputError(
+        `strength ${strength} x steps ${r.steps} leaves no denoising step (needs at least 1)`,
+      );
+    }
+    const frames = req.video ? [...req.video] : new Array(r.frames).fill(req.image!);
+    r.init = { frames: frames.map((f) => resizeFrame(f, r.width, r.height)), strength };
+  }
+  if (r.scheduler === "lcm" && r.steps > LCM_ORIGINAL_STEPS) {
+    throw new InputError(
+      `steps: the lcm scheduler takes at most ${LCM_ORIGINAL_STEPS} steps (AnimateLCM's ` +
+        `original_inference_steps), got ${r.steps}`,
+    );
+  }
   if (typeof r.seed === "bigint") {
     if (r.seed < 0n || r.seed >= 2n ** 64n) {
       throw new InputError(`seed must be from 0 to 2^64 - 1, got ${r.seed}`);
@@ -199,6 +317,16 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
   int("clipSkip", r.clipSkip, 1, model.clipLayers + 1);
   if (!Number.isFinite(r.fps) || r.fps <= 0 || r.fps > 100) {
     throw new InputError(`fps must be a number above 0 and at most 100, got ${r.fps}`);
+  }
+  if (!(r.motionScale > 0 && r.motionScale <= MAX_MOTION_CONTROL)) {
+    throw new InputError(
+      `motionScale must be a number above 0 and at most ${MAX_MOTION_CONTROL}, got ${r.motionScale}`,
+    );
+  }
+  if (!(r.motionEffect >= 0 && r.motionEffect <= MAX_MOTION_CONTROL)) {
+    throw new InputError(
+      `motionEffect must be a number from 0 to ${MAX_MOTION_CONTROL}, got ${r.motionEffect}`,
+    );
   }
   return r;
 }

@@ -128,6 +128,11 @@ export class ClipTokenizer {
   #vocab: Map<string, number>;
   #ranks: Map<string, number>;
   #cache = new Map<string, string[]>();
+  /** Tokens added by textual-inversion embeddings, with their ids. */
+  #added = new Map<string, number>();
+  /** Multi-vector embeddings: T -> "T T_1 ... T_{n-1}". */
+  #expand = new Map<string, string>();
+  #addedRe: RegExp | null = null;
 
   private constructor(
     vocab: Map<string, number>,
@@ -268,6 +273,49 @@ export class ClipTokenizer {
    * ```
    */
   tokenize(text: string): string[] {
+    if (this.#added.size === 0) return this.#tokenizeText(text);
+    // Embedding tokens: expanded (T -> T T_1 ...), then split out of the text, longest first.
+    for (const [t, full] of this.#expand) text = text.split(t).join(full);
+    const out: string[] = [];
+    let last = 0;
+    for (const m of text.matchAll(this.#addedRe!)) {
+      out.push(...this.#tokenizeText(text.slice(last, m.index)), m[0]);
+      last = m.index! + m[0].length;
+    }
+    out.push(...this.#tokenizeText(text.slice(last)));
+    return out;
+  }
+
+  /**
+   * Adds a textual-inversion embedding's tokens: `token` and, for `count` > 1 vectors,
+   * `token_1` ... `token_{count-1}`, with ids from `firstId` on (the rows appended to the text
+   * encoder's table); a prompt's `token` then stands for all of them, as diffusers' and A1111's
+   * embeddings do. Returns the ids.
+   *
+   * @example
+   * ```ts
+   * tok.addEmbeddingTokens("easynegative", 8, 49408); // [49408, ..., 49415]
+   * ```
+   */
+  addEmbeddingTokens(token: string, count: number, firstId: number): number[] {
+    const names = Array.from({ length: count }, (_, i) => (i === 0 ? token : `${token}_${i}`));
+    for (const n of names) {
+      if (this.#vocab.has(n) || this.#vocab.has(`${n}</w>`) || this.#added.has(n)) {
+        throw new InputError(`embeddings: token "${n}" is already in the vocabulary`);
+      }
+    }
+    const ids = names.map((n, i) => {
+      this.#added.set(n, firstId + i);
+      return firstId + i;
+    });
+    if (count > 1) this.#expand.set(token, names.join(" "));
+    const escaped = [...this.#added.keys()].sort((a, b) => b.length - a.length)
+      .map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    this.#addedRe = new RegExp(escaped.join("|"), "g");
+    return ids;
+  }
+
+  #tokenizeText(text: string): string[] {
     const out: string[] = [];
     for (const part of text.split(SPECIAL_SPLIT_RE)) {
       if (part === BOS_TOKEN || part === EOS_TOKEN) {
@@ -301,7 +349,7 @@ export class ClipTokenizer {
   encode(text: string): TokenizedPrompt {
     const tokens = this.tokenize(text);
     const unk = this.eosId;
-    const body = tokens.map((t) => this.#vocab.get(t) ?? unk);
+    const body = tokens.map((t) => this.#vocab.get(t) ?? this.#added.get(t) ?? unk);
     const room = this.maxLength - 2;
     const kept = body.length > room ? body.slice(0, room) : body;
     const ids = new Int32Array(this.maxLength).fill(this.padId);

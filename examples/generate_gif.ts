@@ -2,8 +2,8 @@
  * Generates a GIF from a Stable Diffusion 1.5 checkpoint and an AnimateDiff motion module.
  *
  * ```sh
- * # The built-in tiny demo model (random weights, offline, seconds):
- * deno run -A examples/generate_gif.ts --prompt "a lighthouse in a storm" --out storm.gif
+ * # The built-in demo model (trained by Zoetrope on a synthetic world; offline, seconds):
+ * deno run -A examples/generate_gif.ts --prompt "a red circle moving right" --out circle.gif
  * # A real checkpoint (single file or diffusers folder) and motion module:
  * deno run -A examples/generate_gif.ts --model models/checkpoints/toonyou_beta6.safetensors \
  *   --motion-module models/motion_modules/mm_sd_v15_v2.ckpt --tokenizer models/clip-tokenizer \
@@ -18,8 +18,8 @@ import { loadPipeline } from "@zoetrope/animatediff";
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
-    prompt: { type: "string", default: "a lighthouse in a storm, waves crashing" },
-    "negative-prompt": { type: "string", default: "blurry, low quality" },
+    prompt: { type: "string" },
+    "negative-prompt": { type: "string" },
     model: { type: "string" },
     "motion-module": { type: "string" },
     tokenizer: { type: "string" },
@@ -31,8 +31,8 @@ const { values: flags } = parseArgs({
   },
 });
 
-// Without --model the demo model runs; it is tiny, so default to a tiny size and few steps.
-const demo = flags.model === undefined;
+// Without --model the demo model runs: it draws "a <colour> <shape> <motion>" at 64 x 64.
+const demo = flags.model === undefined || flags.model.startsWith("demo");
 const size = Number(flags.size ?? (demo ? 64 : 512));
 const pipe = await loadPipeline({
   model: flags.model,
@@ -41,12 +41,14 @@ const pipe = await loadPipeline({
 });
 try {
   const anim = await pipe.generate({
-    prompt: flags.prompt,
-    negativePrompt: flags["negative-prompt"],
+    prompt: flags.prompt ??
+      (demo ? "a red circle moving right" : "a lighthouse in a storm, waves crashing"),
+    negativePrompt: flags["negative-prompt"] ?? (demo ? "" : "blurry, low quality"),
     frames: Number(flags.frames),
     width: size,
     height: size,
-    steps: Number(flags.steps ?? (demo ? 4 : 25)),
+    // The demo models have their own defaults (size, frames, steps, guidance).
+    steps: flags.steps ? Number(flags.steps) : demo ? undefined : 25,
     seed: Number(flags.seed),
   });
   await Deno.writeFile(flags.out, anim.toGif());

@@ -55,9 +55,12 @@ export interface AppOptions {
   maxBodyBytes?: number;
   /** Request ranges (defaults: {@link DEFAULT_LIMITS}). */
   limits?: Partial<RequestLimits>;
-  /** Model used when a request names none (default: the first checkpoint by name). */
+  /** Model used when a request names none (default: the built-in `demo`). */
   defaultModel?: string;
-  /** Motion module used when a request names none (default: the first by name). */
+  /**
+   * Motion module used when a request names none (default: the first by name; the demo models
+   * always get the demo's).
+   */
   defaultMotionModule?: string;
   /** Storage precision passed to the engine (default: the engine's). */
   precision?: Precision;

@@ -9,15 +9,22 @@
 
 import { join } from "node:path";
 import { pathExists } from "../weights/fs.ts";
+import {
+  DEMO_MODEL_FILES,
+  DEMO_MODEL_NAMES,
+  DEMO_MOTION_MODULE_NAME,
+  localDemoModelDir,
+} from "../weights/demo_model.ts";
 
-/** The three kinds of model the directory holds. */
-export type ModelKind = "checkpoint" | "motionModule" | "lora";
+/** The kinds of model the directory holds. */
+export type ModelKind = "checkpoint" | "motionModule" | "lora" | "embedding";
 
 /** Sub-folder of the models directory for each {@link ModelKind}. */
 export const MODEL_SUBDIRS: Readonly<Record<ModelKind, string>> = {
   checkpoint: "checkpoints",
   motionModule: "motion_modules",
   lora: "loras",
+  embedding: "embeddings",
 };
 
 /** File extensions of single-file weights, lower case, with their dot. */
@@ -51,6 +58,8 @@ export interface ModelsListing {
   checkpoints: ModelEntry[];
   motionModules: ModelEntry[];
   loras: ModelEntry[];
+  /** Textual-inversion embeddings (`embeddings/`; a request names them). */
+  embeddings: ModelEntry[];
 }
 
 /** The client-facing view of a {@link ModelEntry}: no paths. */
@@ -166,12 +175,60 @@ export async function scanModelsDir(root: string): Promise<ModelsListing> {
     }
     throw e;
   }
-  const [checkpoints, motionModules, loras] = await Promise.all([
+  const [checkpoints, motionModules, loras, embeddings] = await Promise.all([
     scanKind(root, "checkpoint"),
     scanKind(root, "motionModule"),
     scanKind(root, "lora"),
+    scanKind(root, "embedding"),
   ]);
-  return { checkpoints, motionModules, loras };
+  const builtin = await builtinModels();
+  const add = (own: ModelEntry[], extra: ModelEntry[]) => [
+    ...own,
+    ...extra.filter((e) => !own.some((o) => o.name === e.name)),
+  ];
+  return {
+    checkpoints: add(checkpoints, builtin.checkpoints),
+    motionModules: add(motionModules, builtin.motionModules),
+    loras,
+    embeddings,
+  };
+}
+
+/**
+ * The built-in demo models every listing ends with (an entry of the directory with the same
+ * name wins): checkpoints `demo` and `demo:paper`, motion module `demo`. Their paths are the
+ * names, which the engine resolves to the shipped files.
+ *
+ * @example
+ * ```ts
+ * (await builtinModels()).checkpoints.map((m) => m.name); // ["demo", "demo:paper"]
+ * ```
+ */
+export async function builtinModels(): Promise<ModelsListing> {
+  const sizes = new Map<string, number>();
+  try {
+    const dir = localDemoModelDir();
+    if (!dir) throw new Error("not on disk");
+    const size = async (f: string) => (await Deno.stat(join(dir, f))).size;
+    const motion = await size(DEMO_MODEL_FILES.motion);
+    const base = await folderBytes(dir) - motion - await size(DEMO_MODEL_FILES.paperLora);
+    sizes.set("demo", base).set("demo:paper", base + await size(DEMO_MODEL_FILES.paperLora));
+    sizes.set("motion", motion);
+  } catch {
+    // Not on disk (a registry import): sizes are unknown until the files are fetched.
+  }
+  const entry = (name: string, size = 0): ModelEntry => ({
+    name,
+    layout: "folder",
+    path: name,
+    bytes: size,
+  });
+  return {
+    checkpoints: DEMO_MODEL_NAMES.map((n) => entry(n, sizes.get(n))),
+    motionModules: [entry(DEMO_MOTION_MODULE_NAME, sizes.get("motion"))],
+    loras: [],
+    embeddings: [],
+  };
 }
 
 /** The entries of `listing` for one kind. */
@@ -180,7 +237,9 @@ export function entriesOf(listing: ModelsListing, kind: ModelKind): ModelEntry[]
     ? listing.checkpoints
     : kind === "motionModule"
     ? listing.motionModules
-    : listing.loras;
+    : kind === "lora"
+    ? listing.loras
+    : listing.embeddings;
 }
 
 /**
@@ -210,12 +269,13 @@ export function findModel(
  */
 export function publicListing(
   listing: ModelsListing,
-): Record<"checkpoints" | "motionModules" | "loras", PublicModelEntry[]> {
+): Record<"checkpoints" | "motionModules" | "loras" | "embeddings", PublicModelEntry[]> {
   const strip = (es: ModelEntry[]) =>
     es.map(({ name, layout, bytes }) => ({ name, layout, bytes }));
   return {
     checkpoints: strip(listing.checkpoints),
     motionModules: strip(listing.motionModules),
     loras: strip(listing.loras),
+    embeddings: strip(listing.embeddings),
   };
 }

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { DEMO_DEFAULTS, REQUEST_DEFAULTS } from "../engine/request.ts";
+
 const STYLE = `
   :root { font-family: system-ui, sans-serif; color-scheme: light dark; }
   body { max-width: 980px; margin: 1.5rem auto; padding: 0 1rem; }
@@ -26,6 +28,22 @@ const STYLE = `
   .hidden { display: none; }
   .bad { outline: 2px solid #c0392b; }
 `;
+
+/** The size, frames and steps the page switches to with a demo model, and back. */
+const DEMO_SIZES = JSON.stringify({
+  demo: {
+    frames: DEMO_DEFAULTS.frames,
+    width: DEMO_DEFAULTS.width,
+    height: DEMO_DEFAULTS.height,
+    steps: DEMO_DEFAULTS.steps,
+  },
+  other: {
+    frames: REQUEST_DEFAULTS.frames,
+    width: REQUEST_DEFAULTS.width,
+    height: REQUEST_DEFAULTS.height,
+    steps: REQUEST_DEFAULTS.steps,
+  },
+});
 
 const SCRIPT = `
 "use strict";
@@ -87,6 +105,7 @@ async function loadModels() {
   models = await r.json();
   const d = models.defaults;
   fillSelect($("model"), models.checkpoints, d.model);
+  wasDemo = isDemo($("model").value);
   fillSelect($("motionModule"), models.motionModules, d.motionModule);
   fillSelect($("scheduler"), models.schedulers.map((name) => ({ name })), d.scheduler);
   fillSelect($("format"), models.formats.map((name) => ({ name })), d.format);
@@ -102,6 +121,23 @@ async function loadModels() {
   $("submit").disabled = models.checkpoints.length === 0 || models.motionModules.length === 0;
   showError(models.checkpoints.length ? "" : "The models directory has no checkpoints.");
 }
+
+// The built-in demo models (demo, demo:paper) draw 64 x 64 with their own motion module:
+// switching between them and other models switches those fields too.
+const SIZES = ${DEMO_SIZES};
+const isDemo = (name) => name === "demo" || name === "demo:paper";
+let wasDemo = null;
+$("model").addEventListener("change", () => {
+  const demo = isDemo($("model").value);
+  if (wasDemo !== null && demo !== wasDemo) {
+    const s = demo ? SIZES.demo : SIZES.other;
+    for (const k of ["frames", "width", "height", "steps"]) $(k).value = s[k];
+    const mm = [...$("motionModule").options].map((o) => o.value);
+    const pick = demo ? "demo" : mm.find((n) => n !== "demo");
+    if (pick !== undefined && mm.includes(pick)) $("motionModule").value = pick;
+  }
+  wasDemo = demo;
+});
 
 function addLora() {
   const row = document.createElement("div");
@@ -119,7 +155,19 @@ function addLora() {
 }
 $("addLora").addEventListener("click", addLora);
 
-function requestBody() {
+// A file input's file as a data: URL (base64), or null when none is chosen.
+function fileData(id) {
+  const file = $(id).files && $(id).files[0];
+  if (!file) return Promise.resolve(null);
+  return new Promise((ok, fail) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result);
+    reader.onerror = () => fail(new Error("cannot read " + file.name));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function requestBody() {
   const body = {
     prompt: $("prompt").value,
     negativePrompt: $("negativePrompt").value,
@@ -138,6 +186,40 @@ function requestBody() {
       body.contextOverlap = parseInt($("contextOverlap").value, 10);
     }
     if ($("contextLoop").checked) body.contextLoop = true;
+    if ($("contextWeighting").value !== "flat") body.contextWeighting = $("contextWeighting").value;
+    if ($("freeNoise").checked) body.freeNoise = true;
+  }
+  // Prompt travel: one "frame: prompt" per line.
+  const travel = $("promptMap").value.split("\\n").map((l) => l.trim()).filter((l) => l !== "");
+  if (travel.length) {
+    body.promptMap = {};
+    for (const line of travel) {
+      const m = /^(\\d+)\\s*:(.*)$/.exec(line);
+      if (!m) throw new Error("Prompt travel: each line is 'frame: prompt', got '" + line + "'");
+      body.promptMap[m[1]] = m[2].trim();
+    }
+  }
+  const passes = $("freeInit").value.trim();
+  if (passes !== "" && parseInt(passes, 10) > 1) {
+    body.freeInit = { iterations: parseInt(passes, 10), method: $("freeInitMethod").value };
+  }
+  const embeddings = $("embeddings").value.split(",").map((n) => n.trim()).filter((n) => n !== "");
+  if (embeddings.length) body.embeddings = embeddings;
+  // Video / image to video: the chosen file, base64; its length and size become the defaults.
+  for (const k of ["video", "image"]) {
+    const data = await fileData(k);
+    if (data !== null) {
+      body[k] = data;
+      if (k === "video") delete body.frames;
+      delete body.width;
+      delete body.height;
+    }
+  }
+  if ((body.video || body.image) && $("strength").value.trim() !== "") {
+    body.strength = parseFloat($("strength").value);
+  }
+  for (const k of ["motionScale", "motionEffect"]) {
+    if ($(k).value.trim() !== "") body[k] = parseFloat($(k).value);
   }
   const loras = [...document.querySelectorAll("#loras .lora")].map((row) => ({
     name: row.querySelector(".lora-name").value,
@@ -242,10 +324,17 @@ $("form").addEventListener("submit", async (ev) => {
   showError("");
   document.querySelectorAll(".bad").forEach((el) => el.classList.remove("bad"));
   $("resultBox").classList.add("hidden");
+  let body;
+  try {
+    body = await requestBody();
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
   const r = await fetch(api("/v1/animations"), {
     method: "POST",
     headers: headers(true),
-    body: JSON.stringify(requestBody()),
+    body: JSON.stringify(body),
   });
   if (r.status !== 202) {
     const e = await errorText(r);
@@ -293,8 +382,9 @@ export function renderPage(): string {
 <body>
 <h1>Zoetrope — text to animation</h1>
 <form id="form">
-  <label>Prompt <textarea id="prompt" required maxlength="2000">a corgi running on the beach, best quality</textarea></label>
-  <label>Negative prompt <textarea id="negativePrompt" maxlength="2000">bad quality, worse quality</textarea></label>
+  <label>Prompt <textarea id="prompt" maxlength="2000">a red circle moving right</textarea></label>
+  <label>Negative prompt <textarea id="negativePrompt" maxlength="2000"></textarea></label>
+  <label title="Keyframe prompts: each frame's text interpolates its two keyframes'; the prompt above, if any, goes in front of each">Prompt travel (one "frame: prompt" per line; optional) <textarea id="promptMap" placeholder="0: a red circle moving right&#10;7: a blue circle moving right"></textarea></label>
   <div class="row">
     <label>Model <select id="model"></select></label>
     <label>Motion module <select id="motionModule"></select></label>
@@ -313,7 +403,17 @@ export function renderPage(): string {
     <label title="Frames per motion-module window, for animations longer than the module allows">Context <input id="contextLength" type="number" min="1" step="1" placeholder="all"></label>
     <label title="Frames shared by neighbouring windows (default: context / 4)">Overlap <input id="contextOverlap" type="number" min="0" step="1" placeholder="auto"></label>
     <label title="Closed loop: the windows wrap from the last frame to the first">Loop <input id="contextLoop" type="checkbox"></label>
+    <label title="How overlapping windows combine: flat = the mean, pyramid = more weight near each window's middle">Window weights <select id="contextWeighting"><option>flat</option><option>pyramid</option></select></label>
+    <label title="FreeNoise: later windows start from shuffled noise of earlier ones (coherent long clips)">FreeNoise <input id="freeNoise" type="checkbox"></label>
+    <label title="Video to video: a GIF or APNG whose frames start the clip (its length and size are used)">Video in <input id="video" type="file" accept="image/gif,image/png,image/apng"></label>
+    <label title="Image to video: a PNG or GIF that starts every frame">Image in <input id="image" type="file" accept="image/png,image/gif"></label>
+    <label title="How much of the input video or image is replaced (0 to 1)">Strength <input id="strength" type="number" min="0.05" max="1" step="0.05" placeholder="0.8"></label>
+    <label title="FreeInit: denoising passes (each later one re-noises the last result, keeping its low frequencies); 1 = off">FreeInit passes <input id="freeInit" type="number" min="1" max="10" step="1" placeholder="off"></label>
+    <label title="FreeInit's low-pass filter">FreeInit filter <select id="freeInitMethod"><option>butterworth</option><option>gaussian</option><option>ideal</option><option>box</option></select></label>
+    <label title="Multiplies the motion modules' attention keys: above 1 sharper, below 1 softer motion">Motion scale <input id="motionScale" type="number" min="0" step="0.05" placeholder="1"></label>
+    <label title="How much of the motion modules' change is kept: 0 no motion, 1 as trained">Motion effect <input id="motionEffect" type="number" min="0" step="0.05" placeholder="1"></label>
   </div>
+  <label title="Textual-inversion embeddings from the models directory's embeddings/ folder; use their names in the prompts">Embeddings (comma-separated names) <input id="embeddings" type="text" placeholder="e.g. easynegative"></label>
   <div><span>LoRAs</span> <button type="button" id="addLora">add LoRA</button><div id="loras"></div></div>
   <label>API token (when the server asks for one) <input id="token" type="password" autocomplete="off"></label>
   <div class="buttons">

@@ -15,7 +15,8 @@ import type {
   Stage,
 } from "../engine/pipeline_types.ts";
 import { encodeAnimation, type Frame } from "../engine/output/mod.ts";
-import type { AnimationRequest } from "./validate.ts";
+import { type AnimationRequest, fromBase64 } from "./validate.ts";
+import { decodeMedia } from "../engine/input/media.ts";
 
 /**
  * What the queue needs of a generated animation (the engine's `Animation` has more).
@@ -570,7 +571,12 @@ export class JobQueue {
       progress: job.progress,
       error: job.error,
       cancelRequested: job.controller.signal.aborted,
-      request: job.request,
+      // Input files are not echoed back: their size stands for them.
+      request: {
+        ...job.request,
+        ...(job.request.video ? { video: `<${job.request.video.length} base64 characters>` } : {}),
+        ...(job.request.image ? { image: `<${job.request.image.length} base64 characters>` } : {}),
+      },
       result: job.result && job.finishedAt !== null
         ? {
           ...job.result.info,
@@ -598,5 +604,14 @@ export function generateRequestOf(r: AnimationRequest): GenerateRequest {
     contextLength: r.contextLength,
     contextOverlap: r.contextOverlap,
     contextLoop: r.contextLoop,
+    contextWeighting: r.contextWeighting,
+    freeNoise: r.freeNoise,
+    promptMap: r.promptMap,
+    freeInit: r.freeInit,
+    video: r.video === undefined ? undefined : decodeMedia(fromBase64(r.video)),
+    image: r.image === undefined ? undefined : decodeMedia(fromBase64(r.image))[0],
+    strength: r.strength,
+    motionScale: r.motionScale,
+    motionEffect: r.motionEffect,
   };
 }

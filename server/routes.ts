@@ -21,6 +21,8 @@ import {
 } from "./queue.ts";
 import {
   type AnimationRequest,
+  defaultModelName,
+  defaultMotionModule,
   parseJsonBody,
   REQUEST_DEFAULTS,
   RequestError,
@@ -31,6 +33,8 @@ import {
 import { ANIMATION_FORMATS } from "../engine/output/mod.ts";
 import { join } from "node:path";
 import { pathExists } from "../weights/fs.ts";
+import { isDemoModelName } from "../weights/demo_model.ts";
+import { DEMO_DEFAULTS } from "../engine/request.ts";
 
 /** What the /v1 routes need from the app. */
 export interface RoutesContext {
@@ -93,6 +97,12 @@ async function pipelineOptionsFor(
   const model = findModel(listing, "checkpoint", req.model)!;
   const motion = findModel(listing, "motionModule", req.motionModule)!;
   const opts: PipelineOptions = { model: model.path, motionModule: motion.path };
+  if (req.embeddings?.length) {
+    opts.embeddings = req.embeddings.map((name) => ({
+      path: findModel(listing, "embedding", name)!.path,
+      token: name,
+    }));
+  }
   if (req.loras.length) {
     opts.loras = req.loras.map((l) => ({
       path: findModel(listing, "lora", l.name)!.path,
@@ -179,12 +189,15 @@ export function v1Routes(ctx: RoutesContext): Hono {
 
   v1.get("/models", async (c) => {
     const listing = await scanModelsDir(ctx.modelsDir);
+    const defaultModel = defaultModelName(listing, ctx.defaultModel);
     return c.json({
       ...publicListing(listing),
       defaults: {
-        model: ctx.defaultModel ?? listing.checkpoints[0]?.name ?? null,
-        motionModule: ctx.defaultMotionModule ?? listing.motionModules[0]?.name ?? null,
+        model: defaultModel,
+        motionModule: defaultModel &&
+          defaultMotionModule(listing, defaultModel, ctx.defaultMotionModule),
         ...REQUEST_DEFAULTS,
+        ...(defaultModel && isDemoModelName(defaultModel) ? DEMO_DEFAULTS : {}),
       },
       schedulers: SCHEDULER_NAMES,
       formats: ANIMATION_FORMATS,

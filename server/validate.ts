@@ -7,9 +7,22 @@
  */
 
 import type { SchedulerName } from "../engine/pipeline_types.ts";
-import { REQUEST_DEFAULTS as ENGINE_DEFAULTS, SCHEDULERS } from "../engine/request.ts";
+import {
+  DEMO_DEFAULTS,
+  MAX_MOTION_CONTROL,
+  REQUEST_DEFAULTS as ENGINE_DEFAULTS,
+  SCHEDULERS,
+} from "../engine/request.ts";
+import { DEMO_MOTION_MODULE_NAME, isDemoModelName } from "../weights/demo_model.ts";
+import { checkPromptMap } from "../engine/prompt_travel.ts";
+import { type FreeInitOptions, resolveFreeInit } from "../engine/free_init.ts";
+import { decodeMedia } from "../engine/input/media.ts";
+import type { Frame } from "../engine/output/frame.ts";
+
+/** The model of a request that names none: the built-in demo. */
+export const DEFAULT_MODEL = "demo";
 import { ANIMATION_FORMATS, type AnimationFormat } from "../engine/output/mod.ts";
-import { findModel, type ModelKind, type ModelsListing } from "./models_dir.ts";
+import { findModel, MODEL_SUBDIRS, type ModelKind, type ModelsListing } from "./models_dir.ts";
 
 /** Scheduler names a request may use (the engine's list, DESIGN.md CLI spelling). */
 export const SCHEDULER_NAMES: readonly SchedulerName[] = SCHEDULERS;
@@ -44,6 +57,26 @@ export interface AnimationRequest {
   contextOverlap?: number;
   /** Closed loop: windows wrap from the last frame to the first. */
   contextLoop?: boolean;
+  /** How overlapping windows combine: "flat" (default) or "pyramid". */
+  contextWeighting?: "flat" | "pyramid";
+  /** FreeNoise: later windows start from shuffled noise of earlier ones. */
+  freeNoise?: boolean;
+  /** Textual-inversion embeddings by name (from `embeddings/`; each binds its name). */
+  embeddings?: string[];
+  /** Video to video: a GIF or APNG file, base64 (a `data:` URL prefix is allowed). */
+  video?: string;
+  /** Image to video: a PNG or GIF file, base64. */
+  image?: string;
+  /** How much of the video / image is replaced, (0, 1] (default 0.8). */
+  strength?: number;
+  /** FreeInit settings (see the engine's GenerateRequest.freeInit). */
+  freeInit?: FreeInitOptions;
+  /** Prompt travel: keyframe prompts by frame (`prompt` may then be ""). */
+  promptMap?: Record<number, string>;
+  /** Multiplier of the motion modules' temporal-attention keys (default 1). */
+  motionScale?: number;
+  /** Blend of the motion modules' output with their input (default 1; 0 = no motion). */
+  motionEffect?: number;
   /** Answer with the request's memory plan instead of queueing it. */
   dryRun?: boolean;
 }
@@ -135,6 +168,16 @@ export const REQUEST_FIELDS: readonly (keyof AnimationRequest)[] = [
   "contextLength",
   "contextOverlap",
   "contextLoop",
+  "contextWeighting",
+  "freeNoise",
+  "promptMap",
+  "freeInit",
+  "embeddings",
+  "video",
+  "image",
+  "strength",
+  "motionScale",
+  "motionEffect",
   "dryRun",
 ];
 
@@ -228,9 +271,12 @@ export interface ValidateOptions {
   /** The models directory as scanned now. */
   listing: ModelsListing;
   limits?: Partial<RequestLimits>;
-  /** Model used when a request names none (default: the first checkpoint by name). */
+  /** Model used when a request names none (default: the built-in `demo`). */
   defaultModel?: string;
-  /** Motion module used when a request names none (default: the first by name). */
+  /**
+   * Motion module used when a request names none (default: the first by name; the demo models
+   * always get the demo's).
+   */
   defaultMotionModule?: string;
   /** Seed source when a request has none (default: a random 32-bit seed). */
   randomSeed?: () => number;
@@ -302,11 +348,7 @@ function modelName(
     fail(field, "a model name (1 to 255 characters)", v);
   }
   if (!findModel(listing, kind, v)) {
-    const folder = kind === "checkpoint"
-      ? "checkpoints/"
-      : kind === "motionModule"
-      ? "motion_modules/"
-      : "loras/";
+    const folder = `${MODEL_SUBDIRS[kind]}/`;
     throw new RequestError(
       `${field}: no model named "${v.slice(0, 80)}" in ${folder} (GET /v1/models lists them)`,
       { field },
@@ -315,23 +357,43 @@ function modelName(
   return v;
 }
 
-function defaultName(
+/**
+ * The model a request without one gets: the configured default, else the built-in `demo` (every
+ * scanned listing has it), else the listing's first checkpoint.
+ *
+ * @example
+ * ```ts
+ * defaultModelName(await scanModelsDir("models"), undefined); // "demo"
+ * ```
+ */
+export function defaultModelName(
   listing: ModelsListing,
-  kind: "checkpoint" | "motionModule",
   configured: string | undefined,
-  field: string,
-): string {
+): string | null {
   if (configured !== undefined) return configured;
-  const first = (kind === "checkpoint" ? listing.checkpoints : listing.motionModules)[0];
-  if (!first) {
-    throw new RequestError(
-      `${field}: not given and the models directory has no ${
-        kind === "checkpoint" ? "checkpoints/" : "motion_modules/"
-      } entries`,
-      { field },
-    );
-  }
-  return first.name;
+  if (findModel(listing, "checkpoint", DEFAULT_MODEL)) return DEFAULT_MODEL;
+  return listing.checkpoints[0]?.name ?? null;
+}
+
+/**
+ * The motion module a request without one gets: the demo's for the built-in demo models, else
+ * the configured default or the listing's first other one.
+ *
+ * @example
+ * ```ts
+ * defaultMotionModule(listing, "demo:paper", undefined); // "demo"
+ * ```
+ */
+export function defaultMotionModule(
+  listing: ModelsListing,
+  model: string,
+  configured: string | undefined,
+): string | null {
+  const demo = findModel(listing, "motionModule", DEMO_MOTION_MODULE_NAME);
+  if (isDemoModelName(model) && demo) return DEMO_MOTION_MODULE_NAME;
+  if (configured !== undefined) return configured;
+  const other = listing.motionModules.find((m) => m.name !== DEMO_MOTION_MODULE_NAME);
+  return (other ?? demo)?.name ?? null;
 }
 
 /**
@@ -367,27 +429,41 @@ export function validateAnimationRequest(
       );
     }
   }
-  const d = REQUEST_DEFAULTS;
   const has = (k: string) => body[k] !== undefined;
   if (!has("prompt")) throw new RequestError("prompt: required", { field: "prompt" });
-  const prompt = str(body, "prompt", 1, limits.maxPromptChars);
+  const prompt = str(body, "prompt", has("promptMap") ? 0 : 1, limits.maxPromptChars);
   const negativePrompt = has("negativePrompt")
     ? str(body, "negativePrompt", 0, limits.maxPromptChars)
-    : d.negativePrompt;
-  const model = has("model") ? modelName(body.model, "model", "checkpoint", listing) : modelName(
-    defaultName(listing, "checkpoint", options.defaultModel, "model"),
-    "model",
-    "checkpoint",
-    listing,
-  );
-  const motionModule = has("motionModule")
-    ? modelName(body.motionModule, "motionModule", "motionModule", listing)
-    : modelName(
-      defaultName(listing, "motionModule", options.defaultMotionModule, "motionModule"),
-      "motionModule",
-      "motionModule",
-      listing,
-    );
+    : REQUEST_DEFAULTS.negativePrompt;
+  let model: string;
+  if (has("model")) model = modelName(body.model, "model", "checkpoint", listing);
+  else {
+    const name = defaultModelName(listing, options.defaultModel);
+    if (name === null) {
+      throw new RequestError(
+        "model: not given and the models directory has no checkpoints/ entries",
+        {
+          field: "model",
+        },
+      );
+    }
+    model = modelName(name, "model", "checkpoint", listing);
+  }
+  let motionModule: string;
+  if (has("motionModule")) {
+    motionModule = modelName(body.motionModule, "motionModule", "motionModule", listing);
+  } else {
+    const name = defaultMotionModule(listing, model, options.defaultMotionModule);
+    if (name === null) {
+      throw new RequestError(
+        "motionModule: not given and the models directory has no motion_modules/ entries",
+        { field: "motionModule" },
+      );
+    }
+    motionModule = modelName(name, "motionModule", "motionModule", listing);
+  }
+  // The built-in demo models default to their native size, frames and steps.
+  const d = isDemoModelName(model) ? { ...REQUEST_DEFAULTS, ...DEMO_DEFAULTS } : REQUEST_DEFAULTS;
   const loras: LoraRequest[] = [];
   if (has("loras")) {
     const list = body.loras;
@@ -421,11 +497,43 @@ export function validateAnimationRequest(
       loras.push({ name, scale });
     });
   }
+  // Video / image inputs: their frame count and size are the defaults.
+  const input: Pick<AnimationRequest, "video" | "image" | "strength"> = {};
+  let media: Frame[] | null = null, videoFrames: number | null = null;
+  for (const k of ["video", "image"] as const) {
+    if (!has(k)) continue;
+    if (typeof body[k] !== "string") fail(k, "a base64 GIF or PNG/APNG file", body[k]);
+    try {
+      media = decodeMedia(fromBase64(body[k] as string));
+    } catch (e) {
+      throw new RequestError(`${k}: ${(e as Error).message}`, { field: k });
+    }
+    if (k === "video") videoFrames = media.length;
+    input[k] = body[k] as string;
+  }
+  if (has("strength")) {
+    if (!input.video && !input.image) {
+      throw new RequestError("strength: needs a video or an image", { field: "strength" });
+    }
+    input.strength = num(body.strength, "strength", 0, 1);
+    if (input.strength === 0) fail("strength", "a number in (0, 1]", 0);
+  }
   const frames = has("frames")
     ? int(body.frames, "frames", limits.minFrames, limits.maxFrames)
+    : videoFrames !== null
+    ? int(videoFrames, "video", limits.minFrames, limits.maxFrames)
     : Math.min(d.frames, limits.maxFrames);
+  if (videoFrames !== null && videoFrames !== frames) {
+    throw new RequestError(`video: has ${videoFrames} frames, but frames is ${frames}`, {
+      field: "video",
+    });
+  }
   const side = (k: "width" | "height") =>
-    has(k) ? int(body[k], k, limits.minSide, limits.maxSide, 8) : d[k];
+    has(k)
+      ? int(body[k], k, limits.minSide, limits.maxSide, 8)
+      : media
+      ? Math.min(limits.maxSide, Math.max(limits.minSide, Math.round(media[0][k] / 8) * 8))
+      : d[k];
   const width = side("width"), height = side("height");
   const steps = has("steps") ? int(body.steps, "steps", 1, limits.maxSteps) : d.steps;
   const guidance = has("guidance")
@@ -442,7 +550,10 @@ export function validateAnimationRequest(
     : d.clipSkip;
   const fps = has("fps") ? num(body.fps, "fps", 1, limits.maxFps) : d.fps;
   const format = has("format") ? oneOf(body.format, "format", ANIMATION_FORMATS) : d.format;
-  const window: Pick<AnimationRequest, "contextLength" | "contextOverlap" | "contextLoop"> = {};
+  const window: Pick<
+    AnimationRequest,
+    "contextLength" | "contextOverlap" | "contextLoop" | "contextWeighting" | "freeNoise"
+  > = {};
   if (has("contextLength")) {
     window.contextLength = int(body.contextLength, "contextLength", 1, limits.maxFrames);
     if (has("contextOverlap")) {
@@ -459,10 +570,69 @@ export function validateAnimationRequest(
       }
       window.contextLoop = body.contextLoop as boolean;
     }
+    if (has("contextWeighting")) {
+      window.contextWeighting = oneOf(
+        body.contextWeighting,
+        "contextWeighting",
+        [
+          "flat",
+          "pyramid",
+        ] as const,
+      );
+    }
+    if (has("freeNoise")) {
+      if (typeof body.freeNoise !== "boolean") fail("freeNoise", "true or false", body.freeNoise);
+      window.freeNoise = body.freeNoise as boolean;
+    }
   } else {
-    for (const k of ["contextOverlap", "contextLoop"]) {
+    for (const k of ["contextOverlap", "contextLoop", "contextWeighting", "freeNoise"]) {
       if (has(k)) throw new RequestError(`${k}: needs contextLength`, { field: k });
     }
+  }
+  const travel: Pick<AnimationRequest, "promptMap" | "freeInit" | "embeddings"> = {};
+  if (has("embeddings")) {
+    const list = body.embeddings;
+    if (!Array.isArray(list) || list.length > limits.maxLoras * 4) {
+      fail("embeddings", `an array of at most ${limits.maxLoras * 4} embedding names`, list);
+    }
+    travel.embeddings = (list as unknown[]).map((n, i) =>
+      modelName(n, `embeddings[${i}]`, "embedding", listing)
+    );
+  }
+  if (has("promptMap")) {
+    try {
+      checkPromptMap(body.promptMap, frames);
+    } catch (e) {
+      throw new RequestError((e as Error).message, { field: "promptMap" });
+    }
+    const map: Record<number, string> = {};
+    for (const [k, v] of Object.entries(body.promptMap as Record<string, string>)) {
+      if (v.length > limits.maxPromptChars) {
+        fail(`promptMap.${k}`, `a prompt of at most ${limits.maxPromptChars} characters`, "longer");
+      }
+      map[Number(k)] = v;
+    }
+    travel.promptMap = map;
+  }
+  if (has("freeInit")) {
+    try {
+      const fi = resolveFreeInit(body.freeInit);
+      if (fi.fastSampling && steps < fi.iterations) {
+        throw new Error(`freeInit.fastSampling needs at least one step per pass (steps ${steps})`);
+      }
+      travel.freeInit = body.freeInit as FreeInitOptions;
+    } catch (e) {
+      const m = /^(freeInit(\.\w+)?)/.exec((e as Error).message);
+      throw new RequestError((e as Error).message, { field: m?.[1] ?? "freeInit" });
+    }
+  }
+  const motion: Pick<AnimationRequest, "motionScale" | "motionEffect"> = {};
+  if (has("motionScale")) {
+    motion.motionScale = num(body.motionScale, "motionScale", 0, MAX_MOTION_CONTROL);
+    if (motion.motionScale === 0) fail("motionScale", `a number in (0, ${MAX_MOTION_CONTROL}]`, 0);
+  }
+  if (has("motionEffect")) {
+    motion.motionEffect = num(body.motionEffect, "motionEffect", 0, MAX_MOTION_CONTROL);
   }
   if (has("dryRun") && typeof body.dryRun !== "boolean") {
     fail("dryRun", "true or false", body.dryRun);
@@ -484,6 +654,9 @@ export function validateAnimationRequest(
     fps,
     format,
     ...window,
+    ...travel,
+    ...input,
+    ...motion,
     ...(body.dryRun === true ? { dryRun: true } : {}),
   };
 }
@@ -491,4 +664,24 @@ export function validateAnimationRequest(
 /** A random seed in 0..2^32-1 (what A1111/ComfyUI users expect to see). */
 export function randomSeed(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+/**
+ * Bytes of a base64 string (standard alphabet; a `data:...;base64,` prefix and whitespace are
+ * allowed). Throws a one-line error for anything else.
+ *
+ * @example
+ * ```ts
+ * fromBase64("data:image/gif;base64,R0lGODlh"); // the GIF's first bytes
+ * ```
+ */
+export function fromBase64(text: string): Uint8Array {
+  const b64 = text.replace(/^data:[^,]*;base64,/, "").replace(/\s+/g, "");
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 === 1) {
+    throw new Error("is not base64");
+  }
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { decodeApng, decodeGif, decodePng } from "./decode.ts";
 import { hasAdapter, isCI } from "./gpu.ts";
-import { parseLoraFlag } from "../cli.ts";
+import { parseLoraFlag, parsePromptMapFlags } from "../cli.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import { writeFamilyCheckpoint } from "./weights/family_fixtures.ts";
 import { withBigList } from "./weights/torch_fixtures.ts";
@@ -250,12 +250,12 @@ cliGpuTest(
 );
 
 cliGpuTest(
-  "cli: demo model (no --model) writes a PNG folder and says it is random weights",
+  "cli: demo model (no --model) writes a PNG folder and says what the demo draws",
   async (dir) => {
     const r = await runCli(
       [
         "--prompt",
-        "a candle",
+        "a green triangle growing",
         "--frames",
         "3",
         "--steps",
@@ -269,8 +269,10 @@ cliGpuTest(
       dir,
     );
     assertOk(r);
-    const notes = r.stderr.match(/RANDOM-WEIGHTS demo model/g) ?? [];
+    const notes = r.stderr.match(/used the built-in demo model/g) ?? [];
     assertEquals(notes.length, 1, `demo note count in: ${r.stderr}`);
+    assert(/"a <colour> <shape> <motion>"/.test(r.stderr), `note says what it draws: ${r.stderr}`);
+    assert(/demo:paper/.test(r.stderr), `note names the paper variant: ${r.stderr}`);
     assert(/pass --model .* --motion-module/.test(r.stderr), `note says what to pass: ${r.stderr}`);
     const summary = JSON.parse(r.stdout); // the note went to stderr, stdout is pure JSON
     const names = ["frame_0000.png", "frame_0001.png", "frame_0002.png"];
@@ -512,6 +514,16 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         [...p, "--guidance", "high"],
         /--guidance must be a number, got "high"/,
       ],
+      [
+        "--free-init-method without --free-init",
+        [...p, "--free-init-method", "box"],
+        /^error: --free-init-method needs --free-init N$/,
+      ],
+      [
+        "non-numeric --motion-scale",
+        [...p, "--motion-scale", "fast"],
+        /^error: --motion-scale must be a number, got "fast"$/,
+      ],
       ["negative --seed", [...p, "--seed", "-5"], /--seed needs a value; .*--seed=VALUE/],
       ["bad --seed", [...p, "--seed=-5"], /--seed must be a non-negative integer, got "-5"/],
       ["bad --precision", [...p, "--precision", "f8"], /--precision must be f32 or f16, got f8/],
@@ -591,6 +603,30 @@ cliGpuTest(
         ["--frames", "33"],
         2,
         /frames must be an integer from 1 to 32, got 33/,
+      ],
+      [
+        "motion scale 0",
+        ["--motion-scale", "0"],
+        2,
+        /^error: motionScale must be a number above 0 and at most 10, got 0$/,
+      ],
+      [
+        "keyframe beyond the last frame",
+        ["--prompt-map", "0: a red circle", "--prompt-map", "8: a blue circle"],
+        2,
+        /^error: promptMap: keyframe 8 is beyond the last frame \(7 of 8\)$/,
+      ],
+      [
+        "unknown FreeInit filter",
+        ["--free-init", "2", "--free-init-method", "median"],
+        2,
+        /^error: freeInit\.method must be one of butterworth, gaussian, ideal, box, got "median"$/,
+      ],
+      [
+        "motion effect below 0",
+        ["--motion-effect=-1"],
+        2,
+        /^error: motionEffect must be a number from 0 to 10, got -1$/,
       ],
     ];
     cases.push([
@@ -699,5 +735,28 @@ Deno.test("cli: parseLoraFlag splits PATH:SCALE, keeps paths with colons, refuse
     assertEquals(parseLoraFlag(`${odd}:0.3`), { path: odd, scale: 0.3 });
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli: --prompt-map flags become a prompt map; malformed ones are one-line errors", () => {
+  assertEquals(parsePromptMapFlags(undefined), undefined);
+  assertEquals(parsePromptMapFlags(["0: a red circle", " 7 :a blue circle: at night"]), {
+    0: "a red circle",
+    7: "a blue circle: at night",
+  });
+  for (
+    const [flags, re] of [
+      [["a red circle"], /^--prompt-map must be "FRAME: PROMPT"/],
+      [["-1: x"], /^--prompt-map must be "FRAME: PROMPT"/],
+      [["2: a", "2: b"], /^--prompt-map: keyframe 2 is given twice$/],
+    ] as const
+  ) {
+    let err: Error | null = null;
+    try {
+      parsePromptMapFlags(flags);
+    } catch (e) {
+      err = e as Error;
+    }
+    assert(err !== null && re.test(err.message) && !err.message.includes("\n"), `${err}`);
   }
 });

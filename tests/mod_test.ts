@@ -71,7 +71,14 @@ Deno.test("mod.ts exports exactly the public API values and no internals", () =>
   assertEquals(typeof mod.createApp, "function", "createApp");
   assertEquals(typeof mod.createTrainer, "function", "createTrainer");
   assertEquals(typeof mod.planTraining, "function", "planTraining");
-  assertEquals([...mod.SCHEDULERS], ["ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras"]);
+  assertEquals([...mod.SCHEDULERS], [
+    "ddim",
+    "euler",
+    "euler-a",
+    "dpmpp-2m",
+    "dpmpp-2m-karras",
+    "lcm",
+  ]);
   assertEquals([...mod.ANIMATION_FORMATS], ["gif", "apng", "png-zip"]);
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaStart, 0.00085, "AnimateDiff beta_start");
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaEnd, 0.012, "AnimateDiff beta_end");
@@ -120,7 +127,8 @@ Deno.test("mod.ts inspectWeights and createApp work on the tiny fixtures", async
     const body = await res.json();
     assertEquals(body.status, "ok");
     assertEquals(body.adapter, "test adapter");
-    assertEquals(body.models, { checkpoints: 0, motionModules: 0, loras: 0 });
+    // An empty models directory still serves the built-in demo models.
+    assertEquals(body.models, { checkpoints: 2, motionModules: 1, loras: 0 });
     await app.close();
   } finally {
     await Deno.remove(modelsDir, { recursive: true });
@@ -149,9 +157,15 @@ Deno.test("deno publish --dry-run passes; no tests, fixtures, bench or examples 
     /^(tests|bench|examples|\.ci|\.device)\//.test(f) || f.endsWith(".wgsl")
   );
   assertEquals(unwanted, [], "files that must not be published");
-  // No run-time reads of the package's own files: shipped code never locates itself on disk.
+  // The demo model's weights ship with the package.
+  for (const f of ["unet/diffusion_pytorch_model.safetensors", "motion_module.safetensors"]) {
+    assert(shipped.includes(`weights/demo_model/${f}`), `publish must ship the demo's ${f}`);
+  }
+  // No run-time reads of the package's own files: shipped code never locates itself on disk,
+  // but for the one module that finds the demo's weights, which reads them from disk in a
+  // checkout and downloads them over https from a registry (tests/engine/demo_model_test.ts).
   const selfLocating: string[] = [];
-  for (const f of shipped.filter((f) => f.endsWith(".ts"))) {
+  for (const f of shipped.filter((f) => f.endsWith(".ts") && f !== "weights/demo_model.ts")) {
     const code = (await Deno.readTextFile(new URL(f, ROOT))).split("\n")
       .filter((l) => !/^\s*(\*|\/\/|\/\*)/.test(l));
     if (code.some((l) => /import\.meta\.(url|dirname|filename|resolve)/.test(l))) {

@@ -23,6 +23,8 @@ export class Attention {
   readonly toV: Linear;
   readonly toOut: Linear;
   readonly heads: number;
+  /** Channels per head. */
+  readonly headDim: number;
   constructor(
     w: WeightStore,
     prefix: string,
@@ -38,18 +40,20 @@ export class Attention {
     this.toV = new Linear(w, `${prefix}.to_v`, { in: cd, out: o.dim, bias });
     this.toOut = new Linear(w, `${prefix}.to_out.0`, { in: o.dim, out: o.dim });
     this.heads = o.heads;
+    this.headDim = o.dim / o.heads;
   }
 
   /**
    * x [B, L, C]; context [B / kvBroadcast, Lk, Cc] (default: x). Returns to_out(attn) + residual
-   * when a residual is given.
+   * when a residual is given. `keyScale` multiplies the keys (logits = s * q.k / sqrt(d)).
    */
   forward(
     gpu: Gpu,
     x: Tensor,
-    options: { context?: Tensor; kvBroadcast?: number; residual?: Tensor } = {},
+    options: { context?: Tensor; kvBroadcast?: number; residual?: Tensor; keyScale?: number } = {},
   ): Tensor {
     const ctx = options.context ?? x;
+    const s = options.keyScale ?? 1;
     const a = attention(
       gpu,
       this.toQ.forward(gpu, x),
@@ -58,6 +62,7 @@ export class Attention {
       {
         heads: this.heads,
         kvBroadcast: options.kvBroadcast ?? 1,
+        ...(s === 1 ? {} : { scale: s / Math.sqrt(this.headDim) }),
       },
     );
     return this.toOut.forward(gpu, a, { residual: options.residual });
@@ -146,11 +151,19 @@ export class TransformerBlock {
 
   /**
    * x [B, L, C] -> same. Spatial: x [b*f, HW, C] and `context` [b, 77, D] shared by the
-   * `kvBroadcast` frames of each video. Temporal: x [b*h*w, f, C], no context.
+   * `kvBroadcast` frames of each video. Temporal: x [b*h*w, f, C], no context; `keyScale`
+   * multiplies both attentions' keys (the motion scale).
    */
-  forward(gpu: Gpu, x: Tensor, o: { context?: Tensor; kvBroadcast?: number } = {}): Tensor {
+  forward(
+    gpu: Gpu,
+    x: Tensor,
+    o: { context?: Tensor; kvBroadcast?: number; keyScale?: number } = {},
+  ): Tensor {
     const pe = (h: Tensor) => this.pe ? addPositionEncoding(gpu, h, this.pe.t) : h;
-    const h1 = this.attn1.forward(gpu, pe(this.norm1.forward(gpu, x)), { residual: x });
+    const h1 = this.attn1.forward(gpu, pe(this.norm1.forward(gpu, x)), {
+      residual: x,
+      keyScale: o.keyScale,
+    });
     const h2 = this.attn2.forward(gpu, pe(this.norm2.forward(gpu, h1)), { ...o, residual: h1 });
     return this.ff.forward(gpu, this.norm3.forward(gpu, h2), h2);
   }
@@ -193,13 +206,17 @@ export class Transformer2D {
     this.projOut = new Linear(w, `${prefix}.proj_out`, proj);
   }
 
-  /** x [b*f, C, H, W] -> same shape; `context` [b, 77, D] is shared by a video's frames. */
-  forward(gpu: Gpu, x: Tensor, context: Tensor, frames: number): Tensor {
+  /**
+   * x [b*f, C, H, W] -> same shape; `context` [b, 77, D] is shared by a video's frames, or
+   * [b*f, 77, D] gives every frame its own (prompt travel).
+   */
+  forward(gpu: Gpu, x: Tensor, context: Tensor, _frames: number): Tensor {
     const [n, c, h, w] = x.shape;
+    const kvBroadcast = n / context.shape[0];
     // [n, C, H*W] -> [n, H*W, C]
     const tokens = permute(gpu, this.norm.forward(gpu, x).reshape([n, c, h * w]), [0, 2, 1]);
     let hs = this.projIn.forward(gpu, tokens);
-    for (const block of this.blocks) hs = block.forward(gpu, hs, { context, kvBroadcast: frames });
+    for (const block of this.blocks) hs = block.forward(gpu, hs, { context, kvBroadcast });
     // [n, H*W, C] -> [n, C, H*W], then + residual
     const back = permute(gpu, this.projOut.forward(gpu, hs), [0, 2, 1]);
     return add(gpu, back.reshape([n, c, h, w]), x);

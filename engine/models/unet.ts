@@ -16,7 +16,7 @@ import type { WeightStore } from "../weight_store.ts";
 import { InputError } from "../../kernels/gpu/errors.ts";
 import { Conv2d, Downsample2D, GroupNorm, Linear, ResnetBlock2D, Upsample2D } from "./layers.ts";
 import { Transformer2D } from "./attention.ts";
-import { MotionModule, type MotionNormMode } from "./motion.ts";
+import { type MotionControls, MotionModule, type MotionNormMode } from "./motion.ts";
 
 /**
  * Which AnimateDiff implementation the UNet follows where they differ.
@@ -225,7 +225,7 @@ export class UNet3D {
   /**
    * Noise prediction. sample [b*f, 4, h, w] (frames folded into the batch, video-major);
    * timestep: the scheduler's t, or one per video (training); context [b, 77, D] text
-   * embeddings. Returns [b*f, 4, h, w].
+   * embeddings, or [b*f, 77, D] one per frame (prompt travel); `motion`: the motion scale and effect (default 1, 1). Returns [b*f, 4, h, w].
    */
   forward(
     gpu: Gpu,
@@ -233,14 +233,16 @@ export class UNet3D {
     timestep: number | readonly number[],
     context: Tensor,
     frames: number,
+    motion?: MotionControls,
   ): Tensor {
-    const b = context.shape[0];
-    if (sample.shape[0] !== b * frames) {
+    const b = sample.shape[0] / frames;
+    if (!Number.isInteger(b) || (context.shape[0] !== b && context.shape[0] !== b * frames)) {
       throw new Error(
-        `unet: sample batch ${sample.shape[0]} != ${b} videos x ${frames} frames`,
+        `unet: sample batch ${sample.shape[0]} and context batch ${context.shape[0]} do not ` +
+          `make videos x ${frames} frames (one context per video or per frame)`,
       );
     }
-    return gpu.scope(() => this.#forward(gpu, sample, timestep, context, frames));
+    return gpu.scope(() => this.#forward(gpu, sample, timestep, context, frames, motion));
   }
 
   #forward(
@@ -249,8 +251,9 @@ export class UNet3D {
     timestep: number | readonly number[],
     context: Tensor,
     frames: number,
+    motion?: MotionControls,
   ): Tensor {
-    const b = context.shape[0];
+    const b = sample.shape[0] / frames;
     const c = this.config;
     const original = this.fidelity === "original";
     const motionNorm: MotionNormMode = original ? "frame" : "clip";
@@ -279,7 +282,7 @@ export class UNet3D {
     const layer = (level: Level, j: number, x: Tensor, temb: Tensor, ctx: Tensor) => {
       let h = level.resnets[j].forward(gpu, x, temb, frames, span);
       if (level.attentions) h = level.attentions[j].forward(gpu, h, ctx, frames);
-      if (level.motions?.length) h = level.motions[j].forward(gpu, h, frames, motionNorm);
+      if (level.motions?.length) h = level.motions[j].forward(gpu, h, frames, motionNorm, motion);
       return h;
     };
 
@@ -298,7 +301,7 @@ export class UNet3D {
     if (midAttention) {
       h = block((x, ctx) => midAttention.forward(gpu, x, ctx, frames), [h, context]);
     }
-    if (midMotion) h = block((x) => midMotion.forward(gpu, x, frames, motionNorm), [h]);
+    if (midMotion) h = block((x) => midMotion.forward(gpu, x, frames, motionNorm, motion), [h]);
     h = block((x, t) => mid1.forward(gpu, x, t, frames, span), [h, tembAct]);
 
     for (const level of this.up) {

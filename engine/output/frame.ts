@@ -113,3 +113,33 @@ export function checkLoop(loop: number, op: string): void {
     );
   }
 }
+
+/**
+ * `frame` at `width` x `height` (bilinear, pixel centres aligned; the frame itself when it
+ * already has that size).
+ *
+ * @example
+ * ```ts
+ * resizeFrame(frame, 64, 64).data.length; // 64 * 64 * 4
+ * ```
+ */
+export function resizeFrame(frame: Frame, width: number, height: number): Frame {
+  if (frame.width === width && frame.height === height) return frame;
+  const data = new Uint8ClampedArray(width * height * 4);
+  const sx = frame.width / width, sy = frame.height / height;
+  for (let y = 0; y < height; y++) {
+    const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), frame.height - 1);
+    const y0 = Math.floor(fy), y1 = Math.min(y0 + 1, frame.height - 1), wy = fy - y0;
+    for (let x = 0; x < width; x++) {
+      const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), frame.width - 1);
+      const x0 = Math.floor(fx), x1 = Math.min(x0 + 1, frame.width - 1), wx = fx - x0;
+      for (let c = 0; c < 4; c++) {
+        const at = (xx: number, yy: number) => frame.data[(yy * frame.width + xx) * 4 + c];
+        const top = at(x0, y0) * (1 - wx) + at(x1, y0) * wx;
+        const bottom = at(x0, y1) * (1 - wx) + at(x1, y1) * wx;
+        data[(y * width + x) * 4 + c] = Math.round(top * (1 - wy) + bottom * wy);
+      }
+    }
+  }
+  return { data, width, height };
+}

@@ -1,5 +1,5 @@
 /**
- * Schedulers: DDIM, Euler, Euler ancestral, DPM++ 2M (optionally Karras), all pure CPU
+ * Schedulers: DDIM, Euler, Euler ancestral, DPM++ 2M (optionally Karras), LCM, all pure CPU
  * coefficient math over {@link VectorOps}.
  *
  * @example
@@ -16,6 +16,7 @@ import { DdimScheduler } from "./ddim.ts";
 import { DpmSolverMultistepScheduler } from "./dpmpp_2m.ts";
 import { EulerScheduler } from "./euler.ts";
 import { EulerAncestralScheduler } from "./euler_ancestral.ts";
+import { LcmScheduler } from "./lcm.ts";
 import type { Scheduler } from "./scheduler.ts";
 import type { SchedulerName } from "../pipeline_types.ts";
 
@@ -40,6 +41,7 @@ export { DdimScheduler } from "./ddim.ts";
 export { EulerScheduler } from "./euler.ts";
 export { EulerAncestralScheduler } from "./euler_ancestral.ts";
 export { DpmSolverMultistepScheduler } from "./dpmpp_2m.ts";
+export { LCM_ORIGINAL_STEPS, lcmScalings, LcmScheduler } from "./lcm.ts";
 
 import { SCHEDULERS } from "../request.ts";
 /** Scheduler names accepted by the CLI, the HTTP API and {@link createScheduler} (the one list lives in engine/request.ts). */
@@ -75,6 +77,8 @@ export function createScheduler(
       return new DpmSolverMultistepScheduler({ ...config, useKarrasSigmas: false }, numSteps);
     case "dpmpp-2m-karras":
       return new DpmSolverMultistepScheduler({ ...config, useKarrasSigmas: true }, numSteps);
+    case "lcm":
+      return new LcmScheduler(config, numSteps);
     default:
       throw new Error(
         `createScheduler: unknown scheduler "${name}"; expected one of ${

@@ -8,8 +8,10 @@ import { assert, assertClose, assertEquals, assertRejects, randomArray } from ".
 import { gpuTest, testGpu } from "../gpu.ts";
 import { AnimationPipeline } from "../../engine/pipeline.ts";
 import {
+  contextWeights,
   contextWindowStarts,
   frameSpans,
+  freeNoise,
   predictNoiseWindowed,
 } from "../../engine/context_windows.ts";
 import { predictNoise } from "../../engine/noise.ts";
@@ -87,10 +89,15 @@ async function build(): Promise<AnimationPipeline> {
   });
 }
 
-for (const loop of [false, true]) {
-  const what = loop ? " (closed loop)" : "";
+for (
+  const [loop, weighting] of [[false, "flat"], [true, "flat"], [false, "pyramid"], [
+    true,
+    "pyramid",
+  ]] as const
+) {
+  const what = (loop ? " (closed loop)" : "") + (weighting === "pyramid" ? ", pyramid" : "");
   gpuTest(
-    `context windows${what}: the windowed prediction is the mean of the windows run alone`,
+    `context windows${what}: the windowed prediction is the weighted mean of the windows run alone`,
     async (gpu) => {
       const pipe = await build();
       try {
@@ -110,6 +117,7 @@ for (const loop of [false, true]) {
           contextLength: L,
           contextOverlap: overlap,
           contextLoop: loop,
+          contextWeighting: weighting,
           videos: 1,
         };
         const windowed = await gpu.read(predictNoiseWindowed(pipe, latents, 500, 1, context, r));
@@ -128,14 +136,16 @@ for (const loop of [false, true]) {
           );
           x.release();
         }
+        // Evolved's pyramid: 1..L/2, L/2..1 (even L); flat: all 1.
+        const weight = (p: number) => weighting === "flat" ? 1 : p < L / 2 ? p + 1 : L - p;
         const count = new Array(f).fill(0);
-        for (const s of starts) for (let p = 0; p < L; p++) count[frameAt(s, p)]++;
+        for (const s of starts) for (let p = 0; p < L; p++) count[frameAt(s, p)] += weight(p);
         const want = new Float32Array(f * plane);
         starts.forEach((s, i) => {
           for (let p = 0; p < L; p++) {
             const j = frameAt(s, p);
             for (let e = 0; e < plane; e++) {
-              want[j * plane + e] += alone[i][p * plane + e] / count[j];
+              want[j * plane + e] += alone[i][p * plane + e] * weight(p) / count[j];
             }
           }
         });
@@ -193,6 +203,24 @@ gpuTest("context windows: long animations run; limits are one-line InputErrors",
       () => pipe.generate({ ...req, frames: 6, contextLoop: true }),
       /contextLoop needs contextLength/,
     );
+    // FreeNoise and pyramid weighting run, change the clip, and need context windows.
+    const long = { ...req, frames: 20, contextLength: 8 };
+    const base = await pipe.generateLatents(long);
+    const fancy = await pipe.generateLatents({
+      ...long,
+      freeNoise: true,
+      contextWeighting: "pyramid",
+    });
+    assert(fancy.every(Number.isFinite) && fancy.some((v, i) => Math.abs(v - base[i]) > 1e-4));
+    await assertRejects(
+      () => pipe.generate({ ...req, frames: 6, freeNoise: true }),
+      /^freeNoise needs contextLength$/,
+    );
+    await assertRejects(
+      // deno-lint-ignore no-explicit-any
+      () => pipe.generate({ ...long, contextWeighting: "gaussian" as any }),
+      /^contextWeighting must be flat or pyramid, got gaussian$/,
+    );
     await assertRejects(
       () => pipe.generate({ ...req, frames: 513, contextLength: 8 }),
       /frames must be an integer from 1 to 512, got 513/,
@@ -200,4 +228,57 @@ gpuTest("context windows: long animations run; limits are one-line InputErrors",
   } finally {
     pipe.dispose();
   }
+});
+
+Deno.test("context weights: flat is all ones, pyramid is AnimateDiff-Evolved's 1..m..1", () => {
+  assertEquals(contextWeights(4, "flat"), [1, 1, 1, 1]);
+  assertEquals(contextWeights(8, "pyramid"), [1, 2, 3, 4, 4, 3, 2, 1]);
+  assertEquals(contextWeights(5, "pyramid"), [1, 2, 3, 2, 1]);
+  assertEquals(contextWeights(1, "pyramid"), [1]);
+});
+
+Deno.test("FreeNoise: the first window keeps its noise; each later stretch is a shuffle of the frames a window earlier", () => {
+  const shape = { videos: 2, channels: 3, frames: 30, plane: 5 };
+  const size = 2 * 3 * 30 * 5;
+  const noise = Float32Array.from({ length: size }, (_, i) => i);
+  const L = 8, overlap = 2, delta = L - overlap;
+  const out = freeNoise(noise, shape, L, overlap, 7);
+  // A plain re-implementation of diffusers' loop, the permutation read back from `out`.
+  const frame = (
+    a: Float32Array,
+    v: number,
+    c: number,
+    t: number,
+  ) => [...a.subarray(((v * 3 + c) * 30 + t) * 5, ((v * 3 + c) * 30 + t + 1) * 5)];
+  const want = noise.slice();
+  for (let t = 0; t < L; t++) assertEquals(frame(out, 0, 0, t), frame(noise, 0, 0, t));
+  for (let start = 0; start < 30 - L; start += delta) {
+    const place = start + L;
+    if (place >= 30) break;
+    const n = Math.min(delta, 30 - place);
+    // Which source frame landed at each placed frame (the same for every video and channel).
+    const srcOf = (k: number) => {
+      for (let j = start; j < start + n; j++) {
+        if (frame(want, 0, 0, j).join() === frame(out, 0, 0, place + k).join()) return j;
+      }
+      return -1;
+    };
+    const sources = Array.from({ length: n }, (_, k) => srcOf(k));
+    assertEquals(
+      [...sources].sort((a, b) => a - b),
+      Array.from({ length: n }, (_, i) => start + i),
+    );
+    sources.forEach((j, k) => {
+      for (let v = 0; v < 2; v++) {
+        for (let c = 0; c < 3; c++) {
+          const from = ((v * 3 + c) * 30 + j) * 5, to = ((v * 3 + c) * 30 + place + k) * 5;
+          want.set(want.slice(from, from + 5), to);
+        }
+      }
+    });
+  }
+  assertEquals([...out], [...want]);
+  assertEquals([...freeNoise(noise, shape, L, overlap, 7)], [...out], "seeded");
+  assert(freeNoise(noise, shape, L, overlap, 8).some((x, i) => x !== out[i]), "another seed");
+  assertEquals([...freeNoise(noise, { ...shape, frames: 30 }, 32, 4, 7)], [...noise], "one window");
 });

@@ -210,3 +210,63 @@ Deno.test("promptSlug: lower-case words joined by dashes, capped, never empty", 
   assertEquals(promptSlug("日本語"), "prompt");
   assertEquals(promptSlug(""), "prompt");
 });
+
+Deno.test("parsePromptConfig: motion_scale and motion_effect per entry; non-numbers are one-line errors", () => {
+  const [a, b] = parsePromptConfig(`
+- prompt: "a red circle moving right"
+  motion_scale: 1.2
+  motion_effect: 0.6
+- prompt: "plain"
+`);
+  assertEquals([a.motionScale, a.motionEffect], [1.2, 0.6]);
+  assertEquals([b.motionScale, b.motionEffect], [undefined, undefined]);
+  let err: Error | null = null;
+  try {
+    parsePromptConfig(`- prompt: "x"\n  motion_scale: lots\n`, { source: "c.yaml" });
+  } catch (e) {
+    err = e as Error;
+  }
+  assert(err instanceof InputError && /motion_scale/.test(err.message), `${err?.message}`);
+  assert(!err!.message.includes("\n"), "one line");
+});
+
+Deno.test("parsePromptConfig: prompt_map entries (prompt optional) as animatediff-cli-prompt-travel", () => {
+  const [j] = parsePromptConfig(`
+- prompt_map:
+    0: "a castle at dawn"
+    8: "a castle at night"
+  L: 16
+`);
+  assertEquals(j.promptMap, { 0: "a castle at dawn", 8: "a castle at night" });
+  assertEquals(j.prompt, "");
+  let err: Error | null = null;
+  try {
+    parsePromptConfig(`- prompt_map: ["a", "b"]\n`, { source: "c.yaml" });
+  } catch (e) {
+    err = e as Error;
+  }
+  assert(err instanceof InputError && /prompt_map must be a mapping/.test(err.message), `${err}`);
+});
+
+Deno.test("parsePromptConfig: free_init per entry in snake_case; unknown keys are one-line errors", () => {
+  const [j] = parsePromptConfig(`
+- prompt: "x"
+  free_init: {iterations: 2, method: gaussian, spatial_stop: 0.3, fast_sampling: true}
+`);
+  assertEquals(j.freeInit, {
+    iterations: 2,
+    method: "gaussian",
+    spatialStop: 0.3,
+    fastSampling: true,
+  });
+  let err: Error | null = null;
+  try {
+    parsePromptConfig(`- prompt: "x"\n  free_init: {num_iters: 2}\n`, { source: "c.yaml" });
+  } catch (e) {
+    err = e as Error;
+  }
+  assert(
+    err instanceof InputError && /free_init\.num_iters is not one of/.test(err.message),
+    `${err}`,
+  );
+});

@@ -1,3 +1,4 @@
+import { DEMO_DEFAULTS } from "../../engine/request.ts";
 /**
  * HTTP behaviour of createApp through app.request(), with a fake pipeline (no GPU): every route,
  * every 4xx, queueing, caching, cancellation, SSE and retention. The real engine runs in
@@ -95,13 +96,28 @@ Deno.test("GET /v1/models lists names, defaults, schedulers and limits, never pa
     const text = await r.text();
     assert(!text.includes(t.dir), "listing leaks the models path");
     const m = JSON.parse(text);
-    assertEquals(m.checkpoints.map((e: { name: string }) => e.name), ["sd15", "tiny"]);
-    assertEquals(m.motionModules.map((e: { name: string }) => e.name), ["mm_v2", "tiny_motion"]);
-    assertEquals(m.loras.map((e: { name: string }) => e.name), ["lora_kohya", "lora_peft"]);
-    assertEquals([m.defaults.model, m.defaults.motionModule, m.defaults.steps], [
+    // The directory's models, then the built-in demo models.
+    assertEquals(m.checkpoints.map((e: { name: string }) => e.name), [
       "sd15",
+      "tiny",
+      "demo",
+      "demo:paper",
+    ]);
+    assertEquals(m.motionModules.map((e: { name: string }) => e.name), [
       "mm_v2",
-      25,
+      "tiny_motion",
+      "demo",
+    ]);
+    assertEquals(m.loras.map((e: { name: string }) => e.name), ["lora_kohya", "lora_peft"]);
+    // With no --default-model the demo is the default, at its own size, frames and steps.
+    const d = m.defaults;
+    assertEquals([d.model, d.motionModule, d.steps, d.frames, d.width, d.height], [
+      "demo",
+      "demo",
+      DEMO_DEFAULTS.steps,
+      DEMO_DEFAULTS.frames,
+      DEMO_DEFAULTS.width,
+      DEMO_DEFAULTS.height,
     ]);
     assertEquals(m.formats, ["gif", "apng", "png-zip"]);
     assertEquals(m.limits.maxFrames, 128);
@@ -547,7 +563,7 @@ Deno.test("/healthz reports adapter, queue depth and loaded models", async () =>
       3,
       [],
     ]);
-    assertEquals(h.models, { checkpoints: 2, motionModules: 2, loras: 2 });
+    assertEquals(h.models, { checkpoints: 4, motionModules: 3, loras: 2 }, "with the demo's");
     await waitFor(t.app, await submit(t.app));
     const h2 = await (await t.app.request("/healthz")).json();
     assertEquals([h2.adapter, h2.queue.succeeded, h2.loadedModels[0].model], [

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { findModel, publicListing, scanModelsDir } from "../../server/models_dir.ts";
+import { builtinModels, findModel, publicListing, scanModelsDir } from "../../server/models_dir.ts";
 import { makeModelsDir } from "./fake_pipeline.ts";
 import { join } from "node:path";
 
@@ -7,14 +7,19 @@ Deno.test("scanModelsDir lists checkpoints, motion modules and LoRAs by name wit
   const root = await makeModelsDir();
   try {
     const l = await scanModelsDir(root);
-    assertEquals(l.checkpoints.map((e) => [e.name, e.layout]), [["sd15", "file"], [
-      "tiny",
-      "folder",
-    ]]);
+    // The directory's own, then the built-in demo models (named, never a path).
+    assertEquals(l.checkpoints.map((e) => [e.name, e.layout]), [
+      ["sd15", "file"],
+      ["tiny", "folder"],
+      ["demo", "folder"],
+      ["demo:paper", "folder"],
+    ]);
     assertEquals(l.motionModules.map((e) => [e.name, e.layout]), [
       ["mm_v2", "file"],
       ["tiny_motion", "folder"],
+      ["demo", "folder"],
     ]);
+    assertEquals(findModel(l, "checkpoint", "demo:paper")?.path, "demo:paper");
     assertEquals(l.loras.map((e) => e.name), ["lora_kohya", "lora_peft"]);
     // Sidecar config folder of the single file; notes.txt and sd15.config are not models.
     assertEquals(
@@ -42,7 +47,17 @@ Deno.test("scanModelsDir lists checkpoints, motion modules and LoRAs by name wit
 Deno.test("scanModelsDir: missing sub-folders are empty, duplicate stems keep .safetensors, missing root fails", async () => {
   const root = await Deno.makeTempDir();
   try {
-    assertEquals(await scanModelsDir(root), { checkpoints: [], motionModules: [], loras: [] });
+    const builtin = await builtinModels();
+    assertEquals(await scanModelsDir(root), builtin);
+    assert(builtin.checkpoints.every((e) => e.bytes > 0), "the demo's sizes are known");
+    // A model of the directory named like a built-in one takes its place.
+    await Deno.mkdir(join(root, "checkpoints"));
+    await Deno.writeFile(join(root, "checkpoints", "demo.safetensors"), new Uint8Array(7));
+    const own = await scanModelsDir(root);
+    assertEquals(own.checkpoints.map((e) => [e.name, e.bytes]), [["demo", 7], [
+      "demo:paper",
+      builtin.checkpoints[1].bytes,
+    ]]);
     await Deno.mkdir(join(root, "loras"));
     await Deno.writeFile(join(root, "loras", "x.ckpt"), new Uint8Array(3));
     await Deno.writeFile(join(root, "loras", "x.safetensors"), new Uint8Array(5));

@@ -4,7 +4,12 @@ import { validateAnimationRequest } from "../../server/validate.ts";
 import { fakeLoader } from "./fake_pipeline.ts";
 
 const entry = (name: string) => ({ name, layout: "file" as const, path: `/m/${name}`, bytes: 1 });
-const listing = { checkpoints: [entry("tiny")], motionModules: [entry("mm")], loras: [] };
+const listing = {
+  checkpoints: [entry("tiny")],
+  motionModules: [entry("mm")],
+  loras: [],
+  embeddings: [],
+};
 const request = (steps = 2) =>
   validateAnimationRequest({ prompt: "a", frames: 2, width: 64, height: 64, steps, seed: 1 }, {
     listing,

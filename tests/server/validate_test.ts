@@ -1,12 +1,16 @@
-import { assertEquals, assertRejects } from "../assert.ts";
+import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { RequestError, validateAnimationRequest } from "../../server/validate.ts";
-import type { ModelsListing } from "../../server/models_dir.ts";
+import { builtinModels, type ModelsListing } from "../../server/models_dir.ts";
+import { DEMO_DEFAULTS } from "../../engine/request.ts";
+import { encodeGif } from "../../engine/output/gif.ts";
+import { encodePng } from "../../engine/output/png.ts";
 
 const entry = (name: string) => ({ name, layout: "file" as const, path: `/x/${name}`, bytes: 1 });
 const listing: ModelsListing = {
   checkpoints: [entry("dreamshaper"), entry("tiny")],
   motionModules: [entry("mm_v2")],
   loras: [entry("pixel"), entry("ink")],
+  embeddings: [entry("easynegative")],
 };
 const opts = { listing, randomSeed: () => 1234 };
 
@@ -118,10 +122,206 @@ Deno.test("validateAnimationRequest: limits are configurable and an empty models
       validateAnimationRequest({ prompt: "a", frames: 9 }, { ...opts, limits: { maxFrames: 8 } }),
     /frames: expected an integer in 1\.\.8/,
   );
-  const empty = { listing: { checkpoints: [], motionModules: [], loras: [] } };
+  const empty = { listing: { checkpoints: [], motionModules: [], loras: [], embeddings: [] } };
   const e = await assertRejects(
     () => validateAnimationRequest({ prompt: "a" }, empty),
     /no checkpoints/,
   );
   assertEquals((e as RequestError).field, "model");
+});
+
+Deno.test("validateAnimationRequest: with the built-in demo models listed, demo is the default, at the demo's size, frames and steps, with the demo's motion module", async () => {
+  const builtin = await builtinModels();
+  const withDemo: ModelsListing = {
+    checkpoints: [...listing.checkpoints, ...builtin.checkpoints],
+    motionModules: [...listing.motionModules, ...builtin.motionModules],
+    loras: listing.loras,
+    embeddings: listing.embeddings,
+  };
+  const o = { ...opts, listing: withDemo };
+  const d = validateAnimationRequest({ prompt: "a red circle moving right" }, o);
+  assertEquals([d.model, d.motionModule, d.frames, d.width, d.height, d.steps], [
+    "demo",
+    "demo",
+    DEMO_DEFAULTS.frames,
+    DEMO_DEFAULTS.width,
+    DEMO_DEFAULTS.height,
+    DEMO_DEFAULTS.steps,
+  ]);
+  const p = validateAnimationRequest({ prompt: "a", model: "demo:paper", frames: 4 }, o);
+  assertEquals([p.model, p.motionModule, p.frames, p.width], ["demo:paper", "demo", 4, 64]);
+  // A real model still gets AnimateDiff's defaults and a real motion module; a configured
+  // default model wins over the demo.
+  const real = validateAnimationRequest({ prompt: "a", model: "tiny" }, o);
+  assertEquals([real.motionModule, real.width, real.steps], ["mm_v2", 512, 25]);
+  assertEquals(
+    validateAnimationRequest({ prompt: "a" }, { ...o, defaultModel: "tiny" }).model,
+    "tiny",
+  );
+  // With no checkpoints at all the model field is at fault.
+  await assertRejects(
+    () =>
+      Promise.resolve().then(() =>
+        validateAnimationRequest({ prompt: "a" }, {
+          ...opts,
+          listing: { checkpoints: [], motionModules: [], loras: [], embeddings: [] },
+        })
+      ),
+    /^model: not given and the models directory has no checkpoints\/ entries$/,
+  );
+});
+
+Deno.test("validateAnimationRequest: motionScale and motionEffect pass through when given; bad values name the field", async () => {
+  const v = validateAnimationRequest({ prompt: "a", motionScale: 1.3, motionEffect: 0.5 }, opts);
+  assertEquals([v.motionScale, v.motionEffect], [1.3, 0.5]);
+  const plain = validateAnimationRequest({ prompt: "a" }, opts);
+  assertEquals(["motionScale" in plain, "motionEffect" in plain], [false, false]);
+  for (
+    const [body, field] of [
+      [{ motionScale: 0 }, "motionScale"],
+      [{ motionScale: 11 }, "motionScale"],
+      [{ motionScale: "1" }, "motionScale"],
+      [{ motionEffect: -1 }, "motionEffect"],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () => Promise.resolve().then(() => validateAnimationRequest({ prompt: "a", ...body }, opts)),
+      new RegExp(`^${field}: `),
+    );
+    assertEquals((err as RequestError).field, field);
+  }
+});
+
+Deno.test("validateAnimationRequest: promptMap (prompt may then be empty); bad maps are 400s on promptMap", async () => {
+  const v = validateAnimationRequest(
+    { prompt: "", promptMap: { 0: "dawn", "7": "night" }, frames: 8 },
+    opts,
+  );
+  assertEquals(v.promptMap, { 0: "dawn", 7: "night" });
+  assertEquals(v.prompt, "");
+  await assertRejects(
+    () => Promise.resolve().then(() => validateAnimationRequest({ prompt: "" }, opts)),
+    /^prompt: /,
+  );
+  for (
+    const [map, re] of [
+      [{ 0: "a", 16: "b" }, /^promptMap: keyframe 16 is beyond the last frame \(15 of 16\)$/],
+      [{ x: "a" }, /^promptMap: keyframe "x" is not a frame number$/],
+      ["0: a", /^promptMap must be an object/],
+      [{ 0: "a".repeat(2001) }, /^promptMap\.0: /],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () =>
+        Promise.resolve().then(() =>
+          validateAnimationRequest({ prompt: "", promptMap: map }, opts)
+        ),
+      re,
+    );
+    const field = (err as RequestError).field ?? "";
+    assert(field.startsWith("promptMap"), field);
+  }
+});
+
+Deno.test("validateAnimationRequest: freeInit passes through; bad settings are 400s naming the field", async () => {
+  const v = validateAnimationRequest(
+    { prompt: "a", freeInit: { iterations: 2, method: "box" } },
+    opts,
+  );
+  assertEquals(v.freeInit, { iterations: 2, method: "box" });
+  for (
+    const [fi, field] of [
+      [{ method: "median" }, "freeInit.method"],
+      [{ iterations: 99 }, "freeInit.iterations"],
+      ["yes", "freeInit"],
+      [{ iterations: 3, fastSampling: true }, "freeInit.fastSampling"],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () =>
+        Promise.resolve().then(() =>
+          validateAnimationRequest({ prompt: "a", steps: 2, freeInit: fi }, opts)
+        ),
+      /^freeInit/,
+    );
+    assertEquals((err as RequestError).field, field);
+  }
+});
+
+Deno.test("validateAnimationRequest: video / image inputs (base64 GIF/PNG) set the default frames and size; bad ones are 400s", async () => {
+  const frame = (v: number) => ({
+    data: new Uint8ClampedArray(72 * 84 * 4).fill(v),
+    width: 72,
+    height: 84,
+  });
+  const gif = encodeGif([frame(10), frame(200), frame(90)], { fps: 8 });
+  const b64 = "data:image/gif;base64," + btoa(String.fromCharCode(...gif));
+  const v = validateAnimationRequest({ prompt: "a", video: b64, strength: 0.5 }, opts);
+  // 84 rounds to the nearest multiple of 8.
+  assertEquals([v.frames, v.width, v.height, v.strength], [3, 72, 88, 0.5]);
+  assertEquals(v.video, b64);
+  const png = encodePng(frame(50));
+  const i = validateAnimationRequest(
+    { prompt: "a", image: btoa(String.fromCharCode(...png)) },
+    opts,
+  );
+  assertEquals([i.frames, i.width, i.height], [16, 72, 88]);
+  for (
+    const [body, field, re] of [
+      [{ video: "not base64!" }, "video", /^video: is not base64$/],
+      [{ video: btoa("hello") }, "video", /^video: not a GIF or PNG\/APNG file/],
+      [{ video: b64, frames: 5 }, "video", /^video: has 3 frames, but frames is 5$/],
+      [{ strength: 0.5 }, "strength", /^strength: needs a video or an image$/],
+      [{ video: b64, strength: 0 }, "strength", /^strength: /],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () => Promise.resolve().then(() => validateAnimationRequest({ prompt: "a", ...body }, opts)),
+      re,
+    );
+    assertEquals((err as RequestError).field, field);
+  }
+});
+
+Deno.test("validateAnimationRequest: embeddings by name from embeddings/; unknown names are 400s", async () => {
+  const v = validateAnimationRequest(
+    { prompt: "a easynegative", embeddings: ["easynegative"] },
+    opts,
+  );
+  assertEquals(v.embeddings, ["easynegative"]);
+  const err = await assertRejects(
+    () =>
+      Promise.resolve().then(() =>
+        validateAnimationRequest({ prompt: "a", embeddings: ["nope"] }, opts)
+      ),
+    /^embeddings\[0\]: no model named "nope" in embeddings\/ /,
+  );
+  assertEquals((err as RequestError).field, "embeddings[0]");
+});
+
+Deno.test("validateAnimationRequest: contextWeighting and freeNoise need contextLength; bad values are 400s", async () => {
+  const v = validateAnimationRequest({
+    prompt: "a",
+    frames: 40,
+    contextLength: 16,
+    contextWeighting: "pyramid",
+    freeNoise: true,
+  }, opts);
+  assertEquals([v.contextWeighting, v.freeNoise], ["pyramid", true]);
+  for (
+    const [body, field] of [
+      [{ freeNoise: true }, "freeNoise"],
+      [{ contextLength: 16, contextWeighting: "gaussian" }, "contextWeighting"],
+      [{ contextLength: 16, freeNoise: "yes" }, "freeNoise"],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () =>
+        Promise.resolve().then(() =>
+          validateAnimationRequest({ prompt: "a", frames: 40, ...body }, opts)
+        ),
+      new RegExp(`^${field}: `),
+    );
+    assertEquals((err as RequestError).field, field);
+  }
 });
