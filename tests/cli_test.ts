@@ -179,9 +179,11 @@ cliGpuTest(
 cliGpuTest(
   "cli: --context-length animates more frames than the motion module holds",
   async (dir) => {
-    // The demo module has 32 positions; 40 frames in closed-loop windows of 16 (overlap 4: starts
-    // 0, 12, 24, 36, the last wrapping to frames 0..11).
+    // The fixture's module has 32 positions; 40 frames in closed-loop windows of 16 (overlap 4:
+    // starts 0, 12, 24, 36, the last wrapping to frames 0..11). The random-weight fixture model
+    // makes every frame busy, which the check below relies on.
     const r = await runCli([
+      ...TINY_MODEL,
       "--prompt",
       "a long drive",
       "--frames",
@@ -503,7 +505,7 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         [...p, "--scheduler", "plms"],
         /unknown --scheduler "plms"; use one of ddim, euler, euler-a, dpmpp-2m, dpmpp-2m-karras/,
       ],
-      ["unknown flag", [...p, "--strength", "3"], /Unknown option '--strength' \(see --help\)/],
+      ["unknown flag", [...p, "--denoise", "3"], /Unknown option '--denoise' \(see --help\)/],
       [
         "non-numeric --steps",
         [...p, "--steps", "ten"],
@@ -537,7 +539,11 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         ["--prompt", "x", "--out", "x.mp4"],
         /--out must end in \.gif or \.png, or be a directory; got x\.mp4/,
       ],
-      ["no --prompt", ["--out", "x.gif"], /--prompt is required \(or --config FILE\.yaml\)/],
+      [
+        "no --prompt",
+        ["--out", "x.gif"],
+        /--prompt is required \(or --prompt-map, or --config FILE\.yaml\)/,
+      ],
       [
         "missing --config",
         ["--config", "nope.yaml"],
@@ -665,7 +671,9 @@ cliGpuTest("cli: --dry-run prints the memory plan and exits without generating",
   ], 2);
   assertOk(plain);
   assert(
-    /^memory plan: 8 frames 64x64 in f32, the built-in demo model, on .+\n/.test(plain.stdout),
+    /^memory plan: 8 frames 64x64 in f32, the built-in demo model \(demo\), on .+\n/.test(
+      plain.stdout,
+    ),
     plain.stdout,
   );
   for (const row of ["weights", "activations", "peak", "limits", "budget"]) {

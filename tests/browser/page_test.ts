@@ -147,12 +147,13 @@ async function submitAndCheck(cdp: Cdp, pageUrl: string): Promise<void> {
     "the model picker",
     10_000,
   );
-  assertEquals(options, ["sd15", "tiny"]);
+  // The directory's models, then the built-in demo models.
+  assertEquals(options, ["sd15", "tiny", "demo", "demo:paper"]);
   assertEquals(
     await cdp.eval<string[]>(
       `[...document.getElementById("motionModule").options].map((x) => x.value)`,
     ),
-    ["mm_v2", "tiny_motion"],
+    ["mm_v2", "tiny_motion", "demo"],
   );
   // Fill the form as a user would: type the prompt, pick models, set numbers.
   await cdp.eval(

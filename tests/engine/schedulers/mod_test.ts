@@ -23,6 +23,7 @@ Deno.test("mod: createScheduler builds every named scheduler with AnimateDiff's 
     "euler-a": 961,
     "dpmpp-2m": 951,
     "dpmpp-2m-karras": 999,
+    lcm: 999,
   });
 });
 
