@@ -101,7 +101,8 @@ Without --model it runs the built-in demo model, trained by Zoetrope on a synthe
                              where the references differ, follow diffusers (default) or the original
                              AnimateDiff (per-frame motion GroupNorm; v1: ResNet norms across frames)
   --config FILE.yaml         AnimateDiff prompt config: runs every entry and prompt
-  --out PATH                 .gif, .png (animated PNG) or a directory of frame_0000.png... (default ${DEFAULTS.out};
+  --out PATH                 .gif, .png (animated PNG), .mp4 (H.264), .webm (VP8) or a directory of
+                             frame_0000.png... (default ${DEFAULTS.out};
                              with --config: a directory, default samples/)
   --dry-run                  print the memory plan (GPU memory per stage, whether it fits) and exit
                              without loading weights onto the GPU or generating
@@ -370,15 +371,19 @@ async function checkPath(path: string | undefined, flag: string): Promise<void> 
   if (!(await statOrNull(path))) throw new InputError(`--${flag}: ${path} does not exist`);
 }
 
-type OutKind = "gif" | "apng" | "dir";
+type OutKind = "gif" | "apng" | "mp4" | "webm" | "dir";
 
 async function outKind(out: string): Promise<OutKind> {
   const lower = out.toLowerCase();
   if (lower.endsWith(".gif")) return "gif";
   if (lower.endsWith(".png") || lower.endsWith(".apng")) return "apng";
+  if (lower.endsWith(".mp4")) return "mp4";
+  if (lower.endsWith(".webm")) return "webm";
   const st = await statOrNull(out);
   if (out.endsWith("/") || st?.isDirectory || !/\.[a-z0-9]+$/i.test(out)) return "dir";
-  throw new InputError(`--out must end in .gif or .png, or be a directory; got ${out}`);
+  throw new InputError(
+    `--out must end in .gif, .png, .mp4 or .webm, or be a directory; got ${out}`,
+  );
 }
 
 async function writeOutput(anim: Animation, out: string, loop: number): Promise<string[]> {
@@ -390,6 +395,10 @@ async function writeOutput(anim: Animation, out: string, loop: number): Promise<
   }
   if (kind === "apng") {
     await Deno.writeFile(out, anim.toApng({ loop }));
+    return [out];
+  }
+  if (kind === "mp4" || kind === "webm") {
+    await Deno.writeFile(out, await (kind === "mp4" ? anim.toMp4() : anim.toWebm()));
     return [out];
   }
   await Deno.mkdir(out, { recursive: true });

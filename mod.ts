@@ -4,12 +4,12 @@
  * Load a base model (diffusers folder, single-file `.safetensors`/`.ckpt`, or `hf:` reference),
  * an AnimateDiff motion module (v1/v2/v3 `.ckpt`/`.safetensors` or a MotionAdapter folder) and
  * optional LoRAs with {@link loadPipeline}, then {@link AnimationPipeline.generate} animations as
- * RGBA frames, GIF or APNG. Every op runs as a WGSL compute shader through the runtime's WebGPU
+ * RGBA frames, GIF, APNG, MP4 or WebM. Every op runs as a WGSL compute shader through the runtime's WebGPU
  * (`navigator.gpu`); the shaders are TypeScript strings, so the module needs no file of its own
  * at run time and works when imported from JSR or a URL.
  *
  * Also here: the output encoders ({@link encodeGif}, {@link encodeApng}, {@link encodePng},
- * {@link encodeFramesZip}), weights tools ({@link inspectWeights},
+ * {@link encodeFramesZip}, {@link encodeVideo}), weights tools ({@link inspectWeights},
  * {@link convertToSafetensors}), AnimateDiff prompt configs ({@link parsePromptConfig}) and the
  * HTTP service as an embeddable Hono app ({@link createApp}).
  *
@@ -128,8 +128,13 @@ export {
   encodeFramesZip,
   encodeGif,
   encodePng,
+  encodeVideo,
   type FramesZipOptions,
   type GifOptions,
+  type ImageAnimationFormat,
+  MAX_VIDEO_SIDE,
+  type VideoFormat,
+  type VideoOptions,
 } from "./engine/output/mod.ts";
 export { parsePromptConfig, type PromptJob } from "./engine/prompt_config.ts";
 export { inspectWeights } from "./engine/inspect.ts";

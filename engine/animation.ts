@@ -58,6 +58,16 @@ export class Animation {
     return encodeAnimation(this.frames, "apng", { fps: this.fps, loop: options.loop ?? 0 }).bytes;
   }
 
+  /** H.264 MP4 (`quality` 0-1, default 0.85), for players and sites that take video. */
+  async toMp4(options: { quality?: number } = {}): Promise<Uint8Array> {
+    return (await encodeAnimation(this.frames, "mp4", { fps: this.fps, ...options })).bytes;
+  }
+
+  /** VP8 WebM (`quality` 0-1, default 0.85). */
+  async toWebm(options: { quality?: number } = {}): Promise<Uint8Array> {
+    return (await encodeAnimation(this.frames, "webm", { fps: this.fps, ...options })).bytes;
+  }
+
   /** A zip of `frame_0000.png`, ... */
   toPngZip(): Uint8Array {
     return encodeAnimation(this.frames, "png-zip", { fps: this.fps, loop: 0 }).bytes;

@@ -24,7 +24,7 @@ const STYLE = `
   .buttons { display: flex; gap: .6rem; }
   progress { width: 100%; height: 1.1rem; }
   #error { color: #c0392b; white-space: pre-wrap; }
-  #result { max-width: 100%; image-rendering: pixelated; min-width: 256px; }
+  #result, #resultVideo { max-width: 100%; image-rendering: pixelated; min-width: 256px; }
   .hidden { display: none; }
   .bad { outline: 2px solid #c0392b; }
 `;
@@ -262,13 +262,14 @@ async function showResult(job) {
   $("download").download = name;
   $("download").textContent = "Download " + name + " (" + Math.round(blob.size / 1024) + " KiB)";
   $("resultBox").classList.remove("hidden");
-  if (job.result.contentType.startsWith("image/")) {
-    $("result").classList.remove("hidden");
-    $("result").src = resultUrl;
-  } else {
-    $("result").classList.add("hidden");
-    $("result").removeAttribute("src");
-  }
+  const isImage = job.result.contentType.startsWith("image/");
+  const isVideo = job.result.contentType.startsWith("video/");
+  $("result").classList.toggle("hidden", !isImage);
+  $("resultVideo").classList.toggle("hidden", !isVideo);
+  if (isImage) $("result").src = resultUrl;
+  else $("result").removeAttribute("src");
+  if (isVideo) $("resultVideo").src = resultUrl;
+  else $("resultVideo").removeAttribute("src");
   const secs = (Date.parse(job.finishedAt) - Date.parse(job.startedAt)) / 1000;
   $("status").textContent = "succeeded in " + secs.toFixed(1) + " s · seed " + job.result.seed +
     " · " + job.result.width + "x" + job.result.height + " · " + job.result.frames + " frames";
@@ -426,6 +427,7 @@ export function renderPage(): string {
 <p id="error" role="alert"></p>
 <div id="resultBox" class="hidden">
   <img id="result" alt="generated animation">
+  <video id="resultVideo" class="hidden" autoplay loop muted playsinline controls></video>
   <p><a id="download" href="#">Download</a></p>
 </div>
 <script>${SCRIPT}</script>

@@ -450,7 +450,9 @@ export class JobQueue {
       signal.throwIfAborted();
       const t0 = this.#now();
       this.#progress(job, { stage: "output", step: 0, total: 1, elapsedMs: 0 });
-      const encoded = encodeAnimation(animation.frames, r.format, { fps: animation.fps ?? r.fps });
+      const encoded = await encodeAnimation(animation.frames, r.format, {
+        fps: animation.fps ?? r.fps,
+      });
       const encodeMs = this.#now() - t0;
       this.#progress(job, { stage: "output", step: 1, total: 1, elapsedMs: encodeMs });
       job.result = {

@@ -7,6 +7,7 @@
  * Sizes are tiny (<= 64x64, <= 5 frames, <= 2 steps) to keep the file under ~90 s on 2 cores.
  */
 
+import { probeMp4, probeWebm } from "./engine/output/video_probe.ts";
 import { type CliResult, runScript } from "./subprocess.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -291,6 +292,26 @@ cliGpuTest(
   },
 );
 
+cliGpuTest("cli: --out clip.mp4 and clip.webm write videos that decode back", async (dir) => {
+  for (
+    const [out, probe, codec] of [
+      ["clip.mp4", probeMp4, "avc1"],
+      ["clip.webm", probeWebm, "V_VP8"],
+    ] as const
+  ) {
+    const args = ["--prompt", "a red circle moving right", "--frames", "3", "--steps", "1"];
+    const r = await runCli([...args, "--fps", "6", "--width", "48", "--out", out], dir);
+    assertOk(r);
+    assert(
+      new RegExp(`^wrote ${out.replace(".", "\\.")} \\(3 frames 48x64`, "m").test(r.stderr),
+      r.stderr,
+    );
+    const p = probe(await Deno.readFile(join(dir, out)));
+    assertEquals([p.codec, p.width, p.height, p.frameCount], [codec, 48, 64, 3], out);
+    assert(Math.abs(p.fps - 6) < 0.05, `${out}: fps ${p.fps}`);
+  }
+});
+
 cliGpuTest("cli: --config runs every prompt of both AnimateDiff config forms", async (dir) => {
   // Relative paths resolve against the config's folder (cwd is `dir`, the config in dir/cfg).
   await Deno.mkdir(join(dir, "cfg"));
@@ -536,8 +557,8 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
       ],
       [
         "bad --out",
-        ["--prompt", "x", "--out", "x.mp4"],
-        /--out must end in \.gif or \.png, or be a directory; got x\.mp4/,
+        ["--prompt", "x", "--out", "x.avi"],
+        /--out must end in \.gif, \.png, \.mp4 or \.webm, or be a directory; got x\.avi/,
       ],
       [
         "no --prompt",

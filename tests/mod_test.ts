@@ -42,6 +42,7 @@ const VALUE_EXPORTS = [
   "InputError",
   "MAX_SIDE",
   "MAX_STEPS",
+  "MAX_VIDEO_SIDE",
   "NoAdapterError",
   "SCHEDULERS",
   "convertToSafetensors",
@@ -53,6 +54,7 @@ const VALUE_EXPORTS = [
   "encodeFramesZip",
   "encodeGif",
   "encodePng",
+  "encodeVideo",
   "inspectWeights",
   "loadPipeline",
   "parsePromptConfig",
@@ -79,7 +81,7 @@ Deno.test("mod.ts exports exactly the public API values and no internals", () =>
     "dpmpp-2m-karras",
     "lcm",
   ]);
-  assertEquals([...mod.ANIMATION_FORMATS], ["gif", "apng", "png-zip"]);
+  assertEquals([...mod.ANIMATION_FORMATS], ["gif", "apng", "png-zip", "mp4", "webm"]);
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaStart, 0.00085, "AnimateDiff beta_start");
   assertEquals(mod.ANIMATEDIFF_SCHEDULER_CONFIG.betaEnd, 0.012, "AnimateDiff beta_end");
   assertEquals(new mod.InputError("x").name, "InputError");

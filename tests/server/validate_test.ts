@@ -87,7 +87,7 @@ Deno.test("validateAnimationRequest rejects each bad field with a 400 naming it"
     [{ prompt: "a", seed: 2 ** 60 }, "seed", /integer/],
     [{ prompt: "a", clipSkip: 0 }, "clipSkip", /1\.\.12/],
     [{ prompt: "a", fps: 0 }, "fps", /1\.\.60/],
-    [{ prompt: "a", format: "webp" }, "format", /gif, apng, png-zip/],
+    [{ prompt: "a", format: "webp" }, "format", /gif, apng, png-zip, mp4, webm/],
     [{ prompt: "a", model: "nope" }, "model", /no model named "nope" in checkpoints\//],
     [{ prompt: "a", model: "/x/tiny" }, "model", /no model named/],
     [{ prompt: "a", model: "../tiny" }, "model", /no model named/],

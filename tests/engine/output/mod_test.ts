@@ -3,8 +3,9 @@ import type { AnimationFormat } from "../../../engine/output/mod.ts";
 import { decodeApng, decodeGif, unzipFrames } from "../../decode.ts";
 import { assertEquals, assertRejects } from "../../assert.ts";
 import { movingGradient } from "./synthetic.ts";
+import { probeMp4, probeWebm } from "./video_probe.ts";
 
-Deno.test("encodeAnimation: content type, extension and decodable bytes per format", () => {
+Deno.test("encodeAnimation: content type, extension and decodable bytes per format", async () => {
   const frames = movingGradient(17, 9, 3);
   const gif = encodeAnimation(frames, "gif", { fps: 10, loop: 2 });
   assertEquals([gif.contentType, gif.extension], ["image/gif", ".gif"]);
@@ -21,14 +22,20 @@ Deno.test("encodeAnimation: content type, extension and decodable bytes per form
     "frame_0001.png",
     "frame_0002.png",
   ]);
-  assertEquals(ANIMATION_FORMATS, ["gif", "apng", "png-zip"]);
+  const mp4 = await encodeAnimation(movingGradient(18, 10, 3), "mp4", { fps: 10 });
+  assertEquals([mp4.contentType, mp4.extension], ["video/mp4", ".mp4"]);
+  assertEquals(probeMp4(mp4.bytes).frameCount, 3);
+  const webm = await encodeAnimation(movingGradient(18, 10, 3), "webm", { fps: 10 });
+  assertEquals([webm.contentType, webm.extension], ["video/webm", ".webm"]);
+  assertEquals(probeWebm(webm.bytes).frameCount, 3);
+  assertEquals(ANIMATION_FORMATS, ["gif", "apng", "png-zip", "mp4", "webm"]);
 });
 
 Deno.test("encodeAnimation rejects unknown formats and bad fps for every format", async () => {
   const frames = movingGradient(4, 4, 1);
   await assertRejects(
     () => encodeAnimation(frames, "webp" as AnimationFormat, { fps: 8 }),
-    /encodeAnimation: expected format to be one of gif, apng, png-zip, got "webp"/,
+    /encodeAnimation: expected format to be one of gif, apng, png-zip, mp4, webm, got "webp"/,
   );
   for (const format of ANIMATION_FORMATS) {
     await assertRejects(
