@@ -499,6 +499,14 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
     video: flags.video === undefined ? undefined : await mediaFlag(flags.video, "video"),
     image: flags.image === undefined ? undefined : (await mediaFlag(flags.image, "image"))[0],
   };
+  // Videos and images named by config entries, read once each before any generation.
+  const media = new Map<string, Frame[]>();
+  for (const job of jobs) {
+    for (const [path, flag] of [[job.video, "video"], [job.image, "image"]] as const) {
+      if (path && !media.has(path)) media.set(path, await mediaFlag(path, `config ${flag}`));
+    }
+  }
+  const mediaOf = (path: string | undefined) => (path ? media.get(path) : undefined);
   const jobRequest = (job: PromptJob, c: typeof common, demo: boolean): GenerateRequest => {
     const d = demo ? { ...DEFAULTS, ...DEMO_DEFAULTS } : DEFAULTS;
     return {
@@ -513,18 +521,19 @@ async function runJobs(flags: Flags, jobs: PromptJob[], outDir: string | null): 
       motionScale: c.motionScale ?? job.motionScale,
       motionEffect: c.motionEffect ?? job.motionEffect,
       freeInit: c.freeInit ?? job.freeInit,
-      video: c.video,
-      image: c.image,
-      strength: c.strength,
+      video: c.video ?? mediaOf(job.video),
+      image: c.image ?? mediaOf(job.image)?.[0],
+      strength: c.strength ?? job.strength,
       scheduler,
       seed: c.seed ?? job.seed,
       clipSkip: c.clipSkip ?? DEFAULTS.clipSkip,
       fps: c.fps ?? DEFAULTS.fps,
-      contextLength: c.contextLength,
-      contextOverlap: c.contextOverlap,
+      contextLength: c.contextLength ?? job.contextLength,
+      contextOverlap: c.contextOverlap ?? job.contextOverlap,
       contextLoop: flags["context-loop"] ? true : undefined,
-      contextWeighting: flags["context-weighting"] as GenerateRequest["contextWeighting"],
-      freeNoise: flags["free-noise"] ? true : undefined,
+      contextWeighting: (flags["context-weighting"] as GenerateRequest["contextWeighting"]) ??
+        job.contextWeighting,
+      freeNoise: flags["free-noise"] ? true : job.freeNoise,
     };
   };
   const maxMemory = flags["max-memory"] === undefined

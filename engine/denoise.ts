@@ -81,42 +81,41 @@ export async function denoise(
   const config = options.schedulerConfig ?? ANIMATEDIFF_SCHEDULER_CONFIG;
   const gen = new TorchGenerator(r.seed);
   const shape = [b, 4, f, h, w];
-  if (r.init) {
-    try {
+  let from: { latents: Float32Array; start: number } | null = null;
+  let noise: Float32Array | null = null;
+  try {
+    if (r.init) {
+      // Video / image input: the clip encoded and noised to the first kept step.
       if (options.initialLatents) {
         throw new InputError("initialLatents cannot be combined with a video or image input");
       }
-      if (b !== 1) throw new InputError("video and image inputs take one prompt (generate)");
+      if (r.init.videos.length !== b) {
+        throw new InputError(
+          `${r.init.videos.length} input videos for ${b} prompts: generateBatch takes videos, one per prompt`,
+        );
+      }
       if (!p.vaeEncoder) throw new InputError("this pipeline has no VAE encoder for video input");
-      const encoder = await p.vaeEncoder();
-      return await denoiseFrom(p, r, await encodeInit(p, encoder, r, config, gen), {
-        context,
-        config,
-        gen,
-        options,
-        timings,
-        throwIfAborted,
-      });
-    } catch (e) {
-      context.release();
-      throw e;
+      from = await encodeInit(p, await p.vaeEncoder(), r, config, gen);
+    } else {
+      noise = options.initialLatents ?? gen.randn(shape);
+      if (r.freeNoise && !options.initialLatents && r.contextLength < f) {
+        noise = freeNoise(
+          noise,
+          { videos: b, channels: 4, frames: f, plane: h * w },
+          r.contextLength,
+          r.contextOverlap,
+          r.seed,
+        );
+      }
+      if (noise.length !== b * 4 * f * h * w) {
+        throw new InputError(
+          `initial latents have ${noise.length} values, expected ${b * 4 * f * h * w}`,
+        );
+      }
     }
-  }
-  let noise = options.initialLatents ?? gen.randn(shape);
-  if (r.freeNoise && !options.initialLatents && r.contextLength < f) {
-    noise = freeNoise(
-      noise,
-      { videos: b, channels: 4, frames: f, plane: h * w },
-      r.contextLength,
-      r.contextOverlap,
-      r.seed,
-    );
-  }
-  if (noise.length !== b * 4 * f * h * w) {
+  } catch (e) {
     context.release();
-    throw new InputError(
-      `initial latents have ${noise.length} values, expected ${b * 4 * f * h * w}`,
-    );
+    throw e;
   }
   // FreeInit: several passes; pass k > 0 starts from the last result re-noised to t = N - 1
   // with the first pass's noise, low frequencies kept, high ones from fresh noise.
@@ -128,14 +127,20 @@ export async function denoise(
   const upload = (data: Float32Array, k: number) =>
     gpu.upload(toFrameMajor(data, f, h, w, k), [b * f, 4, h, w], p.dtype, "latents");
   let scheduler = schedulerOf(0);
-  let latents = upload(noise, scheduler.initNoiseSigma);
+  // Video input starts part-way, on latents already noised and in [F, 4, h, w].
+  const start = from?.start ?? 0;
+  let latents = from
+    ? gpu.upload(from.latents, [b * f, 4, h, w], p.dtype, "latents")
+    : upload(noise!, scheduler.initNoiseSigma);
   const ops: VectorOps<Tensor> = {
     lincomb: (terms) => linearCombination(gpu, terms),
     randn: () => upload(gen.randn(shape), 1),
     release: (x) => x.release(),
   };
   let total = 0;
-  for (let k = 0; k < passes; k++) total += k === 0 ? scheduler.timesteps.length : stepsOf(k);
+  for (let k = 0; k < passes; k++) {
+    total += k === 0 ? scheduler.timesteps.length - start : stepsOf(k);
+  }
   const tLoop = performance.now();
   const report = stepReporter(p, r, options, total);
   try {
@@ -145,9 +150,9 @@ export async function denoise(
         latents.release();
         scheduler.reset(ops);
         scheduler = schedulerOf(pass);
-        latents = upload(freeInitNoise(r, config, prev, noise, gen, [b, f, h, w]), 1);
+        latents = upload(freeInitNoise(r, config, prev, noise!, gen, [b, f, h, w]), 1);
       }
-      for (let i = 0; i < scheduler.timesteps.length; i++) {
+      for (let i = pass === 0 ? start : 0; i < scheduler.timesteps.length; i++) {
         throwIfAborted();
         latents = await schedulerStep(p, r, scheduler, ops, i, latents, context, b);
         await report(latents);
@@ -202,11 +207,11 @@ function freeInitNoise(
 }
 
 /**
- * Video / image to video, as diffusers' AnimateDiffVideoToVideoPipeline: the frames through the
- * VAE encoder, a posterior sample (eps drawn [F, 4, h, w] from the request's generator) times
- * the scaling factor, then noise drawn [1, F, 4, h, w] (frames before channels, as diffusers
- * draws it) added at the first kept timestep. Returns the noisy latents [F, 4, h, w] and the
- * index of the first denoising step.
+ * Video / image to video, as diffusers' AnimateDiffVideoToVideoPipeline: each video's frames
+ * through the VAE encoder and a posterior sample (eps drawn [F, 4, h, w] per video, in order,
+ * from the request's generator) times the scaling factor, then noise drawn [b, F, 4, h, w]
+ * (frames before channels, as diffusers draws it) added at the first kept timestep. Returns the
+ * noisy latents [b*F, 4, h, w] (video-major) and the index of the first denoising step.
  */
 async function encodeInit(
   p: PipelineParts,
@@ -215,35 +220,38 @@ async function encodeInit(
   config: SchedulerConfig,
   gen: TorchGenerator,
 ): Promise<{ latents: Float32Array; start: number }> {
-  const gpu = p.gpu, init = r.init!;
+  const gpu = p.gpu, init = r.init!, b = init.videos.length;
   const f = r.frames, H = r.height, W = r.width, hw = (H / 8) * (W / 8);
-  const mean = new Float32Array(f * 4 * hw), logvar = new Float32Array(f * 4 * hw);
-  for (let f0 = 0; f0 < f; f0 += ENCODE_FRAMES) {
-    const n = Math.min(ENCODE_FRAMES, f - f0);
-    const px = new Float32Array(n * 3 * H * W);
-    for (let i = 0; i < n; i++) {
-      const d = init.frames[f0 + i].data;
-      for (let q = 0; q < H * W; q++) {
-        for (let c = 0; c < 3; c++) {
-          px[(i * 3 + c) * H * W + q] = 2 * Math.fround(d[q * 4 + c] / 255) - 1;
+  const sf = p.vae.config.scalingFactor;
+  const x0 = new Float32Array(b * f * 4 * hw);
+  for (let v = 0; v < b; v++) {
+    const frames = init.videos[v];
+    const mean = new Float32Array(f * 4 * hw), logvar = new Float32Array(f * 4 * hw);
+    for (let f0 = 0; f0 < f; f0 += ENCODE_FRAMES) {
+      const n = Math.min(ENCODE_FRAMES, f - f0);
+      const px = new Float32Array(n * 3 * H * W);
+      for (let i = 0; i < n; i++) {
+        const d = frames[f0 + i].data;
+        for (let q = 0; q < H * W; q++) {
+          for (let c = 0; c < 3; c++) {
+            px[(i * 3 + c) * H * W + q] = 2 * Math.fround(d[q * 4 + c] / 255) - 1;
+          }
         }
       }
+      const x = gpu.upload(px, [n, 3, H, W], p.dtype, "video frames");
+      const out = encoder.forward(gpu, x);
+      const [m, lv] = await gpu.readMany([out.mean, out.logvar]);
+      for (const t of [x, out.mean, out.logvar]) t.release();
+      mean.set(m, f0 * 4 * hw);
+      logvar.set(lv, f0 * 4 * hw);
     }
-    const x = gpu.upload(px, [n, 3, H, W], p.dtype, "video frames");
-    const out = encoder.forward(gpu, x);
-    const [m, lv] = await gpu.readMany([out.mean, out.logvar]);
-    for (const t of [x, out.mean, out.logvar]) t.release();
-    mean.set(m, f0 * 4 * hw);
-    logvar.set(lv, f0 * 4 * hw);
+    const eps = gen.randn([f, 4, H / 8, W / 8]);
+    for (let i = 0; i < mean.length; i++) {
+      const std = Math.fround(Math.exp(0.5 * Math.min(20, Math.max(-30, logvar[i]))));
+      x0[v * mean.length + i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std * eps[i])));
+    }
   }
-  const eps = gen.randn([f, 4, H / 8, W / 8]);
-  const sf = p.vae.config.scalingFactor;
-  const x0 = new Float32Array(mean.length);
-  for (let i = 0; i < x0.length; i++) {
-    const std = Math.fround(Math.exp(0.5 * Math.min(20, Math.max(-30, logvar[i]))));
-    x0[i] = Math.fround(sf * Math.fround(mean[i] + Math.fround(std * eps[i])));
-  }
-  const noise = gen.randn([1, f, 4, H / 8, W / 8]);
+  const noise = gen.randn([b, f, 4, H / 8, W / 8]);
   const steps = createScheduler(r.scheduler, config, r.steps).timesteps;
   const start = Math.max(r.steps - Math.min(Math.floor(r.steps * init.strength), r.steps), 0);
   const a = Math.fround(alphasCumprod(config)[steps[start]]);
@@ -255,49 +263,6 @@ async function encodeInit(
 
 /** Frames the VAE encoder takes at once for video input. */
 const ENCODE_FRAMES = 4;
-
-/** The denoising loop from step `start` on noisy latents [F, 4, h, w] (video input). */
-async function denoiseFrom(
-  p: PipelineParts,
-  r: ResolvedRequest,
-  from: { latents: Float32Array; start: number },
-  o: {
-    context: Tensor;
-    config: SchedulerConfig;
-    gen: TorchGenerator;
-    options: LatentOptions;
-    timings: Record<string, number>;
-    throwIfAborted: () => void;
-  },
-): Promise<Tensor> {
-  const gpu = p.gpu, f = r.frames, h = r.height / 8, w = r.width / 8;
-  const scheduler = createScheduler(r.scheduler, o.config, r.steps);
-  let latents = gpu.upload(from.latents, [f, 4, h, w], p.dtype, "latents");
-  const ops: VectorOps<Tensor> = {
-    lincomb: (terms) => linearCombination(gpu, terms),
-    randn: () =>
-      gpu.upload(toFrameMajor(o.gen.randn([1, 4, f, h, w]), f, h, w, 1), [f, 4, h, w], p.dtype),
-    release: (x) => x.release(),
-  };
-  const tLoop = performance.now();
-  const report = stepReporter(p, r, o.options, scheduler.timesteps.length - from.start);
-  try {
-    for (let i = from.start; i < scheduler.timesteps.length; i++) {
-      o.throwIfAborted();
-      latents = await schedulerStep(p, r, scheduler, ops, i, latents, o.context, 1);
-      await report(latents);
-    }
-  } catch (e) {
-    latents.release();
-    throw e;
-  } finally {
-    scheduler.reset(ops);
-    o.context.release();
-  }
-  o.timings.denoise = performance.now() - tLoop;
-  gpu.pool.trim();
-  return latents;
-}
 
 /**
  * One step of the loop: the (windowed, guided) noise prediction at step `i` and the scheduler's

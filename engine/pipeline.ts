@@ -34,7 +34,8 @@ import {
   loadWeights,
   openBaseModel,
 } from "./load.ts";
-import { type ResolvedRequest, resolveRequest } from "./request.ts";
+import { resolveBatchVideo, type ResolvedRequest, resolveRequest } from "./request.ts";
+import type { Frame } from "./output/frame.ts";
 import { denoise, type LatentOptions, readLatents } from "./denoise.ts";
 import { type Batch, generate } from "./generate.ts";
 import type { Animation } from "./animation.ts";
@@ -269,7 +270,10 @@ export class AnimationPipeline {
    */
   async generateBatch(
     prompts: readonly string[],
-    req: Omit<GenerateRequest, "prompt"> & { negativePrompts?: readonly string[] },
+    req: Omit<GenerateRequest, "prompt"> & {
+      negativePrompts?: readonly string[];
+      videos?: readonly (readonly Frame[])[];
+    },
     options: GenerateOptions = {},
   ): Promise<Animation[]> {
     if (!prompts.length) throw new InputError("generateBatch needs at least one prompt");
@@ -283,7 +287,19 @@ export class AnimationPipeline {
         `${negativePrompts.length} negative prompts for ${prompts.length} prompts; give one per prompt`,
       );
     }
-    const r = this.resolve({ ...req, prompt: prompts[0] });
+    const { videos, ...rest } = req;
+    if (videos !== undefined && (rest.video || rest.image)) {
+      throw new InputError("generateBatch takes videos (one per prompt), not video or image");
+    }
+    if (videos !== undefined && (!Array.isArray(videos) || videos.length !== prompts.length)) {
+      throw new InputError(
+        `videos: give one video per prompt (${prompts.length}), got ${
+          Array.isArray(videos) ? videos.length : typeof videos
+        }`,
+      );
+    }
+    const r = this.resolve({ ...rest, prompt: prompts[0], video: videos?.[0] });
+    if (videos && r.init) r.init.videos = videos.map((v, i) => resolveBatchVideo(v, i, r));
     return await this.#generate(r, { prompts, negativePrompts }, options);
   }
 

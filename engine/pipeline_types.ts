@@ -215,7 +215,8 @@ export interface GenerateRequest {
    * Video to video (diffusers' AnimateDiffVideoToVideoPipeline): the input frames (RGBA) are
    * encoded by the VAE and noised to `strength`; the clip is denoised from there. Its length is
    * the default frame count, its size the default width and height (other sizes are resized).
-   * DDIM or LCM.
+   * DDIM or LCM; combines with context windows and `promptMap`, not with `freeInit` or
+   * `freeNoise`. generateBatch takes `videos` instead, one per prompt.
    */
   video?: readonly Frame[];
   /** Image to video: this image starts every frame (as a video of `frames` copies of it). */

@@ -73,6 +73,19 @@ export interface PromptJob {
   motionScale?: number;
   /** Motion effect (`motion_effect`, see GenerateRequest.motionEffect). */
   motionEffect?: number;
+  /** Video to video: a GIF, APNG or PNG-frames folder (`video`, resolved path). */
+  video?: string;
+  /** Image to video: a PNG or GIF (`image`, resolved path). */
+  image?: string;
+  /** How far the input video or image is noised (`strength`, (0, 1]). */
+  strength?: number;
+  /** Context windows (`context_length`, `context_overlap`). */
+  contextLength?: number;
+  contextOverlap?: number;
+  /** How overlapping windows blend (`context_weighting`: flat | pyramid). */
+  contextWeighting?: "flat" | "pyramid";
+  /** FreeNoise (`free_noise: true`). */
+  freeNoise?: boolean;
 }
 
 /** Fields of AnimateDiff's SparseCtrl / ControlNet entries: not supported, rejected by name. */
@@ -114,6 +127,13 @@ const KNOWN_KEYS = new Set([
   "prompt_map",
   "free_init",
   "embeddings",
+  "video",
+  "image",
+  "strength",
+  "context_length",
+  "context_overlap",
+  "context_weighting",
+  "free_noise",
 ]);
 
 function asList<T>(v: T | T[] | undefined): T[] {
@@ -249,6 +269,10 @@ export function parsePromptConfig(
         throw new InputError(`${source}: entry ${name}: motion_module ${i} must be a path`);
       }
     });
+    const pathOf = (v: unknown, field: string) => {
+      const path = str(v, field, name);
+      return path ? resolve(path) : undefined;
+    };
     const steps = num(e.steps, "steps", name);
     const guidance = num(e.guidance_scale, "guidance_scale", name);
     for (const mm of motions.length ? motions : [undefined]) {
@@ -282,11 +306,40 @@ export function parsePromptConfig(
           freeInit: freeInitOf(e.free_init, source, name),
           motionScale: num(e.motion_scale, "motion_scale", name),
           motionEffect: num(e.motion_effect, "motion_effect", name),
+          video: pathOf(e.video, "video"),
+          image: pathOf(e.image, "image"),
+          strength: num(e.strength, "strength", name),
+          contextLength: num(e.context_length, "context_length", name),
+          contextOverlap: num(e.context_overlap, "context_overlap", name),
+          contextWeighting: weightingOf(e.context_weighting, source, name),
+          freeNoise: boolOf(e.free_noise, "free_noise", source, name),
         });
       });
     }
   }
   return jobs;
+}
+
+/** An entry's `context_weighting`: flat or pyramid. */
+function weightingOf(v: unknown, source: string, name: string): "flat" | "pyramid" | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (v !== "flat" && v !== "pyramid") {
+    throw new InputError(
+      `${source}: entry ${name}: context_weighting must be flat or pyramid, got ${
+        String(v).slice(0, 30)
+      }`,
+    );
+  }
+  return v;
+}
+
+/** A boolean field (YAML true/false). */
+function boolOf(v: unknown, field: string, source: string, name: string): boolean | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "boolean") {
+    throw new InputError(`${source}: entry ${name}: ${field} must be true or false`);
+  }
+  return v;
 }
 
 /** An entry's `embeddings`: paths, or {path, token} mappings. */

@@ -139,7 +139,11 @@ export interface ResolvedRequest {
   /** FreeInit's settings, or null for one denoising pass. */
   freeInit: ResolvedFreeInit | null;
   /** Video / image to video: the input frames (resized to width x height) and the strength. */
-  init: { frames: Frame[]; strength: number } | null;
+  /**
+   * Video / image input, resized to the request: `videos` holds one clip per video of the batch
+   * (one for generate(), one per prompt for generateBatch's `videos`).
+   */
+  init: { videos: Frame[][]; strength: number } | null;
 }
 
 /** The default strength of video and image inputs (diffusers' video-to-video default). */
@@ -289,10 +293,12 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
         } scheduler, got ${r.scheduler}`,
       );
     }
-    if (r.contextLength < r.frames || r.keyframes || r.freeInit) {
-      // Not combined yet: keep the error explicit rather than half-working.
+    if (r.freeInit || r.freeNoise) {
+      // Both reshape the starting noise, which a video input replaces with its own latents.
       throw new InputError(
-        "video and image inputs do not combine with contextLength, promptMap or freeInit yet",
+        `video and image inputs start from the clip's latents: ${
+          r.freeInit ? "freeInit" : "freeNoise"
+        } does not apply to them`,
       );
     }
     if (Math.floor(r.steps * strength) < 1) {
@@ -301,7 +307,7 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
       );
     }
     const frames = req.video ? [...req.video] : new Array(r.frames).fill(req.image!);
-    r.init = { frames: frames.map((f) => resizeFrame(f, r.width, r.height)), strength };
+    r.init = { videos: [frames.map((f) => resizeFrame(f, r.width, r.height))], strength };
   }
   if (r.scheduler === "lcm" && r.steps > LCM_ORIGINAL_STEPS) {
     throw new InputError(
@@ -329,4 +335,27 @@ export function resolveRequest(req: GenerateRequest, model: RequestModel): Resol
     );
   }
   return r;
+}
+
+/**
+ * Video `i` of generateBatch's `videos`, checked against the resolved request (its length is the
+ * request's frames; each frame readable) and resized to the request's size.
+ */
+export function resolveBatchVideo(
+  video: unknown,
+  i: number,
+  r: Pick<ResolvedRequest, "frames" | "width" | "height">,
+): Frame[] {
+  if (!Array.isArray(video)) throw new InputError(`videos[${i}] must be an array of frames`);
+  if (video.length !== r.frames) {
+    throw new InputError(`videos[${i}] has ${video.length} frames, but frames is ${r.frames}`);
+  }
+  return video.map((f: Frame, j) => {
+    try {
+      checkFrame(f, `videos[${i}] frame ${j}`);
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    return resizeFrame(f, r.width, r.height);
+  });
 }

@@ -453,6 +453,8 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
     await Deno.writeFile(join(dir, "cut.safetensors"), sd.subarray(0, 1000));
     await Deno.writeTextFile(join(dir, "bad.yaml"), "A:\n  prompt: [unclosed\n");
     await Deno.writeTextFile(join(dir, "ok.yaml"), "- prompt: [x]\n");
+    await Deno.writeTextFile(join(dir, "novideo.yaml"), "- prompt: x\n  video: gone.gif\n");
+    await Deno.writeTextFile(join(dir, "notgif.gif"), "GIF? no\n");
     await writeFamilyCheckpoint(join(dir, "inpaint.safetensors"), "sd15-inpainting");
     await withBigList(MM_CKPT, join(dir, "big_list.ckpt"), { items: 1_000_000 });
     await Deno.mkdir(join(dir, "badtok"));
@@ -464,6 +466,16 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         "missing --model",
         [...p, "--model", "no/such.safetensors"],
         /^error: --model: no\/such\.safetensors does not exist$/,
+      ],
+      [
+        "config video that does not exist",
+        ["--config", "novideo.yaml"],
+        /^error: --config video: .*gone\.gif: /,
+      ],
+      [
+        "unreadable --video",
+        [...p, "--video", "notgif.gif"],
+        /^error: --video: notgif\.gif: /,
       ],
       [
         "unreadable --model",
@@ -589,6 +601,8 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         "cut.safetensors",
         "inpaint.safetensors",
         "junk.safetensors",
+        "notgif.gif",
+        "novideo.yaml",
         "ok.yaml",
       ],
     );

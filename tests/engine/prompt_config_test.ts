@@ -154,7 +154,7 @@ Deno.test("parsePromptConfig: seeds up to 2^64 - 1 stay exact; small seeds too",
 Deno.test("parsePromptConfig: rejects bad configs with one-line InputErrors naming the entry", async () => {
   const cases: [string, RegExp][] = [
     ["- prompt: [x]\n  frame_rate: 8\n", /cfg\.yaml: entry entry0 has unknown fields: frame_rate$/],
-    ["A:\n  prompt: [x]\n  strength: 1\n  fps: 8\n", /entry A has unknown fields: strength, fps/],
+    ["A:\n  prompt: [x]\n  denoise: 1\n  fps: 8\n", /entry A has unknown fields: denoise, fps/],
     ["- seed: [1]\n", /entry entry0 has no prompt/],
     [
       "- prompt: [x]\n  seed: [abc]\n",
@@ -269,4 +269,51 @@ Deno.test("parsePromptConfig: free_init per entry in snake_case; unknown keys ar
     err instanceof InputError && /free_init\.num_iters is not one of/.test(err.message),
     `${err}`,
   );
+});
+
+Deno.test("parsePromptConfig: video, image, strength, context windows, weighting and FreeNoise keys", () => {
+  const [v, i] = parsePromptConfig(
+    `
+- prompt: "a knight walking, oil painting"
+  video: clips/walk.gif
+  strength: 0.6
+  context_length: 8
+  context_overlap: 2
+  context_weighting: pyramid
+  free_noise: false
+- prompt: "a red circle moving right"
+  image: /abs/circle.png
+  free_noise: true
+`,
+    { source: "c.yaml", resolvePath: (p) => (p.startsWith("/") ? p : `/configs/${p}`) },
+  );
+  assertEquals(
+    [v.video, v.image, v.strength, v.contextLength, v.contextOverlap, v.contextWeighting],
+    ["/configs/clips/walk.gif", undefined, 0.6, 8, 2, "pyramid"],
+  );
+  assertEquals([v.freeNoise, i.freeNoise, i.image, i.video], [
+    false,
+    true,
+    "/abs/circle.png",
+    undefined,
+  ]);
+  const bad: [string, RegExp][] = [
+    [
+      `- prompt: x\n  context_weighting: steep\n`,
+      /context_weighting must be flat or pyramid, got steep/,
+    ],
+    [`- prompt: x\n  free_noise: yes please\n`, /free_noise must be true or false/],
+    [`- prompt: x\n  strength: high\n`, /strength/],
+    [`- prompt: x\n  video: 5\n`, /video must be a string/],
+  ];
+  for (const [yaml, re] of bad) {
+    let err: Error | null = null;
+    try {
+      parsePromptConfig(yaml, { source: "c.yaml" });
+    } catch (e) {
+      err = e as Error;
+    }
+    assert(err instanceof InputError && re.test(err.message), `${yaml}: ${err?.message}`);
+    assert(!err!.message.includes("\n"), "one line");
+  }
 });
