@@ -277,7 +277,8 @@ export function createApp(options: AppOptions): ZoetropeApp {
     c.header("Cache-Control", "no-cache");
     c.header(
       "Content-Security-Policy",
-      "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; " +
+      "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; " +
+        "style-src 'unsafe-inline'; " +
         "script-src 'unsafe-inline'; connect-src 'self' blob:",
     );
     return c.html(renderPage());

@@ -96,6 +96,61 @@ async function submitAndCheck(cdp: Cdp, pageUrl: string): Promise<void> {
   assertEquals(String.fromCharCode(...head), "GIF89a");
 }
 
+/**
+ * Submits again with the generation controls set (prompt travel, FreeInit, motion scale and
+ * effect, a context window with pyramid weights and FreeNoise) and WebM output: the job the
+ * server holds carries each control, and the page plays the result in its <video>.
+ */
+async function submitControls(cdp: Cdp, pageUrl: string): Promise<void> {
+  await cdp.eval(`(() => {
+    const set = (id, v) => { const el = document.getElementById(id); el.value = v;
+      el.dispatchEvent(new Event("change", { bubbles: true })); };
+    set("promptMap", "0: a red circle\\n5: a blue circle");
+    set("frames", "6"); set("steps", "2"); set("seed", "8");
+    set("freeInit", "2"); set("freeInitMethod", "gaussian");
+    set("motionScale", "1.2"); set("motionEffect", "0.5");
+    set("contextLength", "4"); set("contextOverlap", "2"); set("contextWeighting", "pyramid");
+    document.getElementById("freeNoise").checked = true;
+    set("format", "webm");
+    return true;
+  })()`);
+  await cdp.eval(`document.getElementById("submit").click()`);
+  const t0 = Date.now();
+  let state: { status: string; text: string; id: string; w: number; ready: number } | null = null;
+  while (Date.now() - t0 < 60_000) {
+    state = await cdp.eval(`(() => {
+      const v = document.getElementById("resultVideo"), st = document.getElementById("status");
+      return { status: st.dataset.status, text: st.textContent + " " +
+        document.getElementById("error").textContent, id: document.getElementById("jobId").textContent,
+        w: v.videoWidth, ready: v.readyState, hidden: v.classList.contains("hidden") };
+    })()`);
+    if (state?.status === "failed") break;
+    if (state?.status === "succeeded" && state.ready >= 2) break;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  assertEquals(state?.status, "succeeded", `${pageUrl}: ${state?.text}`);
+  assertEquals(state!.w, 64, `the WebM plays in the page's <video>: ${JSON.stringify(state)}`);
+  assertEquals(
+    await cdp.eval<boolean>(`document.getElementById("result").classList.contains("hidden")`),
+    true,
+  );
+  const job = await cdp.eval<{ request: Record<string, unknown>; result: { contentType: string } }>(
+    `fetch("v1/animations/${state!.id}").then((r) => r.json())`,
+  );
+  assertEquals(job.result.contentType, "video/webm");
+  const r = job.request;
+  assertEquals(r.promptMap, { 0: "a red circle", 5: "a blue circle" });
+  assertEquals((r.freeInit as { iterations: number; method: string }).iterations, 2);
+  assertEquals((r.freeInit as { iterations: number; method: string }).method, "gaussian");
+  assertEquals([r.motionScale, r.motionEffect], [1.2, 0.5]);
+  assertEquals([r.contextLength, r.contextOverlap, r.contextWeighting, r.freeNoise], [
+    4,
+    2,
+    "pyramid",
+    true,
+  ]);
+}
+
 Deno.test({
   name: "web page: submit the form in headless Chromium (at / and mounted under a prefix)",
   ignore: !isCI && (!hasChromium || !hasAdapter),
@@ -128,6 +183,7 @@ Deno.test({
       await cdp.send("Runtime.enable");
       await cdp.send("Page.enable");
       await submitAndCheck(cdp, `${server.url}/`);
+      await submitControls(cdp, `${server.url}/`);
       // Mounted under a prefix by an embedding app: every request stays under it.
       await submitAndCheck(cdp, `${mounted.url}/zoetrope`);
       assertEquals(cdp.exceptions, [], "no script errors on the page");
