@@ -18,6 +18,8 @@ import { parseLoraFlag, parsePromptMapFlags } from "../cli.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import { writeFamilyCheckpoint } from "./weights/family_fixtures.ts";
 import { withBigList } from "./weights/torch_fixtures.ts";
+import { writeSafetensors } from "../weights/safetensors.ts";
+import { encodePng } from "../engine/output/png.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = join(ROOT, "cli.ts");
@@ -455,6 +457,11 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
     await Deno.writeTextFile(join(dir, "ok.yaml"), "- prompt: [x]\n");
     await Deno.writeTextFile(join(dir, "novideo.yaml"), "- prompt: x\n  video: gone.gif\n");
     await Deno.writeTextFile(join(dir, "notgif.gif"), "GIF? no\n");
+    const red = new Uint8ClampedArray(16 * 16 * 4).map((_, i) => (i % 4 === 1 ? 0 : 255));
+    await Deno.writeFile(join(dir, "red.png"), encodePng({ data: red, width: 16, height: 16 }));
+    await writeSafetensors(join(dir, "wide.safetensors"), [
+      { name: "emb_params", dtype: "F32", shape: [1, 32], data: new Float32Array(32) },
+    ]);
     await writeFamilyCheckpoint(join(dir, "inpaint.safetensors"), "sd15-inpainting");
     await withBigList(MM_CKPT, join(dir, "big_list.ckpt"), { items: 1_000_000 });
     await Deno.mkdir(join(dir, "badtok"));
@@ -471,6 +478,16 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         "config video that does not exist",
         ["--config", "novideo.yaml"],
         /^error: --config video: .*gone\.gif: /,
+      ],
+      [
+        "--strength outside (0, 1]",
+        [...p, "--image", "red.png", "--strength", "1.5"],
+        /^error: strength must be a number above 0 and at most 1, got 1\.5$/,
+      ],
+      [
+        "--embedding of another width",
+        [...p, "--embedding", "wide.safetensors=tok"],
+        /^error: embeddings: wide\.safetensors: vectors of width 32 .* do not match the text encoder's 64/,
       ],
       [
         "unreadable --video",
@@ -604,6 +621,8 @@ Deno.test("cli: bad input that fails before any GPU work exits 2 with one line",
         "notgif.gif",
         "novideo.yaml",
         "ok.yaml",
+        "red.png",
+        "wide.safetensors",
       ],
     );
   } finally {

@@ -5,6 +5,8 @@
  * GPU tests are ignored without an adapter outside CI and fail without one under CI=true.
  */
 
+import { join } from "node:path";
+import { writeSafetensors } from "../../weights/safetensors.ts";
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { parseServeArgs, type RunningServer, serve, UsageError } from "../../server/main.ts";
 import type { JobView } from "../../server/queue.ts";
@@ -99,7 +101,7 @@ async function follow(base: string, id: string): Promise<{ event: string; job: J
   return events;
 }
 
-function gpuServerTest(name: string, fn: (s: RunningServer) => Promise<void>) {
+function gpuServerTest(name: string, fn: (s: RunningServer, modelsDir: string) => Promise<void>) {
   Deno.test({
     name,
     ignore: !hasAdapter && !isCI,
@@ -112,7 +114,7 @@ function gpuServerTest(name: string, fn: (s: RunningServer) => Promise<void>) {
       const device = await shared;
       const s = await serve({ modelsDir: dir, queueSize: 2, device }, { port: 0, quiet: true });
       try {
-        await fn(s);
+        await fn(s, dir);
       } finally {
         await s.shutdown();
         await Deno.remove(dir, { recursive: true });
@@ -187,6 +189,48 @@ gpuServerTest(
     const h2 = await (await fetch(`${base}/healthz`)).json();
     assertEquals(h2.loadedModels.map((m: { model: string }) => m.model), ["tiny"]);
     assertEquals(h2.loadedModels[0].info.maxFrames, 32);
+  },
+);
+
+gpuServerTest(
+  "real server: an embedding of another width fails its job with one line; the next job runs",
+  async (s, modelsDir) => {
+    const base = s.url;
+    await Deno.mkdir(join(modelsDir, "embeddings"), { recursive: true });
+    await writeSafetensors(join(modelsDir, "embeddings", "wide.safetensors"), [
+      { name: "emb_params", dtype: "F32", shape: [1, 7], data: new Float32Array(7) },
+    ]);
+    const body = (extra: Record<string, unknown>) =>
+      JSON.stringify({
+        prompt: "a wide thing",
+        model: "tiny",
+        motionModule: "tiny_motion",
+        frames: 2,
+        width: 64,
+        height: 64,
+        steps: 1,
+        ...extra,
+      });
+    const post = (extra: Record<string, unknown>) =>
+      fetch(`${base}/v1/animations`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: body(extra),
+      });
+    const r = await post({ embeddings: ["wide"] });
+    assertEquals(r.status, 202, await r.clone().text());
+    const bad = (await follow(base, (await r.json()).id)).at(-1)!.job;
+    assertEquals(bad.status, "failed");
+    assert(
+      /wide\.safetensors: vectors of width 7 .* do not match the text encoder's \d+/.test(
+        bad.error!,
+      ),
+      bad.error!,
+    );
+    assert(!bad.error!.includes("\n"), "one line");
+    const ok = await post({});
+    const good = (await follow(base, (await ok.json()).id)).at(-1)!.job;
+    assertEquals(good.status, "succeeded", good.error ?? "");
   },
 );
 
