@@ -5,6 +5,7 @@
  * @module
  */
 
+import { latentRgbMap, previewFrames } from "./preview.ts";
 import type { Tensor } from "../kernels/gpu/tensor.ts";
 import type { VaeEncoder } from "./models/vae.ts";
 import { AbortError, InputError } from "../kernels/gpu/errors.ts";
@@ -308,7 +309,16 @@ function stepReporter(
   let done = 0;
   options.onProgress?.({ stage: "denoise", step: 0, total, elapsedMs: 0 });
   return async (latents) => {
-    if (options.onStepLatents) options.onStepLatents(done, await readLatents(p, latents, r));
+    const preview = options.onPreview;
+    if (options.onStepLatents || preview) {
+      const data = await readLatents(p, latents, r);
+      options.onStepLatents?.(done, data);
+      if (preview) {
+        const map = await latentRgbMap(p);
+        const shape = { frames: r.frames, h: r.height / 8, w: r.width / 8 };
+        preview({ step: done + 1, total, frames: previewFrames(data, shape, map) });
+      }
+    }
     done++;
     const elapsed = performance.now() - t0;
     options.onProgress?.({

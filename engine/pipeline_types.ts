@@ -302,6 +302,12 @@ export interface GenerateOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Cancels between denoising steps; the promise rejects with an AbortError. */
   signal?: AbortSignal;
+  /**
+   * Live preview: after each denoising step, the first video's latents projected to RGB (a
+   * linear map measured from the model's VAE decoder; frames at 1/8 size, scaled up to at least
+   * 64 pixels). Costs one latent readback per step.
+   */
+  onPreview?: (preview: { step: number; total: number; frames: Frame[] }) => void;
 }
 
 /**

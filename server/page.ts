@@ -25,6 +25,7 @@ const STYLE = `
   progress { width: 100%; height: 1.1rem; }
   #error { color: #c0392b; white-space: pre-wrap; }
   #result, #resultVideo { max-width: 100%; image-rendering: pixelated; min-width: 256px; }
+  #preview { width: 128px; image-rendering: pixelated; vertical-align: middle; }
   .hidden { display: none; }
   .bad { outline: 2px solid #c0392b; }
 `;
@@ -229,7 +230,32 @@ async function requestBody() {
   return body;
 }
 
+// Live preview: the latest step's latents as RGB, fetched (with the token) as the job denoises.
+let previewUrl = null, previewStep = 0, previewLoading = false;
+async function showPreview(job) {
+  if (!job.preview || job.status !== "running") {
+    if (FINAL.includes(job.status)) $("previewBox").classList.add("hidden");
+    return;
+  }
+  if (previewLoading || job.preview.step === previewStep) return;
+  previewLoading = true;
+  try {
+    const r = await fetch(job.preview.url, { headers: headers(false) });
+    if (!r.ok || currentJob !== job.id) return;
+    const blob = await r.blob();
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(blob);
+    previewStep = job.preview.step;
+    $("preview").src = previewUrl;
+    $("previewStep").textContent = "step " + job.preview.step + " of " + job.preview.total;
+    $("previewBox").classList.remove("hidden");
+  } catch { /* the next step brings another */ } finally {
+    previewLoading = false;
+  }
+}
+
 function setProgress(job) {
+  showPreview(job);
   const p = job.progress;
   let text = job.status;
   let fraction = job.status === "succeeded" ? 1 : 0;
@@ -347,6 +373,8 @@ $("form").addEventListener("submit", async (ev) => {
   }
   const { id, status } = await r.json();
   currentJob = id;
+  previewStep = 0;
+  $("previewBox").classList.add("hidden");
   $("jobId").textContent = id;
   $("submit").disabled = true;
   $("cancel").disabled = false;
@@ -424,6 +452,9 @@ export function renderPage(): string {
 </form>
 <p>Job <code id="jobId">-</code>: <span id="status" data-status="">idle</span></p>
 <progress id="progress" max="1" value="0"></progress>
+<div id="previewBox" class="hidden" title="Live preview: the latents after each denoising step, projected to colour (1/8 size)">
+  <img id="preview" alt="live preview"> <span id="previewStep"></span>
+</div>
 <p id="error" role="alert"></p>
 <div id="resultBox" class="hidden">
   <img id="result" alt="generated animation">

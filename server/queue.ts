@@ -14,7 +14,7 @@ import type {
   ProgressEvent,
   Stage,
 } from "../engine/pipeline_types.ts";
-import { encodeAnimation, type Frame } from "../engine/output/mod.ts";
+import { encodeAnimation, encodeGif, type Frame } from "../engine/output/mod.ts";
 import { type AnimationRequest, fromBase64 } from "./validate.ts";
 import { decodeMedia } from "../engine/input/media.ts";
 
@@ -143,6 +143,11 @@ export interface JobView {
   cancelRequested: boolean;
   request: AnimationRequest;
   result: JobResultInfo | null;
+  /**
+   * While denoising: the latest live preview (the latents projected to RGB after `step` of
+   * `total` steps), an animated GIF at `url`; null before the first step and once finished.
+   */
+  preview: { step: number; total: number; url: string } | null;
 }
 
 /** What listeners of a job receive: a status change or a progress report. */
@@ -163,6 +168,7 @@ interface Job {
   error: string | null;
   controller: AbortController;
   result: { bytes: Uint8Array; info: Omit<JobResultInfo, "expiresAt"> } | null;
+  preview: { step: number; total: number; bytes: Uint8Array } | null;
   listeners: Set<(e: JobEvent) => void>;
 }
 
@@ -333,6 +339,7 @@ export class JobQueue {
       error: null,
       controller: new AbortController(),
       result: null,
+      preview: null,
       listeners: new Set(),
     };
     this.#jobs.set(job.id, job);
@@ -347,6 +354,12 @@ export class JobQueue {
     this.prune();
     const job = this.#jobs.get(id);
     return job && this.#view(job);
+  }
+
+  /** The latest live preview of a running job (an animated GIF), or undefined. */
+  preview(id: string): { step: number; bytes: Uint8Array } | undefined {
+    const p = this.#jobs.get(id)?.preview;
+    return p ? { step: p.step, bytes: p.bytes } : undefined;
   }
 
   /** The result bytes of a succeeded job. */
@@ -446,7 +459,14 @@ export class JobQueue {
       const pipeline = await this.#pipeline(job, onProgress);
       signal.throwIfAborted();
       const r = job.request;
-      const animation = await pipeline.generate(generateRequestOf(r), { onProgress, signal });
+      const onPreview = (p: { step: number; total: number; frames: Frame[] }) => {
+        job.preview = { step: p.step, total: p.total, bytes: encodeGif(p.frames, { fps: r.fps }) };
+      };
+      const animation = await pipeline.generate(generateRequestOf(r), {
+        onProgress,
+        signal,
+        onPreview,
+      });
       signal.throwIfAborted();
       const t0 = this.#now();
       this.#progress(job, { stage: "output", step: 0, total: 1, elapsedMs: 0 });
@@ -541,6 +561,7 @@ export class JobQueue {
   }
 
   #finish(job: Job, status: JobStatus, error: string | null): void {
+    job.preview = null;
     job.status = status;
     job.error = error;
     job.finishedAt = this.#now();
@@ -583,6 +604,13 @@ export class JobQueue {
         ? {
           ...job.result.info,
           expiresAt: iso(job.finishedAt + this.#opts.resultTtlMs)!,
+        }
+        : null,
+      preview: job.preview
+        ? {
+          step: job.preview.step,
+          total: job.preview.total,
+          url: `/v1/animations/${job.id}/preview?step=${job.preview.step}`,
         }
         : null,
     };

@@ -163,12 +163,16 @@ function mountPrefix(c: Context): string {
 
 /**
  * The job as this request's client sees it: when the app is mounted under a prefix
- * (`outer.route("/zoetrope", app)`), the result URL carries that prefix.
+ * (`outer.route("/zoetrope", app)`), the result and preview URLs carry that prefix.
  */
 function forClient(c: Context, job: JobView): JobView {
   const prefix = mountPrefix(c);
-  if (!prefix || !job.result) return job;
-  return { ...job, result: { ...job.result, url: prefix + job.result.url } };
+  if (!prefix || (!job.result && !job.preview)) return job;
+  return {
+    ...job,
+    result: job.result && { ...job.result, url: prefix + job.result.url },
+    preview: job.preview && { ...job.preview, url: prefix + job.preview.url },
+  };
 }
 
 function sseChunk(event: string, data: unknown): string {
@@ -366,6 +370,24 @@ export function v1Routes(ctx: RoutesContext): Hono {
         id.slice(0, 8)
       }${result.extension}"`,
       "Cache-Control": "private, max-age=60",
+    });
+  });
+
+  v1.get("/animations/:id/preview", (c) => {
+    const id = c.req.param("id");
+    const job = ctx.queue.get(id);
+    if (!job) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+    }
+    const preview = ctx.queue.preview(id);
+    if (!preview) {
+      return errorResponse(c, 404, `animation job ${id} has no preview: it is ${job.status}`);
+    }
+    return c.body(preview.bytes as Uint8Array<ArrayBuffer>, 200, {
+      "Content-Type": "image/gif",
+      "Content-Length": String(preview.bytes.length),
+      "Cache-Control": "no-store",
+      "X-Preview-Step": String(preview.step),
     });
   });
 

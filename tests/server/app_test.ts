@@ -10,6 +10,7 @@ import { type AppOptions, createApp, type ZoetropeApp } from "../../server/app.t
 import type { JobView } from "../../server/queue.ts";
 import { fakeLoader, type FakeOptions, makeModelsDir, SMALL_REQUEST } from "./fake_pipeline.ts";
 import { join } from "node:path";
+import { decodeGif } from "../decode.ts";
 import { Hono } from "npm:hono@^4.13.19";
 import { writeTinyMotionModule } from "../weights/tiny_files.ts";
 
@@ -747,6 +748,42 @@ Deno.test("mounted under a prefix: Location, result URLs and events carry it; th
     assertEquals(root.result?.url, `/v1/animations/${id}/result`);
     const page = await (await outer.request("/zoetrope")).text();
     assert(page.includes('id="prompt"'), "the page is served at the prefix");
+  } finally {
+    await t.done();
+  }
+});
+
+Deno.test("a running job shows a live preview (GIF at 1/8 size) after each step; none once finished", async () => {
+  const t = await setup({ stepMs: 30 });
+  try {
+    const id = await submit(t.app, { ...SMALL, steps: 30 });
+    let job = await waitFor(t.app, id, ["running"]);
+    const before = await t.app.request(`/v1/animations/${id}/preview`);
+    if (before.status === 404) {
+      assertEquals((await before.json()).error.includes("has no preview"), true);
+    } else await before.body?.cancel();
+    while (!job.preview || job.preview.step < 2) {
+      await new Promise((ok) => setTimeout(ok, 10));
+      job = await (await t.app.request(`/v1/animations/${id}`)).json();
+    }
+    assertEquals(job.preview.total, 30);
+    assert(job.preview.url.startsWith(`/v1/animations/${id}/preview?step=`), job.preview.url);
+    const r = await t.app.request(job.preview.url);
+    assertEquals([r.status, r.headers.get("content-type"), r.headers.get("cache-control")], [
+      200,
+      "image/gif",
+      "no-store",
+    ]);
+    const step = Number(r.headers.get("x-preview-step"));
+    assert(step >= 2, `preview step ${step}`);
+    const gif = decodeGif(new Uint8Array(await r.arrayBuffer()));
+    assertEquals([gif.width, gif.height, gif.frames.length], [8, 8, 4], "64x64 / 8, 4 frames");
+    // The preview is the step's own: the fake engine draws step k in grey 10k.
+    assertEquals(gif.frames[0][0], 10 * step);
+    const done = await waitFor(t.app, id);
+    assertEquals([done.status, done.preview], ["succeeded", null]);
+    assertEquals((await t.app.request(`/v1/animations/${id}/preview`)).status, 404);
+    assertEquals((await t.app.request(`/v1/animations/nope/preview`)).status, 404);
   } finally {
     await t.done();
   }

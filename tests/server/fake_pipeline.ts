@@ -69,6 +69,18 @@ export function fakeLoader(options: FakeOptions = {}): { load: PipelineLoader; l
             if (g.signal?.aborted) throw new DOMException("generation cancelled", "AbortError");
             await sleep(options.stepMs ?? 1);
             log.stepsRun[index]++;
+            // A preview like the engine's: frames at 1/8 size, one grey level per step.
+            const pw = Math.max(1, (req.width ?? 512) / 8),
+              ph = Math.max(1, (req.height ?? 512) / 8);
+            g.onPreview?.({
+              step: i + 1,
+              total: steps,
+              frames: Array.from({ length: req.frames ?? 16 }, () => ({
+                data: new Uint8ClampedArray(pw * ph * 4).fill(10 * (i + 1)),
+                width: pw,
+                height: ph,
+              })),
+            });
             g.onProgress?.({
               stage: "denoise",
               step: i + 1,

@@ -165,6 +165,16 @@ gpuServerTest(
     );
     // A step-0 event when denoising starts, then one after each step.
     assertEquals(steps, [0, 1, 2, 3, 4]);
+    // Each step's event carries that step's live preview; none is kept once finished.
+    const previews = events.filter((e) =>
+      e.job.progress?.stage === "denoise" && e.job.progress.step
+    )
+      .map((e) => e.job.preview?.step);
+    assertEquals(previews, [1, 2, 3, 4]);
+    assertEquals(last.preview, null);
+    const gone = await fetch(`${base}/v1/animations/${id}/preview`);
+    await gone.body?.cancel();
+    assertEquals(gone.status, 404);
     const res = await fetch(`${base}${last.result!.url}`);
     assertEquals([res.status, res.headers.get("content-type")], [200, "application/zip"]);
     const entries = unzipFrames(new Uint8Array(await res.arrayBuffer()));
