@@ -26,6 +26,9 @@ const STYLE = `
   #error { color: #c0392b; white-space: pre-wrap; }
   #result, #resultVideo { max-width: 100%; image-rendering: pixelated; min-width: 256px; }
   #preview { width: 128px; image-rendering: pixelated; vertical-align: middle; }
+  #historyList { list-style: none; padding: 0; }
+  #historyList li { display: flex; gap: 0.5em; align-items: center; margin: 0.3em 0; }
+  .thumb { width: 64px; height: 64px; object-fit: contain; image-rendering: pixelated; }
   .hidden { display: none; }
   .bad { outline: 2px solid #c0392b; }
 `;
@@ -274,6 +277,95 @@ function setProgress(job) {
   $("status").dataset.status = job.status;
 }
 
+// A result in another format, fetched with the token and saved through a temporary link.
+async function downloadAs(job, format) {
+  const r = await fetch(job.result.url + "?format=" + format, { headers: headers(false) });
+  if (!r.ok) {
+    showError("Could not convert the result: " + (await errorText(r)).message);
+    return;
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const ext = { gif: ".gif", apng: ".png", "png-zip": ".zip", mp4: ".mp4", webm: ".webm" }[format];
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = "zoetrope-" + job.id.slice(0, 8) + ext;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+// This server's finished animations, newest first, each with its settings and a way to reuse them.
+let historyUrls = [];
+async function loadHistory() {
+  const r = await fetch(api("/v1/animations?status=succeeded&limit=12"), { headers: headers(false) });
+  if (!r.ok) return;
+  const { jobs } = await r.json();
+  for (const u of historyUrls) URL.revokeObjectURL(u);
+  historyUrls = [];
+  const items = await Promise.all(jobs.map(async (job) => {
+    const li = document.createElement("li");
+    li.dataset.id = job.id;
+    const q = job.request;
+    const res = await fetch(job.result.url, { headers: headers(false) }).catch(() => null);
+    if (res && res.ok) {
+      const url = URL.createObjectURL(await res.blob());
+      historyUrls.push(url);
+      const media = job.result.contentType.startsWith("video/")
+        ? Object.assign(document.createElement("video"), { muted: true, autoplay: true, loop: true })
+        : job.result.contentType.startsWith("image/") ? document.createElement("img") : null;
+      if (media) {
+        media.src = url;
+        media.className = "thumb";
+        li.append(media);
+      }
+    }
+    const text = document.createElement("span");
+    text.textContent = (q.prompt || Object.values(q.promptMap || {}).join(" → ")) + " · " + q.model +
+      " · " + q.width + "x" + q.height + " · " + q.frames + " frames · " + q.steps + " steps · seed " +
+      job.result.seed;
+    const reuse = document.createElement("button");
+    reuse.type = "button";
+    reuse.textContent = "reuse";
+    reuse.className = "reuse";
+    reuse.addEventListener("click", () => reuseSettings(q, job.result.seed));
+    li.append(text, reuse);
+    return li;
+  }));
+  $("historyList").replaceChildren(...items);
+  $("history").classList.toggle("hidden", items.length === 0);
+}
+
+// Fills the form with a finished job's settings (input files cannot be refilled).
+function reuseSettings(q, seed) {
+  const set = (id, v) => {
+    if (v === undefined || v === null) return;
+    $(id).value = String(v);
+    $(id).dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  set("model", q.model);
+  set("motionModule", q.motionModule);
+  for (const k of ["prompt", "negativePrompt", "scheduler", "format", "frames", "width", "height",
+    "steps", "guidance", "clipSkip", "fps", "motionScale", "motionEffect", "contextLength",
+    "contextOverlap", "contextWeighting"]) set(k, q[k]);
+  set("seed", seed);
+  $("contextLoop").checked = !!q.contextLoop;
+  $("freeNoise").checked = !!q.freeNoise;
+  $("promptMap").value = q.promptMap
+    ? Object.entries(q.promptMap).map(([f, p]) => f + ": " + p).join("\\n")
+    : "";
+  $("freeInit").value = q.freeInit ? q.freeInit.iterations : "";
+  if (q.freeInit && q.freeInit.method) $("freeInitMethod").value = q.freeInit.method;
+  $("loras").replaceChildren();
+  for (const l of q.loras || []) {
+    addLora();
+    const row = $("loras").lastElementChild;
+    row.querySelector(".lora-name").value = l.name;
+    row.querySelector(".lora-scale").value = l.scale;
+  }
+  window.scrollTo(0, 0);
+}
+
 async function showResult(job) {
   const r = await fetch(job.result.url, { headers: headers(false) });
   if (!r.ok) {
@@ -296,6 +388,17 @@ async function showResult(job) {
   else $("result").removeAttribute("src");
   if (isVideo) $("resultVideo").src = resultUrl;
   else $("resultVideo").removeAttribute("src");
+  // The other formats, encoded by the server from the kept frames on demand.
+  $("otherFormats").replaceChildren(...models.formats.filter((f) => f !== job.request.format)
+    .map((f) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = f;
+      b.dataset.format = f;
+      b.addEventListener("click", () => downloadAs(job, f));
+      return b;
+    }));
+  loadHistory();
   const secs = (Date.parse(job.finishedAt) - Date.parse(job.startedAt)) / 1000;
   $("status").textContent = "succeeded in " + secs.toFixed(1) + " s · seed " + job.result.seed +
     " · " + job.result.width + "x" + job.result.height + " · " + job.result.frames + " frames";
@@ -388,7 +491,7 @@ $("cancel").addEventListener("click", async () => {
   if (!r.ok && r.status !== 409) showError((await errorText(r)).message);
 });
 
-loadModels().catch((e) => showError("Could not list models: " + e.message));
+loadModels().then(loadHistory).catch((e) => showError("Could not list models: " + e.message));
 `;
 
 /**
@@ -459,8 +562,12 @@ export function renderPage(): string {
 <div id="resultBox" class="hidden">
   <img id="result" alt="generated animation">
   <video id="resultVideo" class="hidden" autoplay loop muted playsinline controls></video>
-  <p><a id="download" href="#">Download</a></p>
+  <p><a id="download" href="#">Download</a> · also as <span id="otherFormats"></span></p>
 </div>
+<section id="history" class="hidden">
+  <h2>Recent animations on this server</h2>
+  <ul id="historyList"></ul>
+</section>
 <script>${SCRIPT}</script>
 </body>
 </html>

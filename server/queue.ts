@@ -14,7 +14,16 @@ import type {
   ProgressEvent,
   Stage,
 } from "../engine/pipeline_types.ts";
-import { encodeAnimation, encodeGif, type Frame } from "../engine/output/mod.ts";
+import {
+  type AnimationFormat,
+  encodeAnimation,
+  type EncodedAnimation,
+  encodeGif,
+  type Frame,
+} from "../engine/output/mod.ts";
+
+/** Results whose frames are kept for re-encoding in other formats (the newest ones). */
+export const FRAMES_KEPT = 8;
 import { type AnimationRequest, fromBase64 } from "./validate.ts";
 import { decodeMedia } from "../engine/input/media.ts";
 
@@ -167,7 +176,14 @@ interface Job {
   progress: JobProgress | null;
   error: string | null;
   controller: AbortController;
-  result: { bytes: Uint8Array; info: Omit<JobResultInfo, "expiresAt"> } | null;
+  result: {
+    bytes: Uint8Array;
+    info: Omit<JobResultInfo, "expiresAt">;
+    /** The RGBA frames, kept for the newest results to re-encode in other formats. */
+    frames: readonly Frame[] | null;
+    /** Other formats already encoded from them. */
+    others: Map<AnimationFormat, Promise<EncodedAnimation>>;
+  } | null;
   preview: { step: number; total: number; bytes: Uint8Array } | null;
   listeners: Set<(e: JobEvent) => void>;
 }
@@ -356,10 +372,47 @@ export class JobQueue {
     return job && this.#view(job);
   }
 
+  /**
+   * The jobs this server still holds (finished ones until their results expire), newest first,
+   * optionally only those with `status`, at most `limit`.
+   */
+  list(o: { status?: JobStatus; limit?: number } = {}): JobView[] {
+    this.prune();
+    return [...this.#jobs.values()]
+      .filter((j) => o.status === undefined || j.status === o.status)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .slice(0, o.limit ?? Infinity)
+      .map((j) => this.#view(j));
+  }
+
   /** The latest live preview of a running job (an animated GIF), or undefined. */
   preview(id: string): { step: number; bytes: Uint8Array } | undefined {
     const p = this.#jobs.get(id)?.preview;
     return p ? { step: p.step, bytes: p.bytes } : undefined;
+  }
+
+  /**
+   * A succeeded job's result in another format, encoded from its frames (kept for the newest
+   * {@link FRAMES_KEPT} results); null when they are gone, undefined for unknown jobs.
+   */
+  async resultAs(
+    id: string,
+    format: AnimationFormat,
+  ): Promise<{ bytes: Uint8Array; contentType: string; extension: string } | null | undefined> {
+    this.prune();
+    const job = this.#jobs.get(id);
+    const r = job?.result;
+    if (!job || !r) return undefined;
+    if (format === job.request.format) return this.result(id);
+    let other = r.others.get(format);
+    if (!other) {
+      if (!r.frames) return null;
+      other = Promise.resolve(encodeAnimation(r.frames, format, { fps: r.info.fps }));
+      r.others.set(format, other);
+      other.catch(() => r.others.delete(format));
+    }
+    const e = await other;
+    return { bytes: e.bytes, contentType: e.contentType, extension: e.extension };
   }
 
   /** The result bytes of a succeeded job. */
@@ -476,6 +529,8 @@ export class JobQueue {
       const encodeMs = this.#now() - t0;
       this.#progress(job, { stage: "output", step: 1, total: 1, elapsedMs: encodeMs });
       job.result = {
+        frames: animation.frames,
+        others: new Map(),
         bytes: encoded.bytes,
         info: {
           url: `/v1/animations/${job.id}/result`,
@@ -493,6 +548,10 @@ export class JobQueue {
       this.#durations.push(this.#now() - job.startedAt);
       if (this.#durations.length > 20) this.#durations.shift();
       this.#completed++;
+      // Frames stay only with the newest results (a 16-frame 512 x 512 clip is 16 MB).
+      const kept = [...this.#jobs.values()].filter((j) => j !== job && j.result?.frames)
+        .sort((a, b) => b.finishedAt! - a.finishedAt!);
+      for (const j of kept.slice(FRAMES_KEPT - 1)) j.result!.frames = null;
       this.#finish(job, "succeeded", null);
     } catch (e) {
       if (signal.aborted) {

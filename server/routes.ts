@@ -12,6 +12,7 @@ import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./m
 import { inspectWeights } from "../engine/inspect.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import {
+  FRAMES_KEPT,
   generateRequestOf,
   type JobEvent,
   type JobQueue,
@@ -30,7 +31,7 @@ import {
   SCHEDULER_NAMES,
   validateAnimationRequest,
 } from "./validate.ts";
-import { ANIMATION_FORMATS } from "../engine/output/mod.ts";
+import { ANIMATION_FORMATS, type AnimationFormat } from "../engine/output/mod.ts";
 import { join } from "node:path";
 import { pathExists } from "../weights/fs.ts";
 import { isDemoModelName } from "../weights/demo_model.ts";
@@ -293,6 +294,21 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
   });
 
+  v1.get("/animations", (c) => {
+    const status = c.req.query("status");
+    const statuses = ["queued", "running", "succeeded", "failed", "canceled"];
+    if (status !== undefined && !statuses.includes(status)) {
+      return errorResponse(c, 400, `status must be one of ${statuses.join(", ")}`, "status");
+    }
+    const limitText = c.req.query("limit");
+    const limit = limitText === undefined ? 50 : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      return errorResponse(c, 400, "limit must be an integer from 1 to 1000", "limit");
+    }
+    const jobs = ctx.queue.list({ status: status as JobView["status"] | undefined, limit });
+    return c.json({ jobs: jobs.map((j) => forClient(c, j)) });
+  });
+
   v1.get("/animations/:id", (c) => {
     const id = c.req.param("id");
     const job = ctx.queue.get(id);
@@ -351,16 +367,38 @@ export function v1Routes(ctx: RoutesContext): Hono {
     });
   });
 
-  v1.get("/animations/:id/result", (c) => {
+  v1.get("/animations/:id/result", async (c) => {
     const id = c.req.param("id");
     const job = ctx.queue.get(id);
     if (!job) {
       return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
     }
-    const result = ctx.queue.result(id);
-    if (job.status !== "succeeded" || !result) {
+    const format = c.req.query("format");
+    if (format !== undefined && !ANIMATION_FORMATS.includes(format as AnimationFormat)) {
+      return errorResponse(
+        c,
+        400,
+        `format must be one of ${ANIMATION_FORMATS.join(", ")}, got "${format.slice(0, 20)}"`,
+        "format",
+      );
+    }
+    if (job.status !== "succeeded") {
       const why = job.status === "failed" ? `: ${job.error}` : "";
       return errorResponse(c, 409, `animation job ${id} has no result: it is ${job.status}${why}`);
+    }
+    const result = format === undefined
+      ? ctx.queue.result(id)
+      : await ctx.queue.resultAs(id, format as AnimationFormat);
+    if (result === null) {
+      return errorResponse(
+        c,
+        409,
+        `animation job ${id} can no longer be re-encoded as ${format}: frames are kept for the ` +
+          `newest ${FRAMES_KEPT} results only (its own format, ${job.request.format}, still is)`,
+      );
+    }
+    if (!result) {
+      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
     }
     const disposition = c.req.query("download") !== undefined ? "attachment" : "inline";
     return c.body(result.bytes as Uint8Array<ArrayBuffer>, 200, {

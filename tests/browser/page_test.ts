@@ -149,6 +149,43 @@ async function submitControls(cdp: Cdp, pageUrl: string): Promise<void> {
     "pyramid",
     true,
   ]);
+  // The other formats are offered, and the server converts on request.
+  const others = await cdp.eval<string[]>(
+    `[...document.querySelectorAll("#otherFormats button")].map((b) => b.dataset.format)`,
+  );
+  assertEquals(others, ["gif", "apng", "png-zip", "mp4"]);
+  const mp4Type = await cdp.eval<string>(
+    `fetch(${JSON.stringify(`v1/animations/${state!.id}/result?format=mp4`)})
+       .then((r) => r.headers.get("content-type"))`,
+  );
+  assertEquals(mp4Type, "video/mp4");
+  // History: this server's finished animations, newest first; "reuse" refills the form.
+  let history: string[] = [];
+  for (let i = 0; i < 100 && history.length < 2; i++) {
+    history = await cdp.eval<string[]>(
+      `[...document.querySelectorAll("#historyList li")].map((li) => li.dataset.id)`,
+    );
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  assertEquals(history.length, 2, `history: ${history}`);
+  assertEquals(history[0], state!.id, "newest first");
+  const restored = await cdp.eval<Record<string, string>>(`(() => {
+    document.querySelectorAll("#historyList li")[1].querySelector(".reuse").click();
+    const v = (id) => document.getElementById(id).value;
+    return { format: v("format"), frames: v("frames"), seed: v("seed"), steps: v("steps"),
+             promptMap: v("promptMap"), freeInit: v("freeInit"),
+             prompt: v("prompt"), freeNoise: String(document.getElementById("freeNoise").checked) };
+  })()`);
+  assertEquals(restored, {
+    format: "gif",
+    frames: "4",
+    seed: "5",
+    steps: "2",
+    promptMap: "",
+    freeInit: "",
+    prompt: "a lighthouse in a storm, pixel art",
+    freeNoise: "false",
+  });
 }
 
 Deno.test({

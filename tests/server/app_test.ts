@@ -11,6 +11,8 @@ import type { JobView } from "../../server/queue.ts";
 import { fakeLoader, type FakeOptions, makeModelsDir, SMALL_REQUEST } from "./fake_pipeline.ts";
 import { join } from "node:path";
 import { decodeGif } from "../decode.ts";
+import { probeWebm } from "../engine/output/video_probe.ts";
+import { FRAMES_KEPT } from "../../server/queue.ts";
 import { Hono } from "npm:hono@^4.13.19";
 import { writeTinyMotionModule } from "../weights/tiny_files.ts";
 
@@ -784,6 +786,66 @@ Deno.test("a running job shows a live preview (GIF at 1/8 size) after each step;
     assertEquals([done.status, done.preview], ["succeeded", null]);
     assertEquals((await t.app.request(`/v1/animations/${id}/preview`)).status, 404);
     assertEquals((await t.app.request(`/v1/animations/nope/preview`)).status, 404);
+  } finally {
+    await t.done();
+  }
+});
+
+Deno.test("GET /v1/animations lists the server's jobs newest first, by status, limited", async () => {
+  const t = await setup({ queueSize: 8, failOn: "explode" });
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await submit(t.app, { ...SMALL, prompt: `clip ${i}` }));
+      await waitFor(t.app, ids[i]);
+    }
+    const failing = await submit(t.app, { ...SMALL, prompt: "explode" });
+    await waitFor(t.app, failing);
+    const all = await (await t.app.request("/v1/animations")).json();
+    assertEquals(all.jobs.map((j: JobView) => j.id), [failing, ids[2], ids[1], ids[0]]);
+    assertEquals(all.jobs[0].status, "failed");
+    assertEquals(all.jobs[0].id, failing, "newest first");
+    const ok = await (await t.app.request("/v1/animations?status=succeeded&limit=2")).json();
+    assertEquals(ok.jobs.map((j: JobView) => j.request.prompt), ["clip 2", "clip 1"]);
+    assert(ok.jobs.every((j: JobView) => j.result?.url), "finished jobs carry their result");
+    for (
+      const [q, field] of [["status=done", "status"], ["limit=0", "limit"], ["limit=x", "limit"]]
+    ) {
+      const r = await t.app.request(`/v1/animations?${q}`);
+      assertEquals([r.status, (await r.json()).field], [400, field], q);
+    }
+  } finally {
+    await t.done();
+  }
+});
+
+Deno.test("/result?format= re-encodes a result in another format while its frames are kept", async () => {
+  const t = await setup({ queueSize: 16, failOn: "explode" });
+  try {
+    const first = await submit(t.app, { ...SMALL, format: "gif" });
+    await waitFor(t.app, first);
+    const own = new Uint8Array(
+      await (await t.app.request(`/v1/animations/${first}/result`)).arrayBuffer(),
+    );
+    const same = await t.app.request(`/v1/animations/${first}/result?format=gif`);
+    assertEquals(new Uint8Array(await same.arrayBuffer()), own, "its own format: the same bytes");
+    const webm = await t.app.request(`/v1/animations/${first}/result?format=webm&download`);
+    assertEquals([webm.status, webm.headers.get("content-type")], [200, "video/webm"]);
+    assert(webm.headers.get("content-disposition")!.endsWith('.webm"'));
+    assertEquals(probeWebm(new Uint8Array(await webm.arrayBuffer())).frameCount, 4);
+    const bad = await t.app.request(`/v1/animations/${first}/result?format=bmp`);
+    assertEquals([bad.status, (await bad.json()).field], [400, "format"]);
+    // FRAMES_KEPT newer results: the first one's frames are gone, its own bytes stay.
+    for (let i = 0; i < FRAMES_KEPT; i++) await waitFor(t.app, await submit(t.app));
+    const gone = await t.app.request(`/v1/animations/${first}/result?format=mp4`);
+    assertEquals(gone.status, 409);
+    assert(/frames are kept for the newest 8 results/.test((await gone.json()).error));
+    const still = await t.app.request(`/v1/animations/${first}/result?format=webm`);
+    assertEquals(still.status, 200, "an encoding already made is kept");
+    await still.body?.cancel();
+    const plain = await t.app.request(`/v1/animations/${first}/result`);
+    assertEquals(plain.status, 200);
+    await plain.body?.cancel();
   } finally {
     await t.done();
   }
