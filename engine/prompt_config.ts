@@ -79,8 +79,9 @@ export interface PromptJob {
   image?: string;
   /** How far the input video or image is noised (`strength`, (0, 1]). */
   strength?: number;
-  /** Context windows (`context_length`, `context_overlap`). */
+  /** Frames per context window (`context_length`). */
   contextLength?: number;
+  /** Frames shared by neighbouring windows (`context_overlap`). */
   contextOverlap?: number;
   /** How overlapping windows blend (`context_weighting`: flat | pyramid). */
   contextWeighting?: "flat" | "pyramid";
