@@ -14,6 +14,9 @@ import type { Precision, ProgressEvent } from "./pipeline_types.ts";
 import { type BoundParts, type PipelineParts, virtualParts } from "./load.ts";
 import type { ResolvedRequest } from "./request.ts";
 import { denoise } from "./denoise.ts";
+import { WeightStore } from "./weight_store.ts";
+import { VaeEncoder } from "./models/vae.ts";
+import type { TensorMap } from "../weights/types.ts";
 import { generate } from "./generate.ts";
 import { pickDecodeTile } from "./vae_tiling.ts";
 
@@ -168,6 +171,8 @@ export class MemoryPlanner {
     const gpu = parts.gpu;
     gpu.pool.trim();
     gpu.pool.resetPeak();
+    // A video or image input goes through the VAE encoder, whose weights then stay bound.
+    const encoder = r.init ? await virtualEncoder(parts) : null;
     const weights = gpu.persistentBytes;
     const stages = { encode: 0, denoise: 0, decode: 0 };
     let stage: keyof typeof stages | null = null;
@@ -183,17 +188,25 @@ export class MemoryPlanner {
     const onProgress = (e: ProgressEvent) => {
       if (e.stage !== stage && e.stage in stages) mark(e.stage as keyof typeof stages);
     };
-    // Every step allocates alike: a few stand for all of them. A video or image input is planned
-    // as text to video of its size (the VAE encoder pass it adds is not in the plan).
-    const few = { ...r, steps: Math.min(r.steps, 3), init: null };
+    // Every step allocates alike: a few stand for all of them (a video input at strength 1, so
+    // that a few steps still run; its encoder pass is the same at any strength).
+    const few = {
+      ...r,
+      steps: Math.min(r.steps, 3),
+      init: r.init && { ...r.init, strength: 1 },
+    };
+    const replay = encoder
+      ? { ...parts, vaeEncoder: () => Promise.resolve(encoder.encoder) }
+      : parts;
     try {
-      if (o.decode) await generate(parts, few, { prompts }, { onProgress });
-      else (await denoise(parts, few, { onProgress, prompts }, {})).release();
+      if (o.decode) await generate(replay, few, { prompts }, { onProgress });
+      else (await denoise(replay, few, { onProgress, prompts }, {})).release();
     } catch (e) {
       if (!(e instanceof EngineLimitError)) throw e;
       limit = e;
     }
     mark(null);
+    encoder?.store.dispose();
     const peak = Math.max(stages.encode, stages.denoise, stages.decode, weights);
     const plan: MemoryPlan = {
       adapter: this.#parts.gpu.info.name,
@@ -231,6 +244,7 @@ export class MemoryPlanner {
       r.contextOverlap,
       r.contextLoop,
       r.scheduler,
+      r.init !== null,
       r.guidance > 1,
       r.clipSkip === 1,
       Math.min(r.steps, 3),
@@ -310,6 +324,28 @@ export class MemoryPlanner {
     }
     return p;
   }
+}
+
+/**
+ * The VAE encoder on a planning copy: declared from the VAE's config, its weights reserved on the
+ * virtual Gpu (never read), so that a video input's encoder pass replays with the rest.
+ */
+async function virtualEncoder(
+  parts: PipelineParts,
+): Promise<{ store: WeightStore; encoder: VaeEncoder }> {
+  const config = parts.vae.config;
+  const tensors: TensorMap = new Map();
+  for (const [name, shape] of WeightStore.describe((w) => new VaeEncoder(w, config))) {
+    tensors.set(name, {
+      shape,
+      dtype: "F32",
+      read: () => Promise.reject(new Error(`${name}: a planning copy has no weights`)),
+    });
+  }
+  const store = new WeightStore(parts.gpu, tensors, { dtype: parts.dtype, part: "vae" });
+  const encoder = new VaeEncoder(store, config);
+  await store.loadAll();
+  return { store, encoder };
 }
 
 /** VAE tiles per frame of a request (1 when frames decode whole). */

@@ -101,6 +101,42 @@ gpuTest(
   },
 );
 
+gpuTest(
+  "memory plan: a video input's VAE encoder pass and weights are planned as measured",
+  async (gpu) => {
+    await withLimits(gpu, {}, () =>
+      withPipeline(gpu, {}, async (pipe) => {
+        const size = 128;
+        const frame = {
+          data: new Uint8ClampedArray(size * size * 4).map((_, i) => (i * 37) % 256),
+          width: size,
+          height: size,
+        };
+        const plain = {
+          ...REQUEST,
+          width: size,
+          height: size,
+          frames: 4,
+          scheduler: "ddim" as const,
+        };
+        const v2v = { ...plain, video: [frame, frame, frame, frame], strength: 0.7 };
+        const plainPlan = await pipe.plan(plain);
+        const plan = await pipe.plan(v2v);
+        assert(plan.fits, `fits (${plan.reason})`);
+        const before = gpu.persistentBytes;
+        const peak = await measuredPeak(gpu, () => pipe.generate(v2v));
+        const encoderWeights = gpu.persistentBytes - before;
+        assert(encoderWeights > 0, "the run bound the encoder");
+        assertEquals(plan.weightsBytes - plainPlan.weightsBytes, encoderWeights, "encoder weights");
+        assertEquals(plan.activationsBytes, peak, "planned vs measured activations");
+        assert(
+          plan.stages.encode > plainPlan.stages.encode,
+          "the encoder pass is in the encode stage",
+        );
+      }));
+  },
+);
+
 gpuTest("memory plan: small bindings give the same latents as whole launches", async (gpu) => {
   const request = { ...REQUEST, width: 128, height: 128 };
   const run = async () => {
