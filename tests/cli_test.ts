@@ -720,7 +720,9 @@ cliGpuTest("cli: --dry-run prints the memory plan and exits without generating",
   const [plain, json, over, badSize] = await pool([
     () => runCli(["--prompt", "x", "--dry-run"], dir),
     () => runCli(["--prompt", "x", "--dry-run", "--json", "--frames", "4"], dir),
-    () => runCli(["--prompt", "x", "--dry-run", "--max-memory", "9MB"], dir),
+    // Above the demo's f32 weights (9.1 MB), below its peak: a smaller size fits even on an
+    // adapter without shader-f16.
+    () => runCli(["--prompt", "x", "--dry-run", "--max-memory", "15MB"], dir),
     () => runCli(["--prompt", "x", "--dry-run", "--max-memory", "10XB"], dir),
   ], 2);
   assertOk(plain);
