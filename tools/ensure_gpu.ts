@@ -6,10 +6,33 @@
 
 async function hasAdapter(): Promise<boolean> {
   try {
-    return Boolean(await navigator.gpu?.requestAdapter());
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return false;
+    // Mesa's OpenGL llvmpipe (libgl1-mesa-dri, present on many images) gives wgpu a GL adapter
+    // without shader-f16 and 3x slower than Vulkan's lavapipe: a software adapter on a Linux
+    // without any Vulkan driver counts as none, so that lavapipe gets installed.
+    const software = adapter.info.description.startsWith("llvmpipe") ||
+      adapter.info.description.startsWith("softpipe");
+    if (software && Deno.build.os === "linux" && !(await hasVulkanDriver())) {
+      console.error("zoetrope: only an OpenGL software adapter found (no Vulkan driver)");
+      return false;
+    }
+    return true;
   } catch {
     return false;
   }
+}
+
+/** Whether a Vulkan ICD (driver manifest) is installed in the loader's standard folders. */
+async function hasVulkanDriver(): Promise<boolean> {
+  for (
+    const dir of ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"]
+  ) {
+    try {
+      for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".json")) return true;
+    } catch { /* no such folder */ }
+  }
+  return false;
 }
 
 async function run(cmd: string[]): Promise<boolean> {
