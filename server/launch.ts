@@ -83,7 +83,7 @@ export async function servePermissions(
   env: (name: string) => string | undefined = (k) => Deno.env.get(k),
 ): Promise<string[]> {
   const cfg = parseServeArgs(args, env);
-  const tokenVar = args.find((a, i) => args[i - 1] === "--token-env") ??
+  const tokenVar = args.find((_, i) => args[i - 1] === "--token-env") ??
     args.find((a) => a.startsWith("--token-env="))?.slice("--token-env=".length);
   const read = [resolve(cfg.app.modelsDir), ...await linkTargets(resolve(cfg.app.modelsDir))];
   if (cfg.app.tokenizer) read.push(resolve(cfg.app.tokenizer));
