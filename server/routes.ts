@@ -78,6 +78,11 @@ export interface ErrorBody {
 
 const FINAL: readonly JobStatus[] = ["succeeded", "failed", "canceled"];
 
+/** The 404 of a job id this server does not hold (never held, or its result expired). */
+function unknownJob(c: Context, id: string): Response {
+  return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+}
+
 /** A JSON error answer. */
 export function errorResponse(
   c: Context,
@@ -313,7 +318,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     const id = c.req.param("id");
     const job = ctx.queue.get(id);
     if (!job) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     return c.json(forClient(c, job));
   });
@@ -322,7 +327,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     const id = c.req.param("id");
     const first = ctx.queue.get(id);
     if (!first) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
@@ -371,7 +376,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     const id = c.req.param("id");
     const job = ctx.queue.get(id);
     if (!job) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     const format = c.req.query("format");
     if (format !== undefined && !ANIMATION_FORMATS.includes(format as AnimationFormat)) {
@@ -398,7 +403,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
       );
     }
     if (!result) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     const disposition = c.req.query("download") !== undefined ? "attachment" : "inline";
     return c.body(result.bytes as Uint8Array<ArrayBuffer>, 200, {
@@ -415,7 +420,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     const id = c.req.param("id");
     const job = ctx.queue.get(id);
     if (!job) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     const preview = ctx.queue.preview(id);
     if (!preview) {
@@ -433,7 +438,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     const id = c.req.param("id");
     const outcome = ctx.queue.cancel(id);
     if (!outcome) {
-      return errorResponse(c, 404, `no animation job "${id.slice(0, 80)}" (unknown or expired)`);
+      return unknownJob(c, id);
     }
     const job = ctx.queue.get(id);
     if (outcome === "finished") {

@@ -12,7 +12,7 @@ import { Hono } from "npm:hono@^4.13.19";
 import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/main.ts";
 import { makeModelsDir } from "../server/fake_pipeline.ts";
-import { Cdp, CHROMIUM, hasChromium, launchChromium } from "./chromium.ts";
+import { type Browser, type Cdp, CHROMIUM, hasChromium, openBrowser } from "./chromium.ts";
 
 /**
  * Loads the page at `pageUrl`, fills and submits the form as a user would, and checks the
@@ -197,7 +197,6 @@ Deno.test({
     if (!hasChromium) throw new Error(`chromium not found at ${CHROMIUM} under CI=true`);
     if (!hasAdapter) throw new Error("no WebGPU adapter found under CI=true");
     const dir = await makeModelsDir();
-    const profile = await Deno.makeTempDir({ prefix: "zoetrope_chromium_" });
     const server = await serve({ modelsDir: dir }, { port: 0, quiet: true });
     const inner = createApp({ modelsDir: dir });
     const outer = new Hono().route("/zoetrope", inner);
@@ -206,38 +205,21 @@ Deno.test({
       outer.fetch,
     );
     const mounted = { url: `http://127.0.0.1:${mountedServer.addr.port}` };
-    let browser: Awaited<ReturnType<typeof launchChromium>> | null = null;
-    let cdp: Cdp | null = null;
+    let browser: Browser | null = null;
     try {
-      browser = await launchChromium(profile);
-      const targets = await (await fetch(`${browser.http}/json/list`)).json() as {
-        type: string;
-        webSocketDebuggerUrl: string;
-      }[];
-      const page = targets.find((t) => t.type === "page");
-      assert(page, "chromium has a page target");
-      cdp = await Cdp.open(page.webSocketDebuggerUrl);
-      await cdp.send("Runtime.enable");
-      await cdp.send("Page.enable");
+      browser = await openBrowser();
+      const { cdp } = browser;
       await submitAndCheck(cdp, `${server.url}/`);
       await submitControls(cdp, `${server.url}/`);
       // Mounted under a prefix by an embedding app: every request stays under it.
       await submitAndCheck(cdp, `${mounted.url}/zoetrope`);
       assertEquals(cdp.exceptions, [], "no script errors on the page");
-      await cdp.send("Browser.close").catch(() => {});
     } finally {
-      await cdp?.close();
-      if (browser) {
-        try {
-          browser.child.kill("SIGKILL");
-        } catch { /* already gone */ }
-        await browser.child.status;
-      }
+      await browser?.close();
       await server.shutdown();
       await inner.close();
       await mountedServer.shutdown();
       await Deno.remove(dir, { recursive: true });
-      await Deno.remove(profile, { recursive: true }).catch(() => {});
     }
   },
 });

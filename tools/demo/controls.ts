@@ -14,7 +14,7 @@ import { encodeGif } from "../../engine/output/gif.ts";
 import type { Frame } from "../../engine/output/frame.ts";
 import type { GenerateRequest } from "../../engine/pipeline_types.ts";
 import { Gpu } from "../../kernels/gpu/device.ts";
-import { sideBySide } from "./gallery.ts";
+import { parsePictureArgs, sideBySide } from "./gallery.ts";
 import { renderClip } from "./world.ts";
 
 /** One README picture: a request without and with a control. */
@@ -81,19 +81,9 @@ export const CONTROL_EXAMPLES: readonly ControlExample[] = [
 ];
 
 async function main(args: string[]): Promise<number> {
-  let out = "docs/controls", seed = 7;
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--out" && args[i + 1]) out = args[++i];
-    else if (args[i] === "--seed" && Number.isInteger(Number(args[i + 1]))) {
-      seed = Number(args[++i]);
-    } else {
-      console.error(
-        `demo:controls: unknown argument "${args[i]}". ` +
-          "usage: deno task demo:controls [--out DIR] [--seed N]",
-      );
-      return 2;
-    }
-  }
+  const parsed = parsePictureArgs(args, "demo:controls", "docs/controls");
+  if (!parsed) return 2;
+  const { out, seed } = parsed;
   await Deno.mkdir(out, { recursive: true });
   const t0 = performance.now();
   const device = await Gpu.create();

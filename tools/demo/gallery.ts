@@ -58,21 +58,34 @@ export function galleryFileName(prompt: string): string {
   return prompt.replace(/^a /, "").replace(/\s+/g, "-") + ".gif";
 }
 
-async function main(args: string[]): Promise<number> {
-  let out = "docs/gallery", seed = 7;
+/**
+ * `--out DIR` and `--seed N` of the demo picture tasks (`task` names the task in the usage
+ * line); null after printing the one-line usage error.
+ */
+export function parsePictureArgs(
+  args: string[],
+  task: string,
+  defaultOut: string,
+): { out: string; seed: number } | null {
+  let out = defaultOut, seed = 7;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--out" && args[i + 1]) out = args[++i];
     else if (args[i] === "--seed" && Number.isInteger(Number(args[i + 1]))) {
       seed = Number(args[++i]);
     } else {
       console.error(
-        `demo:gallery: unknown argument "${
-          args[i]
-        }". usage: deno task demo:gallery [--out DIR] [--seed N]`,
+        `${task}: unknown argument "${args[i]}". usage: deno task ${task} [--out DIR] [--seed N]`,
       );
-      return 2;
+      return null;
     }
   }
+  return { out, seed };
+}
+
+async function main(args: string[]): Promise<number> {
+  const parsed = parsePictureArgs(args, "demo:gallery", "docs/gallery");
+  if (!parsed) return 2;
+  const { out, seed } = parsed;
   await Deno.mkdir(out, { recursive: true });
   const t0 = performance.now();
   const device = await Gpu.create();
