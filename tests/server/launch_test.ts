@@ -135,6 +135,11 @@ Deno.test({
       );
       reader.cancel().catch(() => {});
     } finally {
+      // SIGTERM first: the launcher forwards it to the server (a SIGKILL would orphan it).
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await Promise.race([child.status, new Promise((ok) => setTimeout(ok, 5000))]);
       try {
         child.kill("SIGKILL");
       } catch { /* gone */ }
