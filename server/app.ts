@@ -12,6 +12,7 @@ import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipe
 import type { Gpu } from "../kernels/gpu/device.ts";
 import { defaultMemoryBudget, type MemoryPlan } from "../engine/memory_plan.ts";
 import { JobQueue, type PipelineLoader } from "./queue.ts";
+import { type JobStore, memoryJobs } from "./jobs.ts";
 import { errorResponse, type MemoryLimits, v1Routes } from "./routes.ts";
 import { DEFAULT_LIMITS, type RequestLimits } from "./validate.ts";
 import { renderPage } from "./page.ts";
@@ -86,6 +87,11 @@ export interface AppOptions {
   planGeneration?: (options: PipelineOptions, request: GenerateRequest) => Promise<MemoryPlan>;
   /** SSE keep-alive interval in ms (default 15 s). */
   keepAliveMs?: number;
+  /**
+   * Where jobs live (default: a queue in this process with one GPU worker). Scale-out API nodes
+   * pass the Redis store (server/redis/store.ts); this process then runs no job itself.
+   */
+  jobs?: JobStore;
 }
 
 /**
@@ -104,8 +110,8 @@ export interface AppOptions {
  * @internal
  */
 export type ZoetropeApp = Hono & {
-  /** The job queue (one worker). */
-  readonly jobs: JobQueue;
+  /** The jobs: this process's queue (one worker), or the Redis store of an API node. */
+  readonly jobs: JobStore;
   /** Cancels all jobs and releases loaded pipelines. */
   close(): Promise<void>;
 };
@@ -236,18 +242,20 @@ export function createApp(options: AppOptions): ZoetropeApp {
   const modelsDir = options.modelsDir;
   const loader = options.loadPipeline ?? loadPipeline;
   const device = options.device;
-  const queue = new JobQueue({
-    loadPipeline: device ? (o) => loader({ ...o, device }) : loader,
-    queueSize,
-    resultTtlMs: options.resultTtlMs ?? APP_DEFAULTS.resultTtlMs,
-    maxResults: options.maxResults ?? APP_DEFAULTS.maxResults,
-    maxPipelines: options.maxPipelines,
-    // Clients see errors with the models directory's location hidden.
-    describeError: (e) => {
-      const msg = e instanceof Error ? e.message || e.name : String(e);
-      return msg.split(modelsDir).join("<models>");
-    },
-  });
+  const queue: JobStore = options.jobs ?? memoryJobs(
+    new JobQueue({
+      loadPipeline: device ? (o) => loader({ ...o, device }) : loader,
+      queueSize,
+      resultTtlMs: options.resultTtlMs ?? APP_DEFAULTS.resultTtlMs,
+      maxResults: options.maxResults ?? APP_DEFAULTS.maxResults,
+      maxPipelines: options.maxPipelines,
+      // Clients see errors with the models directory's location hidden.
+      describeError: (e) => {
+        const msg = e instanceof Error ? e.message || e.name : String(e);
+        return msg.split(modelsDir).join("<models>");
+      },
+    }),
+  );
   const adapterName = options.adapterName ??
     (device ? () => Promise.resolve(device.info.name) : probeAdapter);
   const plan = options.planGeneration ??
@@ -285,7 +293,8 @@ export function createApp(options: AppOptions): ZoetropeApp {
   });
 
   app.get("/healthz", async (c) => {
-    const loaded = queue.loadedPipelines();
+    const jobs = await queue.health();
+    const loaded = jobs.loadedModels;
     adapter ??= adapterName();
     let models: { checkpoints: number; motionModules: number; loras: number } | null = null;
     let modelsError: string | undefined;
@@ -299,19 +308,16 @@ export function createApp(options: AppOptions): ZoetropeApp {
     } catch (e) {
       modelsError = (e as Error).message.split(modelsDir).join("<models>");
     }
-    const stats = queue.stats();
+    const workerAdapter = jobs.workers?.find((w) => w.alive && w.adapter)?.adapter;
     return c.json({
       status: modelsError ? "degraded" : "ok",
-      adapter: loaded[0]?.info.adapter ?? await adapter,
-      queue: {
-        depth: stats.queued,
-        capacity: queueSize,
-        running: queue.runningId,
-        succeeded: stats.succeeded,
-        failed: stats.failed,
-        kept: stats.kept,
-      },
+      // Scale-out API nodes run no GPU work: the adapter is a live worker's.
+      adapter: loaded[0]?.info.adapter ??
+        (jobs.workers ? workerAdapter ?? null : await adapter),
+      backend: jobs.backend,
+      queue: { ...jobs.queue, capacity: queueSize },
       loadedModels: loaded,
+      ...(jobs.workers ? { workers: jobs.workers } : {}),
       models,
       ...(modelsError ? { modelsError } : {}),
       uptimeS: Math.round((Date.now() - started) / 1000),
@@ -322,7 +328,7 @@ export function createApp(options: AppOptions): ZoetropeApp {
     "/v1",
     v1Routes({
       modelsDir,
-      queue,
+      jobs: queue,
       maxBodyBytes,
       limits,
       defaultModel: options.defaultModel,

@@ -511,39 +511,17 @@ export class JobQueue {
     try {
       const pipeline = await this.#pipeline(job, onProgress);
       signal.throwIfAborted();
-      const r = job.request;
-      const onPreview = (p: { step: number; total: number; frames: Frame[] }) => {
-        job.preview = { step: p.step, total: p.total, bytes: encodeGif(p.frames, { fps: r.fps }) };
-      };
-      const animation = await pipeline.generate(generateRequestOf(r), {
-        onProgress,
+      const { animation, encoded, encodeMs } = await runAnimation(pipeline, job.request, {
         signal,
-        onPreview,
+        onProgress,
+        onPreview: (p) => job.preview = p,
+        now: this.#now,
       });
-      signal.throwIfAborted();
-      const t0 = this.#now();
-      this.#progress(job, { stage: "output", step: 0, total: 1, elapsedMs: 0 });
-      const encoded = await encodeAnimation(animation.frames, r.format, {
-        fps: animation.fps ?? r.fps,
-      });
-      const encodeMs = this.#now() - t0;
-      this.#progress(job, { stage: "output", step: 1, total: 1, elapsedMs: encodeMs });
       job.result = {
         frames: animation.frames,
         others: new Map(),
         bytes: encoded.bytes,
-        info: {
-          url: `/v1/animations/${job.id}/result`,
-          contentType: encoded.contentType,
-          extension: encoded.extension,
-          bytes: encoded.bytes.length,
-          width: animation.width,
-          height: animation.height,
-          frames: animation.frames.length,
-          fps: animation.fps,
-          seed: Number(animation.seed),
-          timings: { ...animation.timings, encodeMs },
-        },
+        info: resultInfoOf(job.id, animation, encoded, encodeMs),
       };
       this.#durations.push(this.#now() - job.startedAt);
       if (this.#durations.length > 20) this.#durations.shift();
@@ -566,18 +544,7 @@ export class JobQueue {
   }
 
   #progress(job: Job, e: ProgressEvent): void {
-    let eta = e.etaMs ?? null;
-    if (eta === null && e.step > 0 && e.total > e.step) {
-      eta = Math.round(e.elapsedMs / e.step * (e.total - e.step));
-    }
-    job.progress = {
-      stage: e.stage,
-      step: e.step,
-      total: e.total,
-      elapsedMs: Math.round(e.elapsedMs),
-      etaMs: eta === null ? null : Math.max(0, Math.round(eta)),
-      ...(e.message ? { message: e.message } : {}),
-    };
+    job.progress = jobProgressOf(e);
     this.#emit(job, "progress");
   }
 
@@ -653,12 +620,7 @@ export class JobQueue {
       progress: job.progress,
       error: job.error,
       cancelRequested: job.controller.signal.aborted,
-      // Input files are not echoed back: their size stands for them.
-      request: {
-        ...job.request,
-        ...(job.request.video ? { video: `<${job.request.video.length} base64 characters>` } : {}),
-        ...(job.request.image ? { image: `<${job.request.image.length} base64 characters>` } : {}),
-      },
+      request: publicRequest(job.request),
       result: job.result && job.finishedAt !== null
         ? {
           ...job.result.info,
@@ -702,5 +664,84 @@ export function generateRequestOf(r: AnimationRequest): GenerateRequest {
     strength: r.strength,
     motionScale: r.motionScale,
     motionEffect: r.motionEffect,
+  };
+}
+
+/** A request as job views show it: input files are not echoed back, their size stands for them. */
+export function publicRequest(r: AnimationRequest): AnimationRequest {
+  return {
+    ...r,
+    ...(r.video ? { video: `<${r.video.length} base64 characters>` } : {}),
+    ...(r.image ? { image: `<${r.image.length} base64 characters>` } : {}),
+  };
+}
+
+/** An engine progress report as clients see it (ETA estimated from the pace when missing). */
+export function jobProgressOf(e: ProgressEvent): JobProgress {
+  let eta = e.etaMs ?? null;
+  if (eta === null && e.step > 0 && e.total > e.step) {
+    eta = Math.round(e.elapsedMs / e.step * (e.total - e.step));
+  }
+  return {
+    stage: e.stage,
+    step: e.step,
+    total: e.total,
+    elapsedMs: Math.round(e.elapsedMs),
+    etaMs: eta === null ? null : Math.max(0, Math.round(eta)),
+    ...(e.message ? { message: e.message } : {}),
+  };
+}
+
+/**
+ * Runs one validated request on a loaded pipeline and encodes it in the requested format: what
+ * the single-process queue and every scale-out worker do with a job. Throws on abort.
+ */
+export async function runAnimation(
+  pipeline: ServedPipeline,
+  r: AnimationRequest,
+  o: {
+    signal: AbortSignal;
+    onProgress: (e: ProgressEvent) => void;
+    /** Each denoising step's preview, as an animated GIF. */
+    onPreview: (p: { step: number; total: number; bytes: Uint8Array }) => void;
+    now?: () => number;
+  },
+): Promise<{ animation: ServedAnimation; encoded: EncodedAnimation; encodeMs: number }> {
+  const now = o.now ?? Date.now;
+  const animation = await pipeline.generate(generateRequestOf(r), {
+    onProgress: o.onProgress,
+    signal: o.signal,
+    onPreview: (p: { step: number; total: number; frames: Frame[] }) =>
+      o.onPreview({ step: p.step, total: p.total, bytes: encodeGif(p.frames, { fps: r.fps }) }),
+  });
+  o.signal.throwIfAborted();
+  const t0 = now();
+  o.onProgress({ stage: "output", step: 0, total: 1, elapsedMs: 0 });
+  const encoded = await encodeAnimation(animation.frames, r.format, {
+    fps: animation.fps ?? r.fps,
+  });
+  const encodeMs = now() - t0;
+  o.onProgress({ stage: "output", step: 1, total: 1, elapsedMs: encodeMs });
+  return { animation, encoded, encodeMs };
+}
+
+/** A finished job's result as clients see it (without its expiry). */
+export function resultInfoOf(
+  id: string,
+  animation: ServedAnimation,
+  encoded: EncodedAnimation,
+  encodeMs: number,
+): Omit<JobResultInfo, "expiresAt"> {
+  return {
+    url: `/v1/animations/${id}/result`,
+    contentType: encoded.contentType,
+    extension: encoded.extension,
+    bytes: encoded.bytes.length,
+    width: animation.width,
+    height: animation.height,
+    frames: animation.frames.length,
+    fps: animation.fps,
+    seed: Number(animation.seed),
+    timings: { ...animation.timings, encodeMs },
   };
 }

@@ -15,11 +15,12 @@ import {
   FRAMES_KEPT,
   generateRequestOf,
   type JobEvent,
-  type JobQueue,
   type JobStatus,
   type JobView,
   QueueFullError,
 } from "./queue.ts";
+import type { JobStore } from "./jobs.ts";
+import { pipelineOptionsFor } from "./resolve.ts";
 import {
   type AnimationRequest,
   defaultModelName,
@@ -40,7 +41,8 @@ import { DEMO_DEFAULTS } from "../engine/request.ts";
 /** What the /v1 routes need from the app. */
 export interface RoutesContext {
   modelsDir: string;
-  queue: JobQueue;
+  /** The jobs: this process's queue, or Redis (scale-out mode). */
+  jobs: JobStore;
   maxBodyBytes: number;
   limits: RequestLimits;
   defaultModel?: string;
@@ -92,39 +94,6 @@ export function errorResponse(
 ): Response {
   const body: ErrorBody = field === undefined ? { error } : { error, field };
   return c.json(body, status);
-}
-
-/** Turns a validated request's names into the file paths the engine loads. */
-async function pipelineOptionsFor(
-  req: AnimationRequest,
-  listing: ModelsListing,
-  ctx: RoutesContext,
-): Promise<PipelineOptions> {
-  const model = findModel(listing, "checkpoint", req.model)!;
-  const motion = findModel(listing, "motionModule", req.motionModule)!;
-  const opts: PipelineOptions = { model: model.path, motionModule: motion.path };
-  if (req.embeddings?.length) {
-    opts.embeddings = req.embeddings.map((name) => ({
-      path: findModel(listing, "embedding", name)!.path,
-      token: name,
-    }));
-  }
-  if (req.loras.length) {
-    opts.loras = req.loras.map((l) => ({
-      path: findModel(listing, "lora", l.name)!.path,
-      scale: l.scale,
-    }));
-  }
-  if (model.configPath) {
-    opts.modelConfig = model.configPath;
-    const tok = join(model.configPath, "tokenizer");
-    if (!ctx.tokenizer && await pathExists(tok)) opts.tokenizer = tok;
-  }
-  if (ctx.tokenizer) opts.tokenizer = ctx.tokenizer;
-  if (motion.configPath) opts.motionModuleConfig = motion.configPath;
-  if (ctx.precision) opts.precision = ctx.precision;
-  if (ctx.maxMemory !== undefined) opts.maxMemory = ctx.maxMemory;
-  return opts;
 }
 
 /**
@@ -287,7 +256,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
       }
     }
     try {
-      const job = ctx.queue.submit(req, options);
+      const job = await ctx.jobs.submit(req, options);
       c.header("Location", `${mountPrefix(c)}/v1/animations/${job.id}`);
       return c.json({ id: job.id, status: job.status }, 202);
     } catch (e) {
@@ -299,7 +268,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
   });
 
-  v1.get("/animations", (c) => {
+  v1.get("/animations", async (c) => {
     const status = c.req.query("status");
     const statuses = ["queued", "running", "succeeded", "failed", "canceled"];
     if (status !== undefined && !statuses.includes(status)) {
@@ -310,35 +279,46 @@ export function v1Routes(ctx: RoutesContext): Hono {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       return errorResponse(c, 400, "limit must be an integer from 1 to 1000", "limit");
     }
-    const jobs = ctx.queue.list({ status: status as JobView["status"] | undefined, limit });
+    const jobs = await ctx.jobs.list({ status: status as JobView["status"] | undefined, limit });
     return c.json({ jobs: jobs.map((j) => forClient(c, j)) });
   });
 
-  v1.get("/animations/:id", (c) => {
+  v1.get("/animations/:id", async (c) => {
     const id = c.req.param("id");
-    const job = ctx.queue.get(id);
+    const job = await ctx.jobs.get(id);
     if (!job) {
       return unknownJob(c, id);
     }
     return c.json(forClient(c, job));
   });
 
-  v1.get("/animations/:id/events", (c) => {
+  v1.get("/animations/:id/events", async (c) => {
     const id = c.req.param("id");
-    const first = ctx.queue.get(id);
+    const first = await ctx.jobs.get(id);
     if (!first) {
       return unknownJob(c, id);
     }
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        const send = (event: string, data: unknown) =>
-          controller.enqueue(encoder.encode(sseChunk(event, data)));
-        send("status", forClient(c, first));
-        if (FINAL.includes(first.status)) {
+      async start(controller) {
+        let open = true;
+        const send = (event: string, data: unknown) => {
+          if (open) controller.enqueue(encoder.encode(sseChunk(event, data)));
+        };
+        const finish = () => {
+          if (!open) return;
+          cleanup();
+          open = false;
           controller.close();
-          return;
-        }
+        };
+        // Subscribe first, then read the snapshot: nothing that happens in between is missed
+        // (events older than the snapshot are dropped; it already shows them).
+        let ready = false;
+        const unsubscribe = await ctx.jobs.subscribe(id, (e: JobEvent) => {
+          if (!ready) return;
+          send(e.type, forClient(c, e.job));
+          if (e.type === "status" && FINAL.includes(e.job.status)) finish();
+        });
         const timer = setInterval(() => {
           try {
             controller.enqueue(encoder.encode(": keep-alive\n\n"));
@@ -346,18 +326,15 @@ export function v1Routes(ctx: RoutesContext): Hono {
             cleanup();
           }
         }, ctx.keepAliveMs ?? 15_000);
-        const unsubscribe = ctx.queue.subscribe(id, (e: JobEvent) => {
-          send(e.type, forClient(c, e.job));
-          if (e.type === "status" && FINAL.includes(e.job.status)) {
-            cleanup();
-            controller.close();
-          }
-        });
         cleanup = () => {
           clearInterval(timer);
           unsubscribe?.();
           cleanup = () => {};
         };
+        const now = (await ctx.jobs.get(id)) ?? first;
+        ready = true;
+        send("status", forClient(c, now));
+        if (!unsubscribe || FINAL.includes(now.status)) finish();
       },
       cancel() {
         cleanup();
@@ -374,7 +351,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
 
   v1.get("/animations/:id/result", async (c) => {
     const id = c.req.param("id");
-    const job = ctx.queue.get(id);
+    const job = await ctx.jobs.get(id);
     if (!job) {
       return unknownJob(c, id);
     }
@@ -392,8 +369,8 @@ export function v1Routes(ctx: RoutesContext): Hono {
       return errorResponse(c, 409, `animation job ${id} has no result: it is ${job.status}${why}`);
     }
     const result = format === undefined
-      ? ctx.queue.result(id)
-      : await ctx.queue.resultAs(id, format as AnimationFormat);
+      ? await ctx.jobs.result(id)
+      : await ctx.jobs.resultAs(id, format as AnimationFormat);
     if (result === null) {
       return errorResponse(
         c,
@@ -416,13 +393,13 @@ export function v1Routes(ctx: RoutesContext): Hono {
     });
   });
 
-  v1.get("/animations/:id/preview", (c) => {
+  v1.get("/animations/:id/preview", async (c) => {
     const id = c.req.param("id");
-    const job = ctx.queue.get(id);
+    const job = await ctx.jobs.get(id);
     if (!job) {
       return unknownJob(c, id);
     }
-    const preview = ctx.queue.preview(id);
+    const preview = await ctx.jobs.preview(id);
     if (!preview) {
       return errorResponse(c, 404, `animation job ${id} has no preview: it is ${job.status}`);
     }
@@ -434,13 +411,13 @@ export function v1Routes(ctx: RoutesContext): Hono {
     });
   });
 
-  v1.delete("/animations/:id", (c) => {
+  v1.delete("/animations/:id", async (c) => {
     const id = c.req.param("id");
-    const outcome = ctx.queue.cancel(id);
+    const outcome = await ctx.jobs.cancel(id);
     if (!outcome) {
       return unknownJob(c, id);
     }
-    const job = ctx.queue.get(id);
+    const job = await ctx.jobs.get(id);
     if (outcome === "finished") {
       return errorResponse(c, 409, `animation job ${id} is already ${job?.status ?? "finished"}`);
     }

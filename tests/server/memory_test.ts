@@ -45,7 +45,7 @@ gpuTest("http: dryRun answers with the memory plan and queues nothing", async ()
     assertEquals([plan.frames, plan.width, plan.height], [4, 64, 64]);
     assert(plan.weightsBytes > 0 && plan.peakBytes > plan.weightsBytes, JSON.stringify(plan));
     assertEquals(loads(), 0, "no pipeline loaded");
-    assertEquals(app.jobs.stats().queued, 0, "no job queued");
+    assertEquals((await app.jobs.health()).queue.depth, 0, "no job queued");
   });
 });
 
