@@ -8,7 +8,7 @@ import { Hono } from "npm:hono@^4.13.19";
 import type { Context } from "npm:hono@^4.13.19";
 import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import type { MemoryPlan } from "../engine/memory_plan.ts";
-import { findModel, type ModelsListing, publicListing, scanModelsDir } from "./models_dir.ts";
+import { publicListing, scanModelsDir } from "./models_dir.ts";
 import { inspectWeights } from "../engine/inspect.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import {
@@ -33,8 +33,6 @@ import {
   validateAnimationRequest,
 } from "./validate.ts";
 import { ANIMATION_FORMATS, type AnimationFormat } from "../engine/output/mod.ts";
-import { join } from "node:path";
-import { pathExists } from "../weights/fs.ts";
 import { isDemoModelName } from "../weights/demo_model.ts";
 import { DEMO_DEFAULTS } from "../engine/request.ts";
 
