@@ -345,6 +345,11 @@ export function createApp(options: AppOptions): ZoetropeApp {
   app.notFound((c) => errorResponse(c, 404, `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
     const msg = (err.message || err.name).split(modelsDir).join("<models>");
+    // Scale-out mode with Redis away: the service is unavailable, not broken.
+    if (/MaxRetriesPerRequest|Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(msg)) {
+      c.header("Retry-After", "5");
+      return errorResponse(c, 503, `job store unavailable: ${msg}`);
+    }
     return errorResponse(c, 500, `internal error: ${msg}`);
   });
 

@@ -5,8 +5,11 @@
  * @module
  */
 
+// First: narrows process.env to the granted variables before the Redis client loads.
+import "./env_view.ts";
 import { parseArgs } from "node:util";
-import { type AppOptions, createApp, type ZoetropeApp } from "./app.ts";
+import { APP_DEFAULTS, type AppOptions, createApp, type ZoetropeApp } from "./app.ts";
+import { RedisJobs } from "./redis/store.ts";
 import type { Precision } from "../engine/pipeline_types.ts";
 import { parseByteSize } from "../engine/memory_plan.ts";
 
@@ -26,13 +29,26 @@ export const USAGE = `usage: deno task serve --models DIR [options]
                             memory for software adapters); larger jobs fail before running
   --tokenizer DIR           tokenizer for single-file checkpoints without one
   --default-model NAME      model used when a request names none
-  --default-motion-module NAME`;
+  --default-motion-module NAME
+scale-out (API node only; GPU workers run as \`deno task worker\`, see README "Deployment"):
+  --redis URL               keep jobs in Redis (redis://HOST:PORT); this process runs no job
+  --redis-prefix P          key prefix shared with the workers (default "zoetrope:")
+  --results DIR             shared directory where workers put results too large for Redis`;
 
 /** Parsed command line of `deno task serve`. */
 export interface ServeConfig {
   port: number;
   hostname: string;
   app: AppOptions;
+  /** Scale-out mode: jobs in Redis, run by separate workers. */
+  redis?: ScaleOut;
+}
+
+/** Where a scale-out API node keeps its jobs. */
+export interface ScaleOut {
+  url: string;
+  prefix?: string;
+  resultsDir?: string;
 }
 
 /** A bad command line; main prints the message and exits with code 2. */
@@ -88,6 +104,9 @@ export function parseServeArgs(
         tokenizer: { type: "string" },
         "default-model": { type: "string" },
         "default-motion-module": { type: "string" },
+        redis: { type: "string" },
+        "redis-prefix": { type: "string" },
+        results: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -128,10 +147,22 @@ export function parseServeArgs(
     defaultModel: values["default-model"],
     defaultMotionModule: values["default-motion-module"],
   };
+  if (!values.redis && (values["redis-prefix"] !== undefined || values.results !== undefined)) {
+    throw new UsageError("--redis-prefix and --results need --redis (scale-out mode)");
+  }
   return {
     port: intFlag(values.port, "port", 0, 65535) ?? 8787,
     hostname: values.host ?? "127.0.0.1",
     app,
+    ...(values.redis
+      ? {
+        redis: {
+          url: values.redis,
+          prefix: values["redis-prefix"],
+          resultsDir: values.results,
+        },
+      }
+      : {}),
   };
 }
 
@@ -157,13 +188,23 @@ export interface RunningServer {
  */
 export async function serve(
   appOptions: AppOptions,
-  listen: { port: number; hostname?: string; quiet?: boolean },
+  listen: { port: number; hostname?: string; quiet?: boolean; redis?: ScaleOut },
 ): Promise<RunningServer> {
   const st = await Deno.stat(appOptions.modelsDir).catch(() => null);
   if (!st?.isDirectory) {
     throw new UsageError(`--models: "${appOptions.modelsDir}" is not a directory`);
   }
-  const app = createApp(appOptions);
+  const jobs = listen.redis
+    ? await RedisJobs.connect({
+      url: listen.redis.url,
+      prefix: listen.redis.prefix,
+      resultsDir: listen.redis.resultsDir,
+      queueSize: appOptions.queueSize ?? APP_DEFAULTS.queueSize,
+      resultTtlMs: appOptions.resultTtlMs ?? APP_DEFAULTS.resultTtlMs,
+      maxResults: appOptions.maxResults ?? APP_DEFAULTS.maxResults,
+    })
+    : undefined;
+  const app = createApp(jobs ? { ...appOptions, jobs } : appOptions);
   const hostname = listen.hostname ?? "127.0.0.1";
   const server = Deno.serve({
     port: listen.port,
@@ -207,14 +248,15 @@ if (import.meta.main) {
   });
   let running: RunningServer;
   try {
-    running = await serve(cfg.app, { port: cfg.port, hostname: cfg.hostname });
+    running = await serve(cfg.app, { port: cfg.port, hostname: cfg.hostname, redis: cfg.redis });
   } catch (e) {
     console.error(`zoetrope serve: ${(e as Error).message}`);
     Deno.exit(e instanceof UsageError ? 2 : 1);
   }
   console.log(
     `zoetrope: serving ${running.url} (models ${cfg.app.modelsDir}` +
-      `${cfg.app.token ? ", bearer token required" : ""})`,
+      `${cfg.app.token ? ", bearer token required" : ""}` +
+      `${cfg.redis ? ", jobs in Redis: API node only" : ""})`,
   );
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => {

@@ -338,3 +338,8 @@ export function script(
   const f = (r as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[name];
   return f.call(r, ...args);
 }
+
+/** `o` without its undefined entries (so that spreading it keeps the defaults). */
+export function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -27,6 +27,7 @@ import {
   connectRedis,
   DEFAULT_LEASE_MS,
   DEFAULT_PREFIX,
+  definedOnly,
   eventCommands,
   keys,
   MAX_ATTEMPTS,
@@ -89,7 +90,11 @@ export class RedisJobs implements JobStore {
       leaseMs: DEFAULT_LEASE_MS,
       reapEveryMs: 1000,
       blockMs: 500,
-      ...o,
+      ...definedOnly(o),
+      url: o.url,
+      queueSize: o.queueSize,
+      resultTtlMs: o.resultTtlMs,
+      maxResults: o.maxResults,
     };
     this.#k = keys(this.#o.prefix);
     this.#reaper = setInterval(() => {

@@ -30,6 +30,7 @@ import {
   connectRedis,
   DEFAULT_LEASE_MS,
   DEFAULT_PREFIX,
+  definedOnly,
   eventCommands,
   keys,
   MAX_ATTEMPTS,
@@ -128,7 +129,9 @@ export class RedisWorker {
       pollMs: 250,
       affinityWaitMs: 30_000,
       maxRedisBytes: DEFAULT_MAX_REDIS_BYTES,
-      ...o,
+      ...definedOnly(o),
+      url: o.url,
+      modelsDir: o.modelsDir,
     };
     this.#k = keys(this.#o.prefix);
     this.id = o.id ?? `${hostname()}-${Deno.pid}-${crypto.randomUUID().slice(0, 6)}`;
@@ -173,6 +176,7 @@ export class RedisWorker {
       `worker ${this.id}: ready (adapter ${this.#adapter ?? "none"}, models ${this.#o.modelsDir})`,
     );
     let lastReap = 0;
+    let lastError = "";
     try {
       while (!this.#draining) {
         try {
@@ -195,7 +199,10 @@ export class RedisWorker {
             continue;
           }
         } catch (e) {
-          this.#o.log?.(`worker ${this.id}: ${(e as Error).message}`);
+          // Redis away or a broken job record: say so once per distinct message, keep polling.
+          const msg = (e as Error).message;
+          if (msg !== lastError) this.#o.log?.(`worker ${this.id}: ${msg}`);
+          lastError = msg;
         }
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, this.#o.pollMs);
