@@ -414,6 +414,18 @@ async function finish(job) {
 
 async function follow(id) {
   let last = null;
+  // Nothing is streamed while a job waits: its place in the queue is polled until it starts.
+  const waiting = setInterval(async () => {
+    if (currentJob !== id || (last && last.status !== "queued")) return clearInterval(waiting);
+    try {
+      const r = await fetch(api("/v1/animations/" + id), { headers: headers(false) });
+      const j = r.ok ? await r.json() : null;
+      if (j && j.status === "queued" && currentJob === id && (!last || last.status === "queued")) {
+        last = j;
+        setProgress(j);
+      }
+    } catch (_) { /* the stream or the poll below reports errors */ }
+  }, 1500);
   try {
     const r = await fetch(api("/v1/animations/" + id + "/events"), { headers: headers(false) });
     if (!r.ok) throw new Error((await errorText(r)).message);

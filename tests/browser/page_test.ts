@@ -11,7 +11,7 @@ import { hasAdapter, isCI } from "../gpu.ts";
 import { Hono } from "npm:hono@^4.13.19";
 import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/main.ts";
-import { makeModelsDir } from "../server/fake_pipeline.ts";
+import { fakeLoader, makeModelsDir, SMALL_REQUEST } from "../server/fake_pipeline.ts";
 import { type Browser, type Cdp, CHROMIUM, hasChromium, openBrowser } from "./chromium.ts";
 
 /**
@@ -219,6 +219,70 @@ Deno.test({
       await server.shutdown();
       await inner.close();
       await mountedServer.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "web page: a waiting job shows its place in the queue as it moves up",
+  ignore: !isCI && !hasChromium,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    if (!hasChromium) throw new Error(`chromium not found at ${CHROMIUM} under CI=true`);
+    const dir = await makeModelsDir();
+    const { load } = fakeLoader({ stepMs: 150 });
+    const app = createApp({ modelsDir: dir, loadPipeline: load });
+    const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    let browser: Browser | null = null;
+    try {
+      browser = await openBrowser();
+      const { cdp } = browser;
+      await cdp.send("Page.navigate", { url: `${base}/` });
+      for (let t0 = Date.now();; await new Promise((ok) => setTimeout(ok, 50))) {
+        const n = await cdp.eval<number>(`document.getElementById("model")?.options.length ?? 0`)
+          .catch(() => 0);
+        if (n > 0) break;
+        if (Date.now() - t0 > 10_000) throw new Error("the model picker never filled");
+      }
+      // Two jobs ahead: one running (15 steps of 150 ms), one waiting.
+      for (let i = 0; i < 2; i++) {
+        const r = await fetch(`${base}/v1/animations`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ ...SMALL_REQUEST, steps: 15 }),
+        });
+        assertEquals(r.status, 202);
+        await r.body?.cancel();
+      }
+      await cdp.eval(`(() => {
+        const set = (id, v) => { const el = document.getElementById(id); el.value = v;
+          el.dispatchEvent(new Event("change", { bubbles: true })); };
+        set("model", "tiny"); set("motionModule", "tiny_motion");
+        set("frames", "4"); set("width", "64"); set("height", "64"); set("steps", "2");
+        document.getElementById("prompt").value = "a queued corgi";
+        document.getElementById("submit").click();
+        return true;
+      })()`);
+      const seen: string[] = [];
+      for (let t0 = Date.now(); Date.now() - t0 < 20_000;) {
+        const text = await cdp.eval<string>(`document.getElementById("status").textContent`);
+        if (seen.at(-1) !== text) seen.push(text);
+        if (/succeeded/.test(text)) break;
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      const places = seen.map((s) => /queued \((\d+) ahead\)/.exec(s)?.[1]).filter((x) => x)
+        .map(Number);
+      assertEquals(places[0], 1, `first seen: ${seen.join(" | ")}`);
+      assert(places.includes(0), `moved up to the head while waiting: ${seen.join(" | ")}`);
+      assert(seen.some((s) => /succeeded/.test(s)), seen.join(" | "));
+      assertEquals(cdp.exceptions, [], "no script errors on the page");
+    } finally {
+      await browser?.close();
+      await app.close();
+      await server.shutdown();
       await Deno.remove(dir, { recursive: true });
     }
   },
