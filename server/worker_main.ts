@@ -20,7 +20,7 @@ export const WORKER_USAGE = `usage: deno task worker --redis URL --models DIR [o
   --models DIR              this machine's models directory, same names as the API nodes' (required)
   --redis-prefix P          key prefix shared with the API nodes (default "zoetrope:")
   --results DIR             shared directory for results larger than --max-redis-result
-  --max-redis-result SIZE   largest result kept in Redis itself (default 16MB)
+  --max-redis-result SIZE   largest result kept in Redis itself (default 16MiB)
   --lease SECONDS           silent this long, the worker is taken for dead and its job retried
                             once elsewhere (default 30)
   --affinity-wait SECONDS   a queued job waits at most this long behind jobs for the models this
