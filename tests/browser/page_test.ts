@@ -241,7 +241,7 @@ Deno.test({
       browser = await openBrowser();
       const { cdp } = browser;
       await cdp.send("Page.navigate", { url: `${base}/` });
-      for (let t0 = Date.now();; await new Promise((ok) => setTimeout(ok, 50))) {
+      for (const t0 = Date.now();; await new Promise((ok) => setTimeout(ok, 50))) {
         const n = await cdp.eval<number>(`document.getElementById("model")?.options.length ?? 0`)
           .catch(() => 0);
         if (n > 0) break;
@@ -267,7 +267,7 @@ Deno.test({
         return true;
       })()`);
       const seen: string[] = [];
-      for (let t0 = Date.now(); Date.now() - t0 < 20_000;) {
+      for (const t0 = Date.now(); Date.now() - t0 < 20_000;) {
         const text = await cdp.eval<string>(`document.getElementById("status").textContent`);
         if (seen.at(-1) !== text) seen.push(text);
         if (/succeeded/.test(text)) break;
