@@ -154,5 +154,23 @@ export {
   type TimestepSpacing,
 } from "./engine/schedulers/config.ts";
 export { type AppOptions, createApp, type ZoetropeApp } from "./server/app.ts";
-export type { PipelineLoader, ServedAnimation, ServedPipeline } from "./server/queue.ts";
-export { DEFAULT_LIMITS, type RequestLimits } from "./server/validate.ts";
+export type {
+  CancelOutcome,
+  JobEvent,
+  JobProgress,
+  JobResultInfo,
+  JobStatus,
+  JobView,
+  LoadedPipelineInfo,
+  PipelineLoader,
+  ServedAnimation,
+  ServedPipeline,
+} from "./server/queue.ts";
+export type { JobBytes, JobsHealth, JobStore, WorkerHealth } from "./server/jobs.ts";
+export type { ModelEntry, ModelsListing } from "./server/models_dir.ts";
+export {
+  type AnimationRequest,
+  DEFAULT_LIMITS,
+  type LoraRequest,
+  type RequestLimits,
+} from "./server/validate.ts";

@@ -36,8 +36,11 @@ import { scanModelsDir } from "./models_dir.ts";
  * ```
  */
 export interface AppOptions {
-  /** The models directory (checkpoints/, motion_modules/, loras/). */
-  modelsDir: string;
+  /**
+   * The models directory (checkpoints/, motion_modules/, loras/). Only scale-out API nodes may
+   * leave it out (their `jobs` store then lists the models the workers offer).
+   */
+  modelsDir?: string;
   /** Loads pipelines (default: the engine's `loadPipeline`). Tests inject fakes. */
   loadPipeline?: PipelineLoader;
   /** Jobs that may wait behind the running one before POST answers 429 (default 8). */
@@ -240,6 +243,14 @@ export function createApp(options: AppOptions): ZoetropeApp {
   }
   const limits: RequestLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const modelsDir = options.modelsDir;
+  if (modelsDir === undefined && !options.jobs?.catalog) {
+    throw new RangeError("createApp: modelsDir is required (unless jobs come from workers)");
+  }
+  // Clients never see where the models directory is.
+  const hide = (msg: string) => modelsDir ? msg.split(modelsDir).join("<models>") : msg;
+  const listModels = modelsDir !== undefined
+    ? () => scanModelsDir(modelsDir)
+    : () => options.jobs!.catalog!();
   const loader = options.loadPipeline ?? loadPipeline;
   const device = options.device;
   const queue: JobStore = options.jobs ?? memoryJobs(
@@ -250,10 +261,7 @@ export function createApp(options: AppOptions): ZoetropeApp {
       maxResults: options.maxResults ?? APP_DEFAULTS.maxResults,
       maxPipelines: options.maxPipelines,
       // Clients see errors with the models directory's location hidden.
-      describeError: (e) => {
-        const msg = e instanceof Error ? e.message || e.name : String(e);
-        return msg.split(modelsDir).join("<models>");
-      },
+      describeError: (e) => hide(e instanceof Error ? e.message || e.name : String(e)),
     }),
   );
   const adapterName = options.adapterName ??
@@ -299,14 +307,14 @@ export function createApp(options: AppOptions): ZoetropeApp {
     let models: { checkpoints: number; motionModules: number; loras: number } | null = null;
     let modelsError: string | undefined;
     try {
-      const l = await scanModelsDir(modelsDir);
+      const l = await listModels();
       models = {
         checkpoints: l.checkpoints.length,
         motionModules: l.motionModules.length,
         loras: l.loras.length,
       };
     } catch (e) {
-      modelsError = (e as Error).message.split(modelsDir).join("<models>");
+      modelsError = hide((e as Error).message);
     }
     const workerAdapter = jobs.workers?.find((w) => w.alive && w.adapter)?.adapter;
     return c.json({
@@ -328,6 +336,7 @@ export function createApp(options: AppOptions): ZoetropeApp {
     "/v1",
     v1Routes({
       modelsDir,
+      listModels,
       jobs: queue,
       maxBodyBytes,
       limits,
@@ -344,7 +353,7 @@ export function createApp(options: AppOptions): ZoetropeApp {
 
   app.notFound((c) => errorResponse(c, 404, `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
-    const msg = (err.message || err.name).split(modelsDir).join("<models>");
+    const msg = hide(err.message || err.name);
     // Scale-out mode with Redis away: the service is unavailable, not broken.
     if (/MaxRetriesPerRequest|Connection is closed|ECONNREFUSED|Stream isn't writeable/.test(msg)) {
       c.header("Retry-After", "5");

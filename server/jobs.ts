@@ -9,6 +9,7 @@
 import type { AnimationFormat } from "../engine/output/mod.ts";
 import type { PipelineOptions } from "../engine/pipeline_types.ts";
 import type { AnimationRequest } from "./validate.ts";
+import type { ModelsListing } from "./models_dir.ts";
 import type {
   CancelOutcome,
   JobEvent,
@@ -20,13 +21,17 @@ import type {
 
 /** Result bytes as the routes serve them. */
 export interface JobBytes {
+  /** The encoded animation. */
   bytes: Uint8Array;
+  /** Its MIME type. */
   contentType: string;
+  /** Its file extension, with the dot. */
   extension: string;
 }
 
 /** A GPU worker as /healthz reports it (scale-out mode). */
 export interface WorkerHealth {
+  /** The worker's id (`--id`, or host-pid-random). */
   id: string;
   /** The worker's WebGPU adapter (null until it has probed one). */
   adapter: string | null;
@@ -46,17 +51,24 @@ export interface WorkerHealth {
 
 /** What /healthz reports of the jobs. */
 export interface JobsHealth {
+  /** Queue counts. */
   queue: {
+    /** Jobs waiting. */
     depth: number;
+    /** A running job's id (the first, in scale-out mode), or null. */
     running: string | null;
     /** Every running job (scale-out mode runs one per worker). */
     runningIds: string[];
+    /** Jobs that succeeded (since start; in scale-out mode, ever, on this Redis). */
     succeeded: number;
+    /** Jobs that failed. */
     failed: number;
     /** Jobs put back in the queue after their worker stopped (scale-out mode). */
     retried: number;
+    /** Jobs held (finished ones until their results expire). */
     kept: number;
   };
+  /** Pipelines held loaded (by this process, or by the live workers). */
   loadedModels: LoadedPipelineInfo[];
   /** Scale-out mode: the GPU workers; absent in single-process mode. */
   workers?: WorkerHealth[];
@@ -97,6 +109,11 @@ export interface JobStore {
   retryAfterSeconds(): Promise<number>;
   /** Stops: the memory queue cancels its jobs; the Redis store only disconnects. */
   close(): Promise<void>;
+  /**
+   * The models the workers offer (scale-out API nodes started without `--models`): the union of
+   * the registered workers' models directories.
+   */
+  catalog?(): Promise<ModelsListing>;
 }
 
 /**

@@ -123,11 +123,13 @@ function redisHost(url: string): string {
 
 /** Read access a process loading models from `modelsDir` needs (links, tokenizer, demo, cache). */
 async function modelReads(
-  modelsDir: string,
+  modelsDir: string | undefined,
   tokenizer: string | undefined,
   env: (name: string) => string | undefined,
 ): Promise<string[]> {
-  const read = [resolve(modelsDir), ...await linkTargets(resolve(modelsDir))];
+  const read = modelsDir === undefined
+    ? []
+    : [resolve(modelsDir), ...await linkTargets(resolve(modelsDir))];
   if (tokenizer) read.push(resolve(tokenizer));
   read.push(fromFileUrl(new URL("../weights/demo_model", import.meta.url)));
   const cache = env("ZOETROPE_CACHE") ??

@@ -15,7 +15,8 @@ import { parseByteSize } from "../engine/memory_plan.ts";
 
 /** Usage text of `deno task serve`. */
 export const USAGE = `usage: deno task serve --models DIR [options]
-  --models DIR              models directory: checkpoints/, motion_modules/, loras/ (required)
+  --models DIR              models directory: checkpoints/, motion_modules/, loras/ (required,
+                            except with --redis: the API node then lists the workers' models)
   --port N                  TCP port (default 8787; 0 = any free port)
   --host H                  address to listen on (default 127.0.0.1)
   --queue-size N            jobs that may wait before POST answers 429 (default 8)
@@ -114,7 +115,9 @@ export function parseServeArgs(
     throw new UsageError((e as Error).message);
   }
   if (values.help) throw new UsageError(USAGE);
-  if (!values.models) throw new UsageError("--models: required (the models directory)");
+  if (!values.models && !values.redis) {
+    throw new UsageError("--models: required (the models directory)");
+  }
   const precision = values.precision;
   if (precision !== undefined && precision !== "f32" && precision !== "f16") {
     throw new UsageError(`--precision: expected f32 or f16, got "${precision}"`);
@@ -190,9 +193,11 @@ export async function serve(
   appOptions: AppOptions,
   listen: { port: number; hostname?: string; quiet?: boolean; redis?: ScaleOut },
 ): Promise<RunningServer> {
-  const st = await Deno.stat(appOptions.modelsDir).catch(() => null);
-  if (!st?.isDirectory) {
-    throw new UsageError(`--models: "${appOptions.modelsDir}" is not a directory`);
+  if (appOptions.modelsDir !== undefined || !listen.redis) {
+    const st = await Deno.stat(appOptions.modelsDir ?? "").catch(() => null);
+    if (!st?.isDirectory) {
+      throw new UsageError(`--models: "${appOptions.modelsDir}" is not a directory`);
+    }
   }
   const jobs = listen.redis
     ? await RedisJobs.connect({
@@ -254,7 +259,7 @@ if (import.meta.main) {
     Deno.exit(e instanceof UsageError ? 2 : 1);
   }
   console.log(
-    `zoetrope: serving ${running.url} (models ${cfg.app.modelsDir}` +
+    `zoetrope: serving ${running.url} (models ${cfg.app.modelsDir ?? "of the workers"}` +
       `${cfg.app.token ? ", bearer token required" : ""}` +
       `${cfg.redis ? ", jobs in Redis: API node only" : ""})`,
   );

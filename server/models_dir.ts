@@ -55,8 +55,11 @@ export interface ModelEntry {
 
 /** Everything in a models directory, each list sorted by name. */
 export interface ModelsListing {
+  /** Base models (`checkpoints/`). */
   checkpoints: ModelEntry[];
+  /** Motion modules (`motion_modules/`). */
   motionModules: ModelEntry[];
+  /** LoRAs (`loras/`). */
   loras: ModelEntry[];
   /** Textual-inversion embeddings (`embeddings/`; a request names them). */
   embeddings: ModelEntry[];

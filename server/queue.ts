@@ -110,13 +110,17 @@ export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancele
 
 /** Progress as clients see it. */
 export interface JobProgress {
+  /** The stage running (load, encode, denoise, decode, output). */
   stage: Stage;
+  /** Steps of the stage done. */
   step: number;
+  /** Steps of the stage in all. */
   total: number;
   /** Milliseconds since the stage started. */
   elapsedMs: number;
   /** Estimated milliseconds left in this stage (null when unknown). */
   etaMs: number | null;
+  /** What the stage does now, when the engine says. */
   message?: string;
 }
 
@@ -124,14 +128,23 @@ export interface JobProgress {
 export interface JobResultInfo {
   /** Where GET returns the bytes. */
   url: string;
+  /** MIME type of the bytes. */
   contentType: string;
+  /** File extension, with its dot. */
   extension: string;
+  /** Size in bytes. */
   bytes: number;
+  /** Frame width in pixels. */
   width: number;
+  /** Frame height in pixels. */
   height: number;
+  /** Frame count. */
   frames: number;
+  /** Playback rate. */
   fps: number;
+  /** The seed used. */
   seed: number;
+  /** Milliseconds per stage. */
   timings: Record<string, number>;
   /** When the result will be dropped (ISO 8601). */
   expiresAt: string;
@@ -139,18 +152,27 @@ export interface JobResultInfo {
 
 /** GET /v1/animations/:id's body. */
 export interface JobView {
+  /** The job's id (a UUID). */
   id: string;
+  /** Where the job stands. */
   status: JobStatus;
   /** 0 = next to run; only while queued. */
   queuePosition: number | null;
+  /** When it was accepted (ISO 8601). */
   createdAt: string;
+  /** When it started running (ISO 8601), or null. */
   startedAt: string | null;
+  /** When it ended (ISO 8601), or null. */
   finishedAt: string | null;
+  /** The latest progress report, or null. */
   progress: JobProgress | null;
+  /** Why it failed (one line), or null. */
   error: string | null;
   /** DELETE was received while the job ran; it stops at the next step. */
   cancelRequested: boolean;
+  /** The validated request (input files shown by their size). */
   request: AnimationRequest;
+  /** The result, once succeeded. */
   result: JobResultInfo | null;
   /**
    * While denoising: the latest live preview (the latents projected to RGB after `step` of
@@ -161,7 +183,9 @@ export interface JobView {
 
 /** What listeners of a job receive: a status change or a progress report. */
 export interface JobEvent {
+  /** A status change or a progress report. */
   type: "status" | "progress";
+  /** The job as it is now. */
   job: JobView;
 }
 
@@ -198,9 +222,13 @@ interface CachedPipeline {
 
 /** A loaded pipeline as /healthz reports it. */
 export interface LoadedPipelineInfo {
+  /** The model's name (as clients name it). */
   model: string;
+  /** The motion module's name. */
   motionModule: string;
+  /** The LoRAs merged in, with their scales. */
   loras: { name: string; scale: number }[];
+  /** What the engine loaded. */
   info: PipelineInfo;
 }
 

@@ -8,7 +8,7 @@ import { Hono } from "npm:hono@^4.13.19";
 import type { Context } from "npm:hono@^4.13.19";
 import type { GenerateRequest, PipelineOptions, Precision } from "../engine/pipeline_types.ts";
 import type { MemoryPlan } from "../engine/memory_plan.ts";
-import { publicListing, scanModelsDir } from "./models_dir.ts";
+import { type ModelsListing, publicListing } from "./models_dir.ts";
 import { inspectWeights } from "../engine/inspect.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 import {
@@ -38,7 +38,10 @@ import { DEMO_DEFAULTS } from "../engine/request.ts";
 
 /** What the /v1 routes need from the app. */
 export interface RoutesContext {
-  modelsDir: string;
+  /** This node's models directory; absent on scale-out API nodes that list the workers' models. */
+  modelsDir?: string;
+  /** The models clients may name (this node's directory, or the workers' catalog). */
+  listModels: () => Promise<ModelsListing>;
   /** The jobs: this process's queue, or Redis (scale-out mode). */
   jobs: JobStore;
   maxBodyBytes: number;
@@ -157,7 +160,7 @@ function sseChunk(event: string, data: unknown): string {
  *
  * @example
  * ```ts
- * app.route("/v1", v1Routes({ modelsDir, queue, maxBodyBytes: 65536, limits: DEFAULT_LIMITS }));
+ * app.route("/v1", v1Routes({ modelsDir, listModels, jobs, maxBodyBytes: 65536, limits, plan, memoryLimits }));
  * ```
  */
 export function v1Routes(ctx: RoutesContext): Hono {
@@ -165,7 +168,7 @@ export function v1Routes(ctx: RoutesContext): Hono {
   const encoder = new TextEncoder();
 
   v1.get("/models", async (c) => {
-    const listing = await scanModelsDir(ctx.modelsDir);
+    const listing = await ctx.listModels();
     const defaultModel = defaultModelName(listing, ctx.defaultModel);
     return c.json({
       ...publicListing(listing),
@@ -210,7 +213,15 @@ export function v1Routes(ctx: RoutesContext): Hono {
       }
       throw e;
     }
-    const listing = await scanModelsDir(ctx.modelsDir);
+    const listing = await ctx.listModels();
+    if (ctx.modelsDir === undefined && listing.checkpoints.length === 0) {
+      c.header("Retry-After", "10");
+      return errorResponse(
+        c,
+        503,
+        "no GPU worker has registered its models yet (start one: deno task worker --redis URL --models DIR)",
+      );
+    }
     let req: AnimationRequest;
     try {
       req = validateAnimationRequest(body, {
@@ -224,7 +235,10 @@ export function v1Routes(ctx: RoutesContext): Hono {
       throw e;
     }
     const options = await pipelineOptionsFor(req, listing, ctx);
-    const maxFrames = await motionFrameLimit(options.motionModule, options.motionModuleConfig);
+    // Without a models directory here the paths are the workers': their engine checks frames.
+    const maxFrames = ctx.modelsDir === undefined
+      ? null
+      : await motionFrameLimit(options.motionModule, options.motionModuleConfig);
     if (maxFrames !== null && req.contextLength !== undefined && req.contextLength > maxFrames) {
       return errorResponse(
         c,
@@ -245,6 +259,14 @@ export function v1Routes(ctx: RoutesContext): Hono {
     }
     if (req.dryRun) {
       // The memory plan instead of a job: what the request needs and whether it fits.
+      if (ctx.modelsDir === undefined) {
+        return errorResponse(
+          c,
+          400,
+          "dryRun: this API node has no models directory to plan from (start it with --models)",
+          "dryRun",
+        );
+      }
       try {
         const plan = await ctx.plan(options, generateRequestOf(req));
         return c.json({ dryRun: true, plan });

@@ -29,6 +29,7 @@ export const SCHEDULER_NAMES: readonly SchedulerName[] = SCHEDULERS;
 
 /** A LoRA of a request, by name from `loras/`. */
 export interface LoraRequest {
+  /** The LoRA's name in `loras/`. */
   name: string;
   /** Strength (default 1). */
   scale: number;
@@ -36,20 +37,35 @@ export interface LoraRequest {
 
 /** A validated request with every default filled in. */
 export interface AnimationRequest {
+  /** What to draw. */
   prompt: string;
+  /** What to steer away from. */
   negativePrompt: string;
+  /** The base model's name (`checkpoints/`, or `demo` / `demo:paper`). */
   model: string;
+  /** The motion module's name (`motion_modules/`, or `demo`). */
   motionModule: string;
+  /** LoRAs to merge, with their strengths. */
   loras: LoraRequest[];
+  /** Frame count. */
   frames: number;
+  /** Width in pixels (a multiple of 8). */
   width: number;
+  /** Height in pixels (a multiple of 8). */
   height: number;
+  /** Denoising steps. */
   steps: number;
+  /** Classifier-free guidance scale. */
   guidance: number;
+  /** The scheduler. */
   scheduler: SchedulerName;
+  /** The seed (chosen when the request had none). */
   seed: number;
+  /** CLIP layers skipped from the end, A1111 numbering (1 = none). */
   clipSkip: number;
+  /** Playback rate. */
   fps: number;
+  /** Output format. */
   format: AnimationFormat;
   /** Frames per motion-module window for animations longer than the module allows. */
   contextLength?: number;

@@ -12,7 +12,9 @@
  * - `alive:<worker>`: a key the worker renews every lease/3 with a TTL of one lease. A running
  *   job whose worker's key expired is put back in the queue (first in line, attempts + 1) or,
  *   after `maxAttempts`, failed with the reason — by any API node or worker (`reap`).
- * - `workers` hash: worker id -> what /healthz shows (adapter, job, loaded models, heartbeat).
+ * - `workers` hash: worker id -> what /healthz shows (adapter, job, loaded models, heartbeat);
+ *   `catalog` hash: worker id -> its models directory's listing (API nodes without `--models`
+ *   validate names against the union).
  * - `result:<id>`, `frames:<id>` (raw RGBA, the newest FRAMES_KEPT results), `preview:<id>`:
  *   bytes with TTLs. Results over the size cap go to a shared directory instead (`resultPath`).
  * - `ev:<id>` stream: one entry per status change or progress report; API nodes read it
@@ -55,6 +57,7 @@ export function keys(prefix: string) {
     queued: `${prefix}queued`,
     running: `${prefix}running`,
     workers: `${prefix}workers`,
+    catalog: `${prefix}catalog`,
     jobs: `${prefix}jobs`,
     finished: `${prefix}finished`,
     stats: `${prefix}stats`,

@@ -22,6 +22,7 @@ import {
   QueueFullError,
 } from "../queue.ts";
 import type { AnimationRequest } from "../validate.ts";
+import type { ModelsListing } from "../models_dir.ts";
 import { modelSetKey } from "../resolve.ts";
 import {
   connectRedis,
@@ -407,6 +408,27 @@ export class RedisJobs implements JobStore {
       workers: list,
       backend: "redis",
     };
+  }
+
+  /**
+   * The models the registered workers offer (their directories' listings, published with their
+   * heartbeats), merged by kind and name: what an API node without `--models` validates against.
+   */
+  async catalog(): Promise<ModelsListing> {
+    const all = await this.#r.hgetall(this.#k.catalog);
+    const out: ModelsListing = { checkpoints: [], motionModules: [], loras: [], embeddings: [] };
+    for (const text of Object.values(all)) {
+      const l = JSON.parse(text) as ModelsListing;
+      for (const kind of ["checkpoints", "motionModules", "loras", "embeddings"] as const) {
+        for (const e of l[kind] ?? []) {
+          if (!out[kind].some((x) => x.name === e.name)) out[kind].push(e);
+        }
+      }
+    }
+    for (const kind of ["checkpoints", "motionModules", "loras", "embeddings"] as const) {
+      out[kind].sort((a, b) => a.name.localeCompare(b.name));
+    }
+    return out;
   }
 
   async retryAfterSeconds(): Promise<number> {

@@ -169,7 +169,11 @@ export class RedisWorker {
     this.#adapter = await (this.#o.adapterName ??
       (this.#o.device ? () => Promise.resolve(this.#o.device!.info.name) : probeAdapter))();
     await this.#beat();
+    await this.#publishCatalog();
+    let beats = 0;
     this.#heartbeat = setInterval(() => {
+      // The models listing follows the directory (re-read every 10 heartbeats).
+      if (++beats % 10 === 0) this.#publishCatalog().catch(() => {});
       this.#beat().catch(() => {}); // Redis away: the lease runs out, as it should
     }, Math.max(100, Math.floor(this.#o.leaseMs / 3)));
     this.#o.log?.(
@@ -222,12 +226,18 @@ export class RedisWorker {
       }
       this.#loaded = null;
       if (this.#draining) {
-        await this.#r.multi().del(this.#k.alive(this.id)).hdel(this.#k.workers, this.id).exec()
-          .catch(() => {});
+        await this.#r.multi().del(this.#k.alive(this.id)).hdel(this.#k.workers, this.id)
+          .hdel(this.#k.catalog, this.id).exec().catch(() => {});
       }
       await this.#r.quit().catch(() => this.#r.disconnect());
       this.#o.log?.(`worker ${this.id}: stopped after ${this.#jobsDone} job(s)`);
     }
+  }
+
+  /** Publishes this worker's models directory listing (API nodes without --models use it). */
+  async #publishCatalog(): Promise<void> {
+    const listing = await scanModelsDir(this.#o.modelsDir);
+    await this.#r.hset(this.#k.catalog, this.id, JSON.stringify(listing));
   }
 
   /** Renews the lease and the /healthz record. */
@@ -264,7 +274,9 @@ export class RedisWorker {
     const all = await this.#r.hgetall(this.#k.workers);
     const stale = Object.values(all).map((v) => JSON.parse(v) as WorkerRecord)
       .filter((w) => Date.now() - w.heartbeat > 10 * w.leaseMs).map((w) => w.id);
-    if (stale.length) await this.#r.hdel(this.#k.workers, ...stale);
+    if (stale.length) {
+      await this.#r.multi().hdel(this.#k.workers, ...stale).hdel(this.#k.catalog, ...stale).exec();
+    }
   }
 
   async #emit(id: string, type: "status" | "progress", ttlMs: number): Promise<void> {

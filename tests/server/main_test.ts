@@ -350,3 +350,28 @@ gpuServerTest(
     assertEquals(last.status, "succeeded");
   },
 );
+
+Deno.test("parseServeArgs: --redis makes an API node; --models is then optional", () => {
+  const cfg = parseServeArgs(
+    ["--redis", "redis://10.0.0.2:6379", "--redis-prefix", "studio:", "--results", "/mnt/r"],
+    () => undefined,
+  );
+  assertEquals(cfg.app.modelsDir, undefined);
+  assertEquals(cfg.redis, {
+    url: "redis://10.0.0.2:6379",
+    prefix: "studio:",
+    resultsDir: "/mnt/r",
+  });
+  assertEquals(parseServeArgs(["--models", "m"], () => undefined).redis, undefined);
+  for (
+    const args of [["--models", "m", "--results", "/r"], ["--models", "m", "--redis-prefix", "p"]]
+  ) {
+    let msg = "";
+    try {
+      parseServeArgs(args, () => undefined);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    assert(/need --redis/.test(msg), msg);
+  }
+});

@@ -363,3 +363,43 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "redis: an API node without --models lists and validates against the workers' models",
+  async (url) => {
+    const c = await cluster(url, { nodes: 1 });
+    const jobs = await RedisJobs.connect({
+      url,
+      prefix: c.prefix,
+      queueSize: 8,
+      resultTtlMs: 60_000,
+      maxResults: 50,
+    });
+    const bare = createApp({ jobs });
+    try {
+      const early = await post(bare, SMALL_REQUEST);
+      assertEquals(early.status, 503);
+      assert(/no GPU worker has registered its models yet/.test((await early.json()).error));
+      await c.startWorker();
+      let models: { checkpoints: { name: string }[] } = { checkpoints: [] };
+      for (let i = 0; i < 100 && models.checkpoints.length === 0; i++) {
+        await new Promise((ok) => setTimeout(ok, 20));
+        models = await (await bare.request("/v1/models")).json();
+      }
+      assert(models.checkpoints.some((m) => m.name === "tiny"), "the worker's models");
+      assert(!JSON.stringify(models).includes(c.dir), "no paths");
+      const unknown = await post(bare, { ...SMALL_REQUEST, model: "nope" });
+      assertEquals(unknown.status, 400);
+      const dry = await post(bare, { ...SMALL_REQUEST, dryRun: true });
+      assertEquals(dry.status, 400);
+      assert(/start it with --models/.test((await dry.json()).error));
+      const id = await submit(bare);
+      assertEquals((await waitFor(bare, id)).status, "succeeded");
+      const health = await (await bare.request("/healthz")).json();
+      assert(health.models.checkpoints >= 1, JSON.stringify(health.models));
+    } finally {
+      await bare.close();
+      await c.close();
+    }
+  },
+);
