@@ -213,7 +213,7 @@ redisTest(
       const lora = { ...SMALL_REQUEST, loras: [{ name: "lora_kohya", scale: 0.5 }] };
       // The worker is busy on the default set while a LoRA job and two default jobs queue up.
       await c.startWorker({ stepMs: 60, affinityWaitMs: 60_000 });
-      const busy = await submit(a, { ...SMALL_REQUEST, steps: 6 });
+      const busy = await submit(a, { ...SMALL_REQUEST, steps: 25 });
       await waitFor(a, busy, ["running"]);
       const other = await submit(a, lora);
       const d1 = await submit(a);
