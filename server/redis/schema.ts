@@ -16,7 +16,8 @@
  *   `catalog` hash: worker id -> its models directory's listing (API nodes without `--models`
  *   validate names against the union).
  * - `result:<id>`, `frames:<id>` (raw RGBA, the newest FRAMES_KEPT results), `preview:<id>`:
- *   bytes with TTLs. Results over the size cap go to a shared directory instead (`resultPath`).
+ *   bytes with TTLs. Results over the size cap go to a shared directory instead (`resultPath`;
+ *   the `files` hash keeps id -> file name past the job's expiry, for the reaper to delete it).
  * - `ev:<id>` stream: one entry per status change or progress report; API nodes read it
  *   (XREAD BLOCK) to push server-sent events for any job, whichever node accepted it.
  * - `jobs` / `finished` sorted sets (by time): history and retention; `stats` hash; `durations`
@@ -58,6 +59,7 @@ export function keys(prefix: string) {
     running: `${prefix}running`,
     workers: `${prefix}workers`,
     catalog: `${prefix}catalog`,
+    files: `${prefix}files`,
     jobs: `${prefix}jobs`,
     finished: `${prefix}finished`,
     stats: `${prefix}stats`,

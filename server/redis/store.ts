@@ -338,7 +338,7 @@ export class RedisJobs implements JobStore {
       : [];
     const drop = [...expired, ...oldest];
     if (drop.length === 0) return;
-    const paths = await Promise.all(drop.map((id) => this.#r.hget(this.#k.job(id), "resultPath")));
+    const paths = drop.length ? await this.#r.hmget(this.#k.files, ...drop) : [];
     const p = this.#r.multi();
     for (const id of drop) {
       p.del(
@@ -349,7 +349,7 @@ export class RedisJobs implements JobStore {
         this.#k.preview(id),
       );
       for (const f of ["gif", "apng", "png-zip", "mp4", "webm"]) p.del(this.#k.resultAs(id, f));
-      p.zrem(this.#k.finished, id).zrem(this.#k.jobs, id);
+      p.zrem(this.#k.finished, id).zrem(this.#k.jobs, id).hdel(this.#k.files, id);
     }
     await p.exec();
     if (this.#o.resultsDir) {

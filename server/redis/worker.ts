@@ -356,7 +356,7 @@ export class RedisWorker {
       } else if (this.#o.resultsDir) {
         const name = `${id}${encoded.extension}`;
         await Deno.writeFile(join(this.#o.resultsDir, name), encoded.bytes);
-        m.hset(jk, "resultPath", name);
+        m.hset(jk, "resultPath", name).hset(this.#k.files, id, name);
       } else {
         throw new Error(
           `the result is ${(encoded.bytes.length / 1048576).toFixed(1)} MB, over the ` +

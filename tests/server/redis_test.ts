@@ -403,3 +403,80 @@ redisTest(
     }
   },
 );
+
+redisTest("redis: an API node restart loses no queued job", async (url) => {
+  const c = await cluster(url, { nodes: 1 });
+  try {
+    const ids = [await submit(c.nodes[0]), await submit(c.nodes[0])];
+    await c.nodes[0].close(); // the only API node goes away with two jobs queued
+    const jobs = await RedisJobs.connect({
+      url,
+      prefix: c.prefix,
+      queueSize: 8,
+      resultTtlMs: 60_000,
+      maxResults: 50,
+    });
+    const again = createApp({ modelsDir: c.dir, jobs });
+    c.nodes[0] = again;
+    assertEquals((await view(again, ids[1])).queuePosition, 1);
+    await c.startWorker();
+    for (const id of ids) assertEquals((await waitFor(again, id)).status, "succeeded");
+  } finally {
+    await c.close();
+  }
+});
+
+redisTest(
+  "redis: results over the size cap go to the shared results directory, or fail saying so",
+  async (url) => {
+    const c = await cluster(url, { resultTtlMs: 1500 });
+    const shared = await Deno.makeTempDir({ prefix: "zoetrope_results_" });
+    try {
+      const [a] = c.nodes;
+      await c.startWorker({ maxRedisBytes: 100 });
+      const id = await submit(a);
+      const failed = await waitFor(a, id);
+      assertEquals(failed.status, "failed");
+      assert(
+        /over the 0\.0 MB kept in Redis; give the workers and API nodes a shared --results DIR/
+          .test(failed.error!),
+        failed.error!,
+      );
+      await c.workers[0].drain();
+      // Workers and this API node share a results directory.
+      const jobs = await RedisJobs.connect({
+        url,
+        prefix: c.prefix,
+        queueSize: 8,
+        resultTtlMs: 1500,
+        maxResults: 50,
+        resultsDir: shared,
+        reapEveryMs: 100,
+      });
+      const withDir = createApp({ modelsDir: c.dir, jobs });
+      c.nodes.push(withDir);
+      await c.startWorker({ maxRedisBytes: 100, resultsDir: shared });
+      const big = await submit(withDir);
+      const done = await waitFor(withDir, big);
+      assertEquals(done.status, "succeeded");
+      const files = [...Deno.readDirSync(shared)].map((e) => e.name);
+      assertEquals(files, [`${big}.gif`]);
+      const r = await withDir.request(`/v1/animations/${big}/result`);
+      assertEquals(r.status, 200);
+      assertEquals(
+        new Uint8Array(await r.arrayBuffer()),
+        await Deno.readFile(`${shared}/${big}.gif`),
+      );
+      // A node without the directory says where the bytes are.
+      const elsewhere = await a.request(`/v1/animations/${big}/result`);
+      assertEquals(elsewhere.status, 500);
+      assert(/start API nodes with --results DIR/.test((await elsewhere.json()).error));
+      // Expired with its job: the file goes too.
+      await new Promise((ok) => setTimeout(ok, 2000));
+      assertEquals([...Deno.readDirSync(shared)], [], "the expired result's file is removed");
+    } finally {
+      await c.close();
+      await Deno.remove(shared, { recursive: true });
+    }
+  },
+);
