@@ -337,24 +337,32 @@ export class RedisJobs implements JobStore {
       ? await this.#r.zrange(this.#k.finished, expired.length, String(expired.length + excess - 1))
       : [];
     const drop = [...expired, ...oldest];
-    if (drop.length === 0) return;
-    const paths = drop.length ? await this.#r.hmget(this.#k.files, ...drop) : [];
-    const p = this.#r.multi();
-    for (const id of drop) {
-      p.del(
-        this.#k.job(id),
-        this.#k.result(id),
-        this.#k.frames(id),
-        this.#k.events(id),
-        this.#k.preview(id),
-      );
-      for (const f of ["gif", "apng", "png-zip", "mp4", "webm"]) p.del(this.#k.resultAs(id, f));
-      p.zrem(this.#k.finished, id).zrem(this.#k.jobs, id).hdel(this.#k.files, id);
+    if (drop.length) {
+      const p = this.#r.multi();
+      for (const id of drop) {
+        p.del(
+          this.#k.job(id),
+          this.#k.result(id),
+          this.#k.frames(id),
+          this.#k.events(id),
+          this.#k.preview(id),
+        );
+        for (const f of ["gif", "apng", "png-zip", "mp4", "webm"]) p.del(this.#k.resultAs(id, f));
+        p.zrem(this.#k.finished, id).zrem(this.#k.jobs, id);
+      }
+      await p.exec();
     }
-    await p.exec();
+    // Files in the shared results directory outlive their jobs until a node that has the
+    // directory removes them (nodes without it leave the `files` entries alone).
     if (this.#o.resultsDir) {
-      for (const path of paths) {
-        if (path) await Deno.remove(join(this.#o.resultsDir, path)).catch(() => {});
+      const files = await this.#r.hgetall(this.#k.files);
+      const ids = Object.keys(files);
+      if (ids.length === 0) return;
+      const live = await this.#r.pipeline(ids.map((id) => ["exists", this.#k.job(id)])).exec();
+      for (let i = 0; i < ids.length; i++) {
+        if (live?.[i]?.[1] === 1) continue;
+        await Deno.remove(join(this.#o.resultsDir, files[ids[i]])).catch(() => {});
+        await this.#r.hdel(this.#k.files, ids[i]);
       }
     }
   }
