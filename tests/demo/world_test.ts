@@ -191,3 +191,51 @@ Deno.test("world: prompts read back; bad prompts and options throw", () => {
     assert(threw, `renderClip accepted ${JSON.stringify(bad)}`);
   }
 });
+
+Deno.test("world: afterimages trail a moving object, ring a shrinking one, hide under a growing one", () => {
+  const at = (f: { data: Uint8ClampedArray; width: number }, x: number, y: number) => {
+    const p = (Math.round(y) * f.width + Math.round(x)) * 4;
+    return [f.data[p], f.data[p + 1], f.data[p + 2]];
+  };
+  const dist = (a: number[], b: readonly number[]) => Math.hypot(...a.map((v, i) => v - b[i]));
+  for (const motion of MOTIONS) {
+    const spec = { colour: "red", shape: "circle", motion, frames: 8 } as const;
+    const plain = renderClip(31, spec);
+    const blurred = renderClip(31, { ...spec, afterimages: 3 });
+    assertEquals(blurred.truth, plain.truth, "the object itself does not move");
+    const t = 4, f = blurred.frames[t], [cx, cy] = plain.truth.centres[t];
+    const size = plain.truth.sizes[t];
+    // Just outside the object, on the side it comes from (or all round for shrinking).
+    const behind: Record<string, [number, number]> = {
+      "moving left": [cx + 0.6 * size, cy],
+      "moving right": [cx - 0.6 * size, cy],
+      "moving up": [cx, cy + 0.6 * size],
+      "moving down": [cx, cy - 0.6 * size],
+      shrinking: [cx + 0.56 * size, cy],
+      growing: [cx + 0.6 * size, cy],
+    };
+    const [bx, by] = behind[motion];
+    const ghost = at(f, bx, by), bare = at(plain.frames[t], bx, by);
+    assertEquals(dist(bare, DARK_RGB) < 1, true, `${motion}: background there without blur`);
+    if (motion === "growing") {
+      assert(dist(ghost, DARK_RGB) < 1, `growing: nothing outside the object (${ghost})`);
+    } else {
+      // A faint copy: between the background and the object's colour.
+      const toRed = dist(ghost, COLOUR_RGB.red), toDark = dist(ghost, DARK_RGB);
+      assert(toDark > 20 && toRed > 20, `${motion}: a fading copy at (${bx}, ${by}): ${ghost}`);
+    }
+    // Ahead of a moving object: still background.
+    if (motion.startsWith("moving")) {
+      const [ax, ay] = [2 * cx - bx, 2 * cy - by];
+      assert(dist(at(f, ax, ay), DARK_RGB) < 1, `${motion}: nothing ahead`);
+    }
+  }
+  assertEquals(renderClip(3, { afterimages: 0 }).frames, renderClip(3).frames, "0 = none");
+  let error: unknown = null;
+  try {
+    renderClip(3, { afterimages: 9 });
+  } catch (e) {
+    error = e;
+  }
+  assert(error instanceof RangeError && /afterimages/.test(error.message), String(error));
+});

@@ -133,6 +133,8 @@ export interface RecipeConfig {
   nullTextRatio: number;
   /** Global gradient-norm clipping. */
   maxGradNorm: number;
+  /** The world's motion blur: afterimages per frame (see world.ts `afterimages`; default 0). */
+  afterimages?: number;
   stages: Record<TrainedStage, StageSettings>;
 }
 
@@ -829,6 +831,7 @@ class StillSource implements SampleSource {
         width: s,
         height: s,
         captionWithMotion: true,
+        afterimages: this.config.afterimages,
       });
       const rgba = crop ? cropAround(still, crop, this.dealer.rng) : still.frame.data;
       putPixels(data, i * per, rgba);
@@ -854,7 +857,13 @@ class ClipSource implements SampleSource {
     const prompts: string[] = [];
     for (let i = 0; i < b; i++) {
       const { prompt, seed, caption } = this.dealer.next();
-      const clip = renderClip(seed, { ...parsePrompt(prompt), frames: f, width: s, height: s });
+      const clip = renderClip(seed, {
+        ...parsePrompt(prompt),
+        frames: f,
+        width: s,
+        height: s,
+        afterimages: this.config.afterimages,
+      });
       clip.frames.forEach((frame, t) => putPixels(data, (i * f + t) * per, frame.data));
       prompts.push(caption(clip.caption));
     }

@@ -188,6 +188,14 @@ export interface RenderOptions extends Partial<ClipSpec> {
   width?: number;
   /** Height in pixels (default 64, at least 16). */
   height?: number;
+  /**
+   * Motion blur as a long exposure records it: this many fading copies of the object where it
+   * was just before each frame (default 0, none). A moving object trails copies behind it
+   * (spaced by {@link AFTERIMAGE_SPACING} of its size), a shrinking one is ringed by its larger
+   * past sizes, a growing one's smaller past sizes hide under it. One frame then shows how the
+   * object moves, as real video frames do; without it the motion words are invisible in a still.
+   */
+  afterimages?: number;
 }
 
 /**
@@ -202,6 +210,11 @@ export interface StillOptions extends Omit<RenderOptions, "frames"> {
   /** Caption the still with its clip's full prompt, motion included (default false). */
   captionWithMotion?: boolean;
 }
+
+/** How far apart afterimages are, as a fraction of the object's size (or of its size step). */
+export const AFTERIMAGE_SPACING = 0.22;
+/** Opacity of the first afterimage; each further one fades by the same step. */
+const AFTERIMAGE_ALPHA = 0.42;
 
 /** Smallest frame side drawn (the shapes are at least ~16% of it). */
 const MIN_SIDE = 16;
@@ -380,8 +393,23 @@ export function renderClip(seed: number, options: RenderOptions = {}): WorldClip
   };
   const { centres, sizes } = trajectory(spec, n, width, height, rng);
   const backdrop = drawBackground(spec.background, width, height, rng);
+  const ghosts = options.afterimages ?? 0;
+  if (!Number.isInteger(ghosts) || ghosts < 0 || ghosts > 8) {
+    throw new RangeError(`renderClip: expected afterimages to be an integer 0..8, got ${ghosts}`);
+  }
   const frames = centres.map((c, t) => {
     const data = backdrop.slice();
+    // Oldest (faintest) first, so that newer copies and the object cover them.
+    for (let k = ghosts; k >= 1; k--) {
+      const { centre, size } = afterimage(spec.motion, c, sizes[t], k);
+      drawShape(data, width, height, {
+        shape: spec.shape,
+        rgb: COLOUR_RGB[spec.colour],
+        centre,
+        size,
+        alpha: AFTERIMAGE_ALPHA * (1 - (k - 1) / ghosts),
+      });
+    }
     drawShape(data, width, height, {
       shape: spec.shape,
       rgb: COLOUR_RGB[spec.colour],
@@ -413,6 +441,30 @@ export function renderStill(seed: number, options: StillOptions = {}): WorldStil
     caption: options.captionWithMotion ? clip.caption : `a ${truth.colour} ${truth.shape}`,
     truth: { ...truth, centres: [truth.centres[t]], sizes: [truth.sizes[t]] },
   };
+}
+
+/** Where the `k`-th afterimage of an object at `centre` with `size` is drawn. */
+function afterimage(
+  motion: Motion,
+  centre: [number, number],
+  size: number,
+  k: number,
+): { centre: [number, number]; size: number } {
+  const d = AFTERIMAGE_SPACING * k;
+  switch (motion) {
+    case "moving left":
+      return { centre: [centre[0] + d * size, centre[1]], size };
+    case "moving right":
+      return { centre: [centre[0] - d * size, centre[1]], size };
+    case "moving up":
+      return { centre: [centre[0], centre[1] + d * size], size };
+    case "moving down":
+      return { centre: [centre[0], centre[1] - d * size], size };
+    case "growing":
+      return { centre, size: size / (1 + d) };
+    default:
+      return { centre, size: size * (1 + d) };
+  }
 }
 
 /** Centroid and size of the object in each of `n` frames, moving at constant speed. */
@@ -539,7 +591,14 @@ function drawShape(
   data: Uint8ClampedArray,
   width: number,
   height: number,
-  o: { shape: Shape; rgb: readonly number[]; centre: [number, number]; size: number },
+  o: {
+    shape: Shape;
+    rgb: readonly number[];
+    centre: [number, number];
+    size: number;
+    /** Opacity (default 1). */
+    alpha?: number;
+  },
 ): void {
   const [cx, cy] = o.centre;
   const x0 = Math.max(0, Math.floor(cx - o.size)), x1 = Math.min(width - 1, Math.ceil(cx + o.size));
@@ -556,7 +615,7 @@ function drawShape(
         }
       }
       if (hits === 0) continue;
-      const a = hits / samples, p = (y * width + x) * 4;
+      const a = (o.alpha ?? 1) * hits / samples, p = (y * width + x) * 4;
       for (let c = 0; c < 3; c++) data[p + c] = Math.round(data[p + c] * (1 - a) + o.rgb[c] * a);
     }
   }
