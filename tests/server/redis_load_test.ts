@@ -131,7 +131,8 @@ Deno.test({
         );
       }
       const w1 = await worker("w1");
-      procs.push(w1, await worker("w2"));
+      const w2 = await worker("w2");
+      procs.push(w1, w2);
       const bases = ports.map((p) => `http://127.0.0.1:${p}`);
       for (const base of bases) {
         await until(`${base} with 2 workers`, async () => {
@@ -229,6 +230,12 @@ Deno.test({
       );
       for (const f of failed) console.log(`failed ${f.id}: ${f.error}`);
       assertEquals(failed.length, 0, "the tiny jobs all succeed (the killed one on its retry)");
+      // SIGTERM drains a worker: it exits cleanly and leaves /healthz.
+      const code = (await stop(w2)).code;
+      assertEquals(code, 0, `w2 exit code: ${w2.log.join("").slice(-500)}`);
+      assert(/draining/.test(w2.log.join("")), "w2 said it drained");
+      const after = await (await fetch(`${bases[0]}/healthz`)).json();
+      assert(!after.workers.some((w: { id: string }) => w.id === "w2"), "w2 left /healthz");
     } catch (e) {
       for (const p of procs) console.log(`--- ${p.name}\n${p.log.join("").slice(-3000)}`);
       throw e;
