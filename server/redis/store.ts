@@ -11,7 +11,12 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { PipelineOptions } from "../../engine/pipeline_types.ts";
-import { type AnimationFormat, encodeAnimation, type Frame } from "../../engine/output/mod.ts";
+import {
+  ANIMATION_FORMATS,
+  type AnimationFormat,
+  encodeAnimation,
+  type Frame,
+} from "../../engine/output/mod.ts";
 import type { JobBytes, JobsHealth, JobStore, WorkerHealth } from "../jobs.ts";
 import {
   type CancelOutcome,
@@ -347,7 +352,7 @@ export class RedisJobs implements JobStore {
           this.#k.events(id),
           this.#k.preview(id),
         );
-        for (const f of ["gif", "apng", "png-zip", "mp4", "webm"]) p.del(this.#k.resultAs(id, f));
+        for (const f of ANIMATION_FORMATS) p.del(this.#k.resultAs(id, f));
         p.zrem(this.#k.finished, id).zrem(this.#k.jobs, id);
       }
       await p.exec();
