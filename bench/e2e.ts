@@ -13,6 +13,7 @@
 
 import { parseArgs } from "node:util";
 import { Gpu } from "../kernels/gpu/device.ts";
+import type { KernelTime } from "../kernels/gpu/profiler.ts";
 import { AnimationPipeline } from "../engine/pipeline.ts";
 import { ClipTokenizer } from "../engine/tokenizer.ts";
 import { randomSd15 } from "../weights/sd15.ts";
@@ -31,6 +32,7 @@ const { values: a } = parseArgs({
     precision: { type: "string" },
     "decode-frames": { type: "string" },
     json: { type: "string" },
+    profile: { type: "boolean" },
   },
 });
 const gpu = await Gpu.create();
@@ -160,6 +162,51 @@ for (const k of ["encode", "denoise", "decode"] as const) {
 console.log(
   `  ${"peak".padEnd(13)} ${mib(plan.peakBytes).padStart(9)}  ${mib(measuredPeak).padStart(9)}`,
 );
-if (a.json) await Deno.writeTextFile(a.json, JSON.stringify(result, null, 2));
+const profile = a.profile ? await profileRun() : undefined;
+if (a.json) await Deno.writeTextFile(a.json, JSON.stringify({ ...result, profile }, null, 2));
 pipe.dispose();
 gpu.destroy();
+
+/**
+ * The same request again with every dispatch timed (the shaders are compiled by now): each
+ * stage's GPU time and the ten most expensive kernels (name:variant @ workgroup grid) of each.
+ */
+async function profileRun(): Promise<KernelTime[]> {
+  const phases = new Map<string, number>();
+  const { kernels } = await gpu.profile(async () => {
+    const profiler = gpu.recorder.profiler!;
+    const lat = await pipe.generateLatents(request, {
+      onProgress: (e) => {
+        profiler.phase = e.stage;
+        if (e.stage === "denoise") phases.set("denoise", e.total);
+      },
+    });
+    profiler.phase = "decode";
+    const zz = gpu.upload(
+      toFrameMajor(lat.subarray(0, 4 * frames * h * h), frames, h, h),
+      [frames, 4, h, h],
+      pipe.dtype,
+    );
+    await decode(pipe, zz, { frames: decodeFrames, width: size, height: size });
+    zz.release();
+  });
+  console.log(`\nprofile (GPU time per dispatch, each in its own timed pass):`);
+  for (const phase of ["encode", "denoise", "decode"]) {
+    const ks = kernels.filter((k) => k.phase === phase);
+    const total = ks.reduce((s, k) => s + k.ms, 0);
+    const per = phase === "denoise" ? ` (${(total / steps / 1000).toFixed(3)} s per step)` : "";
+    console.log(
+      `${phase}: ${(total / 1000).toFixed(3)} s GPU, ${
+        ks.reduce((s, k) => s + k.count, 0)
+      } dispatches${per}`,
+    );
+    for (const k of ks.slice(0, 10)) {
+      console.log(
+        `  ${(100 * k.ms / total).toFixed(1).padStart(5)}%  ${k.ms.toFixed(1).padStart(8)} ms  ${
+          String(k.count).padStart(4)
+        }x  ${k.kernel} @ ${k.groups}`,
+      );
+    }
+  }
+  return kernels;
+}

@@ -9,6 +9,7 @@ import { Gpu } from "../kernels/gpu/device.ts";
 import type { DType } from "../kernels/gpu/tensor.ts";
 import { DeviceLostError, EngineLimitError, GpuError, InputError } from "../kernels/gpu/errors.ts";
 import { WeightStore } from "./weight_store.ts";
+import { usesDirectGemm } from "../kernels/gemm_direct.ts";
 import { ClipTextEncoder } from "./models/clip.ts";
 import { type Fidelity, UNet3D } from "./models/unet.ts";
 import { VaeDecoder, VaeEncoder } from "./models/vae.ts";
@@ -154,6 +155,7 @@ export async function bindVaeEncoder(
       dtype,
       part: "vae",
       ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
+      transposeLinear: usesDirectGemm(gpu),
     });
     try {
       const encoder = new VaeEncoder(store, model.vaeConfig);
@@ -181,13 +183,24 @@ export async function bindParts(
   const dtype: DType = o.precision;
   const stores: WeightStore[] = [];
   try {
-    const te = new WeightStore(gpu, model.textEncoder, { dtype, part: "text encoder" });
-    const un = new WeightStore(gpu, model.unet, { dtype, part: "unet" });
-    const mo = new WeightStore(gpu, motion.tensors, { dtype, part: "motion module" });
+    // Software adapters multiply by Linear weights faster in the [in, out] layout.
+    const transposeLinear = usesDirectGemm(gpu);
+    const te = new WeightStore(gpu, model.textEncoder, {
+      dtype,
+      part: "text encoder",
+      transposeLinear,
+    });
+    const un = new WeightStore(gpu, model.unet, { dtype, part: "unet", transposeLinear });
+    const mo = new WeightStore(gpu, motion.tensors, {
+      dtype,
+      part: "motion module",
+      transposeLinear,
+    });
     const va = new WeightStore(gpu, model.vae, {
       dtype,
       part: "vae",
       ignore: (n) => n.startsWith("encoder.") || n.startsWith("quant_conv."),
+      transposeLinear,
     });
     stores.push(te, un, mo, va);
     const parts = {
@@ -202,6 +215,11 @@ export async function bindParts(
     if (o.fidelity) parts.unet.fidelity = checkFidelity(o.fidelity);
     for (const s of stores) {
       await inputErrors(s === mo ? "motionModule" : "model", s.loadAll());
+      // Uploads are staged until a submit: finish each part's here, so loading ends with the
+      // weights on the GPU (and host staging holds one part at most) instead of the first
+      // generation's first submit copying them all (8 s of the text encoding for SD1.5 on
+      // lavapipe).
+      await gpu.sync();
       o.onStore?.();
     }
     return parts;

@@ -16,6 +16,7 @@ import type { ResolvedRequest } from "./request.ts";
 import { denoise } from "./denoise.ts";
 import { WeightStore } from "./weight_store.ts";
 import { VaeEncoder } from "./models/vae.ts";
+import { usesDirectGemm } from "../kernels/gemm_direct.ts";
 import type { TensorMap } from "../weights/types.ts";
 import { generate } from "./generate.ts";
 import { pickDecodeTile } from "./vae_tiling.ts";
@@ -342,7 +343,11 @@ async function virtualEncoder(
       read: () => Promise.reject(new Error(`${name}: a planning copy has no weights`)),
     });
   }
-  const store = new WeightStore(parts.gpu, tensors, { dtype: parts.dtype, part: "vae" });
+  const store = new WeightStore(parts.gpu, tensors, {
+    dtype: parts.dtype,
+    part: "vae",
+    transposeLinear: usesDirectGemm(parts.gpu),
+  });
   const encoder = new VaeEncoder(store, config);
   await store.loadAll();
   return { store, encoder };

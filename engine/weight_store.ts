@@ -14,6 +14,7 @@ import type { Gpu } from "../kernels/gpu/device.ts";
 import { type DType, fmtShape, numel, type Tensor } from "../kernels/gpu/tensor.ts";
 import type { LowRankMerge, ShapeMap, TensorMap } from "../weights/types.ts";
 import { matmul } from "../kernels/matmul.ts";
+import { permute } from "../kernels/layout.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
@@ -22,23 +23,41 @@ export class Param {
   readonly shape: readonly number[];
   /** The GPU shape (e.g. a 1x1 conv weight [C, C, 1, 1] used as a Linear [C, C]). */
   readonly gpuShape: readonly number[];
+  /** A Linear's weight [out, in]: a store may keep it transposed (see {@link transposed}). */
+  readonly linear: boolean;
   #tensor: Tensor | null = null;
+  #transposed = false;
 
-  constructor(name: string, shape: readonly number[], gpuShape?: readonly number[]) {
+  constructor(
+    name: string,
+    shape: readonly number[],
+    gpuShape?: readonly number[],
+    options: { linear?: boolean } = {},
+  ) {
     this.name = name;
     this.shape = shape;
     this.gpuShape = gpuShape ?? shape;
+    this.linear = options.linear ?? false;
   }
 
-  /** The uploaded tensor. */
+  /** The uploaded tensor ([in, out] for a {@link transposed} Linear weight). */
   get t(): Tensor {
     if (!this.#tensor) throw new Error(`weight ${this.name} used before it was loaded`);
     return this.#tensor;
   }
 
+  /**
+   * True when {@link t} holds a Linear weight transposed to [in, out] (inference stores on
+   * software adapters, `transposeLinear`).
+   */
+  get transposed(): boolean {
+    return this.#transposed;
+  }
+
   /** @internal */
-  set(t: Tensor | null): void {
+  set(t: Tensor | null, transposed = false): void {
     this.#tensor = t;
+    this.#transposed = t !== null && transposed;
   }
 }
 
@@ -56,17 +75,30 @@ export class WeightStore {
   readonly #params = new Map<string, Param>();
   /** Names present in the map that are allowed to stay unused (e.g. buffers). */
   readonly #ignored: (name: string) => boolean;
+  readonly #transposeLinear: boolean;
 
+  /**
+   * `transposeLinear`: keep Linear weights as [in, out] (transposed once, on the GPU, at load):
+   * the direct GEMM of software adapters multiplies by a [K, N] operand 1.6x faster than by an
+   * [N, K] one (bench/NOTES.md). For inference stores only: the training backward needs the
+   * [out, in] layout.
+   */
   constructor(
     gpu: Gpu | null,
     tensors: TensorMap,
-    options: { dtype: DType; part: string; ignore?: (name: string) => boolean },
+    options: {
+      dtype: DType;
+      part: string;
+      ignore?: (name: string) => boolean;
+      transposeLinear?: boolean;
+    },
   ) {
     this.#gpu = gpu;
     this.#tensors = tensors;
     this.#dtype = options.dtype;
     this.#part = options.part;
     this.#ignored = options.ignore ?? (() => false);
+    this.#transposeLinear = options.transposeLinear ?? false;
   }
 
   /** The storage dtype of this part's tensors on the GPU. */
@@ -74,10 +106,18 @@ export class WeightStore {
     return this.#dtype;
   }
 
-  /** Declares a parameter `prefix + name` of `shape` (optionally viewed as `gpuShape`). */
-  param(name: string, shape: readonly number[], gpuShape?: readonly number[]): Param {
+  /**
+   * Declares a parameter `prefix + name` of `shape` (optionally viewed as `gpuShape`); `linear`
+   * marks a Linear's weight (gpuShape [out, in]).
+   */
+  param(
+    name: string,
+    shape: readonly number[],
+    gpuShape?: readonly number[],
+    options: { linear?: boolean } = {},
+  ): Param {
     if (this.#params.has(name)) return this.#params.get(name)!;
-    const p = new Param(name, shape, gpuShape);
+    const p = new Param(name, shape, gpuShape, options);
     this.#params.set(name, p);
     return p;
   }
@@ -126,14 +166,21 @@ export class WeightStore {
     for (const p of this.#params.values()) {
       const h = this.#tensors.get(p.name)!;
       const label = `${this.#part}.${p.name}`;
+      const transpose = this.#transposeLinear && p.linear;
       if (gpu.virtual) {
         // Planning: what the weight costs, without reading it.
-        p.set(gpu.reserve(p.gpuShape, this.#dtype, label));
-      } else if (h.lowRank) {
-        p.set(await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label));
-        merged++;
+        const shape = transpose ? [p.gpuShape[1], p.gpuShape[0]] : p.gpuShape;
+        p.set(gpu.reserve(shape, this.#dtype, label), transpose);
       } else {
-        p.set(gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
+        if (h.lowRank) {
+          const t = await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label);
+          p.set(transpose ? transposedCopy(gpu, t, label) : t, transpose);
+          merged++;
+        } else if (transpose) {
+          const [rows, cols] = p.gpuShape;
+          const data = transpose2d(await h.read(), rows, cols);
+          p.set(gpu.createPersistent(data, [cols, rows], this.#dtype, label), true);
+        } else p.set(gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
       }
       onProgress?.(++done, total);
     }
@@ -206,6 +253,35 @@ export class WeightStore {
       p.set(null);
     }
   }
+}
+
+/** Row-major [rows, cols] values as [cols, rows] (in cache-sized blocks). */
+export function transpose2d(src: ArrayLike<number>, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols), B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * A merged (LoRA) weight `w` [rows, cols] as a new persistent [cols, rows] tensor, transposed on
+ * the GPU; releases `w`.
+ */
+function transposedCopy(gpu: Gpu, w: Tensor, label: string): Tensor {
+  const [rows, cols] = w.shape;
+  const out = gpu.reserve([cols, rows], w.dtype, label);
+  gpu.scope(() => gpu.copy(permute(gpu, w, [1, 0]), out));
+  // Submitted before the source is destroyed (the recorded transpose still reads it).
+  gpu.submit();
+  w.release();
+  return out;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -62,12 +62,20 @@ export function usesDirectGemm(gpu: Gpu): boolean {
   return forcedGemmTile() === null && gemmPath(gpu.info) === "direct";
 }
 
-/** Block of the direct GEMM: tm rows x cv vec4 columns per thread, wg threads per workgroup. */
+/**
+ * Block of the direct GEMM: tm rows x cv vec4 columns per thread, wg threads per workgroup,
+ * arranged as `wr` rows of `wg / wr` threads ("bn" and "bt" forms; "tn" always 1 row).
+ */
 export interface DirectLayout {
   tm: 4 | 8 | 16 | 32;
   /** 1 to 5. */
   cv: number;
   wg: 16;
+  /**
+   * Thread rows: 1 (all threads side by side along N) up to 16 (all stacked along M, for
+   * products with few columns such as convolutions on 1 x 1 to 2 x 2 maps). Default 1.
+   */
+  wr?: 1 | 2 | 4 | 8 | 16;
 }
 
 let layoutOverride: DirectLayout | null = null;
@@ -93,23 +101,35 @@ const MAX_ACCUMULATORS = { large: 160, small: 16 };
 const LARGE_GEMM_MACS = 2 ** 24;
 /** Cost of a per-lane vec4 load in vec4 FMAs on a CPU rasterizer (fitted to lavapipe). */
 const LOAD_COST = 8;
+/** Thread-row counts tried (wr); wg / wr threads side by side along N. */
+const THREAD_ROWS = [1, 2, 4, 8, 16] as const;
+/**
+ * Workgroups a software adapter runs at once (its worker threads, one per CPU core): fewer
+ * workgroups than this leave cores idle, which the cost model charges.
+ */
+/** Extra cost per doubling of thread rows (see {@link pickDirectLayout}). */
+const STACKED_ROWS_COST = 0.05;
+const PARALLEL_GROUPS = Math.max(2, Math.min(64, navigator.hardwareConcurrency ?? 2));
 
 /**
  * The block for a GEMM of `batch` products `[M, K] x [K, N]` in form `form`, minimising a simple
  * cost model: padded work (rows and columns past the edge are computed and dropped) times
- * (1 + load cost per FMA). A thread issues `tm + 4 cv` vec4 loads per `4 tm cv` vec4 FMAs every
- * 4 K steps, so big blocks win until padding eats the gain. Blocks are capped by
+ * (1 + load cost per FMA), divided by the share of the CPU's cores the workgroups keep busy. A
+ * thread issues `tm + 4 cv` vec4 loads per `4 tm cv` vec4 FMAs every 4 K steps, so big blocks
+ * win until padding eats the gain; products with few columns stack the workgroup's threads
+ * along M (`wr` rows) instead of leaving most of them on padding columns. Blocks are capped by
  * {@link MAX_ACCUMULATORS} ("bt" keeps 4 partial sums per output, so 4 accumulators each).
  *
  * @example
  * ```ts
- * pickDirectLayout({ M: 1024, N: 320, K: 320 }, "bn"); // { tm: 32, cv: 5, wg: 16 }
- * pickDirectLayout({ M: 2, N: 1280, K: 320 }, "bt"); // { tm: 4, cv: 1, wg: 16 }
+ * pickDirectLayout({ M: 1024, N: 320, K: 320 }, "bn"); // { tm: 32, cv: 5, wg: 16, wr: 1 }
+ * pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn"); // 8 pixels: threads stacked along M
  * ```
  */
 export function pickDirectLayout(
   shape: { M: number; N: number; K: number; batch?: number },
   form: "bn" | "bt",
+  maxThreadRows = 16,
 ): DirectLayout {
   if (layoutOverride) return layoutOverride;
   const { M, N, K, batch = 1 } = shape;
@@ -118,16 +138,26 @@ export function pickDirectLayout(
   const tms = form === "bn" ? [32, 16, 8, 4] as const : [16, 8, 4] as const;
   const maxCv = form === "bn" ? 5 : 3;
   const N4 = Math.ceil(N / 4);
-  let best: DirectLayout = { tm: 4, cv: 1, wg: DIRECT_THREADS }, bestCost = Infinity;
-  for (const tm of tms) {
-    for (let cv = 1; cv <= maxCv; cv++) {
-      if (tm * cv * (form === "bn" ? 1 : 4) > maxAcc) continue;
-      const cols = ceilDiv(N4, DIRECT_THREADS * cv) * DIRECT_THREADS * cv;
-      const rows = ceilDiv(M, tm) * tm;
-      const cost = rows * cols * (1 + (LOAD_COST * (tm + 4 * cv)) / (4 * tm * cv));
-      if (cost < bestCost) {
-        best = { tm, cv, wg: DIRECT_THREADS };
-        bestCost = cost;
+  let best: DirectLayout = { tm: 4, cv: 1, wg: DIRECT_THREADS, wr: 1 }, bestCost = Infinity;
+  for (const wr of THREAD_ROWS) {
+    if (wr > maxThreadRows) break;
+    const wc = DIRECT_THREADS / wr;
+    for (const tm of tms) {
+      for (let cv = 1; cv <= maxCv; cv++) {
+        if (tm * cv * (form === "bn" ? 1 : 4) > maxAcc) continue;
+        const colBlocks = ceilDiv(N4, wc * cv), rowBlocks = ceilDiv(M, tm * wr);
+        const work = rowBlocks * tm * wr * colBlocks * wc * cv *
+          (1 + (LOAD_COST * (tm + 4 * cv)) / (4 * tm * cv));
+        // Rounds of PARALLEL_GROUPS workgroups: a last partial round leaves cores idle.
+        const groups = colBlocks * rowBlocks * batch;
+        // Stacked threads load different rows of A (per-lane loads instead of one shared by
+        // the workgroup): a small charge per doubling, so they win only where they save work.
+        const cost = work * (Math.ceil(groups / PARALLEL_GROUPS) * PARALLEL_GROUPS) / groups *
+          (1 + STACKED_ROWS_COST * Math.log2(wr));
+        if (cost < bestCost) {
+          best = { tm, cv, wg: DIRECT_THREADS, wr };
+          bestCost = cost;
+        }
       }
     }
   }
@@ -145,14 +175,19 @@ interface DirectVariant extends GemmEpilogue {
 }
 
 function directKey(v: DirectVariant): string {
-  const { tm, cv, wg } = v.layout;
+  const { tm, cv, wg } = v.layout, wr = threadRows(v);
   return [
     v.form,
     v.epilogue + (v.epilogue === "conv" ? (v.vecOut ? "4" : "1") : ""),
     v.activation,
     epilogueKey(v),
-    `m${tm}c${cv}w${wg}`,
+    `m${tm}c${cv}w${wg}${wr > 1 ? `r${wr}` : ""}`,
   ].join("-");
+}
+
+/** The variant's thread rows ("tn" always 1). */
+function threadRows(v: DirectVariant): number {
+  return v.form === "tn" ? 1 : v.layout.wr ?? 1;
 }
 
 function epilogueWgsl(v: DirectVariant): string {
@@ -202,6 +237,8 @@ fn emit(m: u32, c4: u32, cb: u32, acc: vec4<f32>) {
 
 function directSource(dtype: DType, v: DirectVariant): string {
   const { tm, cv, wg } = v.layout;
+  // Threads side by side along N; their columns are c0 + j * wc.
+  const wr = threadRows(v), wc = wg / wr;
   const key = directKey(v);
   const vecOut = v.epilogue === "mm" || v.vecOut;
   const operands = ["a: array<T4>", "bm: array<T4>"] as const;
@@ -217,7 +254,7 @@ function directSource(dtype: DType, v: DirectVariant): string {
     for (let q = 0; q < tm / 4; q++) {
       pre.push(`let ac${q} = aBase + min(m0 / 4u + ${q}u, M4 - 1u);`);
     }
-    for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wg}u, N4 - 1u);`);
+    for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wc}u, N4 - 1u);`);
     for (let j = 0; j < cv; j++) {
       for (let r = 0; r < tm; r++) pre.push(`var acc${r}_${j} = vec4<f32>(0.0);`);
     }
@@ -232,12 +269,12 @@ function directSource(dtype: DType, v: DirectVariant): string {
     }
     for (let r = 0; r < tm; r++) {
       for (let j = 0; j < cv; j++) {
-        post.push(`emit(m0 + ${r}u, c0 + ${j * wg}u, cb${j}, acc${r}_${j});`);
+        post.push(`emit(m0 + ${r}u, c0 + ${j * wc}u, cb${j}, acc${r}_${j});`);
       }
     }
   } else if (v.form === "bn") {
-    // Thread columns: vec4 index c0 + j * wg (coalesced across the workgroup per j).
-    for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wg}u, N4 - 1u);`);
+    // Thread columns: vec4 index c0 + j * wc (coalesced across the workgroup per j).
+    for (let j = 0; j < cv; j++) pre.push(`let bc${j} = bBase + min(c0 + ${j * wc}u, N4 - 1u);`);
     for (let j = 0; j < cv; j++) {
       for (let r = 0; r < tm; r++) pre.push(`var acc${r}_${j} = vec4<f32>(0.0);`);
     }
@@ -257,15 +294,15 @@ function directSource(dtype: DType, v: DirectVariant): string {
     }
     for (let r = 0; r < tm; r++) {
       for (let j = 0; j < cv; j++) {
-        post.push(`emit(m0 + ${r}u, c0 + ${j * wg}u, cb${j}, acc${r}_${j});`);
+        post.push(`emit(m0 + ${r}u, c0 + ${j * wc}u, cb${j}, acc${r}_${j});`);
       }
     }
   } else {
-    // Thread columns: 4 (c0 + j * wg) + q; B row (column of the product) n is vec4-loaded
+    // Thread columns: 4 (c0 + j * wc) + q; B row (column of the product) n is vec4-loaded
     // along K and accumulated as 4 partial sums per output, reduced after the loop.
     for (let j = 0; j < cv; j++) {
       for (let q = 0; q < 4; q++) {
-        pre.push(`let bc${j}_${q} = bBase + min((c0 + ${j * wg}u) * 4u + ${q}u, p.N - 1u) * K4;`);
+        pre.push(`let bc${j}_${q} = bBase + min((c0 + ${j * wc}u) * 4u + ${q}u, p.N - 1u) * K4;`);
         for (let r = 0; r < tm; r++) pre.push(`var acc${r}_${j}_${q} = vec4<f32>(0.0);`);
         body.push(`let b${j}_${q} = vec4<f32>(bm[bc${j}_${q} + k4]);`);
       }
@@ -281,11 +318,11 @@ function directSource(dtype: DType, v: DirectVariant): string {
     for (let r = 0; r < tm; r++) {
       for (let j = 0; j < cv; j++) {
         const s = [0, 1, 2, 3].map((q) => sum(r, j, q)).join(", ");
-        post.push(`emit(m0 + ${r}u, c0 + ${j * wg}u, cb${j}, vec4<f32>(${s}));`);
+        post.push(`emit(m0 + ${r}u, c0 + ${j * wc}u, cb${j}, vec4<f32>(${s}));`);
       }
     }
   }
-  for (let j = cv - 1; j >= 0; j--) post.unshift(`let cb${j} = colBase(c0 + ${j * wg}u);`);
+  for (let j = cv - 1; j >= 0; j--) post.unshift(`let cb${j} = colBase(c0 + ${j * wc}u);`);
   const ind = (lines: string[], n: number) => lines.map((l) => " ".repeat(n) + l).join("\n");
   return `${prelude(dtype, { vec: vecOut, wg, activations: v.activation !== "none" })}
 // gemm_direct ${key}: out = epilogue(op(a[b]) @ op(bmat[b])), ${tm} rows x ${cv} vec4 columns per
@@ -305,8 +342,8 @@ ${activationWgsl(v.activation)}
 ${epilogueWgsl(v)}
 ${GEMM_MAIN_WGSL}
   let batch = g / p.tilesM;
-  let m0 = (g % p.tilesM) * ${tm}u;
-  let c0 = wid.x * ${wg * cv}u + lid;
+  let m0 = (g % p.tilesM) * ${tm * wr}u${wr > 1 ? ` + (lid / ${wc}u) * ${tm}u` : ""};
+  let c0 = wid.x * ${wc * cv}u + lid${wr > 1 ? ` % ${wc}u` : ""};
   let K4 = p.K / 4u;
   let N4 = p.N / 4u;
   let aBase = batch * p.strideA / 4u;
@@ -376,7 +413,8 @@ export function launchDirectGemm(gpu: Gpu, c: DirectGemm): void {
     throw new Error(`${c.op}: the direct GEMM needs K and N divisible by 4, got ${c.K}, ${c.N}`);
   }
   const form = c.transA ? "tn" : c.transB ? "bt" : "bn";
-  const layout = pickDirectLayout(c, form === "bt" ? "bt" : "bn");
+  // "tn" (weight gradients) keeps one thread row.
+  const layout = pickDirectLayout(c, form === "bt" ? "bt" : "bn", form === "tn" ? 1 : 16);
   const variant: DirectVariant = {
     form,
     epilogue: c.conv ? "conv" : "mm",
@@ -386,7 +424,8 @@ export function launchDirectGemm(gpu: Gpu, c: DirectGemm): void {
     residual: c.residual !== undefined,
     layout,
   };
-  const tilesM = ceilDiv(c.M, layout.tm);
+  const wr = variant.form === "tn" ? 1 : layout.wr ?? 1;
+  const tilesM = ceilDiv(c.M, layout.tm * wr);
   const groups = tilesM * c.batch;
   const conv = c.conv ?? { HoWo: 1, j0: 0, cols: c.N };
   const params = new Params().u32(c.M).u32(c.N).u32(c.K).u32(tilesM).u32(groups)
@@ -400,6 +439,6 @@ export function launchDirectGemm(gpu: Gpu, c: DirectGemm): void {
     variant,
     params,
     bindings,
-    groups: gemmGrid(c.op, ceilDiv(c.N / 4, layout.wg * layout.cv), groups),
+    groups: gemmGrid(c.op, ceilDiv(c.N / 4, (layout.wg / wr) * layout.cv), groups),
   });
 }

@@ -394,6 +394,11 @@ export interface LinearOptions {
    * aliasing x or the residual) and return it, instead of a new tensor.
    */
   out?: Tensor;
+  /**
+   * The weight is stored transposed, [K, N] (as inference stores keep it on software adapters,
+   * where that product runs faster); no backward.
+   */
+  weightInOut?: boolean;
 }
 
 /**
@@ -407,14 +412,14 @@ export interface LinearOptions {
  */
 export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptions = {}): Tensor {
   const K = x.shape[x.rank - 1];
-  if (x.rank < 1 || weight.rank !== 2 || weight.shape[1] !== K) {
+  const inOut = options.weightInOut ?? false;
+  if (x.rank < 1 || weight.rank !== 2 || weight.shape[inOut ? 0 : 1] !== K) {
     throw new Error(
-      `linear: expected x [..., K] and weight [N, K] with the same K, got x ${
-        fmtShape(x.shape)
-      }, weight ${fmtShape(weight.shape)}`,
+      `linear: expected x [..., K] and weight ${inOut ? "[K, N]" : "[N, K]"} with the same K, ` +
+        `got x ${fmtShape(x.shape)}, weight ${fmtShape(weight.shape)}`,
     );
   }
-  const N = weight.shape[0];
+  const N = weight.shape[inOut ? 1 : 0];
   const lead = x.shape.slice(0, -1);
   const call: GemmCall = {
     op: "linear",
@@ -425,7 +430,7 @@ export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptio
     N,
     batch: 1,
     batchedB: false,
-    transB: true,
+    transB: !inOut,
     outShape: [...lead, N],
     bias: options.bias,
     residual: options.residual,
@@ -434,6 +439,7 @@ export function linear(gpu: Gpu, x: Tensor, weight: Tensor, options: LinearOptio
     out: options.out,
   };
   if (recording(gpu, [x, weight, options.bias])) {
+    if (inOut) throw new Error("linear: a [K, N] (inference) weight has no backward");
     return recordGemm(gpu, call, (gy, needs) => {
       const g = linearBackward(gpu, gy, {
         x,

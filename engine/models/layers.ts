@@ -43,7 +43,7 @@ export class Linear {
     o: { in: number; out: number; bias?: boolean; conv1x1?: boolean },
   ) {
     const shape = o.conv1x1 ? [o.out, o.in, 1, 1] : [o.out, o.in];
-    this.weight = w.param(`${prefix}.weight`, shape, [o.out, o.in]);
+    this.weight = w.param(`${prefix}.weight`, shape, [o.out, o.in], { linear: true });
     this.bias = (o.bias ?? true) ? w.param(`${prefix}.bias`, [o.out]) : null;
   }
   forward(
@@ -51,11 +51,14 @@ export class Linear {
     x: Tensor,
     options: { activation?: Activation; residual?: Tensor; out?: Tensor } = {},
   ): Tensor {
-    if (!this.lora) return linear(gpu, x, this.weight.t, { bias: this.bias?.t, ...options });
+    const weightInOut = this.weight.transposed;
+    if (!this.lora) {
+      return linear(gpu, x, this.weight.t, { bias: this.bias?.t, weightInOut, ...options });
+    }
     if (options.out) throw new Error(`${this.weight.name}: a LoRA-adapted Linear has no out`);
     // W x + b + s * B (A x), then the activation and the residual.
     const { down, up, scale } = this.lora;
-    const base = linear(gpu, x, this.weight.t, { bias: this.bias?.t });
+    const base = linear(gpu, x, this.weight.t, { bias: this.bias?.t, weightInOut });
     let y = linearCombination(gpu, [
       { c: 1, x: base },
       { c: scale, x: linear(gpu, linear(gpu, x, down), up) },

@@ -10,6 +10,7 @@ import { BufferPool, type PoolStats } from "./buffer_pool.ts";
 import type { KernelDef, Params, VariantOption } from "./kernel.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { Recorder, type StorageBinding } from "./recorder.ts";
+import { DispatchProfiler, type KernelTime } from "./profiler.ts";
 import type { Tape } from "./tape.ts";
 import { type DType, fmtShape, numel, Tensor, tensorByteSize } from "./tensor.ts";
 import { f16ToF32, f32ToF16 } from "./half.ts";
@@ -630,7 +631,7 @@ export class Gpu {
     this.#dispatches.set(key, (this.#dispatches.get(key) ?? 0) + 1);
     if (this.virtual) return;
     const pipeline = this.pipelines.get(kernel, { dtype: options.dtype, variant: options.variant });
-    this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, kernel.name);
+    this.recorder.dispatch(pipeline, options.params.bytes(), buffers, options.groups, key);
   }
 
   /**
@@ -706,12 +707,40 @@ export class Gpu {
   }
 
   /**
+   * Runs `fn` with every dispatch it records timed on the GPU (each in its own timed pass; see
+   * kernels/gpu/profiler.ts) and returns its result with the kernels' GPU times, most expensive
+   * first. Needs timestamp-query.
+   * @ignore
+   */
+  async profile<T>(fn: () => Promise<T>): Promise<{ result: T; kernels: KernelTime[] }> {
+    if (!this.hasTimestamps) {
+      throw new EngineLimitError(`profiling needs timestamp-query, which ${this.info.name} lacks`);
+    }
+    if (this.recorder.profiler) throw new Error("profile: already profiling");
+    this.submit();
+    const profiler = new DispatchProfiler(this.device);
+    this.recorder.profiler = profiler;
+    try {
+      const result = await fn();
+      this.submit();
+      this.recorder.profiler = null;
+      return { result, kernels: await profiler.collect() };
+    } finally {
+      this.recorder.profiler = null;
+      profiler.destroy();
+    }
+  }
+
+  /**
    * Submits recorded work and waits until the GPU finished it; rethrows GPU errors.
    * @ignore
    */
   async sync(): Promise<void> {
     this.#flush(false);
     this.recorder.submit();
+    // An empty submit also flushes buffer writes staged since the last one (uploads made with
+    // mappedAtCreation or writeBuffer), which onSubmittedWorkDone alone does not wait for.
+    this.device.queue.submit([]);
     await this.device.queue.onSubmittedWorkDone();
     await this.#checkErrors();
   }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { DispatchProfiler } from "./profiler.ts";
+
 const UNIFORM_ALIGN = 256;
 const RING_BYTES = 1 << 20; // 4096 dispatches per submit at most
 const MAX_DISPATCHES_PER_SUBMIT = 4000;
@@ -23,6 +25,8 @@ export class Recorder {
   #dispatches = 0;
   #submits = 0;
   #totalDispatches = 0;
+  /** While set, every dispatch runs in its own timed pass (see profiler.ts). */
+  profiler: DispatchProfiler | null = null;
 
   constructor(device: GPUDevice) {
     this.#device = device;
@@ -84,10 +88,19 @@ export class Recorder {
       entries,
       label,
     });
+    const profiler = this.profiler;
+    if (profiler) {
+      this.#endPass();
+      if (profiler.full) profiler.resolve(this.#encoderOpen());
+      this.#pass = this.#encoderOpen().beginComputePass({
+        timestampWrites: profiler.next(`${label} @ ${groups.join("x")}`),
+      });
+    }
     const pass = this.#passOpen();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    if (profiler) this.#endPass();
     this.#dispatches++;
     this.#totalDispatches++;
   }
@@ -125,6 +138,7 @@ export class Recorder {
   submit(): void {
     this.#endPass();
     if (!this.#encoder) return;
+    this.profiler?.resolve(this.#encoder);
     if (this.#ringUsed > 0) {
       this.#device.queue.writeBuffer(this.#ring, 0, this.#ringCpu, 0, this.#ringUsed);
     }

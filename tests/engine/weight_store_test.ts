@@ -1,8 +1,10 @@
 import { roundToF16 } from "../../kernels/gpu/half.ts";
-import { WeightStore } from "../../engine/weight_store.ts";
+import { transpose2d, WeightStore } from "../../engine/weight_store.ts";
+import { Linear } from "../../engine/models/layers.ts";
+import { linearCpu } from "../../kernels/matmul_cpu.ts";
 import { mergeOnCpu } from "../../weights/lora.ts";
 import type { HostTensor, LowRankMerge, TensorMap } from "../../weights/types.ts";
-import { assert, assertClose, randomArray } from "../assert.ts";
+import { assert, assertClose, assertEquals, randomArray } from "../assert.ts";
 import { countDispatches, gpuTest } from "../gpu.ts";
 
 function host(shape: number[], data: Float32Array): HostTensor {
@@ -82,3 +84,46 @@ for (const dtype of ["f32", "f16"] as const) {
     },
   );
 }
+
+gpuTest(
+  "WeightStore transposeLinear: Linear weights kept [in, out], same Linear output",
+  async (gpu) => {
+    // A plain Linear weight (transposed on the host) and a LoRA-merged one (transposed on the GPU
+    // after the merge), each through a Linear forward against the CPU reference; other
+    // parameters keep their layout.
+    const map = tensors();
+    map.set("plain.weight", host([8, 12], randomArray(96, 10)));
+    const store = new WeightStore(gpu, map, { dtype: "f32", part: "test", transposeLinear: true });
+    const lin = new Linear(store, "lin", { in: 20, out: 12, bias: false });
+    const plain = new Linear(store, "plain", { in: 12, out: 8, bias: false });
+    const conv = store.param("conv.weight", [8, 4, 3, 3]);
+    store.param("bias", [12]);
+    await store.loadAll();
+    assert(lin.weight.transposed && plain.weight.transposed && !conv.transposed, "layouts");
+    assertEquals([...lin.weight.t.shape], [20, 12]);
+    assertEquals([...conv.t.shape], [8, 4, 3, 3]);
+    for (const [layer, name, K, N] of [[lin, "lin", 20, 12], [plain, "plain", 12, 8]] as const) {
+      const w = await map.get(`${name}.weight`)!.read();
+      const xs = randomArray(5 * K, 11);
+      const x = gpu.upload(xs, [5, K]);
+      const y = layer.forward(gpu, x);
+      assertClose(await gpu.read(y), linearCpu(xs, w, { xShape: [5, K], outFeatures: N }), {
+        atol: 1e-5,
+        rtol: 1e-5,
+        msg: name,
+      });
+      x.release();
+      y.release();
+    }
+    store.dispose();
+  },
+);
+
+Deno.test("transpose2d: [rows, cols] to [cols, rows] across block edges", () => {
+  const rows = 70, cols = 131;
+  const src = Float32Array.from({ length: rows * cols }, (_, i) => i);
+  const t = transpose2d(src, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) assert(t[c * rows + r] === src[r * cols + c], `${r}, ${c}`);
+  }
+});

@@ -68,32 +68,38 @@ for (const dtype of ["f32", "f16"] as const) {
   });
 }
 
-gpuTest("gemm_direct: every row block and column count, bn and bt forms (f32)", async (gpu) => {
-  // Each tm and each cv at least once per form (a block compiles in up to ~2 s on lavapipe).
-  const bnBlocks = [[4, 5], [8, 1], [16, 2], [32, 3], [16, 4]] as const;
-  const btBlocks = [[4, 3], [8, 1], [16, 2]] as const;
-  const layout = ([tm, cv]: readonly [DirectLayout["tm"], number]): DirectLayout => ({
-    tm,
-    cv,
-    wg: 16,
-  });
-  const bn: MatmulSpec = { shape: [41, 12, 92], scale: "test", note: "", bias: true };
-  const bt: MatmulSpec = { shape: [19, 8, 36], scale: "test", note: "", transposeB: true };
-  try {
-    setGemmPathOverride("direct");
-    for (const block of bnBlocks) {
-      setDirectLayoutOverride(layout(block));
-      await checkMatmul(gpu, bn, "f32");
+gpuTest(
+  "gemm_direct: every row block, column count and thread rows, bn and bt forms (f32)",
+  async (gpu) => {
+    // Each tm, cv and thread-row count at least once per form (a block compiles in up to ~2 s on
+    // lavapipe); stacked thread rows with M not a multiple of the workgroup's rows.
+    const bnBlocks = [[4, 5, 1], [8, 1, 1], [16, 2, 1], [32, 3, 1], [16, 4, 1], [4, 1, 16], [
+      8,
+      2,
+      4,
+    ]] as const;
+    const btBlocks = [[4, 3, 1], [8, 1, 1], [16, 2, 1], [4, 1, 8], [8, 2, 2]] as const;
+    const layout = (
+      [tm, cv, wr]: readonly [DirectLayout["tm"], number, DirectLayout["wr"]],
+    ): DirectLayout => ({ tm, cv, wg: 16, wr });
+    const bn: MatmulSpec = { shape: [41, 12, 92], scale: "test", note: "", bias: true };
+    const bt: MatmulSpec = { shape: [19, 8, 36], scale: "test", note: "", transposeB: true };
+    try {
+      setGemmPathOverride("direct");
+      for (const block of bnBlocks) {
+        setDirectLayoutOverride(layout(block));
+        await checkMatmul(gpu, bn, "f32");
+      }
+      for (const block of btBlocks) {
+        setDirectLayoutOverride(layout(block));
+        await checkMatmul(gpu, bt, "f32");
+      }
+    } finally {
+      setDirectLayoutOverride(null);
+      setGemmPathOverride(null);
     }
-    for (const block of btBlocks) {
-      setDirectLayoutOverride(layout(block));
-      await checkMatmul(gpu, bt, "f32");
-    }
-  } finally {
-    setDirectLayoutOverride(null);
-    setGemmPathOverride(null);
-  }
-});
+  },
+);
 
 gpuTest("gemm_direct: K or N not divisible by 4 falls back to the tiled kernel", async (gpu) => {
   try {
@@ -127,8 +133,24 @@ Deno.test("gemm_direct: path per adapter and override", () => {
 
 Deno.test("gemm_direct: block choice fits columns, caps small products, limits bt", () => {
   // 320 columns = 80 vec4 = 16 threads x 5: no padding with the largest row block.
-  assertEquals(pickDirectLayout({ M: 1024, N: 320, K: 320 }, "bn"), { tm: 32, cv: 5, wg: 16 });
-  assertEquals(pickDirectLayout({ M: 64, N: 2048, K: 576 }, "bn"), { tm: 32, cv: 4, wg: 16 });
+  assertEquals(pickDirectLayout({ M: 1024, N: 320, K: 320 }, "bn"), {
+    tm: 32,
+    cv: 5,
+    wg: 16,
+    wr: 1,
+  });
+  assertEquals(pickDirectLayout({ M: 64, N: 2048, K: 576 }, "bn"), {
+    tm: 32,
+    cv: 4,
+    wg: 16,
+    wr: 1,
+  });
+  // A 3x3 conv of 1280 channels on 8 one-pixel images (SD1.5's deepest level at 64 x 64):
+  // 2 vec4 columns, so the threads stack along M instead of idling on padding columns.
+  const deep = pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn");
+  assert((deep.wr ?? 1) >= 8 && (16 / deep.wr!) * deep.cv <= 2, JSON.stringify(deep));
+  // One thread row when asked (the "tn" form).
+  assertEquals(pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn", 1).wr, 1);
   // Small products use at most 16 accumulators (fast to compile); M = 2 takes 4-row blocks.
   const small = pickDirectLayout({ M: 2, N: 1280, K: 320 }, "bn");
   assert(small.tm === 4 && small.tm * small.cv <= 16, JSON.stringify(small));
