@@ -156,6 +156,7 @@ export async function bindVaeEncoder(
       part: "vae",
       ignore: (n) => n.startsWith("decoder.") || n.startsWith("post_quant_conv."),
       transposeLinear: usesDirectGemm(gpu),
+      winograd: usesDirectGemm(gpu),
     });
     try {
       const encoder = new VaeEncoder(store, model.vaeConfig);
@@ -183,24 +184,25 @@ export async function bindParts(
   const dtype: DType = o.precision;
   const stores: WeightStore[] = [];
   try {
-    // Software adapters multiply by Linear weights faster in the [in, out] layout.
-    const transposeLinear = usesDirectGemm(gpu);
+    // Software adapters multiply faster by Linear weights in the [in, out] layout and by 3x3
+    // conv weights as Winograd filters (f32).
+    const layouts = { transposeLinear: usesDirectGemm(gpu), winograd: usesDirectGemm(gpu) };
     const te = new WeightStore(gpu, model.textEncoder, {
       dtype,
       part: "text encoder",
-      transposeLinear,
+      ...layouts,
     });
-    const un = new WeightStore(gpu, model.unet, { dtype, part: "unet", transposeLinear });
+    const un = new WeightStore(gpu, model.unet, { dtype, part: "unet", ...layouts });
     const mo = new WeightStore(gpu, motion.tensors, {
       dtype,
       part: "motion module",
-      transposeLinear,
+      ...layouts,
     });
     const va = new WeightStore(gpu, model.vae, {
       dtype,
       part: "vae",
       ignore: (n) => n.startsWith("encoder.") || n.startsWith("quant_conv."),
-      transposeLinear,
+      ...layouts,
     });
     stores.push(te, un, mo, va);
     const parts = {

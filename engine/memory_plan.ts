@@ -347,6 +347,7 @@ async function virtualEncoder(
     dtype: parts.dtype,
     part: "vae",
     transposeLinear: usesDirectGemm(parts.gpu),
+    winograd: usesDirectGemm(parts.gpu),
   });
   const encoder = new VaeEncoder(store, config);
   await store.loadAll();

@@ -15,6 +15,7 @@ import { type DType, fmtShape, numel, type Tensor } from "../kernels/gpu/tensor.
 import type { LowRankMerge, ShapeMap, TensorMap } from "../weights/types.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { permute } from "../kernels/layout.ts";
+import { WINOGRAD_POINTS, winogradWeights } from "../kernels/winograd.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
@@ -23,42 +24,71 @@ export class Param {
   readonly shape: readonly number[];
   /** The GPU shape (e.g. a 1x1 conv weight [C, C, 1, 1] used as a Linear [C, C]). */
   readonly gpuShape: readonly number[];
-  /** A Linear's weight [out, in]: a store may keep it transposed (see {@link transposed}). */
-  readonly linear: boolean;
+  /** What the weight is, for the layouts a store may keep it in (see {@link layout}). */
+  readonly kind: ParamKind;
   #tensor: Tensor | null = null;
-  #transposed = false;
+  #layout: ParamLayout = "stored";
 
   constructor(
     name: string,
     shape: readonly number[],
     gpuShape?: readonly number[],
-    options: { linear?: boolean } = {},
+    options: { kind?: ParamKind } = {},
   ) {
     this.name = name;
     this.shape = shape;
     this.gpuShape = gpuShape ?? shape;
-    this.linear = options.linear ?? false;
+    this.kind = options.kind ?? "other";
   }
 
-  /** The uploaded tensor ([in, out] for a {@link transposed} Linear weight). */
+  /** The uploaded tensor, in {@link layout}. */
   get t(): Tensor {
     if (!this.#tensor) throw new Error(`weight ${this.name} used before it was loaded`);
     return this.#tensor;
   }
 
   /**
-   * True when {@link t} holds a Linear weight transposed to [in, out] (inference stores on
-   * software adapters, `transposeLinear`).
+   * How {@link t} holds the weight: as stored (gpuShape), a Linear weight transposed to
+   * [in, out], or a 3x3 conv weight as Winograd-transformed filters [16, out, in]
+   * (inference stores on software adapters; see {@link WeightStoreOptions}).
    */
-  get transposed(): boolean {
-    return this.#transposed;
+  get layout(): ParamLayout {
+    return this.#layout;
   }
 
   /** @internal */
-  set(t: Tensor | null, transposed = false): void {
+  set(t: Tensor | null, layout: ParamLayout = "stored"): void {
     this.#tensor = t;
-    this.#transposed = t !== null && transposed;
+    this.#layout = t === null ? "stored" : layout;
   }
+}
+
+/**
+ * What a parameter is: a Linear's weight [out, in], the weight of a 3x3 / stride 1 / padding 1
+ * convolution [out, in, 3, 3], or anything else.
+ */
+export type ParamKind = "linear" | "conv3x3" | "other";
+/** The layout of a loaded parameter (see {@link Param.layout}). */
+export type ParamLayout = "stored" | "in-out" | "winograd";
+
+/** Options of a {@link WeightStore}. */
+export interface WeightStoreOptions {
+  dtype: DType;
+  /** Names the errors use ("unet", "vae", ...). */
+  part: string;
+  /** Names present in the map that may stay unused (e.g. buffers). */
+  ignore?: (name: string) => boolean;
+  /**
+   * Keep Linear weights as [in, out] (transposed once, at load): the direct GEMM of software
+   * adapters multiplies by a [K, N] operand 1.6x faster than by an [N, K] one (bench/NOTES.md).
+   * Inference stores only: the training backward needs the [out, in] layout.
+   */
+  transposeLinear?: boolean;
+  /**
+   * Keep 3x3 / stride 1 convolution weights as Winograd-transformed filters (f32 stores only;
+   * kernels/winograd.ts): 2.25x fewer multiply-adds on software adapters. Inference only.
+   */
+  winograd?: boolean;
 }
 
 /** Options of {@link WeightStore.loadAll}. */
@@ -76,29 +106,16 @@ export class WeightStore {
   /** Names present in the map that are allowed to stay unused (e.g. buffers). */
   readonly #ignored: (name: string) => boolean;
   readonly #transposeLinear: boolean;
+  readonly #winograd: boolean;
 
-  /**
-   * `transposeLinear`: keep Linear weights as [in, out] (transposed once, on the GPU, at load):
-   * the direct GEMM of software adapters multiplies by a [K, N] operand 1.6x faster than by an
-   * [N, K] one (bench/NOTES.md). For inference stores only: the training backward needs the
-   * [out, in] layout.
-   */
-  constructor(
-    gpu: Gpu | null,
-    tensors: TensorMap,
-    options: {
-      dtype: DType;
-      part: string;
-      ignore?: (name: string) => boolean;
-      transposeLinear?: boolean;
-    },
-  ) {
+  constructor(gpu: Gpu | null, tensors: TensorMap, options: WeightStoreOptions) {
     this.#gpu = gpu;
     this.#tensors = tensors;
     this.#dtype = options.dtype;
     this.#part = options.part;
     this.#ignored = options.ignore ?? (() => false);
     this.#transposeLinear = options.transposeLinear ?? false;
+    this.#winograd = (options.winograd ?? false) && options.dtype === "f32";
   }
 
   /** The storage dtype of this part's tensors on the GPU. */
@@ -107,14 +124,14 @@ export class WeightStore {
   }
 
   /**
-   * Declares a parameter `prefix + name` of `shape` (optionally viewed as `gpuShape`); `linear`
-   * marks a Linear's weight (gpuShape [out, in]).
+   * Declares a parameter `prefix + name` of `shape` (optionally viewed as `gpuShape`); `kind`
+   * says what it is, for the layouts the store may keep it in.
    */
   param(
     name: string,
     shape: readonly number[],
     gpuShape?: readonly number[],
-    options: { linear?: boolean } = {},
+    options: { kind?: ParamKind } = {},
   ): Param {
     if (this.#params.has(name)) return this.#params.get(name)!;
     const p = new Param(name, shape, gpuShape, options);
@@ -166,21 +183,37 @@ export class WeightStore {
     for (const p of this.#params.values()) {
       const h = this.#tensors.get(p.name)!;
       const label = `${this.#part}.${p.name}`;
-      const transpose = this.#transposeLinear && p.linear;
+      const layout: ParamLayout = this.#transposeLinear && p.kind === "linear"
+        ? "in-out"
+        : this.#winograd && p.kind === "conv3x3" && p.gpuShape[1] % 4 === 0
+        ? "winograd"
+        : "stored";
+      const [rows, cols] = p.gpuShape;
+      const shape = layout === "in-out"
+        ? [cols, rows]
+        : layout === "winograd"
+        ? [WINOGRAD_POINTS, rows, cols]
+        : p.gpuShape;
       if (gpu.virtual) {
         // Planning: what the weight costs, without reading it.
-        const shape = transpose ? [p.gpuShape[1], p.gpuShape[0]] : p.gpuShape;
-        p.set(gpu.reserve(shape, this.#dtype, label), transpose);
+        p.set(gpu.reserve(shape, this.#dtype, label), layout);
+      } else if (h.lowRank) {
+        const t = await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label);
+        merged++;
+        if (layout === "in-out") p.set(transposedCopy(gpu, t, label), layout);
+        else if (layout === "winograd") {
+          const data = winogradWeights(await gpu.read(t), rows, cols);
+          t.release();
+          p.set(gpu.createPersistent(data, shape, this.#dtype, label), layout);
+        } else p.set(t);
       } else {
-        if (h.lowRank) {
-          const t = await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label);
-          p.set(transpose ? transposedCopy(gpu, t, label) : t, transpose);
-          merged++;
-        } else if (transpose) {
-          const [rows, cols] = p.gpuShape;
-          const data = transpose2d(await h.read(), rows, cols);
-          p.set(gpu.createPersistent(data, [cols, rows], this.#dtype, label), true);
-        } else p.set(gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label));
+        const data = await h.read();
+        const laid = layout === "in-out"
+          ? transpose2d(data, rows, cols)
+          : layout === "winograd"
+          ? winogradWeights(data, rows, cols)
+          : data;
+        p.set(gpu.createPersistent(laid, shape, this.#dtype, label), layout);
       }
       onProgress?.(++done, total);
     }

@@ -50,7 +50,7 @@ import { col2im, convOutSize, im2col } from "./im2col.ts";
 import { recording, taped } from "./gpu/tape.ts";
 import { add } from "./elementwise.ts";
 import { permute } from "./layout.ts";
-import { bindingsWgsl, prelude } from "./wgsl.ts";
+import { bindingsWgsl, launch1d, prelude } from "./wgsl.ts";
 
 export { convOutSize } from "./im2col.ts";
 
@@ -356,6 +356,7 @@ function convInto(
   const { kh, kw, stride, padding, Ho, Wo } = g;
   const HoWo = Ho * Wo, P = N * HoWo, K = C * kh * kw;
   if (usesDirectGemm(gpu) && K % 4 === 0) {
+    if (centreTapDirect(gpu, c, { kh, kw, stride, padding, Ho, Wo })) return;
     if (conv1x1Direct(gpu, c, { stride, padding, HoWo })) return;
     convIm2colDirect(gpu, c, { kh, kw, stride, padding, HoWo });
     return;
@@ -408,6 +409,69 @@ interface DirectConv {
   residual?: Tensor;
   dtype: DType;
 }
+
+/**
+ * A square kernel centred on 1 x 1 images (SD1.5's deepest level at 64 x 64, a 3x3 conv with
+ * padding 1) on the direct path: every other tap reads zero padding, so the output is
+ * `x [N, C] @ centre [Cout, C]^T`, a ninth of the patch-matrix product, with no patch matrix.
+ * The centre taps are gathered from the weight per call (weights may change between calls
+ * while training). Not while the weight's gradient is recorded (the gather would record too).
+ * False when not such a convolution.
+ */
+function centreTapDirect(
+  gpu: Gpu,
+  c: DirectConv,
+  g: { kh: number; kw: number; stride: number; padding: number; Ho: number; Wo: number },
+): boolean {
+  const [N, C, H, W] = c.x.shape;
+  const Cout = c.weight.shape[0];
+  const p = g.padding;
+  if (
+    H !== 1 || W !== 1 || g.stride !== 1 || g.kh !== 2 * p + 1 || g.kw !== 2 * p + 1 ||
+    g.Ho !== 1 || g.Wo !== 1 || p === 0 || C % 4 !== 0 || Cout % 4 !== 0 ||
+    recording(gpu, [c.weight])
+  ) return false;
+  const centre = gpu.empty([Cout, C], c.dtype, "conv2d.centre");
+  const n = Cout * C;
+  gpu.dispatch(centreTapsKernel, {
+    dtype: c.dtype,
+    params: new Params().u32(n).u32(g.kh * g.kw).u32(p * g.kw + p),
+    bindings: [c.weight, centre],
+    groups: launch1d(n),
+  });
+  // [N, C] @ centre [Cout, C]^T is row-major [N, Cout]: the NCHW output of 1 x 1 images.
+  launchDirectGemm(gpu, {
+    op: "conv2d",
+    dtype: c.dtype,
+    a: c.x,
+    b: centre,
+    M: N,
+    N: Cout,
+    K: C,
+    batch: 1,
+    strideA: 0,
+    strideB: 0,
+    transB: true,
+    out: c.out,
+    bias: c.bias,
+    residual: c.residual,
+  });
+  centre.release();
+  return true;
+}
+
+/** The centre tap of each filter: `y[i] = w[i * kk + centre]` for the `n` filters of a weight. */
+const centreTapsKernel = defineKernel("conv2d_centre_taps", ({ dtype }) => /* wgsl */ `
+// conv2d_centre_taps: 1 weight [n, kk] (filters of kh x kw taps), 2 y [n]: tap p.centre of each.
+${prelude(dtype)}
+struct Params { n: u32, kk: u32, centre: u32 }
+${bindingsWgsl(["w: array<T>", "y: array<T>"])}
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = thread_id(gid, nwg);
+  if (i >= p.n) { return; }
+  y[i] = w[i * p.kk + p.centre];
+}`);
 
 /**
  * 1x1 / stride 1 / no padding with HoWo % 4 == 0 on the direct path: per image,

@@ -48,10 +48,28 @@ export interface GroupNormOptions {
 /** Compile-time options of the group norm kernels. */
 interface GroupNormVariant extends VecVariant {
   silu: boolean;
+  /** Threads per workgroup of the one-workgroup-per-group kernel (default {@link WG}). */
+  wg?: number;
 }
 
 function groupNormKey(v: GroupNormVariant): string {
-  return `${vecKey(v)}${v.silu ? "_silu" : ""}`;
+  return `${vecKey(v)}${v.silu ? "_silu" : ""}${v.wg && v.wg !== WG ? `_w${v.wg}` : ""}`;
+}
+
+/** Fewest threads of a one-workgroup-per-group launch. */
+const MIN_FUSED_WG = 32;
+/** Units each thread of a small group's workgroup reduces, at least. */
+const UNITS_PER_THREAD = 8;
+
+/**
+ * Threads for one workgroup per group of `units` units: small groups (a UNet's 8 x 8 maps) take
+ * fewer threads, which leaves no thread idle through the reductions' barriers (each costs a
+ * sweep over all threads on a CPU rasterizer).
+ */
+function fusedThreads(units: number): number {
+  let wg = MIN_FUSED_WG;
+  while (wg < WG && wg * UNITS_PER_THREAD < units) wg *= 2;
+  return wg;
 }
 
 /**
@@ -62,7 +80,7 @@ function groupNormKey(v: GroupNormVariant): string {
  * batch item), count (elements per group, f32), eps.
  */
 function groupNormPrelude(dtype: DType, v: GroupNormVariant): string {
-  return `${prelude(dtype, { ...v, wg: WG, activations: v.silu, reductions: true })}
+  return `${prelude(dtype, { ...v, wg: v.wg ?? WG, activations: v.silu, reductions: true })}
 const VW = ${v.vec ? 4 : 1}.0;
 fn act(v: VF) -> VF { return ${v.silu ? "silu(v)" : "v"}; }
 struct Params {
@@ -296,12 +314,13 @@ function groupNormInto(
   const nch = frames * cpf;
   const params = new Params().u32(groups).u32(cg).u32(su).u32(lu).u32(c * su).u32(frames)
     .u32(nstat).u32(nch).u32(cpf).f32(count).f32(eps);
-  const split = options.split ??
-    (count > SPLIT_THRESHOLD || (nstat < FEW_GROUPS && nch >= 4));
+  // A few groups leave a GPU's cores idle, not a CPU rasterizer's (a handful of threads).
+  const few = nstat < FEW_GROUPS && nch >= 4 && !gpu.info.isFallback;
+  const split = options.split ?? (count > SPLIT_THRESHOLD || few);
   if (!split) {
     gpu.dispatch(fusedKernel, {
       dtype: x.dtype,
-      variant,
+      variant: { ...variant, wg: fusedThreads(frames * lu) },
       params,
       bindings: [x, weight, bias, y],
       groups: grid1d(nstat),

@@ -11,6 +11,7 @@ import type { Tensor } from "../../kernels/gpu/tensor.ts";
 import type { Param, WeightStore } from "../weight_store.ts";
 import { type Activation, linear } from "../../kernels/matmul.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
+import { conv2dWinograd } from "../../kernels/winograd.ts";
 import { groupNorm } from "../../kernels/group_norm.ts";
 import { layerNorm } from "../../kernels/layer_norm.ts";
 import { add, linearCombination, unary } from "../../kernels/elementwise.ts";
@@ -43,7 +44,7 @@ export class Linear {
     o: { in: number; out: number; bias?: boolean; conv1x1?: boolean },
   ) {
     const shape = o.conv1x1 ? [o.out, o.in, 1, 1] : [o.out, o.in];
-    this.weight = w.param(`${prefix}.weight`, shape, [o.out, o.in], { linear: true });
+    this.weight = w.param(`${prefix}.weight`, shape, [o.out, o.in], { kind: "linear" });
     this.bias = (o.bias ?? true) ? w.param(`${prefix}.bias`, [o.out]) : null;
   }
   forward(
@@ -51,7 +52,7 @@ export class Linear {
     x: Tensor,
     options: { activation?: Activation; residual?: Tensor; out?: Tensor } = {},
   ): Tensor {
-    const weightInOut = this.weight.transposed;
+    const weightInOut = this.weight.layout === "in-out";
     if (!this.lora) {
       return linear(gpu, x, this.weight.t, { bias: this.bias?.t, weightInOut, ...options });
     }
@@ -80,12 +81,23 @@ export class Conv2d {
     prefix: string,
     shape: { cin: number; cout: number; k: number; stride?: number; padding?: number },
   ) {
-    this.weight = w.param(`${prefix}.weight`, [shape.cout, shape.cin, shape.k, shape.k]);
-    this.bias = w.param(`${prefix}.bias`, [shape.cout]);
     this.stride = shape.stride ?? 1;
     this.padding = shape.padding ?? (shape.k - 1) / 2;
+    const kind = shape.k === 3 && this.stride === 1 && this.padding === 1 ? "conv3x3" : "other";
+    this.weight = w.param(
+      `${prefix}.weight`,
+      [shape.cout, shape.cin, shape.k, shape.k],
+      undefined,
+      {
+        kind,
+      },
+    );
+    this.bias = w.param(`${prefix}.bias`, [shape.cout]);
   }
   forward(gpu: Gpu, x: Tensor, residual?: Tensor): Tensor {
+    if (this.weight.layout === "winograd") {
+      return conv2dWinograd(gpu, x, this.weight.t, { bias: this.bias.t, residual });
+    }
     return conv2d(gpu, x, this.weight.t, {
       bias: this.bias.t,
       stride: this.stride,

@@ -1,6 +1,7 @@
 import { roundToF16 } from "../../kernels/gpu/half.ts";
 import { transpose2d, WeightStore } from "../../engine/weight_store.ts";
-import { Linear } from "../../engine/models/layers.ts";
+import { Conv2d, Linear } from "../../engine/models/layers.ts";
+import { conv2dCpu } from "../../kernels/conv2d_cpu.ts";
 import { linearCpu } from "../../kernels/matmul_cpu.ts";
 import { mergeOnCpu } from "../../weights/lora.ts";
 import type { HostTensor, LowRankMerge, TensorMap } from "../../weights/types.ts";
@@ -99,7 +100,11 @@ gpuTest(
     const conv = store.param("conv.weight", [8, 4, 3, 3]);
     store.param("bias", [12]);
     await store.loadAll();
-    assert(lin.weight.transposed && plain.weight.transposed && !conv.transposed, "layouts");
+    assert(
+      lin.weight.layout === "in-out" && plain.weight.layout === "in-out" &&
+        conv.layout === "stored",
+      "layouts",
+    );
     assertEquals([...lin.weight.t.shape], [20, 12]);
     assertEquals([...conv.t.shape], [8, 4, 3, 3]);
     for (const [layer, name, K, N] of [[lin, "lin", 20, 12], [plain, "plain", 12, 8]] as const) {
@@ -127,3 +132,44 @@ Deno.test("transpose2d: [rows, cols] to [cols, rows] across block edges", () => 
     for (let c = 0; c < cols; c++) assert(t[c * rows + r] === src[r * cols + c], `${r}, ${c}`);
   }
 });
+
+gpuTest(
+  "WeightStore winograd: 3x3 conv weights as Winograd filters, same Conv2d output",
+  async (gpu) => {
+    // A LoCon-merged 3x3 conv (merged on the GPU, then transformed) and a plain one, through
+    // Conv2d.forward against the CPU convolution; a stride-2 conv keeps its stored layout.
+    const map = tensors();
+    map.set("plain.weight", host([4, 8, 3, 3], randomArray(288, 12)));
+    map.set("plain.bias", host([4], randomArray(4, 13)));
+    map.set("down.weight", host([4, 4, 3, 3], randomArray(144, 14)));
+    map.set("down.bias", host([4], randomArray(4, 15)));
+    map.set("conv.bias", host([8], randomArray(8, 16)));
+    const store = new WeightStore(gpu, map, { dtype: "f32", part: "test", winograd: true });
+    store.param("lin.weight", [12, 20]);
+    store.param("bias", [12]);
+    const merged = new Conv2d(store, "conv", { cin: 4, cout: 8, k: 3 });
+    const plain = new Conv2d(store, "plain", { cin: 8, cout: 4, k: 3 });
+    const down = new Conv2d(store, "down", { cin: 4, cout: 4, k: 3, stride: 2, padding: 1 });
+    await store.loadAll();
+    assert(
+      merged.weight.layout === "winograd" && plain.weight.layout === "winograd" &&
+        down.weight.layout === "stored",
+      "layouts",
+    );
+    assertEquals([...plain.weight.t.shape], [16, 4, 8]);
+    for (
+      const [layer, name, cin, cout] of [[merged, "conv", 4, 8], [plain, "plain", 8, 4]] as const
+    ) {
+      const w = await map.get(`${name}.weight`)!.read();
+      const b = await map.get(`${name}.bias`)!.read();
+      const xs = randomArray(2 * cin * 5 * 6, 17);
+      const x = gpu.upload(xs, [2, cin, 5, 6]);
+      const y = layer.forward(gpu, x);
+      const want = conv2dCpu(xs, w, { xShape: [2, cin, 5, 6], wShape: [cout, cin, 3, 3], bias: b });
+      assertClose(await gpu.read(y), want, { atol: 1e-4, rtol: 1e-4, msg: name });
+      x.release();
+      y.release();
+    }
+    store.dispose();
+  },
+);

@@ -91,6 +91,9 @@ gpuTest("conv2d: direct path (software adapters), im2col in chunks, f32 and f16"
     { shape: [1, 4, 9, 9, 3, 5], scale: "test", note: "" },
     { shape: [2, 8, 5, 5, 6, 1], scale: "test", note: "", bias: true },
     { shape: [1, 3, 6, 6, 5, 3], scale: "test", note: "", bias: true },
+    // 3x3 on 1 x 1 images (the deepest UNet level): the centre taps only, no patch matrix.
+    { shape: [6, 16, 1, 1, 12, 3], scale: "test", note: "", bias: true, residual: true },
+    { shape: [4, 8, 1, 1, 8, 5], scale: "test", note: "" },
   ];
   try {
     setGemmPathOverride("direct");
@@ -123,6 +126,10 @@ gpuTest("conv2d: direct path (software adapters), im2col in chunks, f32 and f16"
     assert(n(4, "im2col") === runs && n(4, "gemm_direct") === runs, show(4));
     assert(n(1, "gemm_direct") === runs && n(1, "im2col") === 0 && n(1, "conv2d") === 0, show(1));
     assert(n(5, "conv2d") === runs && n(5, "gemm_direct") === 0, show(5));
+    for (const i of [6, 7]) {
+      assert(n(i, "gemm_direct") === runs && n(i, "im2col") === 0, show(i));
+      assert(n(i, "conv2d") === 0, show(i));
+    }
   } finally {
     setGemmPathOverride(null);
     setIm2colChunkOverride(null);

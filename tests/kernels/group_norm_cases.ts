@@ -54,6 +54,8 @@ export const cases: KernelCase[] = [
   gnCase([4, 8, 3, 3, 4, 2], "f32", "test", "frames 2, scalar"),
   gnCase([6, 8, 4, 4, 2, 3], "f16", "test", "frames 3, vec4", true),
   gnCase([3, 30, 5, 7, 6], "f16", "test", "odd spatial f16"),
+  // 2048 vec4 units per group: the widest one-workgroup-per-group launch (256 threads).
+  gnCase([4, 64, 32, 32, 8], "f32", "test", "large groups, 256 threads", true),
   gnCase([2, 64, 32, 32, 32], "f32", "reduced", "comparison shape"),
   gnCase([2, 64, 32, 32, 32], "f16", "reduced", "comparison shape"),
   gnCase([2, 320, 16, 16, 32], "f32", "reduced", "SD down 0 at 128px", true),
