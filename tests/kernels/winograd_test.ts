@@ -95,7 +95,7 @@ gpuTest("winograd: filters larger than one binding run in runs of points", async
   }
 });
 
-gpuTest("winograd: shape and dtype errors name the op", async (gpu) => {
+gpuTest("winograd: shape and dtype errors name the op", (gpu) => {
   const x = gpu.upload(randomArray(2 * 6 * 4 * 4), [2, 6, 4, 4]);
   const u = gpu.upload(randomArray(16 * 4 * 6), [16, 4, 6]);
   let msg = "";
