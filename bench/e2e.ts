@@ -9,6 +9,12 @@
  *                                            # software adapter (lavapipe)
  *   2 denoising steps by default: the first includes compiling the shaders, the second does not.
  *   flags: --frames N --size N --steps N --precision f32|f16 --decode-frames N --json FILE
+ *          --profile: then the same request again with every dispatch timed on the GPU, each
+ *          stage's GPU time and its ten most expensive kernels (name:variant @ workgroups)
+ *
+ * Each stage prints its nominal FLOPs (Gpu.flops: the model's products as written) and their
+ * rate; `job` is one generation as a user waits for it: text encoding, every step and the first
+ * decoding pass of every frame.
  */
 
 import { parseArgs } from "node:util";
@@ -88,16 +94,25 @@ const mark = (next: keyof typeof measured | null) => {
 const stepTimes: number[] = [];
 let encodeMs = 0;
 let last = performance.now();
+// Nominal FLOPs (Gpu.flops) at the start of text encoding and of denoising.
+const flopsAt = { encode: 0, denoise: 0 };
 const latents = await pipe.generateLatents(request, {
   onProgress: (e) => {
     const now = performance.now();
     if (e.stage !== stage && e.stage in measured) mark(e.stage as keyof typeof measured);
+    if (e.stage === "encode" && e.step === 0) flopsAt.encode = gpu.flops;
+    if (e.stage === "denoise" && e.step === 0) flopsAt.denoise = gpu.flops;
     if (e.stage === "encode" && e.step === 1) encodeMs = e.elapsedMs;
     if (e.stage === "denoise" && e.step > 0) stepTimes.push(now - last);
     last = now;
   },
 });
 const peakDenoise = gpu.memoryStats().peakInUseBytes;
+const flops = {
+  encode: flopsAt.denoise - flopsAt.encode,
+  denoiseStep: (gpu.flops - flopsAt.denoise) / steps,
+  decodeFrame: 0,
+};
 
 // Decode a subset of frames (each frame is an independent image).
 const h = size / 8;
@@ -110,13 +125,14 @@ const z = gpu.upload(
 // disk by most drivers), the second is the steady state.
 const decodeRuns: number[] = [];
 for (let run = 0; run < 2; run++) {
-  const td = performance.now();
+  const td = performance.now(), f0 = gpu.flops;
   await decode(pipe, z, { frames: decodeFrames, width: size, height: size }, {
     onProgress: (e) => {
       if (e.stage !== stage) mark("decode");
     },
   });
   decodeRuns.push((performance.now() - td) / decodeFrames);
+  flops.decodeFrame = (gpu.flops - f0) / decodeFrames;
 }
 mark(null);
 const [decodeFirstMs, decodeMs] = decodeRuns;
@@ -141,13 +157,34 @@ const result = {
   planned: { peak: plan.peakBytes, ...plan.stages },
   measured: { peak: measuredPeak, ...measured },
   evictions: stats.evictions,
+  flops,
+  /** What one generation takes: text encoding, every step, the first decode pass of each frame. */
+  jobMs: encodeMs + stepTimes.reduce((a, b) => a + b, 0) + decodeFirstMs * frames,
 };
+const gflops = (f: number, ms: number) => `${(f / ms / 1e6).toFixed(1)} GFLOP/s`;
+const gf = (f: number) => `${(f / 1e9).toFixed(1)} GFLOP`;
 console.log(`load            ${(loadMs / 1000).toFixed(2)} s   weights on GPU ${mib(weightBytes)}`);
-console.log(`text encoding   ${encodeMs.toFixed(1)} ms`);
-console.log(`denoise step    ${stepTimes.map((t) => (t / 1000).toFixed(3) + " s").join(", ")}`);
+console.log(
+  `text encoding   ${encodeMs.toFixed(1)} ms   ${gf(flops.encode)}, ${
+    gflops(flops.encode, encodeMs)
+  }`,
+);
+const lastStep = stepTimes[stepTimes.length - 1];
+console.log(
+  `denoise step    ${stepTimes.map((t) => (t / 1000).toFixed(3) + " s").join(", ")}   ${
+    gf(flops.denoiseStep)
+  } each, ${gflops(flops.denoiseStep, lastStep)} (last step)`,
+);
 console.log(
   `vae decode      ${(decodeMs / 1000).toFixed(3)} s/frame ` +
-    `(first pass, with shader compilation: ${(decodeFirstMs / 1000).toFixed(3)} s/frame)`,
+    `(first pass, with shader compilation: ${(decodeFirstMs / 1000).toFixed(3)} s/frame)   ${
+      gf(flops.decodeFrame)
+    } each, ${gflops(flops.decodeFrame, decodeMs)}`,
+);
+const jobFlops = flops.encode + flops.denoiseStep * steps + flops.decodeFrame * frames;
+console.log(
+  `job             ${(result.jobMs / 1000).toFixed(2)} s: encoding + ${steps} steps + decoding ` +
+    `${frames} frames (first pass), ${gf(jobFlops)}, ${gflops(jobFlops, result.jobMs)}`,
 );
 console.log(
   `GPU memory      planned     measured   (weights ${mib(weightBytes)}; plan took ${

@@ -14,8 +14,8 @@ import type { Gpu } from "../kernels/gpu/device.ts";
 import { type DType, fmtShape, numel, type Tensor } from "../kernels/gpu/tensor.ts";
 import type { LowRankMerge, ShapeMap, TensorMap } from "../weights/types.ts";
 import { matmul } from "../kernels/matmul.ts";
-import { permute } from "../kernels/layout.ts";
-import { WINOGRAD_POINTS, winogradWeights } from "../kernels/winograd.ts";
+import { WINOGRAD_POINTS } from "../kernels/winograd.ts";
+import { transposeInto, winogradFiltersInto } from "../kernels/weight_layout.ts";
 import { InputError } from "../kernels/gpu/errors.ts";
 
 /** A declared parameter; `t` is available after {@link WeightStore.loadAll}. */
@@ -197,23 +197,13 @@ export class WeightStore {
       if (gpu.virtual) {
         // Planning: what the weight costs, without reading it.
         p.set(gpu.reserve(shape, this.#dtype, label), layout);
-      } else if (h.lowRank) {
-        const t = await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label);
-        merged++;
-        if (layout === "in-out") p.set(transposedCopy(gpu, t, label), layout);
-        else if (layout === "winograd") {
-          const data = winogradWeights(await gpu.read(t), rows, cols);
-          t.release();
-          p.set(gpu.createPersistent(data, shape, this.#dtype, label), layout);
-        } else p.set(t);
       } else {
-        const data = await h.read();
-        const laid = layout === "in-out"
-          ? transpose2d(data, rows, cols)
-          : layout === "winograd"
-          ? winogradWeights(data, rows, cols)
-          : data;
-        p.set(gpu.createPersistent(laid, shape, this.#dtype, label), layout);
+        let t: Tensor;
+        if (h.lowRank) {
+          t = await this.#mergeOnGpu(gpu, h.lowRank, p.gpuShape, label);
+          merged++;
+        } else t = gpu.createPersistent(await h.read(), p.gpuShape, this.#dtype, label);
+        p.set(layout === "stored" ? t : relaid(gpu, t, layout, shape, label), layout);
       }
       onProgress?.(++done, total);
     }
@@ -288,30 +278,20 @@ export class WeightStore {
   }
 }
 
-/** Row-major [rows, cols] values as [cols, rows] (in cache-sized blocks). */
-export function transpose2d(src: ArrayLike<number>, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols), B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
-      }
-    }
-  }
-  return out;
-}
-
 /**
- * A merged (LoRA) weight `w` [rows, cols] as a new persistent [cols, rows] tensor, transposed on
- * the GPU; releases `w`.
+ * `w` (as stored) in `layout`, transformed on the GPU into a new persistent tensor of `shape`
+ * (kernels/weight_layout.ts); releases `w` once the transform is submitted.
  */
-function transposedCopy(gpu: Gpu, w: Tensor, label: string): Tensor {
-  const [rows, cols] = w.shape;
-  const out = gpu.reserve([cols, rows], w.dtype, label);
-  gpu.scope(() => gpu.copy(permute(gpu, w, [1, 0]), out));
-  // Submitted before the source is destroyed (the recorded transpose still reads it).
+function relaid(
+  gpu: Gpu,
+  w: Tensor,
+  layout: Exclude<ParamLayout, "stored">,
+  shape: readonly number[],
+  label: string,
+): Tensor {
+  const out = gpu.reserve(shape, w.dtype, label);
+  if (layout === "in-out") transposeInto(gpu, w, out);
+  else winogradFiltersInto(gpu, w, out);
   gpu.submit();
   w.release();
   return out;

@@ -509,6 +509,8 @@ export function attentionWithLayout(
   v: Tensor,
   options: AttentionOptions & { layout: DenseLayout | "general" | undefined },
 ): Tensor {
+  // Scores and the weighted sum: 2 x 2 Lq Lk per channel of every head.
+  gpu.flops += 4 * q.shape[0] * q.shape[1] * k.shape[1] * q.shape[2];
   if (!recording(gpu, [q, k, v])) return attentionForward(gpu, q, k, v, options, false).out;
   const { out, lse } = attentionForward(gpu, q, k, v, options, true);
   if (!lse) return out;

@@ -279,6 +279,7 @@ export function conv2d(gpu: Gpu, x: Tensor, weight: Tensor, options: Conv2dOptio
     );
   }
   const geometry = { kh, kw, stride, padding, Ho, Wo };
+  gpu.flops += 2 * N * Cout * Ho * Wo * x.shape[1] * kh * kw;
   if (recording(gpu, [x, weight, options.bias])) {
     const z = launchConv(gpu, { x, weight, bias: options.bias, dtype }, geometry);
     taped(gpu, {

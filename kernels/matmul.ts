@@ -205,6 +205,7 @@ interface GemmCall {
 }
 
 function launchGemm(gpu: Gpu, c: GemmCall): Tensor {
+  gpu.flops += 2 * c.M * c.N * c.K * c.batch;
   const dtype = checkDTypes(gpu, c.op, { a: c.a, bmat: c.b, bias: c.bias, residual: c.residual });
   if (c.bias && !sameShape(c.bias.shape, [c.N])) {
     throw new Error(`${c.op}: expected bias [${c.N}], got ${fmtShape(c.bias.shape)}`);

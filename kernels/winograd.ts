@@ -64,24 +64,21 @@ export function winogradWeights(w: ArrayLike<number>, cout: number, cin: number)
   }
   const plane = cout * cin;
   const u = new Float32Array(WINOGRAD_POINTS * plane);
-  const gg = new Float64Array(12);
-  for (let f = 0; f < plane; f++) {
-    const g = (r: number, c: number) => w[f * 9 + r * 3 + c];
-    // G g: 4 x 3.
-    for (let c = 0; c < 3; c++) {
-      gg[c] = g(0, c);
-      gg[3 + c] = 0.5 * (g(0, c) + g(1, c) + g(2, c));
-      gg[6 + c] = 0.5 * (g(0, c) - g(1, c) + g(2, c));
-      gg[9 + c] = g(2, c);
-    }
-    // (G g) G^T: 4 x 4.
-    for (let r = 0; r < 4; r++) {
-      const a = gg[r * 3], b = gg[r * 3 + 1], c = gg[r * 3 + 2];
-      u[(r * 4) * plane + f] = a;
-      u[(r * 4 + 1) * plane + f] = 0.5 * (a + b + c);
-      u[(r * 4 + 2) * plane + f] = 0.5 * (a - b + c);
-      u[(r * 4 + 3) * plane + f] = c;
-    }
+  for (let f = 0, o = 0; f < plane; f++, o += 9) {
+    const g0 = w[o], g1 = w[o + 1], g2 = w[o + 2], g3 = w[o + 3], g4 = w[o + 4];
+    const g5 = w[o + 5], g6 = w[o + 6], g7 = w[o + 7], g8 = w[o + 8];
+    // Each row (a, b, c) of G g (4 x 3) times G^T: a, (a + b + c) / 2, (a - b + c) / 2, c.
+    const put = (r: number, a: number, b: number, c: number) => {
+      const at = r * 4 * plane + f;
+      u[at] = a;
+      u[at + plane] = 0.5 * (a + b + c);
+      u[at + 2 * plane] = 0.5 * (a - b + c);
+      u[at + 3 * plane] = c;
+    };
+    put(0, g0, g1, g2);
+    put(1, 0.5 * (g0 + g3 + g6), 0.5 * (g1 + g4 + g7), 0.5 * (g2 + g5 + g8));
+    put(2, 0.5 * (g0 - g3 + g6), 0.5 * (g1 - g4 + g7), 0.5 * (g2 - g5 + g8));
+    put(3, g6, g7, g8);
   }
   return u;
 }
@@ -249,6 +246,8 @@ export function conv2dWinograd(
     );
   }
   const out = gpu.empty(outShape, "f32", "conv2d");
+  // Counted as the direct convolution (the nominal cost; see Gpu.flops).
+  gpu.flops += 2 * N * Cout * H * W * C * 9;
   if (out.size === 0) return out;
   for (const [s, n] of bindingRuns(gpu, "conv2d", N, [x, residual, out], "image")) {
     const w = (t: Tensor) => t.window(N, s, n);

@@ -603,6 +603,14 @@ export class Gpu {
    */
   persistentBytes = 0;
 
+  /**
+   * Nominal floating-point operations of the products recorded so far (matmul, linear, conv2d,
+   * attention forwards): what the model's math costs as written, whatever the kernels do (a
+   * Winograd convolution counts as the direct one). The bench divides it by time.
+   * @ignore
+   */
+  flops = 0;
+
   #write(buffer: GPUBuffer, data: ArrayLike<number>, dtype: DType): void {
     if (dtype === "f16") {
       const h = toF16(data);

@@ -1,5 +1,5 @@
 import { roundToF16 } from "../../kernels/gpu/half.ts";
-import { transpose2d, WeightStore } from "../../engine/weight_store.ts";
+import { WeightStore } from "../../engine/weight_store.ts";
 import { Conv2d, Linear } from "../../engine/models/layers.ts";
 import { conv2dCpu } from "../../kernels/conv2d_cpu.ts";
 import { linearCpu } from "../../kernels/matmul_cpu.ts";
@@ -123,15 +123,6 @@ gpuTest(
     store.dispose();
   },
 );
-
-Deno.test("transpose2d: [rows, cols] to [cols, rows] across block edges", () => {
-  const rows = 70, cols = 131;
-  const src = Float32Array.from({ length: rows * cols }, (_, i) => i);
-  const t = transpose2d(src, rows, cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) assert(t[c * rows + r] === src[r * cols + c], `${r}, ${c}`);
-  }
-});
 
 gpuTest(
   "WeightStore winograd: 3x3 conv weights as Winograd filters, same Conv2d output",

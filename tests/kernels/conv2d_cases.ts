@@ -7,6 +7,7 @@
 import type { KernelCase } from "./case.ts";
 import type { DType } from "../../kernels/gpu/tensor.ts";
 import { conv2d, convOutSize } from "../../kernels/conv2d.ts";
+import { conv2dWinograd, winogradFits, winogradWeights } from "../../kernels/winograd.ts";
 import { randomArray } from "../assert.ts";
 
 /** One conv2d configuration of the table. */
@@ -54,6 +55,20 @@ export const conv2dSpecs: Conv2dSpec[] = [
     note: "downsample 16x16 -> 8x8",
     bias: true,
   },
+  {
+    shape: [8, 1280, 1, 1, 1280, 3],
+    scale: "reduced",
+    note: "deepest level 1x1 at 64px (centre taps)",
+    bias: true,
+  },
+  {
+    shape: [8, 1280, 2, 2, 1280, 3],
+    scale: "reduced",
+    note: "2x2 at 64px (few columns)",
+    bias: true,
+    residual: true,
+  },
+  { shape: [1, 128, 64, 64, 128, 3], scale: "reduced", note: "VAE decoder up 64x64", bias: true },
   { shape: [2, 320, 64, 64, 320, 3], scale: "full", note: "ResNet conv 64x64", bias: true },
   { shape: [2, 4, 64, 64, 320, 3], scale: "full", note: "conv_in 64x64", bias: true },
   {
@@ -142,5 +157,45 @@ function toCase(spec: Conv2dSpec, dtype: DType): KernelCase {
   };
 }
 
-/** Every spec in f32 and f16. */
-export const cases: KernelCase[] = conv2dSpecs.flatMap((s) => [toCase(s, "f32"), toCase(s, "f16")]);
+/**
+ * The Winograd path (kernels/winograd.ts; software adapters, f32) of a 3x3 / stride 1 / padding
+ * 1 spec, filters transformed outside the timed run as at load: compare with the conv2d case of
+ * the same shape.
+ */
+function toWinogradCase(spec: Conv2dSpec): KernelCase {
+  const g = conv2dGeometry(spec);
+  const [N, Cout, Ho, Wo] = g.outShape;
+  const C = g.wShape[1];
+  return {
+    op: "conv2d_winograd",
+    shape: [...spec.shape],
+    dtype: "f32",
+    scale: spec.scale,
+    note: spec.note,
+    flops: 2 * N * Ho * Wo * Cout * C * 9,
+    setup(gpu) {
+      const h = conv2dInputs(spec);
+      const x = gpu.upload(h.x, g.xShape, "f32", "x");
+      const u = gpu.upload(winogradWeights(h.w, Cout, C), [16, Cout, C], "f32", "u");
+      const bias = h.bias ? gpu.upload(h.bias, [Cout], "f32", "bias") : undefined;
+      const residual = h.residual ? gpu.upload(h.residual, g.outShape, "f32", "res") : undefined;
+      return {
+        run() {
+          conv2dWinograd(gpu, x, u, { bias, residual }).release();
+        },
+        dispose() {
+          for (const t of [x, u, bias, residual]) t?.release();
+        },
+      };
+    },
+  };
+}
+
+/** Every spec in f32 and f16, and the 3x3 ones that fit on the Winograd path. */
+export const cases: KernelCase[] = [
+  ...conv2dSpecs.flatMap((s) => [toCase(s, "f32"), toCase(s, "f16")]),
+  ...conv2dSpecs.filter((s) => {
+    const g = conv2dGeometry(s);
+    return winogradFits({ kh: g.wShape[2], kw: g.wShape[3], ...g, cin: g.wShape[1] });
+  }).map(toWinogradCase),
+];
