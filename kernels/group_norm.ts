@@ -351,7 +351,7 @@ function groupNormInto(
  * (backward chunks per channel of one batch item), c (channels), nspan (statistics spans).
  */
 function backwardPrelude(dtype: DType, v: GroupNormVariant): string {
-  return `${prelude(dtype, { ...v, wg: WG, reductions: true })}
+  return `${prelude(dtype, { ...v, wg: v.wg ?? WG, reductions: true })}
 const VW = ${v.vec ? 4 : 1}.0;
 fn dz(z: VF, gy: VF) -> VF {
   ${
@@ -651,8 +651,9 @@ export function groupNormBackward(
   const count = frames * lu * vw;
   const cpf = Math.ceil(lu / CHUNK_UNITS), nch = frames * cpf;
   const cpc = Math.ceil(su / CHUNK_UNITS);
-  const split = options.split ??
-    (count > SPLIT_THRESHOLD || (nspan * groups < FEW_GROUPS && nch >= 4));
+  // As in the forward: few groups leave a GPU's cores idle, not a CPU rasterizer's.
+  const few = nspan * groups < FEW_GROUPS && nch >= 4 && !gpu.info.isFallback;
+  const split = options.split ?? (count > SPLIT_THRESHOLD || few);
   const per = split ? frames * cpc : 1;
   const part = gpu.empty([nspan, c, per, 2], "f32", "group_norm.grad_partials");
   if (x.size > 0) {
@@ -670,7 +671,7 @@ export function groupNormBackward(
       if (!split) {
         gpu.dispatch(backwardKernel, {
           dtype: x.dtype,
-          variant,
+          variant: { ...variant, wg: fusedThreads(frames * lu) },
           params: bparams,
           bindings: [xw, weight, bias, gyw, pw, dxw],
           groups: grid1d(nstat),

@@ -18,13 +18,36 @@ import type { NormGradients } from "./group_norm.ts";
 import { bindingsWgsl, mainPerGroupWgsl, prelude, vecKey, type VecVariant } from "./wgsl.ts";
 
 const WG = 64;
+/** Fewest threads of a row's workgroup. */
+const MIN_WG = 16;
 
-const layerNormKernel = defineKernel<VecVariant>("layer_norm", {
-  key: vecKey,
+/** Compile-time options of the layer norm kernels. */
+interface LayerNormVariant extends VecVariant {
+  /** Threads per row (default {@link WG}). */
+  wg?: number;
+}
+
+function layerNormKey(v: LayerNormVariant): string {
+  return `${vecKey(v)}${v.wg && v.wg !== WG ? `_w${v.wg}` : ""}`;
+}
+
+/**
+ * Threads for a row of `units` units: short rows (the demo's 32-64 channels) take fewer threads,
+ * so that none idles through the reductions' barriers (each a sweep over every thread on a CPU
+ * rasterizer).
+ */
+function rowThreads(units: number): number {
+  let wg = MIN_WG;
+  while (wg < WG && wg * 4 < units) wg *= 2;
+  return wg;
+}
+
+const layerNormKernel = defineKernel<LayerNormVariant>("layer_norm", {
+  key: layerNormKey,
   source: ({ dtype, variant }) => /* wgsl */ `
 // layer_norm: 1 x [rows, D] (as V units), 2 weight [D], 3 bias [D], 4 y [rows, D].
 // One workgroup per row; du = D / vec width.
-${prelude(dtype, { ...variant, wg: WG, reductions: true })}
+${prelude(dtype, { ...variant, wg: variant.wg ?? WG, reductions: true })}
 struct Params { rows: u32, du: u32, d: f32, eps: f32 }
 ${bindingsWgsl(["x: array<V>", "weight: array<V>", "bias: array<V>", "y: array<V>"])}
 
@@ -111,7 +134,7 @@ function layerNormForward(
   for (const [s, n] of bindingRuns(gpu, "layer_norm", rows, [x, y], "row")) {
     gpu.dispatch(layerNormKernel, {
       dtype: x.dtype,
-      variant: { vec: v4 },
+      variant: { vec: v4, wg: rowThreads(v4 ? d / 4 : d) },
       params: new Params().u32(n).u32(v4 ? d / 4 : d).f32(d).f32(options.eps),
       bindings: [x.window(rows, s, n), weight, bias, y.window(rows, s, n)],
       groups: grid1d(n),
@@ -125,12 +148,12 @@ function layerNormForward(
 /** Rows per block of the first level of the dweight / dbias reduction. */
 const ROWS_PER_BLOCK = 64;
 
-const backwardKernel = defineKernel<VecVariant>("layer_norm_bwd", {
-  key: vecKey,
+const backwardKernel = defineKernel<LayerNormVariant>("layer_norm_bwd", {
+  key: layerNormKey,
   source: ({ dtype, variant }) => /* wgsl */ `
 // layer_norm_bwd: 1 x [rows, D] (as V units), 2 weight [D], 3 gy [rows, D], 4 stats [rows, 2]
 // f32 (mean, rstd), 5 dx [rows, D]. One workgroup per row; du = D / vec width.
-${prelude(dtype, { ...variant, wg: WG, reductions: true })}
+${prelude(dtype, { ...variant, wg: variant.wg ?? WG, reductions: true })}
 struct Params { rows: u32, du: u32, d: f32, eps: f32 }
 ${bindingsWgsl(["x: array<V>", "weight: array<V>", "gy: array<V>"])}
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
@@ -266,7 +289,7 @@ export function layerNormBackward(
     const [xw, gyw, dxw, sw] = [x, gy, dx, stats].map((t) => t.window(rows, s, n));
     gpu.dispatch(backwardKernel, {
       dtype: x.dtype,
-      variant: { vec: v4 },
+      variant: { vec: v4, wg: rowThreads(v4 ? d / 4 : d) },
       params: new Params().u32(n).u32(v4 ? d / 4 : d).f32(d).f32(options.eps),
       bindings: [xw, weight, gyw, sw, dxw],
       groups: grid1d(n),
