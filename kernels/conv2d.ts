@@ -424,7 +424,7 @@ function centreTapDirect(
   c: DirectConv,
   g: { kh: number; kw: number; stride: number; padding: number; Ho: number; Wo: number },
 ): boolean {
-  const [N, C, H, W] = c.x.shape;
+  const [, C, H, W] = c.x.shape;
   const Cout = c.weight.shape[0];
   const p = g.padding;
   if (
@@ -440,13 +440,27 @@ function centreTapDirect(
     bindings: [c.weight, centre],
     groups: launch1d(n),
   });
-  // [N, C] @ centre [Cout, C]^T is row-major [N, Cout]: the NCHW output of 1 x 1 images.
+  centreTapGemm(gpu, { ...c, centre });
+  centre.release();
+  return true;
+}
+
+/**
+ * The convolution of 1 x 1 images `x` [N, C, 1, 1] by their filters' centre taps `centre`
+ * [Cout, C] on the direct GEMM: `x [N, C] @ centre^T` is row-major [N, Cout], the NCHW output
+ * (+ bias [Cout], + residual). Shared with the Winograd path (kernels/winograd.ts).
+ */
+export function centreTapGemm(
+  gpu: Gpu,
+  c: { x: Tensor; centre: Tensor; out: Tensor; bias?: Tensor; residual?: Tensor },
+): void {
+  const [Cout, C] = c.centre.shape;
   launchDirectGemm(gpu, {
     op: "conv2d",
-    dtype: c.dtype,
+    dtype: c.centre.dtype,
     a: c.x,
-    b: centre,
-    M: N,
+    b: c.centre,
+    M: c.x.shape[0],
     N: Cout,
     K: C,
     batch: 1,
@@ -457,8 +471,6 @@ function centreTapDirect(
     bias: c.bias,
     residual: c.residual,
   });
-  centre.release();
-  return true;
 }
 
 /** The centre tap of each filter: `y[i] = w[i * kk + centre]` for the `n` filters of a weight. */

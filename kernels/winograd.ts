@@ -25,6 +25,7 @@ import { bindingRuns } from "./gpu/chunks.ts";
 import { defineKernel, Params } from "./gpu/kernel.ts";
 import { fmtShape, type Tensor } from "./gpu/tensor.ts";
 import { launchDirectGemm } from "./gemm_direct.ts";
+import { centreTapGemm } from "./conv2d.ts";
 import { bindingsWgsl, launch1d, MAIN_1D_WGSL, prelude } from "./wgsl.ts";
 
 /** Transform points per tile (4 x 4). */
@@ -266,9 +267,9 @@ interface WinogradCall {
   residual?: Tensor;
 }
 
-/** 1 x 1 images: `x [N, C] @ centre [Cout, C]^T`, row-major [N, Cout] = NCHW. */
+/** 1 x 1 images: the centre taps of the filters, then `x [N, C] @ centre [Cout, C]^T`. */
 function centreInto(gpu: Gpu, c: WinogradCall): void {
-  const [N, C] = c.x.shape, Cout = c.u.shape[1];
+  const C = c.x.shape[1], Cout = c.u.shape[1];
   const centre = gpu.empty([Cout, C], "f32", "conv2d.centre");
   gpu.dispatch(centreKernel, {
     dtype: "f32",
@@ -277,22 +278,7 @@ function centreInto(gpu: Gpu, c: WinogradCall): void {
     bindings: [c.u.window(WINOGRAD_POINTS, 5, 6), centre],
     groups: launch1d(Cout * C),
   });
-  launchDirectGemm(gpu, {
-    op: "conv2d",
-    dtype: "f32",
-    a: c.x,
-    b: centre,
-    M: N,
-    N: Cout,
-    K: C,
-    batch: 1,
-    strideA: 0,
-    strideB: 0,
-    transB: true,
-    out: c.out,
-    bias: c.bias,
-    residual: c.residual,
-  });
+  centreTapGemm(gpu, { ...c, centre });
   centre.release();
 }
 
