@@ -102,19 +102,16 @@ const LARGE_GEMM_MACS = 2 ** 24;
 /** Cost of a per-lane vec4 load in vec4 FMAs on a CPU rasterizer (fitted to lavapipe). */
 const LOAD_COST = 8;
 /**
- * Thread-row counts the cost model tries (wr; wg / wr threads side by side along N). Only 1 for
- * now: stacked rows compute correctly (tests force them) and speed up few-column products, but
- * with them lavapipe's resident memory grew ~28 MB per demo training step and ~16 MB per 4-step
- * generation (not in an isolated GEMM loop; cause not found, bench/NOTES.md session 8), so the
- * automatic choice keeps one row until that is understood.
+ * Thread-row counts the cost model tries (wr; wg / wr threads side by side along N). Stacked
+ * rows speed up few-column products (convolutions on 1 x 1 to 2 x 2 maps, narrow projections).
  */
-const THREAD_ROWS = [1] as const;
+const THREAD_ROWS = [1, 2, 4, 8, 16] as const;
+/** Extra cost per doubling of thread rows (see {@link pickDirectLayout}). */
+const STACKED_ROWS_COST = 0.05;
 /**
  * Workgroups a software adapter runs at once (its worker threads, one per CPU core): fewer
  * workgroups than this leave cores idle, which the cost model charges.
  */
-/** Extra cost per doubling of thread rows (see {@link pickDirectLayout}). */
-const STACKED_ROWS_COST = 0.05;
 const PARALLEL_GROUPS = Math.max(2, Math.min(64, navigator.hardwareConcurrency ?? 2));
 
 /**

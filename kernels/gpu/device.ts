@@ -172,8 +172,10 @@ export class Gpu {
     this.pool = new BufferPool(device, this.info.maxBufferSize, {
       beforeEvict: () => this.recorder.submit(),
     });
-    this.pipelines = new PipelineCache(device);
-    this.recorder = new Recorder(device);
+    // lavapipe recompiles (and leaks) shaders per bind group for uniforms bounding loops.
+    const paramsInStorage = this.info.isFallback;
+    this.pipelines = new PipelineCache(device, { paramsInStorage });
+    this.recorder = new Recorder(device, { paramsInStorage });
     device.lost.then((info) => {
       if (!this.#destroyed) this.#lost = `${info.reason}: ${info.message}`;
     });

@@ -4,7 +4,8 @@
  *
  * Binding convention for every kernel: `@group(0) @binding(0) var<uniform> p: Params;` then the
  * storage buffers from binding 1 in the order the launcher passes them. Every declared binding
- * must be used by the shader (pipelines use the automatic layout).
+ * must be used by the shader (pipelines use the automatic layout). On software adapters the
+ * params are read from a read-only storage buffer instead (see {@link paramsAsStorage}).
  * @module
  */
 
@@ -119,6 +120,26 @@ export class Params {
     const len = Math.max(16, Math.ceil((this.#n * 4) / 16) * 16);
     return new Uint8Array(this.#view.buffer, 0, len);
   }
+}
+
+/** The params declaration every kernel uses (binding 0). */
+const UNIFORM_PARAMS = /var<uniform>\s+p\s*:\s*Params\s*;/g;
+
+/**
+ * `code` with its params block (`var<uniform> p: Params;`) declared as a read-only storage
+ * buffer. Used on software adapters: Mesa's lavapipe (22.x) specialises a shader on the values
+ * of uniforms that bound its loops each time a new bind group is bound, compiling a fresh copy
+ * per dispatch (~1 ms to ~0.3 s) and never freeing it (~0.3 MB per dispatch of a GEMM); it does
+ * not do this for storage buffers. Params hold only 4-byte scalars, so both layouts agree.
+ *
+ * @example
+ * ```ts
+ * paramsAsStorage("@group(0) @binding(0) var<uniform> p: Params;");
+ * // "@group(0) @binding(0) var<storage, read> p: Params;"
+ * ```
+ */
+export function paramsAsStorage(code: string): string {
+  return code.replace(UNIFORM_PARAMS, "var<storage, read> p: Params;");
 }
 
 /** Largest workgroup count per grid dimension WebGPU guarantees. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { KernelDef, KernelOptions } from "./kernel.ts";
+import { type KernelDef, type KernelOptions, paramsAsStorage } from "./kernel.ts";
 
 /** WGSL compilation or pipeline validation failure. */
 export class KernelCompileError extends Error {
@@ -18,9 +18,12 @@ export class PipelineCache {
   readonly #pipelines = new Map<string, GPUComputePipeline>();
   readonly #checks: Promise<void>[] = [];
   #error: KernelCompileError | null = null;
+  /** Params read from a storage buffer (software adapters, see `paramsAsStorage`). */
+  readonly paramsInStorage: boolean;
 
-  constructor(device: GPUDevice) {
+  constructor(device: GPUDevice, options: { paramsInStorage?: boolean } = {}) {
     this.#device = device;
+    this.paramsInStorage = options.paramsInStorage ?? false;
   }
 
   /** Number of compiled pipelines. */
@@ -44,7 +47,8 @@ export class PipelineCache {
     const ready = this.#pipelines.get(key);
     if (ready) return ready;
     const device = this.#device;
-    const code = kernel.source(o);
+    const source = kernel.source(o);
+    const code = this.paramsInStorage ? paramsAsStorage(source) : source;
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ code, label: key });
     const pipeline = device.createComputePipeline({

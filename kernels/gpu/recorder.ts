@@ -28,11 +28,13 @@ export class Recorder {
   /** While set, every dispatch runs in its own timed pass (see profiler.ts). */
   profiler: DispatchProfiler | null = null;
 
-  constructor(device: GPUDevice) {
+  /** `paramsInStorage`: kernels read their params as a storage buffer (see `paramsAsStorage`). */
+  constructor(device: GPUDevice, options: { paramsInStorage?: boolean } = {}) {
     this.#device = device;
+    const storage = options.paramsInStorage ? GPUBufferUsage.STORAGE : 0;
     this.#ring = device.createBuffer({
       size: RING_BYTES,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      usage: GPUBufferUsage.UNIFORM | storage | GPUBufferUsage.COPY_DST,
       label: "uniform-ring",
     });
   }

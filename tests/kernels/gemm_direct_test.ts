@@ -145,9 +145,8 @@ Deno.test("gemm_direct: block choice fits columns, caps small products, limits b
     wg: 16,
     wr: 1,
   });
-  // Stacked thread rows are not picked automatically (lavapipe's memory grew with them; see
-  // THREAD_ROWS), even for 8 columns, where they would save the most.
-  assertEquals(pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn").wr, 1);
+  // 8 columns = 2 vec4: all 16 threads stacked along M instead of 14 on padding columns.
+  assertEquals(pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn").wr, 16);
   // One thread row when asked (the "tn" form).
   assertEquals(pickDirectLayout({ M: 1280, N: 8, K: 11520 }, "bn", 1).wr, 1);
   // Small products use at most 16 accumulators (fast to compile); M = 2 takes 4-row blocks.

@@ -1,5 +1,11 @@
 import { EngineLimitError } from "../../../kernels/gpu/errors.ts";
-import { defineKernel, grid1d, Params, wgslDType } from "../../../kernels/gpu/kernel.ts";
+import {
+  defineKernel,
+  grid1d,
+  Params,
+  paramsAsStorage,
+  wgslDType,
+} from "../../../kernels/gpu/kernel.ts";
 import { bucketSize } from "../../../kernels/gpu/buffer_pool.ts";
 import { Tensor } from "../../../kernels/gpu/tensor.ts";
 import { fromHalfBits, roundToF16, toHalfBits } from "../../../kernels/gpu/half.ts";
@@ -78,6 +84,62 @@ for (const dtype of ["f32", "f16"] as const) {
     x.release();
   });
 }
+
+Deno.test("params as storage: only the params declaration changes", () => {
+  const src = `struct Params { n: u32 }
+@group(0) @binding(0) var<uniform>  p :Params ;
+@group(0) @binding(1) var<uniform> q: Other;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;`;
+  assertEquals(
+    paramsAsStorage(src),
+    `struct Params { n: u32 }
+@group(0) @binding(0) var<storage, read> p: Params;
+@group(0) @binding(1) var<uniform> q: Other;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;`,
+  );
+});
+
+// Each output sums p.k inputs: a loop bounded by a param, which lavapipe would specialise.
+const prefixSum = defineKernel("test_prefix_sum", () =>
+  `struct Params { k: u32, n: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x >= p.n) { return; }
+  var s = 0.0;
+  for (var i = 0u; i < p.k; i++) { s += x[(g.x + i) % p.n]; }
+  y[g.x] = s;
+}`);
+
+gpuTest("runtime: loop-bounding params change per dispatch within one submit", async (gpu) => {
+  // Software adapters read params from storage (lavapipe recompiles shaders per uniform set).
+  assertEquals(gpu.pipelines.paramsInStorage, gpu.info.isFallback);
+  const n = 100, xs = randomArray(n, 5);
+  const x = gpu.upload(xs, [n], "f32");
+  const ks = [1, 7, 3, 64];
+  const ys = ks.map((k) => {
+    const y = gpu.empty([n], "f32");
+    gpu.dispatch(prefixSum, {
+      dtype: "f32",
+      params: new Params().u32(k).u32(n),
+      bindings: [x, y],
+      groups: [Math.ceil(n / 64), 1, 1],
+    });
+    return y;
+  });
+  for (const [j, k] of ks.entries()) {
+    const want = Float32Array.from({ length: n }, (_, i) => {
+      let s = 0;
+      for (let t = 0; t < k; t++) s += xs[(i + t) % n];
+      return s;
+    });
+    assertClose(await gpu.read(ys[j]), want, { atol: 1e-5, rtol: 1e-5 });
+    ys[j].release();
+  }
+  x.release();
+});
 
 gpuTest("runtime: poisoned allocations read back as NaN", async (gpu) => {
   const t = gpu.empty([5], "f32", "poisoned");
