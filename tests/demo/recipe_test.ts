@@ -10,8 +10,10 @@ import { gpuTest, testGpu } from "../gpu.ts";
 import {
   microRecipe,
   OUTPUT_FILES,
+  type RecipeConfig,
   type RecipeSummary,
   runRecipe,
+  TimestepDraw,
 } from "../../tools/demo/recipe.ts";
 import { ARCHITECTURE } from "../../engine/models/architecture.ts";
 import { loadPipeline } from "../../engine/pipeline.ts";
@@ -156,3 +158,31 @@ gpuTest(
     }
   },
 );
+
+Deno.test("demo recipe: the motion stage's timesteps lean to high noise as configured", () => {
+  const draws = (c: Partial<RecipeConfig>, n = 4000) => {
+    const d = new TimestepDraw({ ...microRecipe(3), ...c });
+    return Array.from({ length: n }, () => d.next());
+  };
+  const uniform = draws({ motionTimesteps: undefined });
+  const leaning = draws({ motionTimesteps: { from: 500, share: 0.7 } });
+  for (const ts of [uniform, leaning]) {
+    assert(ts.every((t) => Number.isInteger(t) && t >= 0 && t < 1000), "in [0, 1000)");
+  }
+  const high = (ts: number[]) => ts.filter((t) => t >= 500).length / ts.length;
+  // Uniform: half at t >= 500; 70% from [500, 1000) plus half of the rest: 85%.
+  assert(Math.abs(high(uniform) - 0.5) < 0.03, `uniform: ${high(uniform)}`);
+  assert(Math.abs(high(leaning) - 0.85) < 0.03, `leaning: ${high(leaning)}`);
+  assertEquals(draws({ motionTimesteps: { from: 500, share: 0.7 } }, 50), leaning.slice(0, 50));
+  for (
+    const bad of [{ from: 1000, share: 0.5 }, { from: 200, share: 1.5 }, { from: 2.5, share: 0 }]
+  ) {
+    let error: unknown = null;
+    try {
+      new TimestepDraw({ ...microRecipe(3), motionTimesteps: bad });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof RangeError && /motionTimesteps/.test(error.message), String(error));
+  }
+});

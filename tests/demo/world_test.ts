@@ -239,3 +239,29 @@ Deno.test("world: afterimages trail a moving object, ring a shrinking one, hide 
   }
   assert(error instanceof RangeError && /afterimages/.test(error.message), String(error));
 });
+
+Deno.test("world: afterimageSpacing sets how far the trail reaches", () => {
+  const spec = { colour: "red", shape: "circle", motion: "moving right", frames: 8 } as const;
+  const rgbAt = (f: { data: Uint8ClampedArray; width: number }, x: number, y: number) => {
+    const p = (Math.round(y) * f.width + Math.round(x)) * 4;
+    return [f.data[p], f.data[p + 1], f.data[p + 2]];
+  };
+  const plain = renderClip(44, spec);
+  const [cx, cy] = plain.truth.centres[7], size = plain.truth.sizes[7];
+  // 3 copies 0.22 sizes apart reach 0.66 + 0.5 sizes behind the centre; 0.4 apart, 1.7.
+  const x = cx - 1.4 * size;
+  const dark = (rgb: number[]) => Math.hypot(...rgb.map((v, i) => v - DARK_RGB[i])) < 1;
+  assert(dark(rgbAt(renderClip(44, { ...spec, afterimages: 3 }).frames[7], x, cy)), "default");
+  const wide = renderClip(44, { ...spec, afterimages: 3, afterimageSpacing: 0.4 });
+  assert(!dark(rgbAt(wide.frames[7], x, cy)), "0.4: a copy 1.4 sizes behind");
+  assertEquals(wide.truth, plain.truth);
+  for (const bad of [0, -1, 3, NaN]) {
+    let error: unknown = null;
+    try {
+      renderClip(3, { afterimages: 2, afterimageSpacing: bad });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof RangeError && /afterimageSpacing/.test(error.message), `${bad}`);
+  }
+});

@@ -36,10 +36,12 @@ export async function probeMotionWords(
   const recipe = JSON.parse(await Deno.readTextFile(join(dir, "recipe.json")));
   const { size: S, frames: F } = recipe.config as { size: number; frames: number };
   const afterimages = o.afterimages ?? recipe.config.afterimages ?? 0;
+  const afterimageSpacing = recipe.config.afterimageSpacing;
   const B = o.clips ?? 8, side = S / 8;
   const clips = Array.from(
     { length: B },
-    (_, i) => renderClip(900_000 + i, { frames: F, width: S, height: S, afterimages }),
+    (_, i) =>
+      renderClip(900_000 + i, { frames: F, width: S, height: S, afterimages, afterimageSpacing }),
   );
   const pixels = new Float32Array(B * F * 3 * S * S);
   clips.forEach((c, b) =>

@@ -133,8 +133,21 @@ export interface RecipeConfig {
   nullTextRatio: number;
   /** Global gradient-norm clipping. */
   maxGradNorm: number;
-  /** The world's motion blur: afterimages per frame (see world.ts `afterimages`; default 0). */
+  /**
+   * The world's motion blur in the UNet, motion and paper stages: afterimages per frame (see
+   * world.ts `afterimages`; default 0). The VAE stages draw plain stills: reconstruction does not
+   * depend on it.
+   */
   afterimages?: number;
+  /** Spacing of the afterimages as a fraction of the object's size (world.ts default if omitted). */
+  afterimageSpacing?: number;
+  /**
+   * Motion stage: this share of the clips draws its timestep from [from, 1000) instead of
+   * [0, 1000). Where the object is in each frame is decided at high noise, where the epsilon
+   * loss is smallest (it is about SNR(t) times the error in x0), so uniform timesteps leave the
+   * motion module's gradient to the low-noise steps, which only refine detail. Omitted: uniform.
+   */
+  motionTimesteps?: { from: number; share: number };
   stages: Record<TrainedStage, StageSettings>;
 }
 
@@ -511,7 +524,7 @@ const STAGE_RUNNERS: Record<Stage, StageRunner> = {
 async function trainVaeStage(ctx: StageContext): Promise<StageReport> {
   const c = ctx.config;
   const model = newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 1);
-  const data = new StillSource(c, "vae", null);
+  const data = new StillSource(c, "vae", null, false);
   // The objects cover ~2% of a frame, so full frames alone teach the backgrounds long before
   // the objects: all but one step in VAE_FULL_EVERY train on crops around the object instead
   // (the VAE is convolutional), VAE_CROP_FACTOR times as many at a quarter of the pixels each.
@@ -546,7 +559,7 @@ async function trainDecoderStage(ctx: StageContext): Promise<StageReport> {
     ...newModel({ unet: c.unet, vae: c.vae, clip: c.clip }, c.seed * 4 + 1),
     vae: base,
   };
-  const data = new StillSource(c, "decoder", null);
+  const data = new StillSource(c, "decoder", null, false);
   let step = 0;
   const { report, params } = await train(ctx, "decoder", {
     modelWeights: model,
@@ -622,6 +635,7 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
   const model = await readModel(ctx, c);
   const data = await pooled(ctx, model.vae, "motion", new ClipSource(c));
   const config = motionConfigOf(c);
+  const draw = new TimestepDraw(c);
   await writeJson(join(ctx.out, OUTPUT_FILES.motionConfig), motionAdapterConfigJson(config));
   const { report } = await train(
     ctx,
@@ -631,13 +645,46 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
       train: "motion",
       motionModuleConfig: join(ctx.out, OUTPUT_FILES.motionConfig),
     },
-    () => data.next(c.stages.motion.batch),
+    () => {
+      const b = data.next(c.stages.motion.batch);
+      return { ...b, timesteps: b.prompts.map(() => draw.next()) };
+    },
     async (trainer) => {
       // trainer.save writes the original AnimateDiff layout in f32; the shipped file is f16.
       await savedAsF16(ctx, trainer, "motion");
     },
   );
   return report;
+}
+
+/**
+ * The motion stage's timesteps: uniform in [0, 1000), or with `motionTimesteps` a share of them
+ * uniform in [from, 1000) (seeded).
+ */
+export class TimestepDraw {
+  readonly #rng: WorldRng;
+  readonly #high: { from: number; share: number } | null;
+
+  constructor(c: RecipeConfig) {
+    this.#rng = new WorldRng(`motion timesteps ${c.seed}`);
+    const h = c.motionTimesteps ?? null;
+    if (
+      h &&
+      !(Number.isInteger(h.from) && h.from >= 0 && h.from < 1000 && h.share >= 0 && h.share <= 1)
+    ) {
+      throw new RangeError(
+        `motionTimesteps: expected from an integer in [0, 1000) and share in [0, 1], got ${
+          JSON.stringify(h)
+        }`,
+      );
+    }
+    this.#high = h;
+  }
+
+  next(): number {
+    const from = this.#high && this.#rng.next() < this.#high.share ? this.#high.from : 0;
+    return from + this.#rng.int(1000 - from);
+  }
 }
 
 /** Stage 4: demo:paper, the base UNet personalised on paper stills (a LoRA or a fine-tune). */
@@ -810,6 +857,8 @@ class StillSource implements SampleSource {
     readonly config: RecipeConfig,
     label: string,
     readonly background: Background | null,
+    /** Draw the recipe's afterimages (false: plain stills, for the VAE stages). */
+    readonly blurred = true,
   ) {
     this.dealer = new PromptDealer(config, `stills ${label}`);
   }
@@ -831,7 +880,7 @@ class StillSource implements SampleSource {
         width: s,
         height: s,
         captionWithMotion: true,
-        afterimages: this.config.afterimages,
+        ...(this.blurred ? motionBlur(this.config) : {}),
       });
       const rgba = crop ? cropAround(still, crop, this.dealer.rng) : still.frame.data;
       putPixels(data, i * per, rgba);
@@ -862,13 +911,18 @@ class ClipSource implements SampleSource {
         frames: f,
         width: s,
         height: s,
-        afterimages: this.config.afterimages,
+        ...motionBlur(this.config),
       });
       clip.frames.forEach((frame, t) => putPixels(data, (i * f + t) * per, frame.data));
       prompts.push(caption(clip.caption));
     }
     return { pixels: { shape: [b, f, 3, s, s], data }, prompts };
   }
+}
+
+/** The world options for a recipe's afterimages. */
+export function motionBlur(c: RecipeConfig): { afterimages?: number; afterimageSpacing?: number } {
+  return { afterimages: c.afterimages, afterimageSpacing: c.afterimageSpacing };
 }
 
 /** What a stage trains on: pixels with prompts, or (pooled) latents with prompts. */
@@ -1029,7 +1083,7 @@ export async function calibrateDecoderColours(
   vae: TensorMap,
 ): Promise<TensorMap> {
   const store = new WeightStore(gpu, vae, { dtype: "f32", part: "vae" });
-  const { pixels } = new StillSource(c, "calibration", null).next(CALIBRATION_SAMPLES);
+  const { pixels } = new StillSource(c, "calibration", null, false).next(CALIBRATION_SAMPLES);
   let decoded: Float32Array;
   try {
     const encoder = new VaeEncoder(store, c.vae), decoder = new VaeDecoder(store, c.vae);
@@ -1095,7 +1149,7 @@ function solve4(m: Float64Array, v: Float64Array): number[] {
 
 /** 1 / std of the VAE's latent means over stills of both backgrounds (as SD's 0.18215). */
 async function measureScalingFactor(gpu: Gpu, c: RecipeConfig, vae: TensorMap): Promise<number> {
-  const { pixels } = new StillSource(c, "scaling", null).next(SCALING_SAMPLES);
+  const { pixels } = new StillSource(c, "scaling", null, false).next(SCALING_SAMPLES);
   const [m] = await withEncoder(gpu, c, vae, (encode) => encode(pixels.data, pixels.shape));
   const mu = m.reduce((a, v) => a + v, 0) / m.length;
   const std = Math.sqrt(m.reduce((a, v) => a + (v - mu) ** 2, 0) / m.length);

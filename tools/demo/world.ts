@@ -196,6 +196,11 @@ export interface RenderOptions extends Partial<ClipSpec> {
    * object moves, as real video frames do; without it the motion words are invisible in a still.
    */
   afterimages?: number;
+  /**
+   * How far apart afterimages are, as a fraction of the object's size (or of its size step);
+   * default {@link AFTERIMAGE_SPACING}. Wider trails stay visible after 8x downsampling.
+   */
+  afterimageSpacing?: number;
 }
 
 /**
@@ -397,11 +402,15 @@ export function renderClip(seed: number, options: RenderOptions = {}): WorldClip
   if (!Number.isInteger(ghosts) || ghosts < 0 || ghosts > 8) {
     throw new RangeError(`renderClip: expected afterimages to be an integer 0..8, got ${ghosts}`);
   }
+  const spacing = options.afterimageSpacing ?? AFTERIMAGE_SPACING;
+  if (!(spacing > 0 && spacing <= 2)) {
+    throw new RangeError(`renderClip: expected afterimageSpacing in (0, 2], got ${spacing}`);
+  }
   const frames = centres.map((c, t) => {
     const data = backdrop.slice();
     // Oldest (faintest) first, so that newer copies and the object cover them.
     for (let k = ghosts; k >= 1; k--) {
-      const { centre, size } = afterimage(spec.motion, c, sizes[t], k);
+      const { centre, size } = afterimage(spec.motion, c, sizes[t], spacing * k);
       drawShape(data, width, height, {
         shape: spec.shape,
         rgb: COLOUR_RGB[spec.colour],
@@ -443,14 +452,13 @@ export function renderStill(seed: number, options: StillOptions = {}): WorldStil
   };
 }
 
-/** Where the `k`-th afterimage of an object at `centre` with `size` is drawn. */
+/** Where an afterimage `d` object sizes (or size steps) back from `centre` with `size` is drawn. */
 function afterimage(
   motion: Motion,
   centre: [number, number],
   size: number,
-  k: number,
+  d: number,
 ): { centre: [number, number]; size: number } {
-  const d = AFTERIMAGE_SPACING * k;
   switch (motion) {
     case "moving left":
       return { centre: [centre[0] + d * size, centre[1]], size };
