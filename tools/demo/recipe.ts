@@ -355,6 +355,8 @@ export interface StageReport {
   seconds: number;
   /** Mean wall seconds per training step. */
   secondsPerStep: number;
+  /** The stage's full (unscaled) steps, as configured (0 for closed-form stages). */
+  fullSteps?: number;
   /** Seconds the stage's full (unscaled) steps would take at that rate. */
   fullSeconds: number;
   /** Mean loss over the first and last tenth of the steps. */
@@ -764,6 +766,7 @@ async function train(
       steps,
       seconds: 0,
       secondsPerStep,
+      fullSteps: s.steps,
       fullSeconds: secondsPerStep * s.steps,
       firstLoss: mean(losses.slice(0, tenth)),
       lastLoss: mean(losses.slice(-tenth)),

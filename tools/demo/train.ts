@@ -137,9 +137,7 @@ async function main(args: string[]): Promise<number> {
     onStage: (stage, r) =>
       log(
         `${stage}: ${r.steps} steps in ${duration(r.seconds)} (${r.secondsPerStep.toFixed(2)} ` +
-          `s/step; full recipe's ${
-            stage === "calibrate" ? 0 : DEMO_RECIPE.stages[stage].steps
-          } steps: ` +
+          `s/step; full recipe's ${r.fullSteps ?? 0} steps: ` +
           `${duration(r.fullSeconds)}), loss ${r.firstLoss.toFixed(4)} -> ${r.lastLoss.toFixed(4)}`,
       ),
   });
