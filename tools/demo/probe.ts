@@ -1,8 +1,10 @@
 /**
  * Does a demo model's motion module follow the motion words? Its denoising loss on fresh world
  * clips (seeds from 900,000: never trained on) with each clip's own prompt, with the opposite
- * motion word (left <-> right, up <-> down, growing <-> shrinking) and with no prompt, at
- * t = 100..900, through the trainer's forward. A module that reads the motion word does worse with
+ * motion word (left <-> right, up <-> down, growing <-> shrinking) and with no prompt, and with
+ * its own prompt but no motion module (`identity`), at t = 100..999, through the trainer's
+ * forward. A module that helps beats the identity, most of all at high noise, where the layout
+ * of each frame is decided. A module that reads the motion word does worse with
  * the opposite one; equal losses mean the prompt's motion never reaches it (the motion module
  * reads text only through the frozen UNet's features).
  *
@@ -26,13 +28,13 @@ const OPPOSITE: Record<string, string> = {
   growing: "shrinking",
   shrinking: "growing",
 };
-const TIMESTEPS = [100, 300, 500, 700, 900];
+const TIMESTEPS = [100, 300, 500, 700, 850, 950, 999];
 
 /** The loss per timestep for each prompt variant. */
 export async function probeMotionWords(
   dir: string,
   o: { clips?: number; afterimages?: number } = {},
-): Promise<Record<"own" | "opposite" | "empty", number[]>> {
+): Promise<Record<"own" | "opposite" | "empty" | "identity", number[]>> {
   const recipe = JSON.parse(await Deno.readTextFile(join(dir, "recipe.json")));
   const { size: S, frames: F } = recipe.config as { size: number; frames: number };
   const afterimages = o.afterimages ?? recipe.config.afterimages ?? 0;
@@ -62,15 +64,21 @@ export async function probeMotionWords(
   const gen = new TorchGenerator(123);
   const noise = gen.randn([B, 4, F, side, side]);
   const posterior = gen.randn([B * F, 4, side, side]);
-  const trainer = await createTrainer({
-    train: "motion",
-    model: dir,
-    motionModule: join(dir, "motion_module.safetensors"),
-    seed: 1,
-  });
-  const out = { own: [] as number[], opposite: [] as number[], empty: [] as number[] };
-  try {
-    for (const [name, prompts] of Object.entries(variants) as [keyof typeof out, string[]][]) {
+  type Row = "own" | "opposite" | "empty" | "identity";
+  const out: Record<Row, number[]> = { own: [], opposite: [], empty: [], identity: [] };
+  // "identity": the clip's own prompt with no motion module (a zero-initialised one, whose
+  // output projection is zero): what the trained module gains over the frozen image model.
+  const runs: [Row, string[], string | undefined][] = [
+    ...Object.entries(variants).map(([name, prompts]): [Row, string[], string] => [
+      name as Row,
+      prompts,
+      join(dir, "motion_module.safetensors"),
+    ]),
+    ["identity", own, undefined],
+  ];
+  for (const [name, prompts, motionModule] of runs) {
+    const trainer = await createTrainer({ train: "motion", model: dir, motionModule, seed: 1 });
+    try {
       for (const t of TIMESTEPS) {
         out[name].push(
           await trainer.loss({
@@ -82,9 +90,9 @@ export async function probeMotionWords(
           }),
         );
       }
+    } finally {
+      trainer.dispose();
     }
-  } finally {
-    trainer.dispose();
   }
   return out;
 }
