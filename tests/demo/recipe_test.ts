@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { assert, assertEquals } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import {
+  checkRecipe,
   microRecipe,
   OUTPUT_FILES,
   type RecipeConfig,
@@ -159,13 +160,18 @@ gpuTest(
   },
 );
 
-Deno.test("demo recipe: the motion stage's timesteps lean to high noise as configured", () => {
-  const draws = (c: Partial<RecipeConfig>, n = 4000) => {
-    const d = new TimestepDraw({ ...microRecipe(3), ...c });
+Deno.test("demo recipe: a stage's timesteps lean to high noise as configured", () => {
+  const withHigh = (highNoise?: { from: number; share: number }): RecipeConfig => {
+    const c = microRecipe(3);
+    return { ...c, stages: { ...c.stages, unet: { ...c.stages.unet, highNoise } } };
+  };
+  const draws = (c: RecipeConfig, n = 4000) => {
+    const d = new TimestepDraw(c, "unet");
     return Array.from({ length: n }, () => d.next());
   };
-  const uniform = draws({ motionTimesteps: undefined });
-  const leaning = draws({ motionTimesteps: { from: 500, share: 0.7 } });
+  assertEquals(new TimestepDraw(withHigh(), "unet").leaning, false);
+  const uniform = draws(withHigh());
+  const leaning = draws(withHigh({ from: 500, share: 0.7 }));
   for (const ts of [uniform, leaning]) {
     assert(ts.every((t) => Number.isInteger(t) && t >= 0 && t < 1000), "in [0, 1000)");
   }
@@ -173,16 +179,27 @@ Deno.test("demo recipe: the motion stage's timesteps lean to high noise as confi
   // Uniform: half at t >= 500; 70% from [500, 1000) plus half of the rest: 85%.
   assert(Math.abs(high(uniform) - 0.5) < 0.03, `uniform: ${high(uniform)}`);
   assert(Math.abs(high(leaning) - 0.85) < 0.03, `leaning: ${high(leaning)}`);
-  assertEquals(draws({ motionTimesteps: { from: 500, share: 0.7 } }, 50), leaning.slice(0, 50));
-  for (
-    const bad of [{ from: 1000, share: 0.5 }, { from: 200, share: 1.5 }, { from: 2.5, share: 0 }]
-  ) {
+  assertEquals(draws(withHigh({ from: 500, share: 0.7 }), 50), leaning.slice(0, 50));
+  const bad: [RecipeConfig, RegExp][] = [
+    ...[{ from: 1000, share: 0.5 }, { from: 200, share: 1.5 }, { from: 2.5, share: 0 }].map((
+      h,
+    ): [RecipeConfig, RegExp] => [withHigh(h), /stages\.unet\.highNoise/]),
+    [{
+      ...microRecipe(3),
+      stages: {
+        ...microRecipe(3).stages,
+        vae: { ...microRecipe(3).stages.vae, highNoise: { from: 500, share: 1 } },
+      },
+    }, /stages\.vae\.highNoise: only the diffusion stages/],
+  ];
+  for (const [config, message] of bad) {
     let error: unknown = null;
     try {
-      new TimestepDraw({ ...microRecipe(3), motionTimesteps: bad });
+      new TimestepDraw(config, "unet");
+      checkRecipe(config);
     } catch (e) {
       error = e;
     }
-    assert(error instanceof RangeError && /motionTimesteps/.test(error.message), String(error));
+    assert(error instanceof RangeError && message.test(error.message), String(error));
   }
 });

@@ -105,6 +105,14 @@ export interface StageSettings {
    * step renders and encodes its own (the VAE stage always does).
    */
   pool?: number;
+  /**
+   * UNet, motion and paper stages: this share of the samples draws its timestep from
+   * [from, 1000) instead of [0, 1000). Colours and where the object is in each frame are
+   * decided at high noise, where the epsilon loss is smallest (about SNR(t) times the error in
+   * x0), so uniform timesteps leave the gradient to the low-noise steps, which only refine
+   * detail. Omitted: uniform, as the trainer draws them.
+   */
+  highNoise?: { from: number; share: number };
 }
 
 /**
@@ -141,13 +149,6 @@ export interface RecipeConfig {
   afterimages?: number;
   /** Spacing of the afterimages as a fraction of the object's size (world.ts default if omitted). */
   afterimageSpacing?: number;
-  /**
-   * Motion stage: this share of the clips draws its timestep from [from, 1000) instead of
-   * [0, 1000). Where the object is in each frame is decided at high noise, where the epsilon
-   * loss is smallest (it is about SNR(t) times the error in x0), so uniform timesteps leave the
-   * motion module's gradient to the low-noise steps, which only refine detail. Omitted: uniform.
-   */
-  motionTimesteps?: { from: number; share: number };
   stages: Record<TrainedStage, StageSettings>;
 }
 
@@ -273,7 +274,8 @@ export function microRecipe(seed = 0): RecipeConfig {
     stages: {
       vae: stage,
       unet: { ...stage, pool: 3 },
-      motion: { ...stage, batch: 1, pool: 2 },
+      // highNoise here so that the micro run covers the stage-drawn timesteps too.
+      motion: { ...stage, batch: 1, pool: 2, highNoise: { from: 500, share: 0.5 } },
       paper: stage,
       decoder: stage,
     },
@@ -437,7 +439,7 @@ export async function runRecipe(
   config: RecipeConfig,
   options: RunRecipeOptions,
 ): Promise<RecipeSummary> {
-  checkConfig(config);
+  checkRecipe(config);
   const out = options.out, scale = options.stepsScale ?? 1;
   if (!(scale > 0)) throw new RangeError(`stepsScale: expected a number > 0, got ${scale}`);
   await Deno.mkdir(out, { recursive: true });
@@ -475,7 +477,15 @@ export async function runRecipe(
   return summary;
 }
 
-function checkConfig(c: RecipeConfig): void {
+/**
+ * Throws a RangeError naming the first setting of a recipe that cannot be trained.
+ *
+ * @example
+ * ```ts
+ * checkRecipe(DEMO_RECIPE); // fine
+ * ```
+ */
+export function checkRecipe(c: RecipeConfig): void {
   if (!Number.isInteger(c.size) || c.size < 16 || c.size % 8) {
     throw new RangeError(`size: expected a multiple of 8 >= 16, got ${c.size}`);
   }
@@ -498,6 +508,10 @@ function checkConfig(c: RecipeConfig): void {
     if (!(s.steps >= 1 && s.batch >= 1 && s.lr > 0 && s.warmup >= 0)) {
       throw new RangeError(`stages.${stage}: expected steps, batch >= 1, lr > 0, warmup >= 0`);
     }
+    if (s.highNoise && (stage === "vae" || stage === "decoder")) {
+      throw new RangeError(`stages.${stage}.highNoise: only the diffusion stages draw timesteps`);
+    }
+    new TimestepDraw(c, stage); // checks highNoise
   }
 }
 
@@ -637,7 +651,6 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
   const model = await readModel(ctx, c);
   const data = await pooled(ctx, model.vae, "motion", new ClipSource(c));
   const config = motionConfigOf(c);
-  const draw = new TimestepDraw(c);
   await writeJson(join(ctx.out, OUTPUT_FILES.motionConfig), motionAdapterConfigJson(config));
   const { report } = await train(
     ctx,
@@ -647,10 +660,7 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
       train: "motion",
       motionModuleConfig: join(ctx.out, OUTPUT_FILES.motionConfig),
     },
-    () => {
-      const b = data.next(c.stages.motion.batch);
-      return { ...b, timesteps: b.prompts.map(() => draw.next()) };
-    },
+    () => data.next(c.stages.motion.batch),
     async (trainer) => {
       // trainer.save writes the original AnimateDiff layout in f32; the shipped file is f16.
       await savedAsF16(ctx, trainer, "motion");
@@ -660,27 +670,32 @@ async function trainMotionStage(ctx: StageContext): Promise<StageReport> {
 }
 
 /**
- * The motion stage's timesteps: uniform in [0, 1000), or with `motionTimesteps` a share of them
- * uniform in [from, 1000) (seeded).
+ * A diffusion stage's timesteps: uniform in [0, 1000), or with the stage's `highNoise` a share
+ * of them uniform in [from, 1000) (seeded per stage).
  */
 export class TimestepDraw {
   readonly #rng: WorldRng;
   readonly #high: { from: number; share: number } | null;
 
-  constructor(c: RecipeConfig) {
-    this.#rng = new WorldRng(`motion timesteps ${c.seed}`);
-    const h = c.motionTimesteps ?? null;
+  constructor(c: RecipeConfig, stage: TrainedStage) {
+    this.#rng = new WorldRng(`${stage} timesteps ${c.seed}`);
+    const h = c.stages[stage].highNoise ?? null;
     if (
       h &&
       !(Number.isInteger(h.from) && h.from >= 0 && h.from < 1000 && h.share >= 0 && h.share <= 1)
     ) {
       throw new RangeError(
-        `motionTimesteps: expected from an integer in [0, 1000) and share in [0, 1], got ${
+        `stages.${stage}.highNoise: expected from an integer in [0, 1000) and share in [0, 1], got ${
           JSON.stringify(h)
         }`,
       );
     }
     this.#high = h;
+  }
+
+  /** Whether the stage sets its own timesteps (else the trainer draws them). */
+  get leaning(): boolean {
+    return this.#high !== null;
   }
 
   next(): number {
@@ -740,8 +755,13 @@ async function train(
   try {
     const losses: number[] = [];
     let trainSeconds = 0;
+    const draw = new TimestepDraw(ctx.config, stage);
     for (let i = 0; i < steps; i++) {
       const b = batch();
+      if (draw.leaning) {
+        if (!b.prompts) throw new Error(`stages.${stage}.highNoise: the stage has no timesteps`);
+        b.timesteps = b.prompts.map(() => draw.next());
+      }
       const t0 = performance.now();
       const { loss } = await trainer.step(b);
       trainSeconds += (performance.now() - t0) / 1000;
