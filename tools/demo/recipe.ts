@@ -508,10 +508,7 @@ export function checkRecipe(c: RecipeConfig): void {
     if (!(s.steps >= 1 && s.batch >= 1 && s.lr > 0 && s.warmup >= 0)) {
       throw new RangeError(`stages.${stage}: expected steps, batch >= 1, lr > 0, warmup >= 0`);
     }
-    if (s.highNoise && (stage === "vae" || stage === "decoder")) {
-      throw new RangeError(`stages.${stage}.highNoise: only the diffusion stages draw timesteps`);
-    }
-    new TimestepDraw(c, stage); // checks highNoise
+    checkHighNoise(stage, s.highNoise);
   }
 }
 
@@ -680,16 +677,7 @@ export class TimestepDraw {
   constructor(c: RecipeConfig, stage: TrainedStage) {
     this.#rng = new WorldRng(`${stage} timesteps ${c.seed}`);
     const h = c.stages[stage].highNoise ?? null;
-    if (
-      h &&
-      !(Number.isInteger(h.from) && h.from >= 0 && h.from < 1000 && h.share >= 0 && h.share <= 1)
-    ) {
-      throw new RangeError(
-        `stages.${stage}.highNoise: expected from an integer in [0, 1000) and share in [0, 1], got ${
-          JSON.stringify(h)
-        }`,
-      );
-    }
+    checkHighNoise(stage, h);
     this.#high = h;
   }
 
@@ -701,6 +689,21 @@ export class TimestepDraw {
   next(): number {
     const from = this.#high && this.#rng.next() < this.#high.share ? this.#high.from : 0;
     return from + this.#rng.int(1000 - from);
+  }
+}
+
+/** Throws a RangeError unless `h` is a valid `highNoise` setting for `stage` (or absent). */
+function checkHighNoise(stage: TrainedStage, h: StageSettings["highNoise"] | null): void {
+  if (!h) return;
+  if (stage === "vae" || stage === "decoder") {
+    throw new RangeError(`stages.${stage}.highNoise: only the diffusion stages draw timesteps`);
+  }
+  if (!(Number.isInteger(h.from) && h.from >= 0 && h.from < 1000 && h.share >= 0 && h.share <= 1)) {
+    throw new RangeError(
+      `stages.${stage}.highNoise: expected from an integer in [0, 1000) and share in [0, 1], got ${
+        JSON.stringify(h)
+      }`,
+    );
   }
 }
 
@@ -758,10 +761,7 @@ async function train(
     const draw = new TimestepDraw(ctx.config, stage);
     for (let i = 0; i < steps; i++) {
       const b = batch();
-      if (draw.leaning) {
-        if (!b.prompts) throw new Error(`stages.${stage}.highNoise: the stage has no timesteps`);
-        b.timesteps = b.prompts.map(() => draw.next());
-      }
+      if (draw.leaning) b.timesteps = Array.from({ length: s.batch }, () => draw.next());
       const t0 = performance.now();
       const { loss } = await trainer.step(b);
       trainSeconds += (performance.now() - t0) / 1000;
@@ -944,7 +944,7 @@ class ClipSource implements SampleSource {
 }
 
 /** The world options for a recipe's afterimages. */
-export function motionBlur(c: RecipeConfig): { afterimages?: number; afterimageSpacing?: number } {
+function motionBlur(c: RecipeConfig): { afterimages?: number; afterimageSpacing?: number } {
   return { afterimages: c.afterimages, afterimageSpacing: c.afterimageSpacing };
 }
 
