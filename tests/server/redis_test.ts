@@ -280,12 +280,20 @@ redisTest("redis: a draining worker finishes its job and takes no new one", asyn
   try {
     const [a] = c.nodes;
     const w = await c.startWorker({ stepMs: 40 });
-    const id = await submit(a);
+    // 25 steps of 40 ms: the job outlasts the draining heartbeat by far.
+    const id = await submit(a, { ...SMALL_REQUEST, steps: 25 });
     await waitFor(a, id, ["running"]);
     const next = await submit(a);
     const drained = w.drain();
-    const h1 = await (await a.request("/healthz")).json();
-    assert(h1.workers.some((x: { draining: boolean }) => x.draining), "draining shown");
+    // drain() publishes its heartbeat without waiting for it: /healthz shows it shortly after.
+    const t0 = Date.now();
+    for (;;) {
+      const h1 = await (await a.request("/healthz")).json();
+      if (h1.workers.some((x: { draining: boolean }) => x.draining)) break;
+      assert(Date.now() - t0 < 2000, "draining shown within 2 s");
+      await new Promise((ok) => setTimeout(ok, 10));
+    }
+    assertEquals((await view(a, id)).status, "running", "still running while draining");
     await drained;
     assertEquals((await view(a, id)).status, "succeeded");
     assertEquals((await view(a, next)).status, "queued");
