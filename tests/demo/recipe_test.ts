@@ -203,3 +203,21 @@ Deno.test("demo recipe: a stage's timesteps lean to high noise as configured", (
     assert(error instanceof RangeError && message.test(error.message), String(error));
   }
 });
+
+Deno.test("demo recipe: bad world options are refused before any training", () => {
+  const bad: [Partial<RecipeConfig>, RegExp][] = [
+    [{ objectScale: 3 }, /objectScale in \[0\.5, 2\]/],
+    [{ afterimages: 1.5 }, /afterimages to be an integer/],
+    [{ afterimages: 2, afterimageSpacing: 0 }, /afterimageSpacing in \(0, 2\]/],
+  ];
+  for (const [patch, message] of bad) {
+    let error: unknown = null;
+    try {
+      checkRecipe({ ...microRecipe(1), ...patch });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof RangeError && message.test(error.message), String(error));
+  }
+  checkRecipe({ ...microRecipe(1), objectScale: 1.4, afterimages: 3, afterimageSpacing: 0.3 });
+});

@@ -265,3 +265,50 @@ Deno.test("world: afterimageSpacing sets how far the trail reaches", () => {
     assert(error instanceof RangeError && /afterimageSpacing/.test(error.message), `${bad}`);
   }
 });
+
+Deno.test("world: objectScale draws larger objects that still fit and still travel", () => {
+  const sizes = (scale: number, motion: (typeof MOTIONS)[number]) =>
+    Array.from({ length: 40 }, (_, i) => {
+      const c = renderClip(300 + i, { motion, frames: 8, objectScale: scale });
+      return c.truth;
+    });
+  assertEquals(
+    renderClip(5, { objectScale: 1 }).frames,
+    renderClip(5).frames,
+    "scale 1 is the default world, pixel for pixel",
+  );
+  for (const motion of MOTIONS) {
+    const plain = sizes(1, motion), big = sizes(1.4, motion);
+    const mean = (ts: typeof plain) => ts.reduce((a, t) => a + Math.max(...t.sizes), 0) / ts.length;
+    const ratio = mean(big) / mean(plain);
+    assert(ratio > 1.25 && ratio < 1.45, `${motion}: 1.4x objects are ${ratio.toFixed(2)}x`);
+    for (const t of [...big, ...sizes(2, motion)]) {
+      // Whole inside the frame in every frame (extents as the module doc gives them).
+      t.centres.forEach(([x, y], f) => {
+        const s = t.sizes[f];
+        const [up, down] = t.shape === "triangle" ? [2 / 3, 1 / 3] : [0.5, 0.5];
+        assert(
+          x - s / 2 >= MARGIN - 1e-9 && x + s / 2 <= t.width - MARGIN + 1e-9 &&
+            y - up * s >= MARGIN - 1e-9 && y + down * s <= t.height - MARGIN + 1e-9,
+          `${motion}: frame ${f} leaves the frame`,
+        );
+      });
+      if (motion.startsWith("moving")) {
+        const [a, b] = [t.centres[0], t.centres[7]];
+        assert(Math.hypot(b[0] - a[0], b[1] - a[1]) >= 0.12 * t.width, `${motion}: travels`);
+      } else {
+        const r = t.sizes[7] / t.sizes[0];
+        assert(motion === "growing" ? r >= 1.5 : r <= 1 / 1.5, `${motion}: x${r.toFixed(2)}`);
+      }
+    }
+  }
+  for (const bad of [0.4, 2.5, NaN]) {
+    let error: unknown = null;
+    try {
+      renderClip(3, { objectScale: bad });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof RangeError && /objectScale/.test(error.message), `${bad}`);
+  }
+});

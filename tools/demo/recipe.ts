@@ -149,6 +149,8 @@ export interface RecipeConfig {
   afterimages?: number;
   /** Spacing of the afterimages as a fraction of the object's size (world.ts default if omitted). */
   afterimageSpacing?: number;
+  /** Object sizes in every stage, VAE included, as world.ts `objectScale` (default 1). */
+  objectScale?: number;
   stages: Record<TrainedStage, StageSettings>;
 }
 
@@ -510,6 +512,8 @@ export function checkRecipe(c: RecipeConfig): void {
     }
     checkHighNoise(stage, s.highNoise);
   }
+  // The world's options are checked by drawing one frame: its errors name the option.
+  renderClip(0, { frames: 1, width: c.size, height: c.size, ...worldOptions(c, true) });
 }
 
 interface StageContext {
@@ -903,7 +907,7 @@ class StillSource implements SampleSource {
         width: s,
         height: s,
         captionWithMotion: true,
-        ...(this.blurred ? motionBlur(this.config) : {}),
+        ...worldOptions(this.config, this.blurred),
       });
       const rgba = crop ? cropAround(still, crop, this.dealer.rng) : still.frame.data;
       putPixels(data, i * per, rgba);
@@ -934,7 +938,7 @@ class ClipSource implements SampleSource {
         frames: f,
         width: s,
         height: s,
-        ...motionBlur(this.config),
+        ...worldOptions(this.config, true),
       });
       clip.frames.forEach((frame, t) => putPixels(data, (i * f + t) * per, frame.data));
       prompts.push(caption(clip.caption));
@@ -943,9 +947,15 @@ class ClipSource implements SampleSource {
   }
 }
 
-/** The world options for a recipe's afterimages. */
-function motionBlur(c: RecipeConfig): { afterimages?: number; afterimageSpacing?: number } {
-  return { afterimages: c.afterimages, afterimageSpacing: c.afterimageSpacing };
+/** The world options of a recipe: its object scale, and its afterimages unless `blurred` is false. */
+function worldOptions(
+  c: RecipeConfig,
+  blurred: boolean,
+): { afterimages?: number; afterimageSpacing?: number; objectScale?: number } {
+  const scale = { objectScale: c.objectScale };
+  return blurred
+    ? { ...scale, afterimages: c.afterimages, afterimageSpacing: c.afterimageSpacing }
+    : scale;
 }
 
 /** What a stage trains on: pixels with prompts, or (pooled) latents with prompts. */

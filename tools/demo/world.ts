@@ -201,6 +201,13 @@ export interface RenderOptions extends Partial<ClipSpec> {
    * default {@link AFTERIMAGE_SPACING}. Wider trails stay visible after 8x downsampling.
    */
   afterimageSpacing?: number;
+  /**
+   * How big objects are drawn, as a multiple of the world's sizes (default 1; in [0.5, 2]).
+   * Sizes stay capped so that the object fits the frame and a moving one still travels. After
+   * the VAE's 8x downsampling a 64 x 64 frame is 8 x 8 latent pixels: at scale 1 an object spans
+   * about 2 of them, too few for its shape; larger objects keep their shape and colour.
+   */
+  objectScale?: number;
 }
 
 /**
@@ -233,6 +240,8 @@ const SCALING_SMALL = [0.16, 0.24] as const;
 const SCALING_FACTOR = [2, 2.8] as const;
 /** The largest size a growing object reaches, as a fraction of the shorter side. */
 const SCALING_MAX = 0.7;
+/** Whatever the object scale: the largest moving object, and the largest a scaling one gets. */
+const SCALED_CAPS = { moving: 0.5, scaling: 0.85 } as const;
 
 /**
  * A small seeded PRNG (mulberry32): `next()` gives uniform floats in [0, 1).
@@ -396,7 +405,11 @@ export function renderClip(seed: number, options: RenderOptions = {}): WorldClip
     motion: options.motion ?? rng.pick(MOTIONS),
     background: options.background ?? "dark",
   };
-  const { centres, sizes } = trajectory(spec, n, width, height, rng);
+  const scale = options.objectScale ?? 1;
+  if (!(scale >= 0.5 && scale <= 2)) {
+    throw new RangeError(`renderClip: expected objectScale in [0.5, 2], got ${scale}`);
+  }
+  const { centres, sizes } = trajectory(spec, n, width, height, rng, scale);
   const backdrop = drawBackground(spec.background, width, height, rng);
   const ghosts = options.afterimages ?? 0;
   if (!Number.isInteger(ghosts) || ghosts < 0 || ghosts > 8) {
@@ -482,13 +495,16 @@ function trajectory(
   width: number,
   height: number,
   rng: WorldRng,
+  scale: number,
 ): { centres: [number, number][]; sizes: number[] } {
   const side = Math.min(width, height);
+  const sized = (range: readonly [number, number]) => rng.uniform(...range) * scale;
   const [left, right, up, down] = extents(spec.shape);
   const progress = (t: number) => (n === 1 ? 0 : t / (n - 1));
   if (spec.motion === "growing" || spec.motion === "shrinking") {
-    const small = side * rng.uniform(...SCALING_SMALL);
-    const big = Math.min(side * SCALING_MAX, small * rng.uniform(...SCALING_FACTOR));
+    const maxBig = Math.min(SCALED_CAPS.scaling, SCALING_MAX * scale);
+    const small = side * Math.min(sized(SCALING_SMALL), maxBig / SCALING_FACTOR[0]);
+    const big = Math.min(side * maxBig, small * rng.uniform(...SCALING_FACTOR));
     const [x0, x1] = centreRange(width, big, left, right);
     const [y0, y1] = centreRange(height, big, up, down);
     const x = rng.uniform(x0, x1), y = rng.uniform(y0, y1);
@@ -496,7 +512,7 @@ function trajectory(
     const sizes = Array.from({ length: n }, (_, t) => from + (to - from) * progress(t));
     return { centres: sizes.map(() => [x, y]), sizes };
   }
-  const size = side * rng.uniform(...MOVING_SIZE);
+  const size = side * Math.min(SCALED_CAPS.moving, sized(MOVING_SIZE));
   const horizontal = spec.motion === "moving left" || spec.motion === "moving right";
   const sign = spec.motion === "moving right" || spec.motion === "moving down" ? 1 : -1;
   const [xr, yr] = [centreRange(width, size, left, right), centreRange(height, size, up, down)];
