@@ -241,7 +241,7 @@ const SCALING_FACTOR = [2, 2.8] as const;
 /** The largest size a growing object reaches, as a fraction of the shorter side. */
 const SCALING_MAX = 0.7;
 /** Whatever the object scale: the largest moving object, and the largest a scaling one gets. */
-const SCALED_CAPS = { moving: 0.5, scaling: 0.85 } as const;
+const SCALED_CAPS = { moving: 0.5, scaling: 0.75 } as const;
 
 /**
  * A small seeded PRNG (mulberry32): `next()` gives uniform floats in [0, 1).
