@@ -16,6 +16,7 @@ import type { GenerateRequest } from "../../engine/pipeline_types.ts";
 import { Gpu } from "../../kernels/gpu/device.ts";
 import { parsePictureArgs, sideBySide } from "./gallery.ts";
 import { renderClip } from "./world.ts";
+import { OUTPUT_FILES, type RecipeSummary, worldOptions } from "./recipe.ts";
 
 /** One README picture: a request without and with a control. */
 export interface ControlExample {
@@ -87,6 +88,13 @@ async function main(args: string[]): Promise<number> {
   await Deno.mkdir(out, { recursive: true });
   const t0 = performance.now();
   const device = await Gpu.create();
+  // The input clip is drawn as the shipped model's world (object scale, motion blur).
+  const recipe = JSON.parse(
+    await Deno.readTextFile(
+      new URL(`../../weights/demo_model/${OUTPUT_FILES.summary}`, import.meta.url),
+    ),
+  ) as RecipeSummary;
+  const world = worldOptions(recipe.config, true);
   let bytes = 0;
   try {
     for (const model of ["demo", "demo:paper"] as const) {
@@ -96,7 +104,8 @@ async function main(args: string[]): Promise<number> {
           let left: Frame[], right: Frame[];
           if (ex.inputClip) {
             const { seed: clipSeed, ...spec } = ex.inputClip;
-            left = renderClip(clipSeed, { ...spec, frames: 8, width: 64, height: 64 }).frames;
+            left = renderClip(clipSeed, { ...spec, frames: 8, width: 64, height: 64, ...world })
+              .frames;
             right = (await pipe.generate({ ...ex.after, seed, video: left })).frames;
           } else {
             left = (await pipe.generate({ ...ex.before!, seed })).frames;

@@ -947,9 +947,18 @@ class ClipSource implements SampleSource {
   }
 }
 
-/** The world options of a recipe: its object scale, and its afterimages unless `blurred` is false. */
-function worldOptions(
-  c: RecipeConfig,
+/**
+ * The world options of a recipe: its object scale, and its afterimages unless `blurred` is false
+ * (the VAE stages draw plain stills). Programs that draw the world a model was trained on (the
+ * controls' input clip, the probe) take them from its recipe.json `config`.
+ *
+ * @example
+ * ```ts
+ * renderClip(1, { frames: 8, ...worldOptions(DEMO_RECIPE, true) });
+ * ```
+ */
+export function worldOptions(
+  c: Pick<RecipeConfig, "afterimages" | "afterimageSpacing" | "objectScale">,
   blurred: boolean,
 ): { afterimages?: number; afterimageSpacing?: number; objectScale?: number } {
   const scale = { objectScale: c.objectScale };
