@@ -149,7 +149,10 @@ export interface RecipeConfig {
   afterimages?: number;
   /** Spacing of the afterimages as a fraction of the object's size (world.ts default if omitted). */
   afterimageSpacing?: number;
-  /** Object sizes in every stage, VAE included, as world.ts `objectScale` (default 1). */
+  /**
+   * Object sizes in the UNet, motion and paper stages, as world.ts `objectScale` (default 1).
+   * The VAE stages draw the default sizes (see {@link worldOptions}).
+   */
   objectScale?: number;
   stages: Record<TrainedStage, StageSettings>;
 }
@@ -884,8 +887,8 @@ class StillSource implements SampleSource {
     readonly config: RecipeConfig,
     label: string,
     readonly background: Background | null,
-    /** Draw the recipe's afterimages (false: plain stills, for the VAE stages). */
-    readonly blurred = true,
+    /** Draw the diffusion stages' world (false: the default world's plain stills, VAE stages). */
+    readonly diffusion = true,
   ) {
     this.dealer = new PromptDealer(config, `stills ${label}`);
   }
@@ -907,7 +910,7 @@ class StillSource implements SampleSource {
         width: s,
         height: s,
         captionWithMotion: true,
-        ...worldOptions(this.config, this.blurred),
+        ...worldOptions(this.config, this.diffusion),
       });
       const rgba = crop ? cropAround(still, crop, this.dealer.rng) : still.frame.data;
       putPixels(data, i * per, rgba);
@@ -948,9 +951,12 @@ class ClipSource implements SampleSource {
 }
 
 /**
- * The world options of a recipe: its object scale, and its afterimages unless `blurred` is false
- * (the VAE stages draw plain stills). Programs that draw the world a model was trained on (the
- * controls' input clip, the probe) take them from its recipe.json `config`.
+ * The world options of a recipe's diffusion stages (UNet, motion, paper): its object scale and
+ * afterimages. With `diffusion` false (the VAE, decoder, calibration and scaling-factor stills)
+ * none: the VAE stages draw the default world's plain stills. A convolutional VAE learns colours
+ * and edges at any size, and this keeps those stages independent of the diffusion stages' world.
+ * Programs that draw the world a model was trained on (the controls' input clip, the probe) take
+ * these from its recipe.json `config`.
  *
  * @example
  * ```ts
@@ -959,12 +965,15 @@ class ClipSource implements SampleSource {
  */
 export function worldOptions(
   c: Pick<RecipeConfig, "afterimages" | "afterimageSpacing" | "objectScale">,
-  blurred: boolean,
+  diffusion: boolean,
 ): { afterimages?: number; afterimageSpacing?: number; objectScale?: number } {
-  const scale = { objectScale: c.objectScale };
-  return blurred
-    ? { ...scale, afterimages: c.afterimages, afterimageSpacing: c.afterimageSpacing }
-    : scale;
+  return diffusion
+    ? {
+      objectScale: c.objectScale,
+      afterimages: c.afterimages,
+      afterimageSpacing: c.afterimageSpacing,
+    }
+    : {};
 }
 
 /** What a stage trains on: pixels with prompts, or (pooled) latents with prompts. */
