@@ -203,9 +203,10 @@ export interface RenderOptions extends Partial<ClipSpec> {
   afterimageSpacing?: number;
   /**
    * How big objects are drawn, as a multiple of the world's sizes (default 1; in [0.5, 2]).
-   * Sizes stay capped so that the object fits the frame and a moving one still travels. After
-   * the VAE's 8x downsampling a 64 x 64 frame is 8 x 8 latent pixels: at scale 1 an object spans
-   * about 2 of them, too few for its shape; larger objects keep their shape and colour.
+   * Sizes stay capped (a moving object at half the frame side, a growing or shrinking one at
+   * 0.75) so that the object fits and a moving one still travels. After the VAE's 8x
+   * downsampling a 64 x 64 frame is 8 x 8 latent pixels: at scale 1 an object spans about 2 of
+   * them, too few for its shape.
    */
   objectScale?: number;
 }
