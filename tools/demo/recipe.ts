@@ -171,7 +171,7 @@ const POOL_ENCODE_IMAGES = 32;
 const SCALING_SAMPLES = 64;
 
 /**
- * The full-size recipe: 1 h 47 min on lavapipe (2 CPU cores); see tools/demo/train.ts.
+ * The full-size recipe: 1 h 54 min on lavapipe (2 CPU cores); see tools/demo/train.ts.
  *
  * @example
  * ```ts
@@ -215,12 +215,31 @@ export const DEMO_RECIPE: RecipeConfig = {
   paperLora: { rank: 16, alpha: 16 },
   nullTextRatio: 0.1,
   maxGradNorm: 1,
+  objectScale: 1.4,
+  afterimages: 8,
+  afterimageSpacing: 0.12,
   stages: {
-    // Measured on lavapipe (2 cores, shared): 2.0, 1.4, 1.5, 1.7 and 2.1 s/step; 1 h 47 min in all
-    // with the latent pools' encoding (weights/demo_model/recipe.json has every stage's figures).
+    // Measured on lavapipe (2 cores, shared): vae 2.0, unet 1.0, motion 0.87, paper 1.0 and
+    // decoder 2.1 s/step; 1 h 54 min in all with the latent pools' encoding
+    // (weights/demo_model/recipe.json has every stage's figures). The VAE stages draw the default
+    // world; objectScale and the afterimages are the diffusion stages' (see worldOptions).
     vae: { steps: 1400, batch: 4, lr: 2e-3, warmup: 50 },
-    unet: { steps: 1200, batch: 16, lr: 5e-4, warmup: 60, pool: 4096 },
-    motion: { steps: 480, batch: 2, lr: 5e-4, warmup: 25, pool: 768 },
+    unet: {
+      steps: 1300,
+      batch: 16,
+      lr: 5e-4,
+      warmup: 60,
+      pool: 4096,
+      highNoise: { from: 500, share: 0.3 },
+    },
+    motion: {
+      steps: 1400,
+      batch: 2,
+      lr: 5e-4,
+      warmup: 50,
+      pool: 1536,
+      highNoise: { from: 500, share: 0.5 },
+    },
     paper: { steps: 180, batch: 16, lr: 1e-3, warmup: 12, pool: 2048 },
     decoder: { steps: 240, batch: 4, lr: 5e-4, warmup: 12 },
   },
