@@ -6,6 +6,8 @@
  *
  *   deno task bench:demo                        # the built-in demo, then demo:paper
  *   deno task bench:demo --model m.safetensors --motion-module mm.safetensors [--background paper]
+ *   deno task bench:demo --model DIR            # a `deno task demo:train` folder: its own motion
+ *                                               # module and config, at the demo's defaults
  *   flags: --count N (>= 1, default 48) --seed N --frames N --size N --steps N --guidance X
  *          --gifs DIR (write every animation) --json FILE
  *
@@ -22,6 +24,7 @@ import { encodeGif } from "../engine/output/gif.ts";
 import type { Frame } from "../engine/output/frame.ts";
 import { allPrompts, type Background, parsePrompt, WorldRng } from "../tools/demo/world.ts";
 import { type Score, scoreAnimation } from "../tools/demo/classify.ts";
+import { OUTPUT_FILES } from "../tools/demo/recipe.ts";
 
 /** Generation seeds of the bench start here; training and its validation stay below. */
 export const BENCH_SEED_BASE = 900_000;
@@ -239,8 +242,16 @@ export function formatRates(name: string, r: Rates): string {
     `${pct(r.motion)} ${pct(r.background)} ${pct(r.oneObject)}`;
 }
 
-/** A model to measure and the background it should draw. */
-interface Variant {
+/**
+ * A model to measure and the background it should draw.
+ *
+ * @example
+ * ```ts
+ * const [v] = await variantsOf(parseDemoArgs(["--model", "demo-weights"]));
+ * v.demoSettings; // true for a `deno task demo:train` folder
+ * ```
+ */
+export interface Variant {
   name: string;
   model?: string;
   motionModule?: string;
@@ -248,19 +259,48 @@ interface Variant {
   background: Background;
   /** Reported as unavailable instead of failing when it does not load. */
   optional: boolean;
+  /** Generate at the demo's defaults (a `deno task demo:train` folder), not a request's. */
+  demoSettings?: boolean;
 }
 
-/** The models to measure: the one named, else the built-in demo and then `demo:paper`. */
-function variantsOf(o: DemoBenchOptions): Variant[] {
+/** Whether `path` exists. */
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/**
+ * The models to measure: the one named, else the built-in demo and then `demo:paper`. A
+ * `deno task demo:train` folder (it holds recipe.json) is measured at the demo's defaults with its
+ * own motion module; a motion-module file with a `<name>.config.json` beside it (as demo:train
+ * writes) loads with that config unless `--motion-module-config` names one: its heads and groups
+ * are not in the weights, and the defaults would load it silently wrong.
+ *
+ * @example
+ * ```ts
+ * const variants = await variantsOf(parseDemoArgs([])); // demo, demo:paper
+ * ```
+ */
+export async function variantsOf(o: DemoBenchOptions): Promise<Variant[]> {
   if (o.model) {
     const background = o.background ?? (/paper/i.test(o.model) ? "paper" : "dark");
+    const trained = await exists(join(o.model, OUTPUT_FILES.summary));
+    let motionModule = o.motionModule;
+    if (!motionModule && trained && await exists(join(o.model, OUTPUT_FILES.motion))) {
+      motionModule = join(o.model, OUTPUT_FILES.motion);
+    }
+    let motionModuleConfig = o.motionModuleConfig;
+    const beside = motionModule?.replace(/\.(safetensors|ckpt|pt|pth)$/i, ".config.json");
+    if (!motionModuleConfig && beside && beside !== motionModule && await exists(beside)) {
+      motionModuleConfig = beside;
+    }
     return [{
       name: o.model,
       model: o.model,
-      motionModule: o.motionModule,
-      motionModuleConfig: o.motionModuleConfig,
+      motionModule,
+      motionModuleConfig,
       background,
       optional: false,
+      demoSettings: trained,
     }];
   }
   return [
@@ -285,7 +325,7 @@ async function main(): Promise<number> {
   const report: Record<string, unknown>[] = [];
   console.log(`${cases.length} prompt/seed pairs (case seed ${o.seed})`);
   console.log(`${"model".padEnd(12)}    n colour  shape motion     bg    one`);
-  for (const v of variantsOf(o)) {
+  for (const v of await variantsOf(o)) {
     let pipe;
     try {
       pipe = await loadPipeline({
@@ -301,7 +341,9 @@ async function main(): Promise<number> {
       continue;
     }
     try {
-      const d = pipe.info.demo ? { ...REQUEST_DEFAULTS, ...DEMO_DEFAULTS } : REQUEST_DEFAULTS;
+      const d = pipe.info.demo || v.demoSettings
+        ? { ...REQUEST_DEFAULTS, ...DEMO_DEFAULTS }
+        : REQUEST_DEFAULTS;
       const size = o.size ?? d.width;
       const settings = {
         frames: o.frames ?? d.frames,

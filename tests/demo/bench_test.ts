@@ -6,6 +6,7 @@ import {
   formatRates,
   parseDemoArgs,
   rates,
+  variantsOf,
 } from "../../bench/demo.ts";
 import { allPrompts, parsePrompt, renderClip } from "../../tools/demo/world.ts";
 import { scoreAnimation } from "../../tools/demo/classify.ts";
@@ -89,4 +90,39 @@ Deno.test("bench:demo rates: fractions per field over scored animations", () => 
   assertEquals(r, { n: 2, colour: 1, shape: 1, motion: 1, background: 0.5, oneObject: 1 });
   assertEquals(rates([]).n, 0);
   assertEquals(formatRates("demo", r), "demo            2   100%   100%   100%    50%   100%");
+});
+
+Deno.test("bench:demo variants: a demo:train folder brings its motion module, config and settings", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const plain = await variantsOf(parseDemoArgs(["--model", dir]));
+    assertEquals(
+      [plain[0].motionModule, plain[0].motionModuleConfig, plain[0].demoSettings],
+      [undefined, undefined, false],
+      "not a demo:train folder: as given, at a request's defaults",
+    );
+    await Deno.writeTextFile(`${dir}/recipe.json`, "{}");
+    await Deno.writeFile(`${dir}/motion_module.safetensors`, new Uint8Array(8));
+    const noConfig = await variantsOf(parseDemoArgs(["--model", dir]));
+    assertEquals(noConfig[0].motionModule, `${dir}/motion_module.safetensors`);
+    assertEquals([noConfig[0].motionModuleConfig, noConfig[0].demoSettings], [undefined, true]);
+    await Deno.writeTextFile(`${dir}/motion_module.config.json`, "{}");
+    const [v] = await variantsOf(parseDemoArgs(["--model", dir, "--background", "paper"]));
+    assertEquals(
+      [v.motionModule, v.motionModuleConfig, v.demoSettings, v.background],
+      [`${dir}/motion_module.safetensors`, `${dir}/motion_module.config.json`, true, "paper"],
+    );
+    // A lone module file finds the config beside it; flags given win.
+    const [lone] = await variantsOf(
+      parseDemoArgs(["--model", "x", "--motion-module", `${dir}/motion_module.safetensors`]),
+    );
+    assertEquals(lone.motionModuleConfig, `${dir}/motion_module.config.json`);
+    const [given] = await variantsOf(
+      parseDemoArgs(["--model", dir, "--motion-module-config", "mine.json"]),
+    );
+    assertEquals(given.motionModuleConfig, "mine.json");
+    assertEquals((await variantsOf(parseDemoArgs([]))).map((x) => x.name), ["demo", "demo:paper"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
