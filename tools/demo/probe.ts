@@ -22,6 +22,7 @@ import { fileURLToPath } from "node:url";
 import { createTrainer } from "../../engine/training/trainer.ts";
 import { TorchGenerator } from "../../engine/rng.ts";
 import { COLOURS, renderClip } from "./world.ts";
+import { worldOptions } from "./recipe.ts";
 
 const OPPOSITE: Record<string, string> = {
   "moving left": "moving right",
@@ -50,9 +51,8 @@ export async function probeMotionWords(
   const recipe = JSON.parse(await Deno.readTextFile(join(dir, "recipe.json")));
   const { size: S, frames: F } = recipe.config as { size: number; frames: number };
   const world = {
+    ...worldOptions(recipe.config, true),
     afterimages: o.afterimages ?? recipe.config.afterimages ?? 0,
-    afterimageSpacing: recipe.config.afterimageSpacing,
-    objectScale: recipe.config.objectScale,
   };
   const B = o.clips ?? 8, side = S / 8;
   const clips = Array.from(
@@ -83,18 +83,15 @@ export async function probeMotionWords(
   // model reads the motion and colour words at all (the module sees text only through it).
   const file = join(dir, "motion_module.safetensors");
   const trained = await Deno.stat(file).then(() => true, () => false);
-  const runs: [ProbeRow, string[], string | undefined][] = [
-    ...(trained
-      ? [["own", own, file], ["opposite", opposite, file], ["empty", own.map(() => ""), file]] as [
-        ProbeRow,
-        string[],
-        string,
-      ][]
-      : []),
+  const runs: [ProbeRow, string[], string | undefined][] = [];
+  if (trained) {
+    runs.push(["own", own, file], ["opposite", opposite, file], ["empty", own.map(() => ""), file]);
+  }
+  runs.push(
     ["identity", own, undefined],
     ["identity, opposite", opposite, undefined],
     ["identity, other colour", otherColour, undefined],
-  ];
+  );
   for (const [name, prompts, motionModule] of runs) {
     const trainer = await createTrainer({ train: "motion", model: dir, motionModule, seed: 1 });
     try {
