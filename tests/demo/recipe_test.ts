@@ -9,6 +9,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { gpuTest, testGpu } from "../gpu.ts";
 import {
   checkRecipe,
+  DEMO_RECIPE,
   microRecipe,
   OUTPUT_FILES,
   type RecipeConfig,
@@ -221,3 +222,23 @@ Deno.test("demo recipe: bad world options are refused before any training", () =
   }
   checkRecipe({ ...microRecipe(1), objectScale: 1.4, afterimages: 3, afterimageSpacing: 0.3 });
 });
+
+Deno.test("demo recipe: the shipped weights' recipe.json is DEMO_RECIPE (demo:train rebuilds them)", async () => {
+  const shipped = JSON.parse(
+    await Deno.readTextFile(new URL("../../weights/demo_model/recipe.json", import.meta.url)),
+  );
+  const config = structuredClone(shipped.config) as RecipeConfig;
+  // The only value measured while training: the VAE's latent scaling factor (1 before).
+  assert(config.vae.scalingFactor > 0 && config.vae.scalingFactor !== 1);
+  config.vae.scalingFactor = DEMO_RECIPE.vae.scalingFactor;
+  assertEquals(sortedKeys(config), sortedKeys(DEMO_RECIPE));
+});
+
+/** `x` with every object's keys in sorted order (JSON comparison regardless of key order). */
+function sortedKeys(x: unknown): unknown {
+  if (Array.isArray(x)) return x.map(sortedKeys);
+  if (x === null || typeof x !== "object") return x;
+  return Object.fromEntries(
+    Object.keys(x).sort().map((k) => [k, sortedKeys((x as Record<string, unknown>)[k])]),
+  );
+}
